@@ -1,0 +1,3 @@
+# PLACEHOLDER: replaced by the pipeline work in progress.
+class VideoLatentPipelineOutput:
+    pass

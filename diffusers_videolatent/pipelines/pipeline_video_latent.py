@@ -1,0 +1,6 @@
+# PLACEHOLDER: replaced by the pipeline work in progress.
+from diffusers import DiffusionPipeline
+
+
+class VideoLatentPipeline(DiffusionPipeline):
+    pass
