@@ -1,10 +1,1223 @@
-# PLACEHOLDER: replaced by the UNet work in progress.
-from diffusers import ConfigMixin, ModelMixin  # noqa: F401
+# Copyright 2026 The diffusers-videolatent authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""A spatio-temporal U-Net for video latents `[B, C, F, H, W]`, built from diffusers' own layers.
+
+Each resolution level is a stack of layers; a layer is a spatial `ResnetBlock2D`, then optionally a temporal
+convolution over frames, a spatial transformer (self-attention over H*W and cross-attention to the text) and a temporal
+transformer (attention over frames at each spatial position). Per-level config tuples choose which parts exist, which is
+general enough to represent diffusers' `UNet3DConditionModel` (ModelScope), `UNetMotionModel` (AnimateDiff) and an
+inflated `UNet2DConditionModel` exactly; the converters at the bottom of this file are pure state-dict key maps.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from diffusers.loaders import PeftAdapterMixin
+from diffusers.models.activations import get_activation
+from diffusers.models.attention import AttentionMixin, BasicTransformerBlock
+from diffusers.models.attention_processor import (
+    CROSS_ATTENTION_PROCESSORS,
+    Attention,
+    AttnProcessor,
+    FusedAttnProcessor2_0,
+)
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from diffusers.models.resnet import Downsample2D, ResnetBlock2D, TemporalConvLayer, Upsample2D
+from diffusers.models.transformers.transformer_2d import Transformer2DModel
+from diffusers.utils import BaseOutput
+from torch import nn
 
 
-class UNetSpatioTemporalOutput:
-    pass
+TEMPORAL_POSITION_EMBEDDINGS = ("none", "sinusoidal", "learned")
 
 
-class UNetSpatioTemporalModel(ModelMixin, ConfigMixin):
-    pass
+@dataclass
+class UNetSpatioTemporalOutput(BaseOutput):
+    """
+    The output of [`UNetSpatioTemporalModel`].
+
+    Args:
+        sample (`torch.Tensor` of shape `(batch_size, out_channels, num_frames, height, width)`):
+            The predicted noise (or v / flow velocity, depending on how the model was trained).
+    """
+
+    sample: torch.Tensor
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Temporal layers
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class LearnedFramePositionalEmbedding(nn.Module):
+    """Adds a learned vector per frame index to a `(batch, num_frames, dim)` sequence."""
+
+    def __init__(self, embed_dim: int, max_frames: int):
+        super().__init__()
+        self.embedding = nn.Parameter(torch.zeros(1, max_frames, embed_dim))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        num_frames = hidden_states.shape[1]
+        return hidden_states + self.embedding[:, :num_frames].to(hidden_states.dtype)  # (N, F, D)
+
+
+class TemporalTransformer(nn.Module):
+    r"""
+    Attention over frames at each spatial position, added back as a residual (the temporal transformer of ModelScope
+    and the motion module of AnimateDiff share this layout).
+
+    Parameters:
+        in_channels (`int`): Channels of the input feature map.
+        num_attention_heads (`int`): Number of attention heads.
+        attention_head_dim (`int`): Channels per head; `num_attention_heads * attention_head_dim` is the inner width.
+        num_layers (`int`, *optional*, defaults to 1): Number of `BasicTransformerBlock`s.
+        norm_num_groups (`int`, *optional*, defaults to 32): Groups of the input `GroupNorm`.
+        position_embedding (`str`, *optional*, defaults to `"none"`):
+            Frame positional encoding added before each attention: `"none"`, `"sinusoidal"` (AnimateDiff) or
+            `"learned"` (a table of `max_frames` vectors per block).
+        max_frames (`int`, *optional*, defaults to 32): Frames the positional table holds.
+        upcast_attention (`bool`, *optional*, defaults to `False`): Compute attention scores in float32.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_attention_heads: int,
+        attention_head_dim: int,
+        num_layers: int = 1,
+        norm_num_groups: int = 32,
+        position_embedding: str = "none",
+        max_frames: int = 32,
+        upcast_attention: bool = False,
+    ):
+        super().__init__()
+        inner_dim = num_attention_heads * attention_head_dim
+
+        self.norm = nn.GroupNorm(num_groups=norm_num_groups, num_channels=in_channels, eps=1e-6, affine=True)
+        self.proj_in = nn.Linear(in_channels, inner_dim)
+        self.transformer_blocks = nn.ModuleList(
+            [
+                BasicTransformerBlock(
+                    inner_dim,
+                    num_attention_heads,
+                    attention_head_dim,
+                    activation_fn="geglu",
+                    attention_bias=False,
+                    double_self_attention=True,
+                    upcast_attention=upcast_attention,
+                    positional_embeddings="sinusoidal" if position_embedding == "sinusoidal" else None,
+                    num_positional_embeddings=max_frames,
+                )
+                for _ in range(num_layers)
+            ]
+        )
+        if position_embedding == "learned":
+            # `BasicTransformerBlock` adds `pos_embed` to the normalised states before each attention.
+            for block in self.transformer_blocks:
+                block.pos_embed = LearnedFramePositionalEmbedding(inner_dim, max_frames)
+        self.proj_out = nn.Linear(inner_dim, in_channels)
+
+        self.gradient_checkpointing = False
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        num_frames: int,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        batch_frames, channels, height, width = hidden_states.shape  # (B*F, C, H, W)
+        batch_size = batch_frames // num_frames
+        residual = hidden_states
+
+        hidden_states = hidden_states.reshape(batch_size, num_frames, channels, height, width)
+        hidden_states = self.norm(hidden_states.permute(0, 2, 1, 3, 4))  # (B, C, F, H, W)
+        hidden_states = hidden_states.permute(0, 3, 4, 2, 1).reshape(batch_size * height * width, num_frames, channels)
+        hidden_states = self.proj_in(hidden_states)  # (B*H*W, F, D)
+
+        for block in self.transformer_blocks:
+            if torch.is_grad_enabled() and self.gradient_checkpointing:
+                hidden_states = self._gradient_checkpointing_func(
+                    block, hidden_states, None, None, None, None, cross_attention_kwargs
+                )
+            else:
+                hidden_states = block(hidden_states, cross_attention_kwargs=cross_attention_kwargs)
+
+        hidden_states = self.proj_out(hidden_states)  # (B*H*W, F, C)
+        hidden_states = hidden_states.reshape(batch_size, height, width, num_frames, channels)
+        hidden_states = hidden_states.permute(0, 3, 4, 1, 2).reshape(batch_frames, channels, height, width)
+        return hidden_states + residual  # (B*F, C, H, W)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Blocks
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _spatial_transformer(channels: int, num_layers: int, num_attention_heads: int, options: dict) -> nn.Module:
+    return Transformer2DModel(
+        num_attention_heads,
+        channels // num_attention_heads,
+        in_channels=channels,
+        num_layers=num_layers,
+        cross_attention_dim=options["cross_attention_dim"],
+        norm_num_groups=options["norm_num_groups"],
+        use_linear_projection=options["use_linear_projection"],
+        upcast_attention=options["upcast_attention"],
+    )
+
+
+def _temporal_transformer(channels: int, num_layers: int, num_attention_heads: int, options: dict) -> nn.Module:
+    return TemporalTransformer(
+        channels,
+        num_attention_heads,
+        channels // num_attention_heads,
+        num_layers=num_layers,
+        norm_num_groups=options["norm_num_groups"],
+        position_embedding=options["temporal_position_embedding"],
+        max_frames=options["temporal_max_frames"],
+        upcast_attention=options["upcast_attention"],
+    )
+
+
+def _temporal_conv(channels: int, options: dict) -> nn.Module:
+    return TemporalConvLayer(
+        channels, channels, dropout=options["temporal_conv_dropout"], norm_num_groups=options["norm_num_groups"]
+    )
+
+
+def _resnet(in_channels: int, out_channels: int, options: dict, output_scale_factor: float = 1.0) -> nn.Module:
+    return ResnetBlock2D(
+        in_channels=in_channels,
+        out_channels=out_channels,
+        temb_channels=options["temb_channels"],
+        eps=options["norm_eps"],
+        groups=options["norm_num_groups"],
+        non_linearity=options["act_fn"],
+        output_scale_factor=output_scale_factor,
+    )
+
+
+class _SpatioTemporalLayers(nn.Module):
+    """Runs `resnet -> temporal conv -> spatial transformer -> temporal transformer` for each layer of a level."""
+
+    def _layer(
+        self,
+        index: int,
+        hidden_states: torch.Tensor,
+        temb: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        num_frames: int,
+        cross_attention_kwargs: dict[str, Any] | None,
+    ) -> torch.Tensor:
+        checkpointing = torch.is_grad_enabled() and self.gradient_checkpointing
+        if checkpointing:
+            hidden_states = self._gradient_checkpointing_func(self.resnets[index], hidden_states, temb)
+        else:
+            hidden_states = self.resnets[index](hidden_states, temb)
+        if len(self.temporal_convs) > 0:
+            if checkpointing:
+                hidden_states = self._gradient_checkpointing_func(
+                    self.temporal_convs[index], hidden_states, num_frames
+                )
+            else:
+                hidden_states = self.temporal_convs[index](hidden_states, num_frames=num_frames)
+        if len(self.attentions) > 0:
+            hidden_states = self.attentions[index](
+                hidden_states,
+                encoder_hidden_states=encoder_hidden_states,
+                cross_attention_kwargs=cross_attention_kwargs,
+                return_dict=False,
+            )[0]
+        if len(self.temporal_attentions) > 0:
+            hidden_states = self.temporal_attentions[index](
+                hidden_states, num_frames=num_frames, cross_attention_kwargs=cross_attention_kwargs
+            )
+        return hidden_states
+
+
+class SpatioTemporalDownBlock(_SpatioTemporalLayers):
+    """One level of the down path: `num_layers` spatio-temporal layers, then an optional 2x spatial downsample."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        num_layers: int,
+        transformer_layers: int,
+        temporal_transformer_layers: int,
+        use_temporal_conv: bool,
+        num_attention_heads: int,
+        temporal_num_attention_heads: int,
+        add_downsample: bool,
+        options: dict,
+    ):
+        super().__init__()
+        self.resnets = nn.ModuleList(
+            [_resnet(in_channels if i == 0 else out_channels, out_channels, options) for i in range(num_layers)]
+        )
+        self.temporal_convs = nn.ModuleList(
+            [_temporal_conv(out_channels, options) for _ in range(num_layers if use_temporal_conv else 0)]
+        )
+        self.attentions = nn.ModuleList(
+            [
+                _spatial_transformer(out_channels, transformer_layers, num_attention_heads, options)
+                for _ in range(num_layers if transformer_layers > 0 else 0)
+            ]
+        )
+        self.temporal_attentions = nn.ModuleList(
+            [
+                _temporal_transformer(out_channels, temporal_transformer_layers, temporal_num_attention_heads, options)
+                for _ in range(num_layers if temporal_transformer_layers > 0 else 0)
+            ]
+        )
+        self.downsamplers = None
+        if add_downsample:
+            self.downsamplers = nn.ModuleList(
+                [
+                    Downsample2D(
+                        out_channels,
+                        use_conv=True,
+                        out_channels=out_channels,
+                        padding=options["downsample_padding"],
+                        name="op",
+                    )
+                ]
+            )
+        self.gradient_checkpointing = False
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        temb: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        num_frames: int,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        output_states = ()
+        for index in range(len(self.resnets)):
+            hidden_states = self._layer(
+                index, hidden_states, temb, encoder_hidden_states, num_frames, cross_attention_kwargs
+            )
+            output_states = output_states + (hidden_states,)
+
+        if self.downsamplers is not None:
+            for downsampler in self.downsamplers:
+                hidden_states = downsampler(hidden_states)
+            output_states = output_states + (hidden_states,)
+        return hidden_states, output_states
+
+
+class SpatioTemporalMidBlock(nn.Module):
+    """The bottleneck: a resnet (+ temporal conv), then `num_layers` x (spatial, temporal transformer, resnet, conv)."""
+
+    def __init__(
+        self,
+        channels: int,
+        num_layers: int,
+        transformer_layers: int,
+        temporal_transformer_layers: int,
+        use_temporal_conv: bool,
+        num_attention_heads: int,
+        temporal_num_attention_heads: int,
+        output_scale_factor: float,
+        options: dict,
+    ):
+        super().__init__()
+        self.resnets = nn.ModuleList(
+            [_resnet(channels, channels, options, output_scale_factor) for _ in range(num_layers + 1)]
+        )
+        self.temporal_convs = nn.ModuleList(
+            [_temporal_conv(channels, options) for _ in range(num_layers + 1 if use_temporal_conv else 0)]
+        )
+        self.attentions = nn.ModuleList(
+            [
+                _spatial_transformer(channels, transformer_layers, num_attention_heads, options)
+                for _ in range(num_layers if transformer_layers > 0 else 0)
+            ]
+        )
+        self.temporal_attentions = nn.ModuleList(
+            [
+                _temporal_transformer(channels, temporal_transformer_layers, temporal_num_attention_heads, options)
+                for _ in range(num_layers if temporal_transformer_layers > 0 else 0)
+            ]
+        )
+        self.gradient_checkpointing = False
+
+    def _resnet_and_conv(self, index: int, hidden_states: torch.Tensor, temb: torch.Tensor, num_frames: int):
+        checkpointing = torch.is_grad_enabled() and self.gradient_checkpointing
+        if checkpointing:
+            hidden_states = self._gradient_checkpointing_func(self.resnets[index], hidden_states, temb)
+        else:
+            hidden_states = self.resnets[index](hidden_states, temb)
+        if len(self.temporal_convs) > 0:
+            if checkpointing:
+                hidden_states = self._gradient_checkpointing_func(
+                    self.temporal_convs[index], hidden_states, num_frames
+                )
+            else:
+                hidden_states = self.temporal_convs[index](hidden_states, num_frames=num_frames)
+        return hidden_states
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        temb: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        num_frames: int,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        hidden_states = self._resnet_and_conv(0, hidden_states, temb, num_frames)
+        for index in range(1, len(self.resnets)):
+            if len(self.attentions) > 0:
+                hidden_states = self.attentions[index - 1](
+                    hidden_states,
+                    encoder_hidden_states=encoder_hidden_states,
+                    cross_attention_kwargs=cross_attention_kwargs,
+                    return_dict=False,
+                )[0]
+            if len(self.temporal_attentions) > 0:
+                hidden_states = self.temporal_attentions[index - 1](
+                    hidden_states, num_frames=num_frames, cross_attention_kwargs=cross_attention_kwargs
+                )
+            hidden_states = self._resnet_and_conv(index, hidden_states, temb, num_frames)
+        return hidden_states
+
+
+class SpatioTemporalUpBlock(_SpatioTemporalLayers):
+    """One level of the up path: each layer first concatenates a skip connection; then an optional 2x upsample."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        prev_output_channels: int,
+        out_channels: int,
+        num_layers: int,
+        transformer_layers: int,
+        temporal_transformer_layers: int,
+        use_temporal_conv: bool,
+        num_attention_heads: int,
+        temporal_num_attention_heads: int,
+        add_upsample: bool,
+        options: dict,
+    ):
+        super().__init__()
+        resnets = []
+        for i in range(num_layers):
+            skip_channels = in_channels if i == num_layers - 1 else out_channels
+            resnet_in_channels = prev_output_channels if i == 0 else out_channels
+            resnets.append(_resnet(resnet_in_channels + skip_channels, out_channels, options))
+        self.resnets = nn.ModuleList(resnets)
+        self.temporal_convs = nn.ModuleList(
+            [_temporal_conv(out_channels, options) for _ in range(num_layers if use_temporal_conv else 0)]
+        )
+        self.attentions = nn.ModuleList(
+            [
+                _spatial_transformer(out_channels, transformer_layers, num_attention_heads, options)
+                for _ in range(num_layers if transformer_layers > 0 else 0)
+            ]
+        )
+        self.temporal_attentions = nn.ModuleList(
+            [
+                _temporal_transformer(out_channels, temporal_transformer_layers, temporal_num_attention_heads, options)
+                for _ in range(num_layers if temporal_transformer_layers > 0 else 0)
+            ]
+        )
+        self.upsamplers = None
+        if add_upsample:
+            self.upsamplers = nn.ModuleList([Upsample2D(out_channels, use_conv=True, out_channels=out_channels)])
+        self.gradient_checkpointing = False
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        res_hidden_states_tuple: tuple[torch.Tensor, ...],
+        temb: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        num_frames: int,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        for index in range(len(self.resnets)):
+            res_hidden_states = res_hidden_states_tuple[-1 - index]
+            hidden_states = torch.cat([hidden_states, res_hidden_states], dim=1)  # (B*F, C + C_skip, H, W)
+            hidden_states = self._layer(
+                index, hidden_states, temb, encoder_hidden_states, num_frames, cross_attention_kwargs
+            )
+
+        if self.upsamplers is not None:
+            for upsampler in self.upsamplers:
+                hidden_states = upsampler(hidden_states)
+        return hidden_states
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _per_level(value: Any, name: str, num_levels: int) -> tuple:
+    if isinstance(value, (list, tuple)):
+        if len(value) != num_levels:
+            raise ValueError(
+                f"`{name}` must have one entry per level ({num_levels} levels, from `block_out_channels`), "
+                f"got {len(value)}: {value}."
+            )
+        return tuple(value)
+    return (value,) * num_levels
+
+
+class UNetSpatioTemporalModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
+    r"""
+    A spatio-temporal U-Net that denoises video latents `[B, C, F, H, W]` conditioned on a timestep and on text given
+    once per video.
+
+    Per-level arguments accept an `int`/`bool` (same for every level) or a tuple with one entry per level, in down-path
+    order; the up path mirrors them (with one more layer per level, as in diffusers' U-Nets).
+
+    Parameters:
+        sample_size (`int`, *optional*, defaults to `None`): Height and width of the latent, for documentation only.
+        in_channels (`int`, *optional*, defaults to 4): Channels of the noisy latent `sample`.
+        out_channels (`int`, *optional*, defaults to 4): Channels of the prediction.
+        conditioning_channels (`int`, *optional*, defaults to 0):
+            Channels of `conditioning_latents` concatenated to `sample` (image-to-video); 0 turns them off.
+        block_out_channels (`tuple[int]`, *optional*, defaults to `(320, 640, 1280, 1280)`): Channels per level.
+        layers_per_block (`int` or `tuple[int]`, *optional*, defaults to 2): Spatial resnet layers per down level.
+        transformer_layers_per_block (`int` or `tuple[int]`, *optional*, defaults to `(1, 1, 1, 0)`):
+            Blocks in the spatial transformer after each layer; 0 means no spatial transformer at that level.
+        temporal_transformer_layers_per_block (`int` or `tuple[int]`, *optional*, defaults to 1):
+            Blocks in the temporal transformer after each layer; 0 means none at that level.
+        temporal_conv_per_block (`bool` or `tuple[bool]`, *optional*, defaults to `False`):
+            Whether each layer has a temporal convolution over frames after its resnet.
+        num_attention_heads (`int` or `tuple[int]`, *optional*, defaults to 8): Heads of the spatial transformers.
+        temporal_num_attention_heads (`int` or `tuple[int]`, *optional*, defaults to 8):
+            Heads of the temporal transformers.
+        mid_block_layers (`int`, *optional*, defaults to 1): (attention, resnet) pairs after the mid block's resnet.
+        mid_transformer_layers (`int`, *optional*, defaults to 1): Spatial transformer blocks in the mid block.
+        mid_temporal_transformer_layers (`int`, *optional*, defaults to 1):
+            Temporal transformer blocks in the mid block; 0 means none.
+        mid_temporal_conv (`bool`, *optional*, defaults to `False`): Temporal convolutions in the mid block.
+        input_temporal_transformer_layers (`int`, *optional*, defaults to 0):
+            Blocks of a temporal transformer right after `conv_in` (ModelScope's `transformer_in`); 0 means none.
+        input_temporal_num_attention_heads (`int`, *optional*, defaults to 8): Heads of that input transformer.
+        input_temporal_attention_head_dim (`int`, *optional*, defaults to `None`):
+            Channels per head of that input transformer; `None` means `block_out_channels[0] // heads`.
+        temporal_position_embedding (`str`, *optional*, defaults to `"sinusoidal"`):
+            Frame positional encoding of the temporal transformers: `"none"`, `"sinusoidal"` or `"learned"`.
+        temporal_max_frames (`int`, *optional*, defaults to 32): Frames the positional tables hold.
+        temporal_conv_dropout (`float`, *optional*, defaults to 0.1): Dropout inside the temporal convolutions.
+        cross_attention_dim (`int`, *optional*, defaults to 1024): Width of `encoder_hidden_states`.
+        use_linear_projection (`bool`, *optional*, defaults to `True`):
+            Linear (instead of 1x1 conv) in/out projections of the spatial transformers.
+        upcast_attention (`bool`, *optional*, defaults to `False`): Compute attention scores in float32.
+        flip_sin_to_cos (`bool`, *optional*, defaults to `True`): Cosine first in the sinusoidal timestep embedding.
+        freq_shift (`int`, *optional*, defaults to 0): Frequency shift of the sinusoidal timestep embedding.
+        act_fn (`str`, *optional*, defaults to `"silu"`): Activation of the resnets and time embedding.
+        norm_num_groups (`int`, *optional*, defaults to 32): Groups of every `GroupNorm`.
+        norm_eps (`float`, *optional*, defaults to 1e-5): Epsilon of the resnet and output norms.
+        downsample_padding (`int`, *optional*, defaults to 1): Padding of the downsampling convolutions.
+        mid_block_scale_factor (`float`, *optional*, defaults to 1.0): Output scale of the mid block's resnets.
+        use_fps_conditioning (`bool`, *optional*, defaults to `False`):
+            Embed `fps` like a timestep and add it to the timestep embedding (zero-initialised, so it starts inert).
+    """
+
+    _supports_gradient_checkpointing = True
+    _no_split_modules = [
+        "BasicTransformerBlock",
+        "ResnetBlock2D",
+        "TemporalConvLayer",
+        "TemporalTransformer",
+        "SpatioTemporalUpBlock",
+    ]
+    _skip_layerwise_casting_patterns = ["norm", "time_embedding", "fps_embedding", "pos_embed"]
+
+    @register_to_config
+    def __init__(
+        self,
+        sample_size: int | None = None,
+        in_channels: int = 4,
+        out_channels: int = 4,
+        conditioning_channels: int = 0,
+        block_out_channels: tuple[int, ...] = (320, 640, 1280, 1280),
+        layers_per_block: int | tuple[int, ...] = 2,
+        transformer_layers_per_block: int | tuple[int, ...] = (1, 1, 1, 0),
+        temporal_transformer_layers_per_block: int | tuple[int, ...] = 1,
+        temporal_conv_per_block: bool | tuple[bool, ...] = False,
+        num_attention_heads: int | tuple[int, ...] = 8,
+        temporal_num_attention_heads: int | tuple[int, ...] = 8,
+        mid_block_layers: int = 1,
+        mid_transformer_layers: int = 1,
+        mid_temporal_transformer_layers: int = 1,
+        mid_temporal_conv: bool = False,
+        input_temporal_transformer_layers: int = 0,
+        input_temporal_num_attention_heads: int = 8,
+        input_temporal_attention_head_dim: int | None = None,
+        temporal_position_embedding: str = "sinusoidal",
+        temporal_max_frames: int = 32,
+        temporal_conv_dropout: float = 0.1,
+        cross_attention_dim: int = 1024,
+        use_linear_projection: bool = True,
+        upcast_attention: bool = False,
+        flip_sin_to_cos: bool = True,
+        freq_shift: int = 0,
+        act_fn: str = "silu",
+        norm_num_groups: int = 32,
+        norm_eps: float = 1e-5,
+        downsample_padding: int = 1,
+        mid_block_scale_factor: float = 1.0,
+        use_fps_conditioning: bool = False,
+    ):
+        super().__init__()
+
+        num_levels = len(block_out_channels)
+        layers_per_block = _per_level(layers_per_block, "layers_per_block", num_levels)
+        transformer_layers = _per_level(transformer_layers_per_block, "transformer_layers_per_block", num_levels)
+        temporal_layers = _per_level(
+            temporal_transformer_layers_per_block, "temporal_transformer_layers_per_block", num_levels
+        )
+        temporal_convs = _per_level(temporal_conv_per_block, "temporal_conv_per_block", num_levels)
+        heads = _per_level(num_attention_heads, "num_attention_heads", num_levels)
+        temporal_heads = _per_level(temporal_num_attention_heads, "temporal_num_attention_heads", num_levels)
+        if temporal_position_embedding not in TEMPORAL_POSITION_EMBEDDINGS:
+            raise ValueError(
+                f"`temporal_position_embedding` must be one of {TEMPORAL_POSITION_EMBEDDINGS}, "
+                f"got {temporal_position_embedding!r}."
+            )
+        for level, channels in enumerate(block_out_channels):
+            if channels % heads[level] or channels % temporal_heads[level]:
+                raise ValueError(
+                    f"`block_out_channels[{level}]` ({channels}) must be divisible by `num_attention_heads[{level}]` "
+                    f"({heads[level]}) and `temporal_num_attention_heads[{level}]` ({temporal_heads[level]})."
+                )
+
+        time_embed_dim = block_out_channels[0] * 4
+        options = {
+            "temb_channels": time_embed_dim,
+            "norm_num_groups": norm_num_groups,
+            "norm_eps": norm_eps,
+            "act_fn": act_fn,
+            "cross_attention_dim": cross_attention_dim,
+            "use_linear_projection": use_linear_projection,
+            "upcast_attention": upcast_attention,
+            "temporal_position_embedding": temporal_position_embedding,
+            "temporal_max_frames": temporal_max_frames,
+            "temporal_conv_dropout": temporal_conv_dropout,
+            "downsample_padding": downsample_padding,
+        }
+
+        # time (and frame rate)
+        self.time_proj = Timesteps(block_out_channels[0], flip_sin_to_cos, freq_shift)
+        self.time_embedding = TimestepEmbedding(block_out_channels[0], time_embed_dim, act_fn=act_fn)
+        self.fps_proj = None
+        self.fps_embedding = None
+        if use_fps_conditioning:
+            self.fps_proj = Timesteps(block_out_channels[0], flip_sin_to_cos, freq_shift)
+            self.fps_embedding = TimestepEmbedding(block_out_channels[0], time_embed_dim, act_fn=act_fn)
+
+        # input
+        self.conv_in = nn.Conv2d(in_channels + conditioning_channels, block_out_channels[0], kernel_size=3, padding=1)
+        self.transformer_in = None
+        if input_temporal_transformer_layers > 0:
+            head_dim = input_temporal_attention_head_dim or block_out_channels[0] // input_temporal_num_attention_heads
+            self.transformer_in = TemporalTransformer(
+                block_out_channels[0],
+                input_temporal_num_attention_heads,
+                head_dim,
+                num_layers=input_temporal_transformer_layers,
+                norm_num_groups=norm_num_groups,
+                position_embedding=temporal_position_embedding,
+                max_frames=temporal_max_frames,
+                upcast_attention=upcast_attention,
+            )
+
+        # down
+        self.down_blocks = nn.ModuleList([])
+        output_channels = block_out_channels[0]
+        for level in range(num_levels):
+            input_channels = output_channels
+            output_channels = block_out_channels[level]
+            self.down_blocks.append(
+                SpatioTemporalDownBlock(
+                    input_channels,
+                    output_channels,
+                    num_layers=layers_per_block[level],
+                    transformer_layers=transformer_layers[level],
+                    temporal_transformer_layers=temporal_layers[level],
+                    use_temporal_conv=temporal_convs[level],
+                    num_attention_heads=heads[level],
+                    temporal_num_attention_heads=temporal_heads[level],
+                    add_downsample=level < num_levels - 1,
+                    options=options,
+                )
+            )
+
+        # mid
+        self.mid_block = SpatioTemporalMidBlock(
+            block_out_channels[-1],
+            num_layers=mid_block_layers,
+            transformer_layers=mid_transformer_layers,
+            temporal_transformer_layers=mid_temporal_transformer_layers,
+            use_temporal_conv=mid_temporal_conv,
+            num_attention_heads=heads[-1],
+            temporal_num_attention_heads=temporal_heads[-1],
+            output_scale_factor=mid_block_scale_factor,
+            options=options,
+        )
+
+        # up
+        self.up_blocks = nn.ModuleList([])
+        output_channels = block_out_channels[-1]
+        for up_level in range(num_levels):
+            level = num_levels - 1 - up_level
+            prev_output_channels = output_channels
+            output_channels = block_out_channels[level]
+            skip_channels = block_out_channels[max(level - 1, 0)]
+            self.up_blocks.append(
+                SpatioTemporalUpBlock(
+                    skip_channels,
+                    prev_output_channels,
+                    output_channels,
+                    num_layers=layers_per_block[level] + 1,
+                    transformer_layers=transformer_layers[level],
+                    temporal_transformer_layers=temporal_layers[level],
+                    use_temporal_conv=temporal_convs[level],
+                    num_attention_heads=heads[level],
+                    temporal_num_attention_heads=temporal_heads[level],
+                    add_upsample=level > 0,
+                    options=options,
+                )
+            )
+
+        # out
+        self.conv_norm_out = nn.GroupNorm(num_channels=block_out_channels[0], num_groups=norm_num_groups, eps=norm_eps)
+        self.conv_act = get_activation(act_fn)
+        self.conv_out = nn.Conv2d(block_out_channels[0], out_channels, kernel_size=3, padding=1)
+
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """Zero-initialises the output projection of every temporal layer (and the fps embedding), so a freshly built
+        temporal path is the identity and the model acts as its spatial U-Net frame by frame."""
+        for module in self.modules():
+            if isinstance(module, TemporalTransformer):
+                nn.init.zeros_(module.proj_out.weight)
+                nn.init.zeros_(module.proj_out.bias)
+            elif isinstance(module, TemporalConvLayer):
+                nn.init.zeros_(module.conv4[-1].weight)
+                nn.init.zeros_(module.conv4[-1].bias)
+            elif isinstance(module, LearnedFramePositionalEmbedding):
+                nn.init.normal_(module.embedding, std=0.02)
+        if self.fps_embedding is not None:
+            nn.init.zeros_(self.fps_embedding.linear_2.weight)
+            nn.init.zeros_(self.fps_embedding.linear_2.bias)
+
+    @property
+    def downsample_factor(self) -> int:
+        """Total spatial downsampling of the U-Net: `H` and `W` of `sample` must be multiples of it."""
+        return 2 ** (len(self.config.block_out_channels) - 1)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Attention helpers (diffusers' `Attention` is not an `AttentionModuleMixin`, so fusion is done explicitly)
+    # ----------------------------------------------------------------------------------------------------------------
+
+    def set_default_attn_processor(self) -> None:
+        """Disables custom attention processors and sets the default attention implementation."""
+        if not all(proc.__class__ in CROSS_ATTENTION_PROCESSORS for proc in self.attn_processors.values()):
+            raise ValueError(
+                "Cannot call `set_default_attn_processor` when attention processors are of type "
+                f"{next(iter(self.attn_processors.values()))}"
+            )
+        self.set_attn_processor(AttnProcessor())
+
+    def fuse_qkv_projections(self) -> None:
+        """Fuses the query/key/value projections of self-attention (and key/value of cross-attention) layers."""
+        self.original_attn_processors = self.attn_processors
+        for module in self.modules():
+            if isinstance(module, Attention):
+                module.fuse_projections(fuse=True)
+        self.set_attn_processor(FusedAttnProcessor2_0())
+
+    def unfuse_qkv_projections(self) -> None:
+        """Restores the attention processors used before [`~UNetSpatioTemporalModel.fuse_qkv_projections`]."""
+        if getattr(self, "original_attn_processors", None) is not None:
+            for module in self.modules():
+                if isinstance(module, Attention):
+                    module.fuse_projections(fuse=False)
+            self.set_attn_processor(self.original_attn_processors)
+            self.original_attn_processors = None
+
+    def enable_forward_chunking(self, chunk_size: int | None = None, dim: int = 0) -> None:
+        """Runs every transformer feed-forward in chunks of `chunk_size` along `dim` (0: batch, 1: sequence)."""
+        if dim not in (0, 1):
+            raise ValueError(f"`dim` must be 0 or 1, got {dim}.")
+        for module in self.modules():
+            if isinstance(module, BasicTransformerBlock):
+                module.set_chunk_feed_forward(chunk_size=chunk_size or 1, dim=dim)
+
+    def disable_forward_chunking(self) -> None:
+        """Runs every transformer feed-forward in one piece again."""
+        for module in self.modules():
+            if isinstance(module, BasicTransformerBlock):
+                module.set_chunk_feed_forward(chunk_size=None, dim=0)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Forward
+    # ----------------------------------------------------------------------------------------------------------------
+
+    def _check_inputs(
+        self,
+        sample: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        conditioning_latents: torch.Tensor | None,
+        fps: torch.Tensor | float | int | None,
+    ) -> None:
+        config = self.config
+        if not isinstance(sample, torch.Tensor) or sample.ndim != 5:
+            shape = tuple(sample.shape) if isinstance(sample, torch.Tensor) else type(sample).__name__
+            raise ValueError(f"`sample` must be a 5D tensor [B, C, F, H, W], got {shape}.")
+        batch_size, channels, num_frames, height, width = sample.shape
+        if channels != config.in_channels:
+            raise ValueError(
+                f"`sample` must have `in_channels`={config.in_channels} channels (dim 1), got {channels} "
+                f"(shape {tuple(sample.shape)})."
+            )
+        if height % self.downsample_factor or width % self.downsample_factor:
+            raise ValueError(
+                f"`sample` height and width must be divisible by the downsampling factor {self.downsample_factor}, "
+                f"got {height}x{width}."
+            )
+        if config.temporal_position_embedding != "none" and num_frames > config.temporal_max_frames:
+            raise ValueError(
+                f"`sample` has {num_frames} frames but the {config.temporal_position_embedding} frame-position table "
+                f"holds at most `temporal_max_frames`={config.temporal_max_frames}."
+            )
+        if not isinstance(encoder_hidden_states, torch.Tensor) or encoder_hidden_states.ndim != 3:
+            shape = (
+                tuple(encoder_hidden_states.shape)
+                if isinstance(encoder_hidden_states, torch.Tensor)
+                else type(encoder_hidden_states).__name__
+            )
+            raise ValueError(f"`encoder_hidden_states` must be a 3D tensor [B, L, D] (once per video), got {shape}.")
+        if (
+            encoder_hidden_states.shape[0] != batch_size
+            or encoder_hidden_states.shape[2] != config.cross_attention_dim
+        ):
+            raise ValueError(
+                f"`encoder_hidden_states` must have shape [{batch_size}, L, {config.cross_attention_dim}] "
+                f"(batch of `sample`, `cross_attention_dim`), got {tuple(encoder_hidden_states.shape)}."
+            )
+        if config.conditioning_channels > 0:
+            expected = (batch_size, config.conditioning_channels, num_frames, height, width)
+            if conditioning_latents is None or tuple(conditioning_latents.shape) != expected:
+                got = None if conditioning_latents is None else tuple(conditioning_latents.shape)
+                raise ValueError(f"`conditioning_latents` must have shape {expected}, got {got}.")
+        elif conditioning_latents is not None:
+            raise ValueError(
+                "`conditioning_latents` was given but this model has `conditioning_channels`=0; pass None."
+            )
+        if config.use_fps_conditioning and fps is None:
+            raise ValueError("`fps` is required: this model has `use_fps_conditioning`=True.")
+        if not config.use_fps_conditioning and fps is not None:
+            raise ValueError(f"`fps`={fps} was given but this model has `use_fps_conditioning`=False; pass None.")
+
+    @staticmethod
+    def _to_batch(value: torch.Tensor | float | int, name: str, batch_size: int, device: torch.device) -> torch.Tensor:
+        if not isinstance(value, torch.Tensor):
+            dtype = torch.float32 if isinstance(value, float) else torch.int64
+            return torch.full((batch_size,), value, dtype=dtype, device=device)
+        if value.ndim > 1 or (value.ndim == 1 and value.shape[0] not in (1, batch_size)):
+            raise ValueError(
+                f"`{name}` must be a number or a tensor of shape [], [1] or [{batch_size}] (the batch of `sample`), "
+                f"got shape {tuple(value.shape)}."
+            )
+        return value.reshape(-1).to(device).expand(batch_size)
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        encoder_hidden_states: torch.Tensor,
+        fps: torch.Tensor | float | int | None = None,
+        conditioning_latents: torch.Tensor | None = None,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+        return_dict: bool = True,
+    ) -> UNetSpatioTemporalOutput | tuple[torch.Tensor]:
+        r"""
+        The [`UNetSpatioTemporalModel`] forward method.
+
+        Args:
+            sample (`torch.Tensor`): The noisy video latent of shape `(batch, in_channels, num_frames, height, width)`.
+            timestep (`torch.Tensor` or `float` or `int`): The denoising step, a number or a tensor `[]`, `[1]`, `[B]`.
+            encoder_hidden_states (`torch.Tensor`): Text embeddings `(batch, sequence_length, cross_attention_dim)`,
+                once per video.
+            fps (`torch.Tensor` or `float` or `int`, *optional*):
+                Frames per second, a number or a `[B]` tensor; required when `use_fps_conditioning` is set.
+            conditioning_latents (`torch.Tensor`, *optional*):
+                Latents `(batch, conditioning_channels, num_frames, height, width)` concatenated to `sample`; required
+                when `conditioning_channels > 0`.
+            cross_attention_kwargs (`dict`, *optional*): Passed on to every attention processor.
+            return_dict (`bool`, *optional*, defaults to `True`):
+                Whether to return a [`UNetSpatioTemporalOutput`] instead of a plain tuple.
+
+        Returns:
+            [`UNetSpatioTemporalOutput`] or `tuple`: the prediction, shaped like `sample` with `out_channels`.
+        """
+        self._check_inputs(sample, encoder_hidden_states, conditioning_latents, fps)
+        batch_size, _, num_frames, height, width = sample.shape
+
+        # 1. time (and frame rate), one embedding per video repeated for each of its frames
+        timesteps = self._to_batch(timestep, "timestep", batch_size, sample.device)
+        temb = self.time_embedding(self.time_proj(timesteps).to(dtype=sample.dtype))  # (B, D_t)
+        if self.fps_embedding is not None:
+            fps = self._to_batch(fps, "fps", batch_size, sample.device)
+            temb = temb + self.fps_embedding(self.fps_proj(fps).to(dtype=sample.dtype))
+        temb = temb.repeat_interleave(num_frames, dim=0, output_size=batch_size * num_frames)  # (B*F, D_t)
+        encoder_hidden_states = encoder_hidden_states.repeat_interleave(
+            num_frames, dim=0, output_size=batch_size * num_frames
+        )  # (B*F, L, D)
+
+        # 2. pre-process: frames become batch entries for the spatial layers
+        if conditioning_latents is not None:
+            sample = torch.cat([sample, conditioning_latents.to(sample.dtype)], dim=1)  # (B, C + C_cond, F, H, W)
+        sample = sample.permute(0, 2, 1, 3, 4).reshape(batch_size * num_frames, -1, height, width)  # (B*F, C, H, W)
+        sample = self.conv_in(sample)
+        if self.transformer_in is not None:
+            sample = self.transformer_in(sample, num_frames=num_frames, cross_attention_kwargs=cross_attention_kwargs)
+
+        # 3. down
+        down_block_res_samples = (sample,)
+        for down_block in self.down_blocks:
+            sample, res_samples = down_block(
+                sample, temb, encoder_hidden_states, num_frames, cross_attention_kwargs=cross_attention_kwargs
+            )
+            down_block_res_samples = down_block_res_samples + res_samples
+
+        # 4. mid
+        sample = self.mid_block(
+            sample, temb, encoder_hidden_states, num_frames, cross_attention_kwargs=cross_attention_kwargs
+        )
+
+        # 5. up
+        for up_block in self.up_blocks:
+            num_skips = len(up_block.resnets)
+            res_samples = down_block_res_samples[-num_skips:]
+            down_block_res_samples = down_block_res_samples[:-num_skips]
+            sample = up_block(
+                sample,
+                res_samples,
+                temb,
+                encoder_hidden_states,
+                num_frames,
+                cross_attention_kwargs=cross_attention_kwargs,
+            )
+
+        # 6. post-process
+        sample = self.conv_out(self.conv_act(self.conv_norm_out(sample)))  # (B*F, C_out, H, W)
+        sample = sample.reshape(batch_size, num_frames, -1, height, width).permute(0, 2, 1, 3, 4)  # (B, C, F, H, W)
+
+        if not return_dict:
+            return (sample,)
+        return UNetSpatioTemporalOutput(sample=sample)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Bringing existing U-Nets in
+    # ----------------------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_unet3d(cls, unet: ModelMixin) -> "UNetSpatioTemporalModel":
+        r"""
+        Builds a model that computes exactly what a diffusers `UNet3DConditionModel` (ModelScope / Zeroscope)
+        computes, with its weights.
+
+        Args:
+            unet (`UNet3DConditionModel`): The source model.
+        """
+        model = cls.from_config(unet3d_config_to_spatio_temporal(unet.config))
+        state_dict = convert_unet3d_state_dict(unet.state_dict())
+        _load_converted_state_dict(model, state_dict, allow_missing=())
+        return _match_device_and_dtype(model, unet)
+
+    @classmethod
+    def from_unet2d(
+        cls,
+        unet: ModelMixin,
+        motion_adapter: ModelMixin | None = None,
+        temporal_num_attention_heads: int | tuple[int, ...] = 8,
+        temporal_position_embedding: str = "sinusoidal",
+        temporal_max_frames: int = 32,
+        temporal_conv: bool = False,
+    ) -> "UNetSpatioTemporalModel":
+        r"""
+        Inflates a diffusers `UNet2DConditionModel` (Stable Diffusion 1.x/2.x family) into a video U-Net.
+
+        Without `motion_adapter`, a temporal transformer follows each (resnet, attention) pair, as AnimateDiff lays
+        them out, with zero-initialised output projections: each frame's output equals the image U-Net's on that
+        frame. With a diffusers `MotionAdapter`, the result equals `UNetMotionModel.from_unet2d(unet, motion_adapter)`.
+
+        Args:
+            unet (`UNet2DConditionModel`): The image U-Net.
+            motion_adapter (`MotionAdapter`, *optional*): AnimateDiff motion modules to load.
+            temporal_num_attention_heads (`int` or `tuple[int]`, *optional*, defaults to 8):
+                Heads of the new temporal transformers (ignored with a `motion_adapter`).
+            temporal_position_embedding (`str`, *optional*, defaults to `"sinusoidal"`):
+                Frame positional encoding of the new temporal transformers (ignored with a `motion_adapter`).
+            temporal_max_frames (`int`, *optional*, defaults to 32): Frames the positional tables hold (ignored with
+                a `motion_adapter`).
+            temporal_conv (`bool`, *optional*, defaults to `False`):
+                Also add zero-initialised temporal convolutions after each resnet (not with a `motion_adapter`).
+        """
+        config = unet2d_config_to_spatio_temporal(unet.config)
+        if motion_adapter is None:
+            config.update(
+                temporal_num_attention_heads=temporal_num_attention_heads,
+                temporal_position_embedding=temporal_position_embedding,
+                temporal_max_frames=temporal_max_frames,
+                temporal_conv_per_block=temporal_conv,
+                mid_temporal_conv=temporal_conv,
+            )
+        else:
+            config.update(motion_adapter_config_to_spatio_temporal(motion_adapter.config, unet.config))
+        model = cls.from_config(config)
+
+        state_dict = convert_unet2d_state_dict(unet.state_dict())
+        if motion_adapter is None:
+            allow_missing = ("temporal_attentions.", "temporal_convs.")
+        else:
+            state_dict.update(convert_motion_adapter_state_dict(motion_adapter.state_dict()))
+            allow_missing = ()
+        _load_converted_state_dict(model, state_dict, allow_missing=allow_missing)
+        return _match_device_and_dtype(model, unet)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Conversion: configs and state-dict key maps
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _require(config, name: str, allowed: tuple, source: str) -> None:
+    value = config.get(name)
+    if value not in allowed:
+        raise ValueError(f"{source} config `{name}`={value!r} is not supported; supported: {allowed}.")
+
+
+def unet3d_config_to_spatio_temporal(config) -> dict:
+    """Config of a [`UNetSpatioTemporalModel`] equivalent to a diffusers `UNet3DConditionModel` config."""
+    source = "UNet3DConditionModel"
+    _require(config, "num_attention_heads", (None,), source)
+    _require(config, "time_cond_proj_dim", (None,), source)
+    _require(config, "act_fn", ("silu",), source)
+    if config["norm_num_groups"] is None:
+        raise ValueError(f"{source} config `norm_num_groups`=None is not supported.")
+    down_types, up_types = list(config["down_block_types"]), list(config["up_block_types"])
+    cross = ["CrossAttn" in block_type for block_type in down_types]
+    if cross[::-1] != ["CrossAttn" in block_type for block_type in up_types]:
+        raise ValueError(f"{source} up blocks {up_types} must mirror down blocks {down_types}.")
+    num_levels = len(config["block_out_channels"])
+    # `UNet3DConditionModel` calls its per-head width `attention_head_dim` and builds (channels // it) heads.
+    head_dims = _per_level(config["attention_head_dim"], "attention_head_dim", num_levels)
+    heads = tuple(channels // dim for channels, dim in zip(config["block_out_channels"], head_dims))
+    return {
+        "sample_size": config.get("sample_size"),
+        "in_channels": config["in_channels"],
+        "out_channels": config["out_channels"],
+        "block_out_channels": tuple(config["block_out_channels"]),
+        "layers_per_block": config["layers_per_block"],
+        "transformer_layers_per_block": tuple(int(c) for c in cross),
+        "temporal_transformer_layers_per_block": tuple(int(c) for c in cross),
+        "temporal_conv_per_block": True,
+        "num_attention_heads": heads,
+        "temporal_num_attention_heads": heads,
+        "mid_block_layers": 1,
+        "mid_transformer_layers": 1,
+        "mid_temporal_transformer_layers": 1,
+        "mid_temporal_conv": True,
+        "input_temporal_transformer_layers": 1,
+        "input_temporal_num_attention_heads": 8,
+        "input_temporal_attention_head_dim": config["attention_head_dim"],
+        "temporal_position_embedding": "none",
+        "temporal_conv_dropout": 0.1,
+        "cross_attention_dim": config["cross_attention_dim"],
+        "use_linear_projection": True,
+        "upcast_attention": False,
+        "flip_sin_to_cos": True,
+        "freq_shift": 0,
+        "act_fn": config["act_fn"],
+        "norm_num_groups": config["norm_num_groups"],
+        "norm_eps": config["norm_eps"],
+        "downsample_padding": config["downsample_padding"],
+        "mid_block_scale_factor": config["mid_block_scale_factor"],
+    }
+
+
+def unet2d_config_to_spatio_temporal(config) -> dict:
+    """Config of a [`UNetSpatioTemporalModel`] holding a diffusers `UNet2DConditionModel` (SD 1.x/2.x family)."""
+    source = "UNet2DConditionModel"
+    for name, allowed in (
+        ("mid_block_type", ("UNetMidBlock2DCrossAttn",)),
+        ("center_input_sample", (False,)),
+        ("dual_cross_attention", (False,)),
+        ("class_embed_type", (None,)),
+        ("addition_embed_type", (None,)),
+        ("encoder_hid_dim_type", (None,)),
+        ("resnet_time_scale_shift", ("default",)),
+        ("resnet_skip_time_act", (False,)),
+        ("resnet_out_scale_factor", (1.0,)),
+        ("time_embedding_type", ("positional",)),
+        ("time_embedding_dim", (None,)),
+        ("time_embedding_act_fn", (None,)),
+        ("timestep_post_act", (None,)),
+        ("time_cond_proj_dim", (None,)),
+        ("conv_in_kernel", (3,)),
+        ("conv_out_kernel", (3,)),
+        ("attention_type", ("default",)),
+        ("mid_block_only_cross_attention", (None, False)),
+        ("cross_attention_norm", (None,)),
+        ("reverse_transformer_layers_per_block", (None,)),
+        ("dropout", (0.0,)),
+        ("act_fn", ("silu", "swish")),
+    ):
+        _require(config, name, allowed, source)
+    if config["norm_num_groups"] is None:
+        raise ValueError(f"{source} config `norm_num_groups`=None is not supported.")
+    if any(_per_level(config["only_cross_attention"], "only_cross_attention", len(config["block_out_channels"]))):
+        raise ValueError(f"{source} config `only_cross_attention` is not supported.")
+    down_types, up_types = list(config["down_block_types"]), list(config["up_block_types"])
+    if not set(down_types) <= {"CrossAttnDownBlock2D", "DownBlock2D"} or not set(up_types) <= {
+        "CrossAttnUpBlock2D",
+        "UpBlock2D",
+    }:
+        raise ValueError(f"{source} block types {down_types} / {up_types} are not supported.")
+    cross = ["CrossAttn" in block_type for block_type in down_types]
+    if cross[::-1] != ["CrossAttn" in block_type for block_type in up_types]:
+        raise ValueError(f"{source} up blocks {up_types} must mirror down blocks {down_types}.")
+    num_levels = len(config["block_out_channels"])
+    cross_attention_dim = _per_level(config["cross_attention_dim"], "cross_attention_dim", num_levels)
+    if len(set(cross_attention_dim)) != 1:
+        raise ValueError(f"{source} config `cross_attention_dim`={cross_attention_dim} must be the same everywhere.")
+    transformer_layers = _per_level(config["transformer_layers_per_block"], "transformer_layers_per_block", num_levels)
+    if not all(isinstance(layers, int) for layers in transformer_layers):
+        raise ValueError(f"{source} config `transformer_layers_per_block` must hold one int per level.")
+    # `UNet2DConditionModel` falls back to `attention_head_dim` as the number of heads (diffusers issue #2011).
+    heads = config.get("num_attention_heads") or config["attention_head_dim"]
+    return {
+        "sample_size": config.get("sample_size"),
+        "in_channels": config["in_channels"],
+        "out_channels": config["out_channels"],
+        "block_out_channels": tuple(config["block_out_channels"]),
+        "layers_per_block": config["layers_per_block"],
+        "transformer_layers_per_block": tuple(layers if c else 0 for layers, c in zip(transformer_layers, cross)),
+        "temporal_transformer_layers_per_block": 1,
+        "temporal_conv_per_block": False,
+        "num_attention_heads": heads,
+        "mid_block_layers": 1,
+        "mid_transformer_layers": transformer_layers[-1],
+        "mid_temporal_transformer_layers": 1,
+        "mid_temporal_conv": False,
+        "input_temporal_transformer_layers": 0,
+        "cross_attention_dim": cross_attention_dim[0],
+        "use_linear_projection": config["use_linear_projection"],
+        "upcast_attention": config["upcast_attention"],
+        "flip_sin_to_cos": config["flip_sin_to_cos"],
+        "freq_shift": config["freq_shift"],
+        "act_fn": config["act_fn"],
+        "norm_num_groups": config["norm_num_groups"],
+        "norm_eps": config["norm_eps"],
+        "downsample_padding": config["downsample_padding"],
+        "mid_block_scale_factor": config["mid_block_scale_factor"],
+    }
+
+
+def motion_adapter_config_to_spatio_temporal(adapter_config, unet_config) -> dict:
+    """Config overrides for the temporal layers of a diffusers `MotionAdapter` (AnimateDiff)."""
+    source = "MotionAdapter"
+    _require(adapter_config, "conv_in_channels", (None, 0), source)
+    _require(adapter_config, "motion_mid_block_layers_per_block", (1,), source)
+    num_levels = len(unet_config["block_out_channels"])
+    if tuple(adapter_config["block_out_channels"]) != tuple(unet_config["block_out_channels"]):
+        raise ValueError(
+            f"{source} `block_out_channels`={adapter_config['block_out_channels']} does not match the U-Net's "
+            f"{unet_config['block_out_channels']}."
+        )
+    adapter_layers = _per_level(adapter_config["motion_layers_per_block"], "motion_layers_per_block", num_levels)
+    unet_layers = _per_level(unet_config["layers_per_block"], "layers_per_block", num_levels)
+    if adapter_layers != unet_layers:
+        raise ValueError(f"{source} `motion_layers_per_block`={adapter_layers} does not match {unet_layers}.")
+    temporal_layers = _per_level(
+        adapter_config["motion_transformer_layers_per_block"], "motion_transformer_layers_per_block", num_levels
+    )
+    mid_layers = adapter_config["motion_transformer_layers_per_mid_block"]
+    mid_layers = mid_layers[0] if isinstance(mid_layers, (list, tuple)) else mid_layers
+    if not all(isinstance(layers, int) for layers in temporal_layers):
+        raise ValueError(f"{source} `motion_transformer_layers_per_block` must hold one int per level.")
+    return {
+        "temporal_transformer_layers_per_block": temporal_layers,
+        "temporal_num_attention_heads": adapter_config["motion_num_attention_heads"],
+        "temporal_position_embedding": "sinusoidal",
+        "temporal_max_frames": adapter_config["motion_max_seq_length"],
+        "temporal_conv_per_block": False,
+        "mid_temporal_transformer_layers": mid_layers if adapter_config["use_motion_mid_block"] else 0,
+        "mid_temporal_conv": False,
+    }
+
+
+def convert_unet3d_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Maps `UNet3DConditionModel` keys to [`UNetSpatioTemporalModel`] keys (only the temporal layers are renamed)."""
+    converted = {}
+    for key, value in state_dict.items():
+        key = key.replace(".temp_convs.", ".temporal_convs.").replace(".temp_attentions.", ".temporal_attentions.")
+        converted[key] = value
+    return converted
+
+
+def convert_unet2d_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Maps `UNet2DConditionModel` keys to [`UNetSpatioTemporalModel`] keys (the spatial layout is the same)."""
+    return dict(state_dict)
+
+
+def convert_motion_adapter_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Maps `MotionAdapter` keys (`down_blocks.0.motion_modules.1...`) to `down_blocks.0.temporal_attentions.1...`."""
+    converted = {}
+    for key, value in state_dict.items():
+        if not re.match(r"^(down_blocks\.\d+|up_blocks\.\d+|mid_block)\.motion_modules\.", key):
+            raise ValueError(f"Unexpected `MotionAdapter` key {key!r}.")
+        converted[key.replace(".motion_modules.", ".temporal_attentions.")] = value
+    return converted
+
+
+def _match_device_and_dtype(model: UNetSpatioTemporalModel, source: ModelMixin) -> UNetSpatioTemporalModel:
+    model = model.to(source.device)
+    if source.dtype != model.dtype:
+        model = model.to(source.dtype)
+    return model
+
+
+def _load_converted_state_dict(
+    model: UNetSpatioTemporalModel, state_dict: dict[str, torch.Tensor], allow_missing: tuple[str, ...]
+) -> None:
+    """Loads `state_dict` strictly; keys containing one of `allow_missing` may keep their fresh initialisation."""
+    own = model.state_dict()
+    unexpected = sorted(set(state_dict) - set(own))
+    missing = sorted(key for key in set(own) - set(state_dict) if not any(part in key for part in allow_missing))
+    mismatched = sorted(
+        key for key in set(state_dict) & set(own) if tuple(state_dict[key].shape) != tuple(own[key].shape)
+    )
+    if unexpected or missing or mismatched:
+        raise ValueError(
+            f"Cannot load the converted weights into {model.__class__.__name__}: missing keys {missing}, "
+            f"unexpected keys {unexpected}, shape mismatches {mismatched}."
+        )
+    full = {key: state_dict.get(key, value) for key, value in own.items()}
+    model.load_state_dict(full, strict=True)

@@ -1,6 +1,984 @@
-# PLACEHOLDER: replaced by the pipeline work in progress.
-from diffusers import DiffusionPipeline
+# Copyright 2026 The diffusers-videolatent authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+import inspect
+import numbers
+from typing import Any, Callable
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import (
+    AutoencoderKL,
+    AutoencoderKLCogVideoX,
+    AutoencoderKLWan,
+    DiffusionPipeline,
+    UNet3DConditionModel,
+)
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg, retrieve_timesteps
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
+from diffusers.schedulers import SchedulerMixin
+from diffusers.utils import logging, replace_example_docstring
+from diffusers.utils.torch_utils import randn_tensor
+from diffusers.video_processor import VideoProcessor
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
+from .pipeline_output import VideoLatentPipelineOutput
+
+
+logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
+
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+EXAMPLE_DOC_STRING = """
+    Examples:
+        ```py
+        >>> import torch
+        >>> from diffusers import DPMSolverMultistepScheduler
+        >>> from diffusers.utils import export_to_video
+        >>> from diffusers_videolatent import VideoLatentPipeline
+
+        >>> pipe = VideoLatentPipeline.from_pretrained("path/to/videolatent-model", torch_dtype=torch.float16)
+        >>> pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+        >>> pipe.enable_model_cpu_offload()
+
+        >>> frames = pipe("a red panda climbing a tree", num_frames=17, num_inference_steps=25).frames[0]
+        >>> export_to_video(frames, "red_panda.mp4", fps=8)
+        ```
+"""
+
+
+def _is_property(module: torch.nn.Module, name: str) -> bool:
+    # `ModelMixin.__getattr__` falls back to config entries (with a deprecation warning), so a plain `hasattr` cannot
+    # tell a real property from a config key.
+    return isinstance(getattr(type(module), name, None), property)
+
+
+def get_vae_compression_ratios(vae: torch.nn.Module) -> tuple[int, int, bool]:
+    r"""
+    Reads the spatial and temporal compression ratios of any diffusers-style VAE.
+
+    Args:
+        vae (`torch.nn.Module`):
+            An [`AutoencoderKLVideo`], a diffusers image VAE such as [`~diffusers.AutoencoderKL`] (frame by frame), or a
+            diffusers video VAE such as [`~diffusers.AutoencoderKLWan`] or [`~diffusers.AutoencoderKLCogVideoX`].
+
+    Returns:
+        `tuple[int, int, bool]`: The spatial ratio, the temporal ratio (1 for an image VAE) and whether the VAE works on
+        single frames (`[B, C, H, W]`) rather than on videos (`[B, C, F, H, W]`).
+    """
+    config = vae.config
+    if _is_property(vae, "spatial_compression_ratio"):
+        spatial_ratio = vae.spatial_compression_ratio
+    elif config.get("scale_factor_spatial") is not None:
+        spatial_ratio = config["scale_factor_spatial"]
+    elif config.get("spatial_compression_ratio") is not None:
+        spatial_ratio = config["spatial_compression_ratio"]
+    elif config.get("temperal_downsample") is not None:
+        spatial_ratio = 2 ** len(config["temperal_downsample"])
+    else:
+        spatial_ratio = 2 ** (len(config["block_out_channels"]) - 1)
+
+    if _is_property(vae, "temporal_compression_ratio"):
+        temporal_ratio = vae.temporal_compression_ratio
+    elif config.get("temporal_compression_ratio") is not None:
+        temporal_ratio = config["temporal_compression_ratio"]
+    elif config.get("scale_factor_temporal") is not None:
+        temporal_ratio = config["scale_factor_temporal"]
+    elif config.get("temperal_downsample") is not None:
+        temporal_ratio = 2 ** sum(config["temperal_downsample"])
+    else:
+        # no temporal axis at all: an image VAE, applied to each frame on its own
+        return int(spatial_ratio), 1, True
+    return int(spatial_ratio), int(temporal_ratio), False
+
+
+def nearest_valid_num_frames(num_frames: int, temporal_ratio: int) -> tuple[int, int]:
+    r"""Returns the valid frame counts `1 + k * temporal_ratio` just below and just above `num_frames`."""
+    lower = max((num_frames - 1) // temporal_ratio, 0) * temporal_ratio + 1
+    return lower, lower + temporal_ratio
+
+
+def _count_items(value: Any, item_ndim: int) -> int:
+    # how many images (item_ndim=3) or videos (item_ndim=4) a user input holds
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return value.shape[0] if value.ndim == item_ndim + 1 else 1
+    if isinstance(value, list) and item_ndim == 3:
+        return len(value)
+    if isinstance(value, list) and len(value) > 0 and isinstance(value[0], list):
+        return len(value)
+    return 1
 
 
 class VideoLatentPipeline(DiffusionPipeline):
-    pass
+    r"""
+    Pipeline for text-to-video, image-to-video and video-to-video generation in the latent space of a video VAE.
+
+    This model inherits from [`DiffusionPipeline`]. Check the superclass documentation for the generic methods
+    implemented for all pipelines (downloading, saving, running on a particular device, offloading, etc.).
+
+    Args:
+        vae ([`AutoencoderKLVideo`], [`~diffusers.AutoencoderKL`], [`~diffusers.AutoencoderKLWan`] or [`~diffusers.AutoencoderKLCogVideoX`]):
+            Variational auto-encoder that encodes videos to latents and decodes them back. An image VAE is applied to
+            each frame on its own (temporal ratio 1); video VAEs use their own spatial and temporal ratios and latent
+            normalisation (`scaling_factor`, `shift_factor`, `latents_mean`, `latents_std`).
+        text_encoder ([`~transformers.CLIPTextModel`], *optional*):
+            Frozen CLIP text encoder. Optional when `prompt_embeds` are passed.
+        tokenizer ([`~transformers.CLIPTokenizer`], *optional*):
+            Tokenizer of the text encoder. Optional when `prompt_embeds` are passed.
+        unet ([`UNetSpatioTemporalModel`] or [`~diffusers.UNet3DConditionModel`]):
+            Spatio-temporal U-Net that denoises the video latents.
+        scheduler ([`~schedulers.SchedulerMixin`]):
+            Any diffusers scheduler (noise-prediction, v-prediction or flow-matching).
+    """
+
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+    _optional_components = ["tokenizer", "text_encoder"]
+    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKLVideo | AutoencoderKL | AutoencoderKLWan | AutoencoderKLCogVideoX,
+        text_encoder: CLIPTextModel | None,
+        tokenizer: CLIPTokenizer | None,
+        unet: UNetSpatioTemporalModel | UNet3DConditionModel,
+        scheduler: SchedulerMixin,
+    ):
+        super().__init__()
+
+        self.register_modules(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=scheduler,
+        )
+        if getattr(self, "vae", None) is not None:
+            ratios = get_vae_compression_ratios(self.vae)
+        else:
+            ratios = (8, 4, False)
+        self.vae_scale_factor_spatial, self.vae_scale_factor_temporal, self.vae_encodes_single_frames = ratios
+
+        if getattr(self, "unet", None) is None:
+            self.unet_downsample_factor = 8
+        elif _is_property(self.unet, "downsample_factor"):
+            self.unet_downsample_factor = self.unet.downsample_factor
+        else:
+            self.unet_downsample_factor = 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+        self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
+
+    def _get_clip_prompt_embeds(
+        self, prompt: list[str], device: torch.device, max_length: int, clip_skip: int | None
+    ) -> torch.Tensor:
+        text_inputs = self.tokenizer(
+            prompt, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
+        )
+        text_input_ids = text_inputs.input_ids
+        untruncated_ids = self.tokenizer(prompt, padding="longest", return_tensors="pt").input_ids
+        if untruncated_ids.shape[-1] > text_input_ids.shape[-1]:
+            removed_text = self.tokenizer.batch_decode(untruncated_ids[:, max_length - 1 : -1])
+            logger.warning(f"The prompt was truncated to {max_length} tokens; this part was dropped: {removed_text}")
+
+        if getattr(self.text_encoder.config, "use_attention_mask", False):
+            attention_mask = text_inputs.attention_mask.to(device)
+        else:
+            attention_mask = None
+
+        if clip_skip is None:
+            prompt_embeds = self.text_encoder(text_input_ids.to(device), attention_mask=attention_mask)[0]
+        else:
+            hidden_states = self.text_encoder(
+                text_input_ids.to(device), attention_mask=attention_mask, output_hidden_states=True
+            ).hidden_states
+            # the final layer norm is part of the last hidden state, so it is applied to the earlier layer too
+            prompt_embeds = self.text_encoder.text_model.final_layer_norm(hidden_states[-(clip_skip + 1)])
+        return prompt_embeds
+
+    def encode_prompt(
+        self,
+        prompt: str | list[str] | None,
+        device: torch.device | None = None,
+        num_videos_per_prompt: int = 1,
+        do_classifier_free_guidance: bool = True,
+        negative_prompt: str | list[str] | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        clip_skip: int | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        r"""
+        Encodes the prompt into text encoder hidden states.
+
+        Args:
+            prompt (`str` or `list[str]`, *optional*):
+                The prompt or prompts to encode. If not defined, `prompt_embeds` must be passed.
+            device (`torch.device`, *optional*):
+                The device to place the embeddings on; defaults to the pipeline's execution device.
+            num_videos_per_prompt (`int`, *optional*, defaults to 1):
+                The number of videos generated per prompt; each embedding is repeated that many times.
+            do_classifier_free_guidance (`bool`, *optional*, defaults to `True`):
+                Whether the negative embeddings are needed (they are returned as `None` otherwise).
+            negative_prompt (`str` or `list[str]`, *optional*):
+                The prompt or prompts to guide away from; the empty prompt when not given.
+            prompt_embeds (`torch.Tensor`, *optional*):
+                Pre-computed text embeddings of shape `(batch_size, sequence_length, hidden_size)`.
+            negative_prompt_embeds (`torch.Tensor`, *optional*):
+                Pre-computed negative text embeddings, of the same shape as `prompt_embeds`.
+            clip_skip (`int`, *optional*):
+                The number of final CLIP layers to skip (1 uses the pre-final layer), for prompt and negative prompt.
+            dtype (`torch.dtype`, *optional*):
+                The dtype of the returned embeddings; defaults to the text encoder's (or the U-Net's) dtype.
+
+        Returns:
+            `tuple[torch.Tensor, torch.Tensor | None]`: The prompt embeddings and the negative prompt embeddings, each
+            of shape `(batch_size * num_videos_per_prompt, sequence_length, hidden_size)`.
+        """
+        device = device or self._execution_device
+        if dtype is None:
+            dtype = self.text_encoder.dtype if self.text_encoder is not None else self.unet.dtype
+
+        if prompt_embeds is None:
+            if self.text_encoder is None or self.tokenizer is None:
+                raise ValueError("`prompt_embeds` must be passed when the pipeline has no `text_encoder`/`tokenizer`.")
+            prompt = [prompt] if isinstance(prompt, str) else prompt
+            prompt_embeds = self._get_clip_prompt_embeds(prompt, device, self.tokenizer.model_max_length, clip_skip)
+        batch_size, seq_len, _ = prompt_embeds.shape
+
+        if do_classifier_free_guidance and negative_prompt_embeds is None:
+            if self.text_encoder is None or self.tokenizer is None:
+                raise ValueError(
+                    "`negative_prompt_embeds` must be passed for classifier-free guidance (`guidance_scale` > 1) when"
+                    " the pipeline has no `text_encoder`/`tokenizer`."
+                )
+            negative_prompt = negative_prompt if negative_prompt is not None else ""
+            negative_prompt = batch_size * [negative_prompt] if isinstance(negative_prompt, str) else negative_prompt
+            negative_prompt_embeds = self._get_clip_prompt_embeds(negative_prompt, device, seq_len, clip_skip)
+
+        # one copy per generated video, keeping the copies of one prompt next to each other
+        prompt_embeds = prompt_embeds.to(dtype=dtype, device=device)
+        prompt_embeds = prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0)
+        if do_classifier_free_guidance:
+            negative_prompt_embeds = negative_prompt_embeds.to(dtype=dtype, device=device)
+            negative_prompt_embeds = negative_prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0)
+        else:
+            negative_prompt_embeds = None
+        return prompt_embeds, negative_prompt_embeds
+
+    def check_inputs(
+        self,
+        prompt: str | list[str] | None,
+        negative_prompt: str | list[str] | None,
+        image: Any,
+        video: Any,
+        strength: float,
+        num_frames: int,
+        height: int,
+        width: int,
+        fps: float,
+        num_inference_steps: int,
+        timesteps: list[int] | None,
+        sigmas: list[float] | None,
+        guidance_scale: float,
+        guidance_rescale: float,
+        num_videos_per_prompt: int,
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None,
+        prompt_embeds: torch.Tensor | None,
+        negative_prompt_embeds: torch.Tensor | None,
+        output_type: str,
+        callback_on_step_end_tensor_inputs: list[str] | None,
+        decode_chunk_size: int | None,
+    ) -> None:
+        r"""Raises a `ValueError` or `TypeError` naming the first invalid argument; see `__call__` for their meaning."""
+        # 1. prompt and its embeddings
+        if prompt is not None and prompt_embeds is not None:
+            raise ValueError(
+                f"Pass only one of `prompt` and `prompt_embeds`, got `prompt`={prompt!r} and `prompt_embeds` of shape"
+                f" {tuple(prompt_embeds.shape)}."
+            )
+        if prompt is None and prompt_embeds is None:
+            raise ValueError("Pass one of `prompt` or `prompt_embeds`; both are None.")
+        if prompt is not None and not (
+            isinstance(prompt, str) or (isinstance(prompt, list) and all(isinstance(p, str) for p in prompt))
+        ):
+            raise TypeError(f"`prompt` must be a string or a list of strings, got {type(prompt).__name__}: {prompt!r}.")
+        if isinstance(prompt, list) and len(prompt) == 0:
+            raise ValueError("`prompt` is an empty list; pass at least one prompt.")
+        if prompt is not None:
+            batch_size = 1 if isinstance(prompt, str) else len(prompt)
+        else:
+            if not isinstance(prompt_embeds, torch.Tensor) or prompt_embeds.ndim != 3:
+                raise ValueError(
+                    "`prompt_embeds` must be a tensor of shape (batch_size, sequence_length, hidden_size), got"
+                    f" {getattr(prompt_embeds, 'shape', type(prompt_embeds).__name__)}."
+                )
+            batch_size = prompt_embeds.shape[0]
+
+        if negative_prompt is not None and negative_prompt_embeds is not None:
+            raise ValueError("Pass only one of `negative_prompt` and `negative_prompt_embeds`, not both.")
+        if negative_prompt is not None:
+            if not (
+                isinstance(negative_prompt, str)
+                or (isinstance(negative_prompt, list) and all(isinstance(p, str) for p in negative_prompt))
+            ):
+                raise TypeError(
+                    "`negative_prompt` must be a string or a list of strings, got"
+                    f" {type(negative_prompt).__name__}: {negative_prompt!r}."
+                )
+            if isinstance(negative_prompt, list) and len(negative_prompt) != batch_size:
+                raise ValueError(
+                    f"`negative_prompt` has {len(negative_prompt)} entries but the prompt batch has {batch_size};"
+                    " pass one string or one negative prompt per prompt."
+                )
+
+        cross_attention_dim = self.unet.config.cross_attention_dim
+        for name, embeds in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
+            if embeds is not None and (
+                not isinstance(embeds, torch.Tensor) or embeds.ndim != 3 or embeds.shape[-1] != cross_attention_dim
+            ):
+                raise ValueError(
+                    f"`{name}` must have shape (batch_size, sequence_length, {cross_attention_dim}) to match the"
+                    f" U-Net's `cross_attention_dim`, got {tuple(getattr(embeds, 'shape', ()))}."
+                )
+        if prompt_embeds is not None and negative_prompt_embeds is not None:
+            if prompt_embeds.shape != negative_prompt_embeds.shape:
+                raise ValueError(
+                    "`prompt_embeds` and `negative_prompt_embeds` must have the same shape, got"
+                    f" {tuple(prompt_embeds.shape)} and {tuple(negative_prompt_embeds.shape)}."
+                )
+
+        # 2. conditioning inputs
+        if image is not None and video is not None:
+            raise ValueError("Pass only one of `image` (image-to-video) and `video` (video-to-video), not both.")
+        valid_media = (PIL.Image.Image, np.ndarray, torch.Tensor, list)
+        if image is not None and not isinstance(image, valid_media):
+            raise TypeError(f"`image` must be a PIL image, array, tensor or list of them, got {type(image).__name__}.")
+        if video is not None and not isinstance(video, valid_media):
+            raise TypeError(
+                f"`video` must be a list of PIL images, an array, a tensor or a list of them, got {type(video).__name__}."
+            )
+        for name, media, item_ndim in (("image", image, 3), ("video", video, 4)):
+            if media is not None and _count_items(media, item_ndim) not in (1, batch_size):
+                raise ValueError(
+                    f"`{name}` holds {_count_items(media, item_ndim)} items but the prompt batch has {batch_size};"
+                    f" pass one {name} or one per prompt."
+                )
+        if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not 0.0 <= strength <= 1.0:
+            raise ValueError(f"`strength` must be a number in [0.0, 1.0], got {strength!r}.")
+
+        # 3. sizes
+        temporal_ratio = self.vae_scale_factor_temporal
+        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+            raise ValueError(f"`num_frames` must be an integer >= 1, got {num_frames!r}.")
+        if (num_frames - 1) % temporal_ratio != 0:
+            lower, upper = nearest_valid_num_frames(num_frames, temporal_ratio)
+            raise ValueError(
+                f"`num_frames` must be 1 + k * {temporal_ratio} for the VAE's temporal ratio {temporal_ratio}, got"
+                f" {num_frames}; the nearest valid counts are {lower} and {upper}."
+            )
+        multiple = self.vae_scale_factor_spatial * self.unet_downsample_factor
+        for name, size in (("height", height), ("width", width)):
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1 or size % multiple != 0:
+                raise ValueError(
+                    f"`{name}` must be a positive multiple of {multiple} (the VAE's spatial ratio"
+                    f" {self.vae_scale_factor_spatial} times the U-Net's downsampling {self.unet_downsample_factor}),"
+                    f" got {size!r}."
+                )
+        if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or fps <= 0:
+            raise ValueError(f"`fps` must be a positive number, got {fps!r}.")
+
+        # 4. sampling
+        if timesteps is not None and sigmas is not None:
+            raise ValueError("Pass only one of `timesteps` and `sigmas`, not both.")
+        if timesteps is None and sigmas is None:
+            if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
+                raise TypeError(f"`num_inference_steps` must be an integer, got {num_inference_steps!r}.")
+            if num_inference_steps < 1:
+                raise ValueError(f"`num_inference_steps` must be >= 1, got {num_inference_steps}.")
+        for name, value in (("guidance_scale", guidance_scale), ("guidance_rescale", guidance_rescale)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"`{name}` must be a number, got {type(value).__name__}: {value!r}.")
+        if not 0.0 <= guidance_rescale <= 1.0:
+            raise ValueError(f"`guidance_rescale` must be in [0.0, 1.0], got {guidance_rescale}.")
+        if isinstance(num_videos_per_prompt, bool) or not isinstance(num_videos_per_prompt, int):
+            raise TypeError(f"`num_videos_per_prompt` must be an integer, got {num_videos_per_prompt!r}.")
+        if num_videos_per_prompt < 1:
+            raise ValueError(f"`num_videos_per_prompt` must be >= 1, got {num_videos_per_prompt}.")
+        total_batch_size = batch_size * num_videos_per_prompt
+        if isinstance(generator, list) and len(generator) != total_batch_size:
+            raise ValueError(
+                f"`generator` is a list of {len(generator)} generators but the batch has {total_batch_size} videos"
+                f" ({batch_size} prompts x {num_videos_per_prompt} videos per prompt); pass one generator or one per"
+                " video."
+            )
+        if latents is not None:
+            expected_shape = self.latents_shape(total_batch_size, num_frames, height, width)
+            if not isinstance(latents, torch.Tensor) or tuple(latents.shape) != expected_shape:
+                raise ValueError(
+                    f"`latents` must have shape {expected_shape} for this call, got"
+                    f" {tuple(getattr(latents, 'shape', ()))}."
+                )
+
+        # 5. outputs
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {list(OUTPUT_TYPES)}, got {output_type!r}.")
+        if callback_on_step_end_tensor_inputs is not None:
+            unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
+            if unknown:
+                raise ValueError(
+                    f"`callback_on_step_end_tensor_inputs` has unknown entries {unknown}; allowed are"
+                    f" {self._callback_tensor_inputs}."
+                )
+        if decode_chunk_size is not None and (
+            isinstance(decode_chunk_size, bool) or not isinstance(decode_chunk_size, int) or decode_chunk_size < 1
+        ):
+            raise ValueError(f"`decode_chunk_size` must be an integer >= 1 or None, got {decode_chunk_size!r}.")
+
+        # 6. the U-Net's extra conditioning input
+        conditioning_channels = self.unet.config.get("conditioning_channels", 0) or 0
+        num_channels_latents = self.unet.config.in_channels
+        if conditioning_channels not in (0, num_channels_latents, num_channels_latents + 1):
+            raise ValueError(
+                f"The U-Net's `conditioning_channels`={conditioning_channels} is not supported: use 0, the latent"
+                f" channels ({num_channels_latents}) or the latent channels plus a mask ({num_channels_latents + 1})."
+            )
+
+    def latents_shape(self, batch_size: int, num_frames: int, height: int, width: int) -> tuple[int, ...]:
+        r"""Returns the shape `(batch_size, channels, latent_frames, latent_height, latent_width)` of the latents."""
+        return (
+            batch_size,
+            self.unet.config.in_channels,
+            (num_frames - 1) // self.vae_scale_factor_temporal + 1,
+            height // self.vae_scale_factor_spatial,
+            width // self.vae_scale_factor_spatial,
+        )
+
+    def _latents_statistics(self, latents: torch.Tensor) -> tuple[torch.Tensor | float, ...]:
+        # the VAE's normalisation: `(z - shift - mean) * scaling / std`, each part optional in its config
+        config = self.vae.config
+        scaling_factor = config.get("scaling_factor") or 1.0
+        shift_factor = config.get("shift_factor") or 0.0
+        latents_mean, latents_std = config.get("latents_mean"), config.get("latents_std")
+        stats_shape = (1, latents.shape[1], 1, 1, 1)
+        if latents_mean is not None:
+            latents_mean = torch.tensor(latents_mean, device=latents.device, dtype=latents.dtype).view(stats_shape)
+        else:
+            latents_mean = 0.0
+        if latents_std is not None:
+            latents_std = torch.tensor(latents_std, device=latents.device, dtype=latents.dtype).view(stats_shape)
+        else:
+            latents_std = 1.0
+        return scaling_factor, shift_factor, latents_mean, latents_std
+
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        r"""
+        Encodes pixels to normalised latents (the mode of the VAE's latent distribution).
+
+        Args:
+            video (`torch.Tensor`):
+                Pixels in [-1, 1] of shape `(batch_size, 3, num_frames, height, width)`; an image is a 1-frame video.
+
+        Returns:
+            `torch.Tensor`: Latents of shape `(batch_size, channels, latent_frames, latent_height, latent_width)`.
+        """
+        video = video.to(device=self.vae.device, dtype=self.vae.dtype)
+        batch_size, _, num_frames, height, width = video.shape
+        if self.vae_encodes_single_frames:
+            frames = video.permute(0, 2, 1, 3, 4).reshape(batch_size * num_frames, -1, height, width)
+            latents = retrieve_latents(self.vae.encode(frames), sample_mode="argmax")
+            latents = latents.reshape(batch_size, num_frames, *latents.shape[1:]).permute(0, 2, 1, 3, 4)
+        else:
+            latents = retrieve_latents(self.vae.encode(video), sample_mode="argmax")
+
+        scaling_factor, shift_factor, latents_mean, latents_std = self._latents_statistics(latents)
+        return (latents - shift_factor - latents_mean) * scaling_factor / latents_std
+
+    def decode_latents(self, latents: torch.Tensor, decode_chunk_size: int | None = None) -> torch.Tensor:
+        r"""
+        Decodes normalised latents to pixels.
+
+        Args:
+            latents (`torch.Tensor`):
+                Latents of shape `(batch_size, channels, latent_frames, latent_height, latent_width)`.
+            decode_chunk_size (`int`, *optional*):
+                The number of latent frames decoded at once (all by default). Passed as `chunk_size` to VAEs whose
+                `decode` accepts it; diffusers' video VAEs stream their decode on their own.
+
+        Returns:
+            `torch.Tensor`: Float32 pixels in [-1, 1] of shape `(batch_size, 3, num_frames, height, width)`.
+        """
+        latents = latents.to(self.vae.dtype)
+        scaling_factor, shift_factor, latents_mean, latents_std = self._latents_statistics(latents)
+        latents = latents * latents_std / scaling_factor + latents_mean + shift_factor
+
+        batch_size, _, latent_frames, latent_height, latent_width = latents.shape
+        if self.vae_encodes_single_frames:
+            frames = latents.permute(0, 2, 1, 3, 4).reshape(batch_size * latent_frames, -1, latent_height, latent_width)
+            chunk_size = decode_chunk_size or frames.shape[0]
+            decoded = [
+                self.vae.decode(frames[start : start + chunk_size], return_dict=False)[0]
+                for start in range(0, frames.shape[0], chunk_size)
+            ]
+            video = torch.cat(decoded)
+            video = video.reshape(batch_size, latent_frames, *video.shape[1:]).permute(0, 2, 1, 3, 4)
+        elif "chunk_size" in inspect.signature(self.vae.decode).parameters:
+            video = self.vae.decode(latents, return_dict=False, chunk_size=decode_chunk_size)[0]
+        else:
+            video = self.vae.decode(latents, return_dict=False)[0]
+        # float32 output works for every output type and costs little next to the decode
+        return video.float()
+
+    def preprocess_conditioning(self, image: Any, video: Any, height: int, width: int) -> torch.Tensor | None:
+        r"""Turns `image` or `video` into pixels of shape `(batch, 3, frames, height, width)` in [-1, 1]."""
+        if image is not None:
+            pixels = self.video_processor.preprocess(image, height=height, width=width)
+            return pixels.unsqueeze(2)
+        if video is not None:
+            return self.video_processor.preprocess_video(video, height=height, width=width)
+        return None
+
+    def prepare_latents(
+        self,
+        batch_size: int,
+        num_frames: int,
+        height: int,
+        width: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None = None,
+        video_latents: torch.Tensor | None = None,
+        timestep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        r"""
+        Returns the starting latents: scaled noise, or (video-to-video) `video_latents` noised to `timestep`.
+
+        `latents`, when given, is used as the noise.
+        """
+        shape = self.latents_shape(batch_size, num_frames, height, width)
+        if latents is None:
+            noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        else:
+            noise = latents.to(device=device, dtype=dtype)
+
+        if video_latents is None:
+            # flow-matching schedulers start from unit noise and have no `init_noise_sigma`
+            return noise * getattr(self.scheduler, "init_noise_sigma", 1.0)
+        if timestep is None:
+            # strength 0: nothing to denoise, the video's latents are the result
+            return video_latents.to(device=device, dtype=dtype)
+        return self.add_noise(video_latents.to(device=device, dtype=dtype), noise, timestep)
+
+    def add_noise(self, latents: torch.Tensor, noise: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        r"""Noises clean `latents` to `timestep` with the scheduler (`scale_noise` for flow-matching schedulers)."""
+        timestep = timestep.reshape(-1)[:1].expand(latents.shape[0])
+        if hasattr(self.scheduler, "scale_noise"):
+            return self.scheduler.scale_noise(latents, timestep, noise)
+        return self.scheduler.add_noise(latents, noise, timestep)
+
+    def get_timesteps(self, num_inference_steps: int, strength: float) -> tuple[torch.Tensor, int]:
+        r"""Keeps the last `strength` fraction of the schedule, as diffusers' image-to-image pipelines do."""
+        init_timestep = min(int(num_inference_steps * strength), num_inference_steps)
+        t_start = max(num_inference_steps - init_timestep, 0)
+        timesteps = self.scheduler.timesteps[t_start * self.scheduler.order :]
+        if hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(t_start * self.scheduler.order)
+        return timesteps, num_inference_steps - t_start
+
+    def prepare_extra_step_kwargs(
+        self, generator: torch.Generator | list[torch.Generator] | None, eta: float
+    ) -> dict[str, Any]:
+        r"""Returns the `eta` and `generator` arguments that the scheduler's `step` accepts."""
+        step_parameters = set(inspect.signature(self.scheduler.step).parameters.keys())
+        extra_step_kwargs = {}
+        if "eta" in step_parameters:
+            extra_step_kwargs["eta"] = eta
+        if "generator" in step_parameters:
+            extra_step_kwargs["generator"] = generator
+        return extra_step_kwargs
+
+    @property
+    def guidance_scale(self) -> float:
+        return self._guidance_scale
+
+    @property
+    def guidance_rescale(self) -> float:
+        return self._guidance_rescale
+
+    # `guidance_scale` is the weight `w` of equation (2) of the Imagen paper (https://huggingface.co/papers/2205.11487);
+    # `guidance_scale = 1` means no classifier-free guidance.
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1.0
+
+    @property
+    def cross_attention_kwargs(self) -> dict[str, Any] | None:
+        return self._cross_attention_kwargs
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    @property
+    def interrupt(self) -> bool:
+        return self._interrupt
+
+    @torch.no_grad()
+    @replace_example_docstring(EXAMPLE_DOC_STRING)
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        negative_prompt: str | list[str] | None = None,
+        image: PIL.Image.Image | np.ndarray | torch.Tensor | list | None = None,
+        video: list[PIL.Image.Image] | np.ndarray | torch.Tensor | list | None = None,
+        strength: float = 0.8,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        fps: float = 8,
+        num_inference_steps: int = 50,
+        timesteps: list[int] | None = None,
+        sigmas: list[float] | None = None,
+        guidance_scale: float = 7.5,
+        guidance_rescale: float = 0.0,
+        num_videos_per_prompt: int = 1,
+        eta: float = 0.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable[[Any, int, int, dict], dict]
+        | PipelineCallback
+        | MultiPipelineCallbacks
+        | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+        clip_skip: int | None = None,
+        decode_chunk_size: int | None = None,
+    ) -> VideoLatentPipelineOutput | tuple:
+        r"""
+        The call function to the pipeline for generation.
+
+        Args:
+            prompt (`str` or `list[str]`, *optional*):
+                The prompt or prompts to guide the video generation. If not defined, pass `prompt_embeds`.
+            negative_prompt (`str` or `list[str]`, *optional*):
+                The prompt or prompts to guide away from. Ignored when not using guidance (`guidance_scale <= 1`).
+            image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or a list of them, *optional*):
+                Image-to-video: the first frame, one for all prompts or one per prompt. It is encoded as a 1-frame
+                video; a U-Net with `conditioning_channels > 0` receives it as extra input channels, otherwise the
+                first latent frame is replaced by it (noised to the current timestep) at every step.
+            video (`list[PIL.Image.Image]`, `np.ndarray`, `torch.Tensor` or a list of them, *optional*):
+                Video-to-video: the video to transform, one for all prompts or one per prompt.
+            strength (`float`, *optional*, defaults to 0.8):
+                Video-to-video only: how much of `video` is replaced, in [0, 1]. 1 starts from pure noise, 0 returns
+                the video's reconstruction; only the last `strength` fraction of the schedule is run.
+            num_frames (`int`, *optional*, defaults to 17):
+                The number of frames to generate, `1 + k * r` for the VAE's temporal ratio `r`. Defaults to the length
+                of `video` in video-to-video.
+            height (`int`, *optional*, defaults to `unet.config.sample_size * vae_scale_factor_spatial`):
+                The height in pixels of the generated video.
+            width (`int`, *optional*, defaults to `unet.config.sample_size * vae_scale_factor_spatial`):
+                The width in pixels of the generated video.
+            fps (`float`, *optional*, defaults to 8):
+                Frames per second; passed to the U-Net when its config has `use_fps_conditioning`, otherwise only
+                meaningful for exporting.
+            num_inference_steps (`int`, *optional*, defaults to 50):
+                The number of denoising steps.
+            timesteps (`list[int]`, *optional*):
+                Custom timesteps for schedulers whose `set_timesteps` accepts them.
+            sigmas (`list[float]`, *optional*):
+                Custom sigmas for schedulers whose `set_timesteps` accepts them.
+            guidance_scale (`float`, *optional*, defaults to 7.5):
+                Classifier-free guidance scale; guidance is on when `guidance_scale > 1`.
+            guidance_rescale (`float`, *optional*, defaults to 0.0):
+                Guidance rescale factor from [Common Diffusion Noise Schedules and Sample Steps are
+                Flawed](https://huggingface.co/papers/2305.08891), in [0, 1].
+            num_videos_per_prompt (`int`, *optional*, defaults to 1):
+                The number of videos to generate per prompt.
+            eta (`float`, *optional*, defaults to 0.0):
+                The η of the [DDIM](https://huggingface.co/papers/2010.02502) paper, for schedulers whose `step`
+                accepts `eta`.
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
+                One generator, or one per generated video, to make generation deterministic.
+            latents (`torch.Tensor`, *optional*):
+                Pre-generated Gaussian noise of shape `(batch_size * num_videos_per_prompt, channels, latent_frames,
+                latent_height, latent_width)`, used instead of sampling it from `generator`.
+            prompt_embeds (`torch.Tensor`, *optional*):
+                Pre-generated text embeddings, used instead of encoding `prompt`.
+            negative_prompt_embeds (`torch.Tensor`, *optional*):
+                Pre-generated negative text embeddings, used instead of encoding `negative_prompt`.
+            output_type (`str`, *optional*, defaults to `"np"`):
+                One of `"pil"`, `"np"`, `"pt"` or `"latent"`.
+            return_dict (`bool`, *optional*, defaults to `True`):
+                Whether to return a [`VideoLatentPipelineOutput`] instead of a plain tuple.
+            callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*):
+                Called at the end of each denoising step as `callback_on_step_end(self, step, timestep,
+                callback_kwargs)`; it returns a dict whose entries replace the named tensors.
+            callback_on_step_end_tensor_inputs (`list[str]`, *optional*, defaults to `["latents"]`):
+                The tensors passed in `callback_kwargs`, a subset of `._callback_tensor_inputs`.
+            cross_attention_kwargs (`dict`, *optional*):
+                Keyword arguments passed to the U-Net's attention processors.
+            clip_skip (`int`, *optional*):
+                The number of final CLIP layers to skip when encoding the prompts.
+            decode_chunk_size (`int`, *optional*):
+                The number of latent frames decoded at once; lower values use less memory. All frames by default.
+
+        Examples:
+
+        Returns:
+            [`VideoLatentPipelineOutput`] or `tuple`:
+                A [`VideoLatentPipelineOutput`] if `return_dict` is `True`, otherwise a tuple whose first element is
+                the generated frames.
+        """
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        if callback_on_step_end_tensor_inputs is None:
+            callback_on_step_end_tensor_inputs = ["latents"]
+
+        # 0. Default sizes
+        sample_size = self.unet.config.get("sample_size") or 32
+        sample_height, sample_width = (sample_size, sample_size) if isinstance(sample_size, int) else sample_size
+        height = height or sample_height * self.vae_scale_factor_spatial
+        width = width or sample_width * self.vae_scale_factor_spatial
+        if num_frames is None:
+            video_length = None
+            if isinstance(video, (torch.Tensor, np.ndarray)) and video.ndim in (4, 5):
+                video_length = video.shape[-4]
+            elif isinstance(video, list) and len(video) > 0:
+                video_length = len(video[0]) if isinstance(video[0], list) else len(video)
+            num_frames = video_length or 17
+
+        # 1. Check inputs. Raise error if not correct
+        self.check_inputs(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            image=image,
+            video=video,
+            strength=strength,
+            num_frames=num_frames,
+            height=height,
+            width=width,
+            fps=fps,
+            num_inference_steps=num_inference_steps,
+            timesteps=timesteps,
+            sigmas=sigmas,
+            guidance_scale=guidance_scale,
+            guidance_rescale=guidance_rescale,
+            num_videos_per_prompt=num_videos_per_prompt,
+            generator=generator,
+            latents=latents,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+            output_type=output_type,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            decode_chunk_size=decode_chunk_size,
+        )
+        self._guidance_scale = guidance_scale
+        self._guidance_rescale = guidance_rescale
+        self._cross_attention_kwargs = cross_attention_kwargs
+        self._num_timesteps = 0
+        self._interrupt = False
+
+        # 2. Define call parameters
+        if prompt is not None:
+            batch_size = 1 if isinstance(prompt, str) else len(prompt)
+        else:
+            batch_size = prompt_embeds.shape[0]
+        num_videos = batch_size * num_videos_per_prompt
+        device = self._execution_device
+        dtype = self.unet.dtype
+
+        # 3. Encode input prompt
+        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
+            prompt,
+            device=device,
+            num_videos_per_prompt=num_videos_per_prompt,
+            do_classifier_free_guidance=self.do_classifier_free_guidance,
+            negative_prompt=negative_prompt,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+            clip_skip=clip_skip,
+            dtype=dtype,
+        )
+        # one U-Net call per step for both halves of classifier-free guidance: [uncond, cond]
+        if self.do_classifier_free_guidance:
+            prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
+
+        # 4. Encode the image or video conditioning
+        conditioning_pixels = self.preprocess_conditioning(image, video, height, width)
+        condition_latents = None
+        if conditioning_pixels is not None:
+            condition_latents = self.encode_video(conditioning_pixels).to(device=device, dtype=dtype)
+            # one item for all prompts, or one per prompt; then one copy per generated video
+            condition_latents = condition_latents.expand(batch_size, *condition_latents.shape[1:])
+            condition_latents = condition_latents.repeat_interleave(num_videos_per_prompt, dim=0)
+
+        # 5. Prepare timesteps
+        latents_shape = self.latents_shape(num_videos, num_frames, height, width)
+        scheduler_kwargs = {}
+        if self.scheduler.config.get("use_dynamic_shifting", False):
+            # resolution-dependent shift of flow-matching schedules, from the number of latent tokens
+            image_seq_len = latents_shape[2] * latents_shape[3] * latents_shape[4]
+            scheduler_kwargs["mu"] = calculate_shift(
+                image_seq_len,
+                self.scheduler.config.get("base_image_seq_len", 256),
+                self.scheduler.config.get("max_image_seq_len", 4096),
+                self.scheduler.config.get("base_shift", 0.5),
+                self.scheduler.config.get("max_shift", 1.15),
+            )
+        if timesteps is not None or sigmas is not None:
+            num_inference_steps = None
+        timesteps, num_inference_steps = retrieve_timesteps(
+            self.scheduler, num_inference_steps, device, timesteps, sigmas, **scheduler_kwargs
+        )
+        video_latents = None
+        latent_timestep = None
+        if video is not None:
+            timesteps, num_inference_steps = self.get_timesteps(num_inference_steps, strength)
+            video_latents = condition_latents
+            latent_timestep = timesteps[:1] if len(timesteps) > 0 else None
+        self._num_timesteps = len(timesteps)
+
+        # 6. Prepare latent variables
+        latents = self.prepare_latents(
+            num_videos,
+            num_frames,
+            height,
+            width,
+            dtype,
+            device,
+            generator,
+            latents,
+            video_latents=video_latents,
+            timestep=latent_timestep,
+        )
+
+        conditioning_channels = self.unet.config.get("conditioning_channels", 0) or 0
+        conditioning_latents = None
+        image_latents = None
+        image_noise = None
+        if conditioning_channels > 0:
+            # the first latent frame carries the image (zeros without one), plus a mask channel if the U-Net wants it
+            conditioning_latents = torch.zeros_like(latents)
+            mask = torch.zeros_like(latents[:, :1])
+            if image is not None:
+                conditioning_latents[:, :, :1] = condition_latents
+                mask[:, :, :1] = 1.0
+            if conditioning_channels == latents.shape[1] + 1:
+                conditioning_latents = torch.cat([conditioning_latents, mask], dim=1)
+        elif image is not None:
+            image_latents = condition_latents
+            image_noise = randn_tensor(image_latents.shape, generator=generator, device=device, dtype=dtype)
+            if len(timesteps) > 0:
+                first_frame = self.add_noise(image_latents, image_noise, timesteps[:1])
+            else:
+                first_frame = image_latents
+            latents = torch.cat([first_frame, latents[:, :, 1:]], dim=2)
+
+        # 7. Prepare extra step kwargs
+        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
+        use_fps_conditioning = self.unet.config.get("use_fps_conditioning", False)
+
+        # 8. Denoising loop
+        num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
+        with self.progress_bar(total=num_inference_steps) as progress_bar:
+            for i, t in enumerate(timesteps):
+                if self.interrupt:
+                    continue
+
+                # a callback may switch guidance off (and may or may not drop the unconditional embeddings)
+                do_classifier_free_guidance = (
+                    self.do_classifier_free_guidance and prompt_embeds.shape[0] == 2 * latents.shape[0]
+                )
+                if do_classifier_free_guidance:
+                    encoder_hidden_states = prompt_embeds
+                    latent_model_input = torch.cat([latents] * 2)
+                else:
+                    encoder_hidden_states = prompt_embeds[-latents.shape[0] :]
+                    latent_model_input = latents
+                if hasattr(self.scheduler, "scale_model_input"):
+                    latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
+                timestep = t.expand(latent_model_input.shape[0])
+
+                unet_kwargs = {}
+                if use_fps_conditioning:
+                    unet_kwargs["fps"] = torch.full((latent_model_input.shape[0],), float(fps), device=device)
+                if conditioning_latents is not None:
+                    repeats = 2 if do_classifier_free_guidance else 1
+                    unet_kwargs["conditioning_latents"] = torch.cat([conditioning_latents] * repeats)
+
+                noise_pred = self.unet(
+                    latent_model_input,
+                    timestep,
+                    encoder_hidden_states=encoder_hidden_states,
+                    cross_attention_kwargs=self.cross_attention_kwargs,
+                    return_dict=False,
+                    **unet_kwargs,
+                )[0]
+
+                if do_classifier_free_guidance:
+                    noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
+                    noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
+                    if self.guidance_rescale > 0.0:
+                        noise_pred = rescale_noise_cfg(
+                            noise_pred, noise_pred_text, guidance_rescale=self.guidance_rescale
+                        )
+
+                # compute the previous noisy sample x_t -> x_t-1
+                latents_dtype = latents.dtype
+                latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+                if latents.dtype != latents_dtype:
+                    latents = latents.to(latents_dtype)
+
+                if image_latents is not None:
+                    # keep the first frame on the image, noised to the level the next step expects
+                    if i < len(timesteps) - 1:
+                        first_frame = self.add_noise(image_latents, image_noise, timesteps[i + 1 : i + 2])
+                    else:
+                        first_frame = image_latents
+                    latents = torch.cat([first_frame, latents[:, :, 1:]], dim=2)
+
+                if callback_on_step_end is not None:
+                    callback_kwargs = {}
+                    for k in callback_on_step_end_tensor_inputs:
+                        callback_kwargs[k] = locals()[k]
+                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
+
+                    latents = callback_outputs.pop("latents", latents)
+                    prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
+                    negative_prompt_embeds = callback_outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
+
+                if i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
+                    progress_bar.update()
+
+        # 9. Decode
+        if output_type == "latent":
+            frames = latents
+        else:
+            frames = self.decode_latents(latents, decode_chunk_size=decode_chunk_size)
+            frames = self.video_processor.postprocess_video(video=frames, output_type=output_type)
+
+        # 10. Offload all models
+        self.maybe_free_model_hooks()
+
+        if not return_dict:
+            return (frames,)
+        return VideoLatentPipelineOutput(frames=frames)

@@ -1,0 +1,181 @@
+"""Inflate a diffusers `AutoencoderKL` image VAE into an `AutoencoderKLVideo` causal video VAE.
+
+Example:
+    python conversion_scripts/convert_image_vae.py --vae_path stabilityai/sd-vae-ft-mse \
+        --temporal_compression_ratio 4 --output_path ./video-vae --dtype fp16
+
+The converted model is verified before it is written: with ratio 1 the video VAE must equal the image VAE applied
+frame by frame, with a larger ratio it must encode and decode the first frame exactly as the image VAE does (on a
+random input, to `--atol`/`--rtol`). It is saved atomically with `save_pretrained`.
+
+Exit codes: 0 success, 1 verification failed (nothing written), 2 bad input (one line on stderr, nothing written).
+"""
+
+import argparse
+import os
+import sys
+
+import torch
+from diffusers import AutoencoderKL
+
+from diffusers_videolatent import AutoencoderKLVideo
+from diffusers_videolatent.conversion import (
+    VerificationError,
+    check_output_path,
+    parse_dtype,
+    save_atomically,
+    verify_close,
+)
+
+
+PROG = "convert_image_vae"
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    # argparse prints the usage block on errors; a conversion error is one line on stderr and exit code 2.
+    def error(self, message: str):
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = _ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--vae_path", required=True, help="Folder or Hub id of a diffusers AutoencoderKL.")
+    parser.add_argument("--subfolder", default=None, help="Subfolder holding the VAE, e.g. `vae` in a pipeline repo.")
+    parser.add_argument("--temporal_compression_ratio", type=int, default=1, help="1, 2, 4 or 8.")
+    parser.add_argument("--output_path", required=True, help="Folder to save the video VAE to.")
+    parser.add_argument("--dtype", default="fp32", help="Saved dtype: fp32, fp16 or bf16.")
+    parser.add_argument("--variant", default=None, help="Variant suffix of the saved weights, e.g. `fp16`.")
+    parser.add_argument("--safe_serialization", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--atol", type=float, default=1e-4, help="Absolute tolerance of the verification.")
+    parser.add_argument("--rtol", type=float, default=1e-4, help="Relative tolerance of the verification.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace a non-empty `--output_path`.")
+    parser.add_argument("--push_to_hub", action="store_true", help="Also upload the saved folder to `--repo_id`.")
+    parser.add_argument("--repo_id", default=None, help="Hub repository for `--push_to_hub`.")
+    return parser.parse_args(argv)
+
+
+def load_image_vae(vae_path: str, subfolder: str | None = None) -> AutoencoderKL:
+    r"""
+    Load a diffusers `AutoencoderKL` in float32, refusing folders that hold another class.
+
+    Args:
+        vae_path (`str`):
+            Local folder or Hub id.
+        subfolder (`str`, *optional*):
+            Subfolder inside `vae_path`.
+
+    Returns:
+        [`AutoencoderKL`]: the image VAE in eval mode.
+    """
+    # diffusers falls back to the parent folder's config when a local subfolder is missing; refuse that instead
+    if subfolder and os.path.isdir(vae_path) and not os.path.isdir(os.path.join(vae_path, subfolder)):
+        raise ValueError(f"`--subfolder` {subfolder!r} does not exist in `--vae_path` {vae_path!r}.")
+    try:
+        config = AutoencoderKL.load_config(vae_path, subfolder=subfolder)
+    except (OSError, ValueError) as error:
+        where = f"{vae_path!r}" + (f" (subfolder {subfolder!r})" if subfolder else "")
+        raise ValueError(f"`--vae_path` {where} has no readable diffusers config: {error}".splitlines()[0]) from None
+    class_name = config.get("_class_name")
+    if class_name != "AutoencoderKL":
+        raise ValueError(f"`--vae_path` {vae_path!r} holds a {class_name!r}, not an AutoencoderKL.")
+    return AutoencoderKL.from_pretrained(vae_path, subfolder=subfolder, torch_dtype=torch.float32).eval()
+
+
+def convert(vae: AutoencoderKL, temporal_compression_ratio: int = 1) -> AutoencoderKLVideo:
+    r"""
+    Inflate `vae` into an [`AutoencoderKLVideo`] (see [`AutoencoderKLVideo.from_image_vae`]).
+
+    Args:
+        vae ([`AutoencoderKL`]):
+            The image VAE.
+        temporal_compression_ratio (`int`, *optional*, defaults to 1):
+            1, 2, 4 or 8.
+
+    Returns:
+        [`AutoencoderKLVideo`]: the video VAE, in float32.
+    """
+    return AutoencoderKLVideo.from_image_vae(vae, temporal_compression_ratio=temporal_compression_ratio)
+
+
+@torch.no_grad()
+def verify(
+    vae: AutoencoderKL, video_vae: AutoencoderKLVideo, atol: float = 1e-4, rtol: float = 1e-4, seed: int = 0
+) -> dict[str, float]:
+    r"""
+    Compare the video VAE with the image VAE on a random video; raise `VerificationError` beyond tolerance.
+
+    With temporal compression ratio 1 every frame is compared (encoder means and decoded frames); with a larger ratio
+    the first frame is.
+
+    Returns:
+        `dict[str, float]`: the maximum absolute differences of `encode` and `decode`.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    ratio = video_vae.temporal_compression_ratio
+    size = 4 * video_vae.spatial_compression_ratio
+    num_frames = 3 if ratio == 1 else 1 + ratio
+    video = torch.rand(1, vae.config.in_channels, num_frames, size, size, generator=generator) * 2 - 1
+    latents = torch.randn(1, vae.config.latent_channels, 1 + (num_frames - 1) // ratio, 4, 4, generator=generator)
+    compared = num_frames if ratio == 1 else 1
+
+    video_means = video_vae.encode(video).latent_dist.mean
+    video_decoded = video_vae.decode(latents).sample
+    image_means = torch.stack([vae.encode(video[:, :, i]).latent_dist.mean for i in range(compared)], dim=2)
+    image_decoded = torch.stack([vae.decode(latents[:, :, i]).sample for i in range(compared)], dim=2)
+    return {
+        "encode": verify_close(video_means[:, :, :compared], image_means, atol, rtol, name="encode"),
+        "decode": verify_close(video_decoded[:, :, :compared], image_decoded, atol, rtol, name="decode"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except SystemExit as parse_exit:
+        return parse_exit.code
+
+    try:
+        # 1. check everything cheap before loading weights
+        dtype = parse_dtype(args.dtype)
+        check_output_path(args.output_path, args.overwrite)
+        if args.push_to_hub and not args.repo_id:
+            raise ValueError("`--push_to_hub` needs `--repo_id`.")
+
+        # 2. load and convert
+        vae = load_image_vae(args.vae_path, args.subfolder)
+        video_vae = convert(vae, args.temporal_compression_ratio)
+    except (ValueError, TypeError) as error:
+        sys.stderr.write(f"{PROG}: error: {error}\n")
+        return 2
+
+    # 3. verify in float32, before anything is written
+    if args.verify:
+        try:
+            differences = verify(vae, video_vae, atol=args.atol, rtol=args.rtol)
+        except VerificationError as error:
+            sys.stderr.write(f"{PROG}: verification failed, nothing written: {error}\n")
+            return 1
+        print(f"verified: max abs difference encode {differences['encode']:.2e}, decode {differences['decode']:.2e}")
+
+    # 4. save atomically, then optionally upload
+    video_vae = video_vae.to(dtype=dtype) if dtype != torch.float32 else video_vae
+    save_atomically(
+        lambda path: video_vae.save_pretrained(
+            path, safe_serialization=args.safe_serialization, variant=args.variant
+        ),
+        args.output_path,
+        overwrite=args.overwrite,
+    )
+    print(f"saved AutoencoderKLVideo (temporal ratio {args.temporal_compression_ratio}) to {args.output_path}")
+    if args.push_to_hub:
+        from huggingface_hub import create_repo, upload_folder
+
+        create_repo(args.repo_id, exist_ok=True)
+        upload_folder(repo_id=args.repo_id, folder_path=args.output_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

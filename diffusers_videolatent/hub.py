@@ -1,0 +1,109 @@
+"""Publishing saved folders to the Hugging Face Hub with our model card.
+
+`push_folder_to_hub` backs `videolatent push FOLDER REPO_ID`: it checks the folder is one of ours, writes the card when
+the folder has none, then hands the folder to `huggingface_hub.create_repo` and `huggingface_hub.upload_folder`
+unchanged. `ModelCardHubMixin` makes diffusers' own `push_to_hub` upload our card instead of diffusers' generic one.
+"""
+
+import logging
+import os
+from pathlib import Path
+
+from huggingface_hub import create_repo, upload_folder
+
+from .model_card import create_model_card, folder_kind, save_model_card
+
+
+logger = logging.getLogger(__name__)
+
+# diffusers' `load_or_create_model_card` writes this sentence into the card it generates for a repository that has none.
+_GENERIC_DIFFUSERS_CARD = "has been pushed on the Hub. This model card has been automatically generated."
+
+
+def push_folder_to_hub(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    create_pr: bool = False,
+    card_kwargs: dict | None = None,
+):
+    r"""
+    Upload a saved `VideoLatentPipeline`, `UNetSpatioTemporalModel` or `AutoencoderKLVideo` folder to the Hub.
+
+    Args:
+        folder (`str` or `os.PathLike`):
+            A folder written by `save_pretrained` (or by one of the conversion scripts).
+        repo_id (`str`):
+            The Hub repository, `"org/name"` or `"name"` (your namespace); created when it does not exist.
+        token (`str`, *optional*):
+            Hub token; defaults to the stored one (`hf auth login`).
+        private (`bool`, *optional*):
+            Make a newly created repository private; ignored when it exists.
+        revision (`str`, *optional*):
+            The branch to commit to; defaults to `main`.
+        commit_message (`str`, *optional*):
+            Defaults to `"Upload <kind> with diffusers-videolatent"`.
+        create_pr (`bool`, defaults to `False`):
+            Open a pull request instead of committing to the branch.
+        card_kwargs (`dict`, *optional*):
+            Passed to [`~diffusers_videolatent.model_card.save_model_card`] when the folder has no `README.md`.
+
+    Returns:
+        What `huggingface_hub.upload_folder` returns (a `CommitInfo` with the commit URL).
+    """
+    if not isinstance(repo_id, str) or not repo_id.strip():
+        raise ValueError(f"`repo_id` should be a non-empty string such as 'org/name', got {repo_id!r}.")
+
+    # 1. the folder must be one of ours, complete
+    kind = folder_kind(folder)
+
+    # 2. render the card before anything reaches the Hub (a hand-written README.md is never replaced)
+    card_path = Path(folder) / "README.md"
+    card = None if card_path.is_file() else create_model_card(folder, repo_id, **(card_kwargs or {}))
+
+    # 3. create the repository; the id it returns carries the namespace the card's snippet should name
+    created_repo_id = create_repo(repo_id, token=token, private=private, exist_ok=True, repo_type="model").repo_id
+    if card is not None:
+        if created_repo_id != repo_id:
+            card = create_model_card(folder, created_repo_id, **(card_kwargs or {}))
+        card.save(card_path)
+        logger.info(f"Wrote the model card {card_path}.")
+
+    # 4. upload, unchanged
+    return upload_folder(
+        repo_id=created_repo_id,
+        folder_path=str(folder),
+        repo_type="model",
+        token=token,
+        revision=revision,
+        commit_message=commit_message or f"Upload {kind} with diffusers-videolatent",
+        create_pr=create_pr,
+    )
+
+
+class ModelCardHubMixin:
+    """
+    Mixin for our pipeline and models (put it before diffusers' base class): diffusers' `push_to_hub` stays unchanged,
+    but the folder it uploads carries our model card instead of diffusers' generic one. A card that already exists in
+    the Hub repository (which diffusers downloads first) is kept.
+    """
+
+    def _upload_folder(
+        self,
+        working_dir: str | os.PathLike,
+        repo_id: str,
+        token: str | None = None,
+        commit_message: str | None = None,
+        create_pr: bool = False,
+        subfolder: str | None = None,
+    ):
+        card_path = Path(working_dir) / "README.md"
+        if not subfolder and (not card_path.is_file() or _GENERIC_DIFFUSERS_CARD in card_path.read_text("utf-8")):
+            save_model_card(working_dir, repo_id)
+        return super()._upload_folder(
+            working_dir, repo_id, token=token, commit_message=commit_message, create_pr=create_pr, subfolder=subfolder
+        )

@@ -1,0 +1,562 @@
+"""Model cards for saved `VideoLatentPipeline` folders and for our single models.
+
+The card is rendered from one Jinja template shipped inside the package (`templates/model_card.md`; the top-level
+`model_cards/template.md` of a source checkout is a link to it) with `huggingface_hub.ModelCard.from_template`. Every
+number in it (latent channels, compression ratios, the frame rule, the size multiple) is read from the configs saved in
+the folder, never typed by hand.
+
+`library_name` is `diffusers-videolatent`, not `diffusers`: the Hub shows a `DiffusionPipeline.from_pretrained(...)`
+snippet for `library_name: diffusers`, and diffusers resolves `model_index.json`'s `_class_name` inside its own
+namespace, so that snippet fails for our pipeline. The tag `diffusers` keeps the repository findable next to diffusers
+models, and the card shows the snippet that works.
+"""
+
+import importlib
+import inspect
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import ModelCard, ModelCardData, hf_hub_download
+
+
+LIBRARY_NAME = "diffusers-videolatent"
+PACKAGE_NAME = "diffusers_videolatent"
+PIPELINE_CLASS_NAME = "VideoLatentPipeline"
+MODEL_CLASS_NAMES = ("UNetSpatioTemporalModel", "AutoencoderKLVideo")
+DEFAULT_TAGS = ("diffusers-videolatent", "diffusers", "text-to-video", "video-latent-diffusion")
+RECOMMENDED_KEYS = ("num_frames", "height", "width", "fps", "num_inference_steps", "guidance_scale")
+DEFAULT_PROMPT = "a red circle moving right"
+DEFAULT_INSTALL_HINT = "from a checkout of its repository: `pip install .`"
+TEMPLATE_RESOURCE = ("templates", "model_card.md")
+
+
+@dataclass
+class ConversionProvenance:
+    r"""
+    Where a converted checkpoint came from and how closely it was checked.
+
+    Args:
+        script (`str`):
+            The conversion script's file name, e.g. `conversion_scripts/convert_text_to_video_sd.py`.
+        sources (`list[tuple[str, str]]`):
+            `(role, path or Hub id)` pairs, e.g. `("Base pipeline", "ali-vilab/text-to-video-ms-1.7b")`.
+        tolerance (`float` or `str`, *optional*):
+            The largest absolute difference the verification accepted.
+        max_abs_diff (`float`, *optional*):
+            The largest absolute difference measured; `None` when the conversion was not verified.
+        verification (`str`, defaults to `""`):
+            What was compared, in a few words (model, steps, seed, output type).
+        command (`str`, *optional*):
+            The command line that produced the checkpoint.
+        source_licenses (`dict[str, str]`, *optional*):
+            License of each source, by source id, as read from the source's own card.
+    """
+
+    script: str
+    sources: list[tuple[str, str]]
+    tolerance: float | str | None = None
+    max_abs_diff: float | None = None
+    verification: str = ""
+    command: str | None = None
+    source_licenses: dict[str, str] = field(default_factory=dict)
+
+
+def template_path() -> Path:
+    """Path of the card template shipped inside the installed package (works from a source checkout too)."""
+    resource = resources.files(PACKAGE_NAME).joinpath(*TEMPLATE_RESOURCE)
+    return Path(str(resource))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"`{path}` is not valid JSON ({error}).") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"`{path}` should hold a JSON object, got {type(data).__name__}.")
+    return data
+
+
+def folder_kind(folder: str | os.PathLike) -> str:
+    r"""
+    Tell which of our saved formats a folder holds, or raise.
+
+    Args:
+        folder (`str` or `os.PathLike`):
+            A folder written by `save_pretrained` of `VideoLatentPipeline`, `UNetSpatioTemporalModel` or
+            `AutoencoderKLVideo`.
+
+    Returns:
+        `str`: `"pipeline"` (a `model_index.json` naming `VideoLatentPipeline`, every listed component present) or the
+        model's class name (a `config.json` naming one of our models).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"`folder` should be an existing directory, got {str(folder)!r}.")
+    model_index = folder / "model_index.json"
+    config = folder / "config.json"
+    if model_index.is_file():
+        index = _read_json(model_index)
+        class_name = index.get("_class_name")
+        if class_name != PIPELINE_CLASS_NAME:
+            raise ValueError(
+                f"`{model_index}` has `_class_name` {class_name!r}; expected {PIPELINE_CLASS_NAME!r} (this is not a "
+                "VideoLatentPipeline folder)."
+            )
+        missing = [
+            name
+            for name, entry in index.items()
+            if not name.startswith("_")
+            and isinstance(entry, list)
+            and entry[0] is not None
+            and not (folder / name).is_dir()
+        ]
+        if missing:
+            raise ValueError(f"`{folder}` lacks the component sub-folder(s) {missing} listed in model_index.json.")
+        return "pipeline"
+    if config.is_file():
+        class_name = _read_json(config).get("_class_name")
+        if class_name not in MODEL_CLASS_NAMES:
+            raise ValueError(
+                f"`{config}` has `_class_name` {class_name!r}; expected one of {list(MODEL_CLASS_NAMES)} or a "
+                f"pipeline folder with a model_index.json naming {PIPELINE_CLASS_NAME!r}."
+            )
+        return class_name
+    raise ValueError(
+        f"`{folder}` holds neither model_index.json nor config.json; expected a folder written by `save_pretrained`."
+    )
+
+
+def _import_class(library: str, class_name: str) -> type:
+    return getattr(importlib.import_module(library), class_name)
+
+
+def _build_on_meta(model_class: type, config: dict[str, Any]) -> Any:
+    """Instantiate a model from its config without allocating weights, to read properties derived from the config."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        return model_class.from_config(config)
+
+
+def _vae_ratios(vae_class: type, config: dict[str, Any]) -> tuple[int | None, int | None]:
+    spatial = temporal = None
+    if hasattr(vae_class, "spatial_compression_ratio") or hasattr(vae_class, "temporal_compression_ratio"):
+        vae = _build_on_meta(vae_class, config)
+        spatial = getattr(vae, "spatial_compression_ratio", None)
+        temporal = getattr(vae, "temporal_compression_ratio", None)
+    spatial = spatial if spatial is not None else config.get("spatial_compression_ratio")
+    temporal = temporal if temporal is not None else config.get("temporal_compression_ratio")
+    if vae_class.__name__ == "AutoencoderKL":
+        # diffusers' image VAE: frame by frame, one down level per extra block.
+        spatial = spatial or 2 ** (len(config["block_out_channels"]) - 1)
+        temporal = temporal or 1
+    return spatial, temporal
+
+
+def _unet_downsample_factor(unet_class: type, config: dict[str, Any]) -> int | None:
+    if hasattr(unet_class, "downsample_factor"):
+        return int(_build_on_meta(unet_class, config).downsample_factor)
+    if "block_out_channels" in config:
+        return 2 ** (len(config["block_out_channels"]) - 1)
+    return None
+
+
+def frame_rule(temporal_ratio: int) -> str:
+    """The sentence that tells which `num_frames` a VAE with this temporal compression ratio accepts."""
+    if temporal_ratio == 1:
+        return (
+            "Any number of frames works: the VAE encodes every frame on its own (temporal ratio 1), so "
+            "`F_lat = F` and memory and time grow with the number of frames."
+        )
+    examples = ", ".join(str(1 + k * temporal_ratio) for k in range(5))
+    return (
+        f"The VAE is causal and encodes the first frame on its own, so `num_frames` must be `1 + k * "
+        f"{temporal_ratio}` ({examples}, ...), and a video of `F` frames becomes `F_lat = (F - 1) // "
+        f"{temporal_ratio} + 1` latent frames. An image is a 1-frame video."
+    )
+
+
+def call_defaults(pipeline_class: type) -> dict[str, Any]:
+    """The defaults of `pipeline_class.__call__` for the settings a card recommends."""
+    try:
+        parameters = inspect.signature(pipeline_class.__call__).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {
+        key: parameters[key].default
+        for key in RECOMMENDED_KEYS
+        if key in parameters and parameters[key].default not in (None, inspect.Parameter.empty)
+    }
+
+
+def _describe_folder(folder: Path, kind: str) -> dict[str, Any]:
+    """Read the saved configs: components, VAE ratios, latent channels, U-Net facts, tokenizer length."""
+    facts: dict[str, Any] = {"components": [], "vae": None, "unet": None, "max_length": None}
+    if kind == "pipeline":
+        index = _read_json(folder / "model_index.json")
+        for name, entry in index.items():
+            if name.startswith("_") or not isinstance(entry, list) or entry[0] is None:
+                continue
+            facts["components"].append((name, entry[0], entry[1]))
+        entries = {name: (library, class_name) for name, library, class_name in facts["components"]}
+        if "vae" in entries and (folder / "vae" / "config.json").is_file():
+            facts["vae"] = (_import_class(*entries["vae"]), _read_json(folder / "vae" / "config.json"))
+        if "unet" in entries and (folder / "unet" / "config.json").is_file():
+            facts["unet"] = (_import_class(*entries["unet"]), _read_json(folder / "unet" / "config.json"))
+        tokenizer_config = folder / "tokenizer" / "tokenizer_config.json"
+        if tokenizer_config.is_file():
+            facts["max_length"] = _read_json(tokenizer_config).get("model_max_length")
+        facts["pipeline_class"] = _import_class(PACKAGE_NAME, PIPELINE_CLASS_NAME)
+    else:
+        config = _read_json(folder / "config.json")
+        model = (_import_class(PACKAGE_NAME, kind), config)
+        facts["vae" if kind == "AutoencoderKLVideo" else "unet"] = model
+    return facts
+
+
+def _recommended_settings(
+    facts: dict[str, Any], spatial: int | None, temporal: int | None, recommended: dict[str, Any] | None
+) -> dict[str, Any]:
+    recommended = dict(recommended or {})
+    unknown = sorted(set(recommended) - set(RECOMMENDED_KEYS))
+    if unknown:
+        raise ValueError(f"`recommended` has unknown key(s) {unknown}; allowed: {list(RECOMMENDED_KEYS)}.")
+    settings = call_defaults(facts["pipeline_class"]) if "pipeline_class" in facts else {}
+    if facts["unet"] is not None and spatial is not None:
+        sample_size = facts["unet"][1].get("sample_size")
+        if isinstance(sample_size, int):
+            settings.setdefault("height", sample_size * spatial)
+            settings.setdefault("width", sample_size * spatial)
+    settings.update({key: value for key, value in recommended.items() if value is not None})
+    num_frames = settings.get("num_frames")
+    if num_frames is not None and temporal is not None and (num_frames - 1) % temporal != 0:
+        raise ValueError(
+            f"`recommended['num_frames']` is {num_frames}, which breaks the frame rule of a VAE with temporal ratio "
+            f"{temporal}; use 1 + k * {temporal} frames."
+        )
+    return {key: settings[key] for key in RECOMMENDED_KEYS if key in settings}
+
+
+def _format_float(value: float) -> str:
+    return f"{value:.3g}" if value != 0 else "0"
+
+
+def _pipeline_snippet(repo_id: str, settings: dict[str, Any], prompt: str, uses_fps: bool) -> str:
+    call_arguments = [f"    {json.dumps(prompt)},"]
+    for key in ("num_frames", "height", "width", "num_inference_steps", "guidance_scale"):
+        if key in settings:
+            call_arguments.append(f"    {key}={settings[key]!r},")
+    if uses_fps and "fps" in settings:
+        call_arguments.append(f"    fps={settings['fps']!r},")
+    call_arguments.append("    generator=torch.Generator().manual_seed(0),")
+    lines = [
+        "import torch",
+        "from diffusers.utils import export_to_video",
+        "",
+        "from diffusers_videolatent import VideoLatentPipeline",
+        "",
+        'device = "cuda" if torch.cuda.is_available() else "cpu"',
+        "dtype = torch.float16 if device == \"cuda\" else torch.float32",
+        f"pipe = VideoLatentPipeline.from_pretrained({json.dumps(repo_id)}, torch_dtype=dtype).to(device)",
+        "frames = pipe(",
+        *call_arguments,
+        ").frames[0]",
+        f'export_to_video(frames, "video.mp4", fps={settings.get("fps", 8)!r})',
+    ]
+    return "\n".join(lines)
+
+
+def _unet_snippet(repo_id: str, config: dict[str, Any], downsample_factor: int | None) -> str:
+    size = config.get("sample_size") if isinstance(config.get("sample_size"), int) else 4 * (downsample_factor or 8)
+    channels = config["in_channels"]
+    extra = []
+    if config.get("conditioning_channels"):
+        extra.append(f"    conditioning_latents=torch.randn(1, {config['conditioning_channels']}, 5, {size}, {size}),")
+    if config.get("use_fps_conditioning"):
+        extra.append("    fps=8,")
+    lines = [
+        "import torch",
+        "",
+        "from diffusers_videolatent import UNetSpatioTemporalModel",
+        "",
+        f"unet = UNetSpatioTemporalModel.from_pretrained({json.dumps(repo_id)})",
+        f"sample = torch.randn(1, {channels}, 5, {size}, {size})  # [B, C, F_lat, H_lat, W_lat]",
+        f"encoder_hidden_states = torch.randn(1, 77, {config['cross_attention_dim']})  # once per video",
+        "noise_pred = unet(",
+        "    sample,",
+        "    torch.tensor([999]),",
+        "    encoder_hidden_states,",
+        *extra,
+        ").sample",
+    ]
+    return "\n".join(lines)
+
+
+def _vae_snippet(repo_id: str, spatial: int | None, temporal: int | None) -> str:
+    num_frames = 1 + 2 * (temporal or 1)
+    size = 8 * (spatial or 8)
+    lines = [
+        "import torch",
+        "",
+        "from diffusers_videolatent import AutoencoderKLVideo",
+        "",
+        f"vae = AutoencoderKLVideo.from_pretrained({json.dumps(repo_id)})",
+        f"video = torch.rand(1, 3, {num_frames}, {size}, {size}) * 2 - 1  # [B, 3, F, H, W] in [-1, 1]",
+        "latents = vae.encode(video).latent_dist.sample()",
+        "reconstruction = vae.decode(latents).sample",
+    ]
+    return "\n".join(lines)
+
+
+def create_model_card(
+    folder: str | os.PathLike,
+    repo_id: str | None = None,
+    *,
+    description: str | None = None,
+    base_model: str | list[str] | None = None,
+    license: str | None = None,
+    tags: list[str] | None = None,
+    recommended: dict[str, Any] | None = None,
+    conversion: ConversionProvenance | None = None,
+    limitations: list[str] | None = None,
+    prompt: str = DEFAULT_PROMPT,
+    install_hint: str = DEFAULT_INSTALL_HINT,
+) -> ModelCard:
+    r"""
+    Render the model card of a saved `VideoLatentPipeline`, `UNetSpatioTemporalModel` or `AutoencoderKLVideo` folder.
+
+    Args:
+        folder (`str` or `os.PathLike`):
+            The folder written by `save_pretrained`; its configs supply the latent layout and ratios.
+        repo_id (`str`, *optional*):
+            The Hub id (or path) the usage snippet loads; defaults to `folder` as given.
+        description (`str`, *optional*):
+            One paragraph under the title.
+        base_model (`str` or `list[str]`, *optional*):
+            Hub id(s) of the model(s) this one was converted or fine-tuned from (YAML `base_model`).
+        license (`str`, *optional*):
+            Hub license identifier (e.g. `"apache-2.0"`), carried over from the source for a conversion.
+        tags (`list[str]`, *optional*):
+            Extra tags, added after the package's own.
+        recommended (`dict`, *optional*):
+            Recommended `num_frames`, `height`, `width`, `fps`, `num_inference_steps`, `guidance_scale`; missing ones
+            default to the pipeline's call defaults and the U-Net's `sample_size` times the VAE's spatial ratio.
+        conversion (`ConversionProvenance`, *optional*):
+            Source ids, script, command and verified tolerance of a conversion.
+        limitations (`list[str]`, *optional*):
+            Extra limitations, listed after the general ones.
+        prompt (`str`, defaults to `"a red circle moving right"`):
+            The prompt of the usage snippet.
+        install_hint (`str`, *optional*):
+            How to install the package, in a few words.
+
+    Returns:
+        `huggingface_hub.ModelCard`: the card; `card.save(path)` writes it.
+    """
+    kind = folder_kind(folder)
+    folder_path = Path(folder)
+    repo_id = repo_id if repo_id is not None else str(folder)
+    facts = _describe_folder(folder_path, kind)
+
+    # 1. latent layout from the VAE config
+    spatial = temporal = None
+    latent = None
+    if facts["vae"] is not None:
+        vae_class, vae_config = facts["vae"]
+        spatial, temporal = _vae_ratios(vae_class, vae_config)
+    downsample_factor = None
+    if facts["unet"] is not None:
+        downsample_factor = _unet_downsample_factor(*facts["unet"])
+
+    # 2. recommended settings and the usage snippet
+    settings = _recommended_settings(facts, spatial, temporal, recommended) if kind == "pipeline" else {}
+    if kind == "pipeline":
+        uses_fps = bool(facts["unet"] and facts["unet"][1].get("use_fps_conditioning"))
+        snippet = _pipeline_snippet(repo_id, settings, prompt, uses_fps)
+    elif kind == "UNetSpatioTemporalModel":
+        snippet = _unet_snippet(repo_id, facts["unet"][1], downsample_factor)
+    else:
+        snippet = _vae_snippet(repo_id, spatial, temporal)
+
+    if facts["vae"] is not None and spatial is not None and temporal is not None:
+        vae_class, vae_config = facts["vae"]
+        latent = {
+            "vae_class": vae_class.__name__,
+            "latent_channels": vae_config.get("latent_channels"),
+            "spatial_ratio": spatial,
+            "temporal_ratio": temporal,
+            "scaling_factor": vae_config.get("scaling_factor"),
+            "shift_factor": vae_config.get("shift_factor"),
+            "unet_downsample_factor": downsample_factor,
+            "size_multiple": spatial * downsample_factor if downsample_factor else None,
+            "frame_rule": frame_rule(temporal),
+        }
+        if {"num_frames", "height", "width"} <= set(settings):
+            latent.update(
+                example_frames=settings["num_frames"],
+                example_height=settings["height"],
+                example_width=settings["width"],
+                example_shape=[
+                    1,
+                    vae_config.get("latent_channels"),
+                    (settings["num_frames"] - 1) // temporal + 1,
+                    settings["height"] // spatial,
+                    settings["width"] // spatial,
+                ],
+            )
+
+    # 3. limitations: general ones first, then what the configs reveal, then the caller's
+    lines = [
+        "Generated videos can be inaccurate, biased or offensive: the model inherits the biases and gaps of its "
+        "training data" + (" and of the source checkpoints." if conversion else "."),
+        "Not intended for realistic depictions of real people or events, or for generating misinformation.",
+    ]
+    if temporal == 1:
+        lines.append(
+            "The VAE compresses no time (temporal ratio 1): every frame is its own latent frame, so long videos cost "
+            "memory and time in proportion to their length."
+        )
+    if facts["max_length"]:
+        lines.append(f"Prompts longer than {facts['max_length']} tokens are truncated by the tokenizer.")
+    if conversion is not None:
+        lines.append(
+            "A conversion reproduces the source model's outputs (within the tolerance above); it does not improve "
+            "their quality, length or resolution."
+        )
+    lines.extend(limitations or [])
+
+    # 4. metadata
+    all_tags = list(dict.fromkeys([*DEFAULT_TAGS, *(tags or [])]))
+    card_data = ModelCardData(
+        library_name=LIBRARY_NAME,
+        pipeline_tag=None if kind == "AutoencoderKLVideo" else "text-to-video",
+        tags=all_tags,
+        base_model=base_model or None,
+        license=license,
+    )
+    conversion_context = None
+    if conversion is not None:
+        sources = [
+            {"role": role, "id": source, "license": conversion.source_licenses.get(source)}
+            for role, source in conversion.sources
+        ]
+        conversion_context = {
+            "sources": sources,
+            "script": conversion.script,
+            "command": conversion.command,
+            "verified": conversion.max_abs_diff is not None,
+            "verification": conversion.verification,
+            "max_abs_diff_text": None if conversion.max_abs_diff is None else _format_float(conversion.max_abs_diff),
+            "tolerance": conversion.tolerance,
+            "package_version": _package_version(),
+        }
+    model_name = repo_id.rstrip("/").split("/")[-1] if repo_id else folder_path.name
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template_path()),
+        model_name=model_name,
+        description=description or _default_description(kind),
+        kind="pipeline" if kind == "pipeline" else "model",
+        class_name=kind,
+        components=facts["components"],
+        usage_snippet=snippet,
+        install_hint=install_hint,
+        latent=latent,
+        recommended=list(settings.items()),
+        conversion=conversion_context,
+        limitations=lines,
+    )
+
+
+def _default_description(kind: str) -> str:
+    if kind == "pipeline":
+        return "A text-to-video latent diffusion pipeline: type a prompt, get a short video."
+    if kind == "UNetSpatioTemporalModel":
+        return "A spatio-temporal U-Net that denoises video latents `[B, C, F, H, W]`, conditioned on text."
+    return "A causal video VAE that compresses videos `[B, 3, F, H, W]` in space and time into video latents."
+
+
+def _package_version() -> str | None:
+    try:
+        return importlib.import_module(PACKAGE_NAME).__version__
+    except AttributeError:
+        return None
+
+
+def save_model_card(folder: str | os.PathLike, repo_id: str | None = None, **kwargs) -> Path:
+    r"""
+    Render the card of a saved folder (see [`create_model_card`]) and write it as `folder/README.md`.
+
+    Args:
+        folder (`str` or `os.PathLike`):
+            The folder written by `save_pretrained`.
+        repo_id (`str`, *optional*):
+            The Hub id the usage snippet loads; defaults to `folder` as given.
+        kwargs:
+            Passed on to [`create_model_card`].
+
+    Returns:
+        `pathlib.Path`: the path of the written `README.md`.
+    """
+    card = create_model_card(folder, repo_id, **kwargs)
+    path = Path(folder) / "README.md"
+    card.save(path)
+    return path
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def is_hub_id(path_or_repo_id: str) -> bool:
+    """Whether a string names a Hub repository (`org/name`) rather than an existing local path."""
+    return not os.path.exists(path_or_repo_id) and bool(_HUB_ID.match(path_or_repo_id))
+
+
+def load_source_card_data(
+    path_or_repo_id: str,
+    revision: str | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+) -> ModelCardData | None:
+    r"""
+    The metadata of a source checkpoint's own card (its license in particular), or `None` when it has none.
+
+    Args:
+        path_or_repo_id (`str`):
+            A local folder or a Hub id.
+        revision (`str`, *optional*):
+            Hub revision of the card.
+        local_files_only (`bool`, defaults to `False`):
+            Only look in the local Hub cache.
+        token (`str` or `bool`, *optional*):
+            Hub token.
+    """
+    if os.path.isdir(path_or_repo_id):
+        path = os.path.join(path_or_repo_id, "README.md")
+        if not os.path.isfile(path):
+            return None
+    elif is_hub_id(path_or_repo_id):
+        try:
+            path = hf_hub_download(
+                path_or_repo_id, "README.md", revision=revision, local_files_only=local_files_only, token=token
+            )
+        except Exception:  # no card, offline, gated: a card is optional provenance, not a reason to stop
+            return None
+    else:
+        return None
+    return ModelCard.load(path, ignore_metadata_errors=True).data
+
+
+def combine_licenses(licenses: list[str | None]) -> str | None:
+    """One license for a model built from several sources: theirs when they agree, `"other"` when they differ."""
+    known = sorted({license for license in licenses if license})
+    if not known:
+        return None
+    return known[0] if len(known) == 1 else "other"

@@ -1,0 +1,315 @@
+"""Measures, with plain image processing, whether generated "moving shapes" videos show what their prompt asks for.
+
+For each video the object is segmented per frame (brightness above half of the video's peak brightness, then the
+largest 4-connected region) and then:
+- colour: the mean colour of the object pixels, divided by its largest channel (so a dim red is still red), is
+  matched to the nearest colour of `COLORS` normalised the same way;
+- shape: two features of the mask, medians over frames: the taper (mean row width of the top half of the object over
+  that of its bottom half: 1/3 for the upright triangle, 1 for circle and square) and the fill ratio of the bounding
+  box (circle pi / 4 ~ 0.785, square 1). A taper below 0.6 is a triangle; otherwise a fill ratio from 0.89 up is a
+  square and below it a circle. (The fill ratio alone, 0.5 for the triangle, separates triangles less well at small
+  sizes, where pixelisation fills their slanted edges);
+- direction: a least-squares line through the per-frame centroids gives the displacement over the clip; the larger
+  of its horizontal and vertical components gives the direction, or `"static"` when the object moves less than
+  `min_travel` (a fraction of the frame size) while the dataset's objects travel half the frame;
+- stability: the IoU of the masks of consecutive frames after moving one onto the other by the difference of their
+  centroids (1 for a rigid object), the relative variation of the object's area, and the fraction of frames where an
+  object is found.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .moving_shapes import COLORS, DIRECTIONS, HELDOUT_COMBINATIONS, parse_caption
+
+
+# Taper below which an object is a triangle (1/3) rather than a circle or a square (1), and fill ratio (object area
+# over bounding-box area) boundary between circle (pi / 4) and square (1).
+TRIANGLE_TAPER_BOUNDARY = 0.6
+CIRCLE_SQUARE_FILL_BOUNDARY = 0.89
+ATTRIBUTES = ("color", "shape", "direction")
+
+
+@dataclass
+class VideoAnalysis:
+    """
+    What the image processing found in one video.
+
+    Args:
+        color (`str` or `None`): the nearest colour of `COLORS`, `None` when no object was found.
+        shape (`str` or `None`): `"circle"`, `"square"` or `"triangle"`, `None` when no object was found.
+        direction (`str`): one of `DIRECTIONS`, or `"static"` when the object (or none) barely moves.
+        fill_ratio (`float`): median over frames of the object's area over its bounding box's area.
+        taper (`float`): median over frames of the object's mean row width in its top half over its bottom half.
+        displacement (`tuple[float, float]`): fitted centroid motion `(dx, dy)` over the clip, in pixels.
+        presence (`float`): fraction of frames in which an object was found.
+        aligned_iou (`float`): mean IoU of consecutive masks after centroid alignment.
+        area_variation (`float`): standard deviation of the object's area over its mean.
+    """
+
+    color: str | None
+    shape: str | None
+    direction: str
+    fill_ratio: float
+    taper: float
+    displacement: tuple[float, float]
+    presence: float
+    aligned_iou: float
+    area_variation: float
+
+
+def _to_float_frames(frames) -> np.ndarray:
+    if isinstance(frames, torch.Tensor):
+        frames = frames.detach().cpu().float().numpy()
+    elif isinstance(frames, (list, tuple)):
+        frames = np.stack([np.asarray(frame) for frame in frames])
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"`frames` must be laid out [num_frames, height, width, 3], but has shape {frames.shape}.")
+    if frames.dtype == np.uint8:
+        return frames.astype(np.float32) / 255.0
+    if not np.issubdtype(frames.dtype, np.floating):
+        raise TypeError(f"`frames` must be uint8 in [0, 255] or float in [0, 1], but has dtype {frames.dtype}.")
+    return np.clip(frames.astype(np.float32), 0.0, 1.0)
+
+
+def _largest_components(masks: np.ndarray) -> np.ndarray:
+    """Keeps, in each frame of `masks` `[F, H, W]`, only the largest 4-connected region."""
+    num_frames, height, width = masks.shape
+    # every pixel starts with its own label; labels spread to 4-neighbours by max until they settle, so each region
+    # ends up labelled with the largest label it contains
+    labels = np.where(masks, np.arange(1, masks.size + 1).reshape(masks.shape), 0)
+    while True:
+        spread = labels.copy()
+        spread[:, 1:, :] = np.maximum(spread[:, 1:, :], labels[:, :-1, :])
+        spread[:, :-1, :] = np.maximum(spread[:, :-1, :], labels[:, 1:, :])
+        spread[:, :, 1:] = np.maximum(spread[:, :, 1:], labels[:, :, :-1])
+        spread[:, :, :-1] = np.maximum(spread[:, :, :-1], labels[:, :, 1:])
+        spread = np.where(masks, spread, 0)
+        if np.array_equal(spread, labels):
+            break
+        labels = spread
+    largest = np.zeros_like(masks)
+    for frame_index in range(num_frames):
+        frame_labels = labels[frame_index][masks[frame_index]]
+        if frame_labels.size == 0:
+            continue
+        values, counts = np.unique(frame_labels, return_counts=True)
+        largest[frame_index] = labels[frame_index] == values[np.argmax(counts)]
+    return largest
+
+
+def segment_object(frames, min_brightness: float = 0.15) -> np.ndarray:
+    """
+    Returns the per-frame object masks `[F, H, W]` (bool) of a video.
+
+    Args:
+        frames (`np.ndarray`, `torch.Tensor` or list of images):
+            The video `[F, H, W, 3]`, uint8 in [0, 255] or float in [0, 1].
+        min_brightness (`float`, *optional*, defaults to 0.15):
+            The brightness threshold is half of the video's peak brightness, but never below this value, so an
+            all-dark video has no object rather than a noise object.
+    """
+    frames = _to_float_frames(frames)
+    brightness = frames.max(axis=-1)  # (F, H, W)
+    peak = float(np.quantile(brightness, 0.999))
+    threshold = max(min_brightness, 0.5 * peak)
+    return _largest_components(brightness >= threshold)
+
+
+def _classify_color(frames: np.ndarray, masks: np.ndarray) -> str | None:
+    if not masks.any():
+        return None
+    mean_color = frames[masks].mean(axis=0)  # (3,)
+    chromaticity = mean_color / max(float(mean_color.max()), 1e-6)
+    names = list(COLORS)
+    prototypes = np.asarray([COLORS[name] for name in names])
+    prototypes = prototypes / prototypes.max(axis=1, keepdims=True)
+    return names[int(np.argmin(((prototypes - chromaticity) ** 2).sum(axis=1)))]
+
+
+def _fill_ratio(mask: np.ndarray) -> float:
+    rows = np.flatnonzero(mask.any(axis=1))
+    columns = np.flatnonzero(mask.any(axis=0))
+    box_area = (rows[-1] - rows[0] + 1) * (columns[-1] - columns[0] + 1)
+    return float(mask.sum() / box_area)
+
+
+def _taper(mask: np.ndarray) -> float:
+    """Mean row width of the top half of the object over that of its bottom half (upright triangle 1/3, else 1)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    widths = mask[rows[0] : rows[-1] + 1].sum(axis=1).astype(np.float64)
+    half = widths.size / 2
+    top = widths[: int(np.floor(half))]
+    bottom = widths[int(np.ceil(half)) :]
+    if top.size == 0 or bottom.size == 0:
+        return 1.0
+    return float(top.mean() / bottom.mean())
+
+
+def _shift_mask(mask: np.ndarray, shift_y: int, shift_x: int) -> np.ndarray:
+    """Translates a mask by whole pixels, filling with False (no wrap-around)."""
+    height, width = mask.shape
+    shifted = np.zeros_like(mask)
+    source_y = slice(max(0, -shift_y), min(height, height - shift_y))
+    source_x = slice(max(0, -shift_x), min(width, width - shift_x))
+    target_y = slice(max(0, shift_y), min(height, height + shift_y))
+    target_x = slice(max(0, shift_x), min(width, width + shift_x))
+    shifted[target_y, target_x] = mask[source_y, source_x]
+    return shifted
+
+
+def analyze_video(frames, min_travel: float = 0.1, min_brightness: float = 0.15) -> VideoAnalysis:
+    """
+    Finds the colour, shape, direction and frame-to-frame stability of the object in a video.
+
+    Args:
+        frames (`np.ndarray`, `torch.Tensor` or list of images):
+            The video `[F, H, W, 3]`, uint8 in [0, 255] or float in [0, 1].
+        min_travel (`float`, *optional*, defaults to 0.1):
+            Smallest fitted displacement, as a fraction of the frame's extent along it, that counts as motion.
+        min_brightness (`float`, *optional*, defaults to 0.15):
+            See `segment_object`.
+    """
+    frames = _to_float_frames(frames)
+    num_frames, height, width, _ = frames.shape
+    masks = segment_object(frames, min_brightness=min_brightness)  # (F, H, W)
+    areas = masks.sum(axis=(1, 2))  # (F,)
+    present = np.flatnonzero(areas > 0)
+    if present.size == 0:
+        return VideoAnalysis(None, None, "static", 0.0, 0.0, (0.0, 0.0), 0.0, 0.0, 0.0)
+
+    # 1. colour and shape
+    color = _classify_color(frames, masks)
+    fill_ratio = float(np.median([_fill_ratio(masks[index]) for index in present]))
+    taper = float(np.median([_taper(masks[index]) for index in present]))
+    if taper < TRIANGLE_TAPER_BOUNDARY:
+        shape = "triangle"
+    elif fill_ratio < CIRCLE_SQUARE_FILL_BOUNDARY:
+        shape = "circle"
+    else:
+        shape = "square"
+
+    # 2. direction: least-squares line through the centroids
+    grid_y, grid_x = np.mgrid[0:height, 0:width]
+    centroids_x = np.asarray([grid_x[masks[index]].mean() for index in present])
+    centroids_y = np.asarray([grid_y[masks[index]].mean() for index in present])
+    if present.size >= 2:
+        slope_x = np.polyfit(present, centroids_x, 1)[0]
+        slope_y = np.polyfit(present, centroids_y, 1)[0]
+    else:
+        slope_x = slope_y = 0.0
+    displacement = (float(slope_x * (num_frames - 1)), float(slope_y * (num_frames - 1)))
+    travel_x, travel_y = abs(displacement[0]) / width, abs(displacement[1]) / height
+    if max(travel_x, travel_y) < min_travel:
+        direction = "static"
+    elif travel_x >= travel_y:
+        direction = "right" if displacement[0] > 0 else "left"
+    else:
+        direction = "down" if displacement[1] > 0 else "up"
+
+    # 3. stability: centroid-aligned IoU of consecutive masks, area variation, presence
+    ious = []
+    for index in range(num_frames - 1):
+        if areas[index] == 0 or areas[index + 1] == 0:
+            ious.append(0.0)
+            continue
+        shift_y = int(round(grid_y[masks[index]].mean() - grid_y[masks[index + 1]].mean()))
+        shift_x = int(round(grid_x[masks[index]].mean() - grid_x[masks[index + 1]].mean()))
+        aligned = _shift_mask(masks[index + 1], shift_y, shift_x)
+        union = np.logical_or(masks[index], aligned).sum()
+        ious.append(float(np.logical_and(masks[index], aligned).sum() / union))
+    aligned_iou = float(np.mean(ious)) if ious else 1.0
+    area_variation = float(areas.std() / areas.mean())
+    presence = float(present.size / num_frames)
+    return VideoAnalysis(color, shape, direction, fill_ratio, taper, displacement, presence, aligned_iou, area_variation)
+
+
+def _summarise(records: list[dict]) -> dict:
+    if not records:
+        return {"num_videos": 0}
+    summary = {"num_videos": len(records)}
+    for attribute in ATTRIBUTES:
+        summary[attribute] = float(np.mean([record[attribute] for record in records]))
+    summary["all_three"] = float(np.mean([all(record[attribute] for attribute in ATTRIBUTES) for record in records]))
+    for measure in ("aligned_iou", "area_variation", "presence"):
+        summary[measure] = float(np.mean([record[measure] for record in records]))
+    return summary
+
+
+def format_table(scores: dict) -> str:
+    """Formats the result of `score_videos` as a Markdown table (accuracies in percent)."""
+    lines = [
+        "| combinations | videos | colour | shape | direction | all three | aligned IoU | area variation |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for split in ("seen", "heldout", "all"):
+        summary = scores[split]
+        if summary["num_videos"] == 0:
+            lines.append(f"| {split} | 0 | - | - | - | - | - | - |")
+            continue
+        lines.append(
+            f"| {split} | {summary['num_videos']} | {100 * summary['color']:.1f}% | {100 * summary['shape']:.1f}% "
+            f"| {100 * summary['direction']:.1f}% | {100 * summary['all_three']:.1f}% "
+            f"| {summary['aligned_iou']:.3f} | {summary['area_variation']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def score_videos(
+    samples: Iterable[tuple[str, object]],
+    heldout_combinations: Sequence[tuple[str, str, str]] = HELDOUT_COMBINATIONS,
+    print_table: bool = True,
+    min_travel: float = 0.1,
+) -> dict:
+    """
+    Scores generated videos against their prompts.
+
+    Args:
+        samples (iterable of `(str, frames)`):
+            Pairs of a prompt `a {color} {shape} moving {direction}` and the video generated for it, `[F, H, W, 3]`
+            uint8 in [0, 255] or float in [0, 1].
+        heldout_combinations (sequence of `(color, shape, direction)`, *optional*, defaults to `HELDOUT_COMBINATIONS`):
+            Combinations reported apart as "heldout"; every other one counts as "seen".
+        print_table (`bool`, *optional*, defaults to `True`):
+            Whether to print `format_table` of the scores.
+        min_travel (`float`, *optional*, defaults to 0.1):
+            See `analyze_video`.
+
+    Returns:
+        `dict`: for each of `"seen"`, `"heldout"` and `"all"`: `num_videos`, the accuracies (in [0, 1]) `color`,
+        `shape`, `direction` and `all_three`, and the means of `aligned_iou`, `area_variation` and `presence`; plus
+        `"videos"`, the per-video records (prompt, split, what was found and whether each attribute matches).
+    """
+    heldout = {tuple(combination) for combination in heldout_combinations}
+    records = []
+    for prompt, frames in samples:
+        expected = parse_caption(prompt)
+        if expected is None:
+            raise ValueError(
+                f"Prompt {prompt!r} is not of the form 'a {{color}} {{shape}} moving {{direction}}' with color in "
+                f"{list(COLORS)}, shape in circle/square/triangle and direction in {list(DIRECTIONS)}."
+            )
+        analysis = analyze_video(frames, min_travel=min_travel)
+        found = (analysis.color, analysis.shape, analysis.direction)
+        record = {"prompt": prompt, "split": "heldout" if expected in heldout else "seen"}
+        for attribute, expected_value, found_value in zip(ATTRIBUTES, expected, found):
+            record[f"found_{attribute}"] = found_value
+            record[attribute] = expected_value == found_value
+        record.update(
+            aligned_iou=analysis.aligned_iou, area_variation=analysis.area_variation, presence=analysis.presence
+        )
+        records.append(record)
+
+    scores = {
+        "seen": _summarise([record for record in records if record["split"] == "seen"]),
+        "heldout": _summarise([record for record in records if record["split"] == "heldout"]),
+        "all": _summarise(records),
+        "videos": records,
+    }
+    if print_table:
+        print(format_table(scores))
+    return scores

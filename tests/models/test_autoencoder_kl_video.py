@@ -1,0 +1,391 @@
+"""Tests of AutoencoderKLVideo on tiny random models (CPU, offline)."""
+
+import math
+
+import pytest
+import torch
+from diffusers import AutoencoderKL
+from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
+from diffusers.models.modeling_outputs import AutoencoderKLOutput
+
+from diffusers_videolatent import AutoencoderKLVideo
+
+
+TEMPORAL_DOWNSAMPLE = {1: (False, False), 2: (False, True), 4: (True, True)}
+
+
+def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    # Random weights everywhere, including the temporal taps and layers that start as identity, so that a wrong
+    # temporal pad, cache or chunk boundary changes the numbers.
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if parameter.ndim > 1:
+                fan_in = parameter[0].numel()
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) / math.sqrt(fan_in))
+            elif "norm" in name and name.endswith("weight"):
+                parameter.copy_(1 + 0.1 * torch.randn(parameter.shape, generator=generator))
+            else:
+                parameter.copy_(0.1 * torch.randn(parameter.shape, generator=generator))
+    return model
+
+
+def tiny_video_vae(ratio: int = 4, seed: int = 0, **kwargs) -> AutoencoderKLVideo:
+    config = {
+        "block_out_channels": (8, 16),
+        "layers_per_block": 1,
+        "temporal_downsample": TEMPORAL_DOWNSAMPLE[ratio],
+        "latent_channels": 4,
+        "norm_num_groups": 4,
+    }
+    config.update(kwargs)
+    return randomize(AutoencoderKLVideo(**config), seed).eval()
+
+
+def tiny_image_vae(seed: int = 0, block_out_channels: tuple[int, ...] = (8, 16), sample_size: int = 16) -> AutoencoderKL:
+    vae = AutoencoderKL(
+        block_out_channels=block_out_channels,
+        down_block_types=("DownEncoderBlock2D",) * len(block_out_channels),
+        up_block_types=("UpDecoderBlock2D",) * len(block_out_channels),
+        layers_per_block=1,
+        norm_num_groups=4,
+        latent_channels=4,
+        sample_size=sample_size,
+        scaling_factor=0.5,
+        shift_factor=0.1,
+        force_upcast=False,
+    )
+    return randomize(vae, seed).eval()
+
+
+def video(num_frames: int, height: int = 16, width: int = 16, batch_size: int = 1, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(batch_size, 3, num_frames, height, width, generator=generator) * 2 - 1
+
+
+def latents(num_frames: int, height: int = 8, width: int = 8, batch_size: int = 1, seed: int = 1) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch_size, 4, num_frames, height, width, generator=generator)
+
+
+def all_at_once_encode(vae: AutoencoderKLVideo, x: torch.Tensor) -> torch.Tensor:
+    # The whole video in one pass, without a cache: the reference the streamed path must reproduce.
+    return vae.quant_conv(vae.encoder(x))
+
+
+def all_at_once_decode(vae: AutoencoderKLVideo, z: torch.Tensor) -> torch.Tensor:
+    return vae.decoder(vae.post_quant_conv(z))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Shapes, config and the frame rule
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ratio", [1, 2, 4])
+@pytest.mark.parametrize("num_frames", [1, 5, 9, 17])
+@torch.no_grad()
+def test_shapes(ratio, num_frames):
+    vae = tiny_video_vae(ratio)
+    output = vae.encode(video(num_frames, batch_size=2))
+    assert isinstance(output, AutoencoderKLOutput)
+    assert isinstance(output.latent_dist, DiagonalGaussianDistribution)
+    latent = output.latent_dist.sample(generator=torch.Generator().manual_seed(0))
+    assert latent.shape == (2, 4, 1 + (num_frames - 1) // ratio, 8, 8)
+
+    decoded = vae.decode(latent)
+    assert isinstance(decoded, DecoderOutput)
+    assert decoded.sample.shape == (2, 3, num_frames, 16, 16)
+    assert vae(video(num_frames)).sample.shape == (1, 3, num_frames, 16, 16)
+    assert vae(video(num_frames), return_dict=False)[0].shape == (1, 3, num_frames, 16, 16)
+
+
+def test_compression_ratios_follow_config():
+    assert tiny_video_vae(1).temporal_compression_ratio == 1
+    assert tiny_video_vae(4).temporal_compression_ratio == 4
+    vae = AutoencoderKLVideo(
+        block_out_channels=(8, 8, 8, 8, 8), temporal_downsample=(False, True, True, True, False), norm_num_groups=4
+    )
+    assert vae.spatial_compression_ratio == 16
+    assert vae.temporal_compression_ratio == 8
+    assert AutoencoderKLVideo(block_out_channels=(8, 8, 8, 8), norm_num_groups=4).spatial_compression_ratio == 8
+    with pytest.raises(AttributeError):
+        vae.temporal_compression_ratio = 2
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="one entry per level"):
+        AutoencoderKLVideo(block_out_channels=(8, 16), temporal_downsample=(True,), norm_num_groups=4)
+    with pytest.raises(ValueError, match="allowed are 1, 2, 4 and 8"):
+        AutoencoderKLVideo(block_out_channels=(8,) * 4, temporal_downsample=(True,) * 4, norm_num_groups=4)
+    with pytest.raises(ValueError, match="norm_num_groups"):
+        AutoencoderKLVideo(block_out_channels=(8, 12), temporal_downsample=(False, False), norm_num_groups=8)
+
+
+@pytest.mark.parametrize("ratio", [2, 4])
+@torch.no_grad()
+def test_encoder_is_causal_and_groups_frames(ratio):
+    # latent frame 0 sees video frame 0 only; latent frame k >= 1 sees video frames up to k * r
+    vae = tiny_video_vae(ratio)
+    x = video(1 + 3 * ratio)
+    reference = vae.encode(x).latent_dist.mean
+    for frame in range(x.shape[2]):
+        perturbed = x.clone()
+        perturbed[:, :, frame] += 1.0
+        changed = (vae.encode(perturbed).latent_dist.mean - reference).abs().amax(dim=(0, 1, 3, 4)) > 1e-6
+        first_changed = 0 if frame == 0 else (frame - 1) // ratio + 1
+        assert not changed[:first_changed].any()
+        assert changed[first_changed]
+
+
+@pytest.mark.parametrize("ratio", [1, 4])
+@torch.no_grad()
+def test_decoder_is_causal(ratio):
+    vae = tiny_video_vae(ratio)
+    z = latents(4)
+    reference = vae.decode(z).sample
+    for latent_frame in range(4):
+        perturbed = z.clone()
+        perturbed[:, :, latent_frame] += 1.0
+        changed = (vae.decode(perturbed).sample - reference).abs().amax(dim=(0, 1, 3, 4)) > 1e-6
+        first_changed = 0 if latent_frame == 0 else 1 + (latent_frame - 1) * ratio
+        assert not changed[:first_changed].any()
+        assert changed[first_changed]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Streaming, tiling, slicing
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ratio", [1, 2, 4])
+@torch.no_grad()
+def test_streamed_encode_equals_all_at_once(ratio):
+    vae = tiny_video_vae(ratio)
+    x = video(1 + 4 * ratio)
+    reference = all_at_once_encode(vae, x)
+    for chunk_size in (None, 1, 2, 3, 100):
+        moments = vae.encode(x, chunk_size=chunk_size).latent_dist.parameters
+        assert moments.shape == reference.shape
+        assert torch.allclose(moments, reference, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("ratio", [1, 2, 4])
+@torch.no_grad()
+def test_streamed_decode_equals_all_at_once(ratio):
+    vae = tiny_video_vae(ratio)
+    z = latents(5)
+    reference = all_at_once_decode(vae, z)
+    for chunk_size in (None, 1, 2, 3, 100):
+        decoded = vae.decode(z, chunk_size=chunk_size).sample
+        assert decoded.shape == reference.shape
+        assert torch.allclose(decoded, reference, atol=1e-5, rtol=0)
+    # no state is left on the modules: a second call gives the same result
+    assert torch.equal(vae.decode(z).sample, vae.decode(z).sample)
+
+
+@torch.no_grad()
+def test_tiling_equals_image_vae_tiling():
+    # An inflated ratio-1 VAE must tile exactly like diffusers' AutoencoderKL does, frame by frame.
+    image_vae = tiny_image_vae(sample_size=32)
+    image_vae.enable_tiling()  # tiles of `sample_size` pixels, overlap factor 0.25
+    vae = AutoencoderKLVideo.from_image_vae(image_vae, temporal_compression_ratio=1)
+    vae.enable_tiling(tile_sample_min_height=32, tile_sample_min_width=32)
+    x = video(2, 48, 48)
+    moments = vae.encode(x).latent_dist.mean
+    reference = torch.stack([image_vae.encode(x[:, :, i]).latent_dist.mean for i in range(2)], dim=2)
+    assert torch.allclose(moments, reference, atol=1e-4, rtol=0)
+
+    z = latents(2, 24, 24)
+    decoded = vae.decode(z).sample
+    reference = torch.stack([image_vae.decode(z[:, :, i]).sample for i in range(2)], dim=2)
+    assert decoded.shape == (1, 3, 2, 48, 48)
+    assert torch.allclose(decoded, reference, atol=1e-4, rtol=0)
+
+
+@torch.no_grad()
+def test_tiling_against_plain_path():
+    # Tiles see less context than the whole frame, so tiling is approximate by design. Stated tolerance, for this
+    # tiny random model without mid attention and half-tile overlaps on a smooth video: mean abs difference of the
+    # latent means at most 10% of their mean magnitude; the streamed time axis stays exact inside each tile.
+    vae = tiny_video_vae(2, mid_block_add_attention=False)
+    grid = torch.linspace(-1, 1, 48)
+    frames = [torch.sin(3 * grid[:, None] + 2 * grid[None, :] + 0.3 * t) for t in range(5)]
+    x = torch.stack(frames)[None, None].expand(1, 3, 5, 48, 48).contiguous()
+    plain = vae.encode(x).latent_dist.mean
+    vae.enable_tiling(32, 32, 0.5, 0.5)
+    tiled = vae.encode(x).latent_dist.mean
+    assert tiled.shape == plain.shape
+    assert ((tiled - plain).abs().mean() / plain.abs().mean()).item() < 0.1
+    # a frame that fits in one tile is not tiled at all
+    small = video(5, 32, 32)
+    vae.disable_tiling()
+    reference = vae.encode(small).latent_dist.mean
+    vae.enable_tiling(32, 32, 0.5, 0.5)
+    assert torch.equal(vae.encode(small).latent_dist.mean, reference)
+    with pytest.raises(ValueError, match="tile_sample_min_height"):
+        vae.enable_tiling(tile_sample_min_height=30)
+
+
+@torch.no_grad()
+def test_slicing_equals_batched():
+    vae = tiny_video_vae(2)
+    x, z = video(5, batch_size=3), latents(3, batch_size=3)
+    moments, decoded = vae.encode(x).latent_dist.parameters, vae.decode(z).sample
+    vae.enable_slicing()
+    assert torch.allclose(vae.encode(x).latent_dist.parameters, moments, atol=1e-5, rtol=0)
+    assert torch.allclose(vae.decode(z).sample, decoded, atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_bfloat16_decode_is_finite():
+    vae = tiny_video_vae(2)
+    assert vae.config.force_upcast is True
+    z = latents(3)
+    reference = vae.decode(z).sample
+    decoded = vae.to(torch.bfloat16).decode(z.to(torch.bfloat16)).sample
+    assert decoded.dtype == torch.bfloat16
+    assert torch.isfinite(decoded).all()
+    assert (decoded.float() - reference).abs().max().item() < 0.1 * reference.abs().max().item()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Inflation from an image VAE
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def test_from_image_vae_ratio_1_equals_frame_by_frame():
+    image_vae = tiny_image_vae()
+    vae = AutoencoderKLVideo.from_image_vae(image_vae, temporal_compression_ratio=1)
+    assert vae.config.scaling_factor == 0.5 and vae.config.shift_factor == 0.1
+    assert vae.config.force_upcast is False
+    x = video(5)
+    moments = vae.encode(x).latent_dist.parameters
+    reference = torch.stack([image_vae.encode(x[:, :, i]).latent_dist.parameters for i in range(5)], dim=2)
+    assert torch.allclose(moments, reference, atol=1e-4, rtol=0)
+
+    z = latents(5)
+    decoded = vae.decode(z).sample
+    reference = torch.stack([image_vae.decode(z[:, :, i]).sample for i in range(5)], dim=2)
+    assert torch.allclose(decoded, reference, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("ratio,block_out_channels", [(2, (8, 16)), (4, (8, 16)), (8, (8, 16, 16))])
+@torch.no_grad()
+def test_from_image_vae_keeps_first_frame_and_static_videos(ratio, block_out_channels):
+    image_vae = tiny_image_vae(block_out_channels=block_out_channels)
+    vae = AutoencoderKLVideo.from_image_vae(image_vae, temporal_compression_ratio=ratio)
+    assert vae.temporal_compression_ratio == ratio
+    assert vae.config.temporal_downsample[-1] is True  # the deepest levels compress time
+    spatial = vae.spatial_compression_ratio
+
+    # the first frame encodes and decodes exactly as the image VAE does
+    x = video(1 + 2 * ratio, 2 * spatial, 2 * spatial)
+    moments = vae.encode(x).latent_dist.parameters
+    assert moments.shape[2] == 3
+    assert torch.allclose(moments[:, :, 0], image_vae.encode(x[:, :, 0]).latent_dist.parameters, atol=1e-4, rtol=0)
+    z = latents(3, 2, 2)
+    decoded = vae.decode(z).sample
+    assert decoded.shape[2] == 1 + 2 * ratio
+    assert torch.allclose(decoded[:, :, 0], image_vae.decode(z[:, :, 0]).sample, atol=1e-4, rtol=0)
+
+    # the documented starting point: averaging down, repeating up, so a static video behaves like its image
+    static = x[:, :, :1].expand(-1, -1, 1 + 2 * ratio, -1, -1)
+    image_moments = image_vae.encode(x[:, :, 0]).latent_dist.parameters
+    static_moments = vae.encode(static).latent_dist.parameters
+    assert torch.allclose(static_moments, image_moments[:, :, None].expand_as(static_moments), atol=1e-4, rtol=0)
+    static_latents = z[:, :, :1].expand(-1, -1, 3, -1, -1)
+    image_decoded = image_vae.decode(z[:, :, 0]).sample
+    static_decoded = vae.decode(static_latents).sample
+    assert torch.allclose(static_decoded, image_decoded[:, :, None].expand_as(static_decoded), atol=1e-4, rtol=0)
+
+
+def test_from_image_vae_bad_input():
+    with pytest.raises(TypeError, match="AutoencoderKL"):
+        AutoencoderKLVideo.from_image_vae(tiny_video_vae(1))
+    with pytest.raises(ValueError, match="1, 2, 4 or 8"):
+        AutoencoderKLVideo.from_image_vae(tiny_image_vae(), temporal_compression_ratio=3)
+    with pytest.raises(ValueError, match="needs 3 levels"):
+        AutoencoderKLVideo.from_image_vae(tiny_image_vae(), temporal_compression_ratio=8)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Saving and training
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def test_save_load_round_trip(tmp_path):
+    vae = tiny_video_vae(4, latents_mean=(0.1, 0.2, 0.3, 0.4), latents_std=(1.0, 2.0, 3.0, 4.0))
+    vae.save_pretrained(tmp_path)
+    loaded = AutoencoderKLVideo.from_pretrained(tmp_path).eval()
+    assert loaded.temporal_compression_ratio == 4 and loaded.spatial_compression_ratio == 2
+    assert list(loaded.config.latents_mean) == [0.1, 0.2, 0.3, 0.4]
+    x, z = video(5), latents(2)
+    assert torch.equal(loaded.encode(x).latent_dist.parameters, vae.encode(x).latent_dist.parameters)
+    assert torch.equal(loaded.decode(z).sample, vae.decode(z).sample)
+
+
+def test_gradient_checkpointing_gives_same_gradients():
+    x = video(5)
+
+    def gradients(vae):
+        vae.train()
+        output = vae(x, sample_posterior=True, generator=torch.Generator().manual_seed(0)).sample
+        output.square().mean().backward()
+        return {name: parameter.grad.clone() for name, parameter in vae.named_parameters()}
+
+    reference = gradients(tiny_video_vae(2))
+    vae = tiny_video_vae(2)
+    vae.enable_gradient_checkpointing()
+    assert vae.encoder.gradient_checkpointing and vae.decoder.gradient_checkpointing
+    checkpointed = gradients(vae)
+    assert reference.keys() == checkpointed.keys()
+    for name in reference:
+        assert torch.allclose(checkpointed[name], reference[name], atol=1e-5, rtol=1e-4), name
+    assert any(gradient.abs().sum() > 0 for name, gradient in checkpointed.items() if "temporal" in name)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Bad input
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "num_frames,message", [(16, "13 or 17"), (2, "1 or 5"), (4, "1 or 5"), (6, "5 or 9"), (0, "0 frames")]
+)
+def test_bad_frame_count(num_frames, message):
+    vae = tiny_video_vae(4)
+    with pytest.raises(ValueError, match=message):
+        vae.encode(torch.zeros(1, 3, num_frames, 16, 16))
+
+
+def test_bad_video_input():
+    vae = tiny_video_vae(2)
+    with pytest.raises(ValueError, match=r"height 15.*multiple of spatial_compression_ratio=2"):
+        vae.encode(torch.zeros(1, 3, 5, 15, 16))
+    with pytest.raises(ValueError, match="width 17"):
+        vae.encode(torch.zeros(1, 3, 5, 16, 17))
+    with pytest.raises(ValueError, match="4 channels.*in_channels=3"):
+        vae.encode(torch.zeros(1, 4, 5, 16, 16))
+    with pytest.raises(ValueError, match="add a frame axis"):
+        vae.encode(torch.zeros(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="5-D"):
+        vae.encode(torch.zeros(3, 16, 16))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        vae.encode([[0.0]])
+    with pytest.raises(ValueError, match="chunk_size"):
+        vae.encode(torch.zeros(1, 3, 5, 16, 16), chunk_size=0)
+
+
+def test_bad_latent_input():
+    vae = tiny_video_vae(2)
+    with pytest.raises(ValueError, match="3 channels.*latent_channels=4"):
+        vae.decode(torch.zeros(1, 3, 2, 8, 8))
+    with pytest.raises(ValueError, match="add a frame axis"):
+        vae.decode(torch.zeros(1, 4, 8, 8))
+    with pytest.raises(ValueError, match="at least one frame"):
+        vae.decode(torch.zeros(1, 4, 0, 8, 8))
+    with pytest.raises(ValueError, match="chunk_size"):
+        vae.decode(torch.zeros(1, 4, 2, 8, 8), chunk_size=-1)

@@ -1,0 +1,205 @@
+"""Publishing and loading through the Hub, without the network.
+
+The two huggingface_hub calls that reach the network (`create_repo`, `upload_folder`) are replaced by recorders that
+check the arguments and the folder as it is at upload time; loading by Hub id runs against a snapshot laid out as the
+Hub cache lays it out, with `HF_HUB_OFFLINE=1`.
+"""
+
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import ModelCard, ModelCardData
+
+import diffusers_videolatent.hub as hub
+from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel, VideoLatentPipeline
+from diffusers_videolatent.hub import ModelCardHubMixin, push_folder_to_hub
+
+from conftest import TEXT_HIDDEN_SIZE, build_scheduler, build_text_encoder, build_tokenizer
+
+
+PIPELINE_IS_PLACEHOLDER = "__call__" not in VideoLatentPipeline.__dict__
+
+
+def tiny_pipeline(tmp_path: Path) -> VideoLatentPipeline:
+    torch.manual_seed(0)
+    vae = AutoencoderKLVideo(
+        block_out_channels=(8, 16), layers_per_block=1, temporal_downsample=(False, True), norm_num_groups=4
+    )
+    unet = UNetSpatioTemporalModel(
+        sample_size=8,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        transformer_layers_per_block=(1, 0),
+        num_attention_heads=2,
+        temporal_num_attention_heads=2,
+        cross_attention_dim=TEXT_HIDDEN_SIZE,
+        norm_num_groups=4,
+    )
+    return VideoLatentPipeline(
+        vae=vae,
+        text_encoder=build_text_encoder(),
+        tokenizer=build_tokenizer(tmp_path / "tokenizer-source"),
+        unet=unet,
+        scheduler=build_scheduler(),
+    )
+
+
+@pytest.fixture
+def pipeline_folder(tmp_path) -> Path:
+    if PIPELINE_IS_PLACEHOLDER:
+        pytest.skip("VideoLatentPipeline is still a placeholder")
+    folder = tmp_path / "pipeline"
+    tiny_pipeline(tmp_path).save_pretrained(folder)
+    return folder
+
+
+class HubRecorder:
+    """Stands in for `create_repo` / `upload_folder`: records the calls and the uploaded README.md."""
+
+    def __init__(self, namespace: str = "me"):
+        self.namespace = namespace
+        self.calls = []
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+        full_id = repo_id if "/" in repo_id else f"{self.namespace}/{repo_id}"
+        return SimpleNamespace(repo_id=full_id)
+
+    def upload_folder(self, **kwargs):
+        folder = Path(kwargs["folder_path"])
+        readme = folder / "README.md"
+        self.calls.append(("upload_folder", kwargs, sorted(p.name for p in folder.iterdir()), readme.read_text()))
+        return "https://huggingface.co/commit/0123"
+
+
+@pytest.fixture
+def recorder(monkeypatch) -> HubRecorder:
+    recorder = HubRecorder()
+    monkeypatch.setattr(hub, "create_repo", recorder.create_repo)
+    monkeypatch.setattr(hub, "upload_folder", recorder.upload_folder)
+    return recorder
+
+
+def test_push_folder_writes_card_and_uploads(pipeline_folder, recorder):
+    result = push_folder_to_hub(pipeline_folder, "tiny-video", private=True, token="hf_x", card_kwargs={"license": "mit"})
+    assert result == "https://huggingface.co/commit/0123"
+    (name, repo_id, kwargs), upload = recorder.calls
+    assert (name, repo_id) == ("create_repo", "tiny-video")
+    assert kwargs == {"token": "hf_x", "private": True, "exist_ok": True, "repo_type": "model"}
+    _, upload_kwargs, files, readme = upload
+    assert upload_kwargs == {
+        "repo_id": "me/tiny-video",
+        "folder_path": str(pipeline_folder),
+        "repo_type": "model",
+        "token": "hf_x",
+        "revision": None,
+        "commit_message": "Upload pipeline with diffusers-videolatent",
+        "create_pr": False,
+    }
+    assert files == sorted(["README.md", "model_index.json", "scheduler", "text_encoder", "tokenizer", "unet", "vae"])
+    card = ModelCard(readme)
+    assert card.data.license == "mit"
+    assert card.data.library_name == "diffusers-videolatent"
+    # The snippet names the id create_repo returned (with the namespace), not the bare name given.
+    assert 'VideoLatentPipeline.from_pretrained("me/tiny-video"' in card.text
+
+
+def test_push_folder_keeps_existing_card(pipeline_folder, recorder):
+    (pipeline_folder / "README.md").write_text("---\nlicense: mit\n---\n# My own card\n")
+    push_folder_to_hub(pipeline_folder, "org/tiny", revision="dev", commit_message="v1", create_pr=True)
+    _, upload_kwargs, _, readme = recorder.calls[1]
+    assert readme == "---\nlicense: mit\n---\n# My own card\n"
+    assert (upload_kwargs["revision"], upload_kwargs["commit_message"], upload_kwargs["create_pr"]) == ("dev", "v1", True)
+
+
+def test_push_single_model_folder(tmp_path, recorder):
+    folder = tmp_path / "vae"
+    vae = AutoencoderKLVideo(block_out_channels=(8, 16), layers_per_block=1, temporal_downsample=(False, True), norm_num_groups=4)
+    vae.save_pretrained(folder)
+    push_folder_to_hub(folder, "org/vae")
+    _, upload_kwargs, files, readme = recorder.calls[1]
+    assert upload_kwargs["commit_message"] == "Upload AutoencoderKLVideo with diffusers-videolatent"
+    assert "README.md" in files and 'AutoencoderKLVideo.from_pretrained("org/vae")' in readme
+
+
+def test_push_refuses_bad_folders_before_any_hub_call(tmp_path, pipeline_folder, recorder):
+    with pytest.raises(ValueError, match="should be an existing directory"):
+        push_folder_to_hub(tmp_path / "missing", "org/x")
+    with pytest.raises(ValueError, match="`repo_id` should be a non-empty string"):
+        push_folder_to_hub(pipeline_folder, "  ")
+    index = json.loads((pipeline_folder / "model_index.json").read_text())
+    (pipeline_folder / "model_index.json").write_text(json.dumps({**index, "_class_name": "StableDiffusionPipeline"}))
+    with pytest.raises(ValueError, match="'StableDiffusionPipeline'; expected 'VideoLatentPipeline'"):
+        push_folder_to_hub(pipeline_folder, "org/x")
+    (pipeline_folder / "model_index.json").write_text(json.dumps(index))
+    shutil.rmtree(pipeline_folder / "vae")
+    with pytest.raises(ValueError, match=r"lacks the component sub-folder\(s\) \['vae'\]"):
+        push_folder_to_hub(pipeline_folder, "org/x")
+    assert recorder.calls == []
+    assert not (pipeline_folder / "README.md").exists()
+
+
+@pytest.mark.skipif(
+    not issubclass(VideoLatentPipeline, ModelCardHubMixin),
+    reason="VideoLatentPipeline does not include diffusers_videolatent.hub.ModelCardHubMixin yet",
+)
+def test_pipeline_push_to_hub_uploads_our_card(tmp_path, monkeypatch):
+    import diffusers.utils.hub_utils as hub_utils
+
+    recorder = HubRecorder()
+    monkeypatch.setattr(hub_utils, "create_repo", recorder.create_repo)
+    monkeypatch.setattr(hub_utils, "upload_folder", recorder.upload_folder)
+    # What diffusers' `load_or_create_model_card` returns for a repository without a card (it asks the Hub first).
+    generic = "This is the model card of a 🧨 diffusers pipeline that has been pushed on the Hub. This model card has been automatically generated."
+    monkeypatch.setattr(
+        hub_utils,
+        "load_or_create_model_card",
+        lambda *args, **kwargs: ModelCard.from_template(ModelCardData(), model_description=generic),
+    )
+    tiny_pipeline(tmp_path).push_to_hub("org/tiny")
+    _, upload_kwargs, files, readme = recorder.calls[1]
+    assert upload_kwargs["repo_id"] == "org/tiny"
+    assert "model_index.json" in files
+    assert ModelCard(readme).data.library_name == "diffusers-videolatent"
+    assert 'VideoLatentPipeline.from_pretrained("org/tiny"' in readme
+
+
+def test_load_by_hub_id_from_offline_cache(tmp_path, pipeline_folder, monkeypatch):
+    # Lay the saved pipeline out as the Hub cache does: blobs, a snapshot per revision, refs/main.
+    cache = tmp_path / "hub-cache"
+    repo = cache / "models--org--tiny-video"
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = repo / "snapshots" / revision
+    shutil.copytree(pipeline_folder, snapshot)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads HF_HUB_OFFLINE at import time; patch the constant it already read as well.
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+    loaded = VideoLatentPipeline.from_pretrained(
+        "org/tiny-video", cache_dir=str(cache), local_files_only=True, torch_dtype=torch.float32
+    )
+    local = VideoLatentPipeline.from_pretrained(pipeline_folder)
+    by_revision = VideoLatentPipeline.from_pretrained(
+        "org/tiny-video", cache_dir=str(cache), revision=revision, local_files_only=True
+    )
+    arguments = {"num_frames": 3, "height": 8, "width": 8, "num_inference_steps": 2, "output_type": "np"}
+    outputs = [
+        pipe("a red circle", generator=torch.Generator().manual_seed(0), **arguments).frames
+        for pipe in (loaded, local, by_revision)
+    ]
+    assert outputs[0].shape == (1, 3, 8, 8, 3)
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    np.testing.assert_array_equal(outputs[2], outputs[1])
+
+    # Offline, a repository that is not in the cache fails with huggingface_hub's own error, not a download attempt.
+    with pytest.raises(Exception, match="(?i)offline|local_files_only|cannot find|not found|connect"):
+        VideoLatentPipeline.from_pretrained("org/not-cached", cache_dir=str(cache), local_files_only=True)
