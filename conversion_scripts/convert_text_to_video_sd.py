@@ -216,7 +216,12 @@ def run_side_by_side(
     spatial_ratio = 2 ** (len(source.vae.config.block_out_channels) - 1)
     generator = torch.Generator().manual_seed(seed)
     latents = torch.randn(
-        1, source.unet.config.in_channels, num_frames, size // spatial_ratio, size // spatial_ratio, generator=generator
+        1,
+        source.unet.config.in_channels,
+        num_frames,
+        size // spatial_ratio,
+        size // spatial_ratio,
+        generator=generator,
     )
     arguments = {
         "num_frames": num_frames,
@@ -226,7 +231,9 @@ def run_side_by_side(
         "guidance_scale": 7.5,
         "output_type": "np",
     }
-    reference = source.__class__(**{**source.components, "scheduler": DDIMScheduler.from_config(source.scheduler.config)})
+    reference = source.__class__(
+        **{**source.components, "scheduler": DDIMScheduler.from_config(source.scheduler.config)}
+    )
     ours = VideoLatentPipeline(
         **{**converted.components, "scheduler": DDIMScheduler.from_config(converted.scheduler.config)}
     )

@@ -263,7 +263,7 @@ def _pipeline_snippet(repo_id: str, settings: dict[str, Any], prompt: str, uses_
         "from diffusers_videolatent import VideoLatentPipeline",
         "",
         'device = "cuda" if torch.cuda.is_available() else "cpu"',
-        "dtype = torch.float16 if device == \"cuda\" else torch.float32",
+        'dtype = torch.float16 if device == "cuda" else torch.float32',
         f"pipe = VideoLatentPipeline.from_pretrained({json.dumps(repo_id)}, torch_dtype=dtype).to(device)",
         "frames = pipe(",
         *call_arguments,

@@ -13,13 +13,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import TEXT_HIDDEN_SIZE, build_scheduler, build_text_encoder, build_tokenizer
 from huggingface_hub import ModelCard, ModelCardData
 
 import diffusers_videolatent.hub as hub
 from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel, VideoLatentPipeline
 from diffusers_videolatent.hub import ModelCardHubMixin, push_folder_to_hub
-
-from conftest import TEXT_HIDDEN_SIZE, build_scheduler, build_text_encoder, build_tokenizer
 
 
 PIPELINE_IS_PLACEHOLDER = "__call__" not in VideoLatentPipeline.__dict__
@@ -86,7 +85,9 @@ def recorder(monkeypatch) -> HubRecorder:
 
 
 def test_push_folder_writes_card_and_uploads(pipeline_folder, recorder):
-    result = push_folder_to_hub(pipeline_folder, "tiny-video", private=True, token="hf_x", card_kwargs={"license": "mit"})
+    result = push_folder_to_hub(
+        pipeline_folder, "tiny-video", private=True, token="hf_x", card_kwargs={"license": "mit"}
+    )
     assert result == "https://huggingface.co/commit/0123"
     (name, repo_id, kwargs), upload = recorder.calls
     assert (name, repo_id) == ("create_repo", "tiny-video")
@@ -114,12 +115,18 @@ def test_push_folder_keeps_existing_card(pipeline_folder, recorder):
     push_folder_to_hub(pipeline_folder, "org/tiny", revision="dev", commit_message="v1", create_pr=True)
     _, upload_kwargs, _, readme = recorder.calls[1]
     assert readme == "---\nlicense: mit\n---\n# My own card\n"
-    assert (upload_kwargs["revision"], upload_kwargs["commit_message"], upload_kwargs["create_pr"]) == ("dev", "v1", True)
+    assert (upload_kwargs["revision"], upload_kwargs["commit_message"], upload_kwargs["create_pr"]) == (
+        "dev",
+        "v1",
+        True,
+    )
 
 
 def test_push_single_model_folder(tmp_path, recorder):
     folder = tmp_path / "vae"
-    vae = AutoencoderKLVideo(block_out_channels=(8, 16), layers_per_block=1, temporal_downsample=(False, True), norm_num_groups=4)
+    vae = AutoencoderKLVideo(
+        block_out_channels=(8, 16), layers_per_block=1, temporal_downsample=(False, True), norm_num_groups=4
+    )
     vae.save_pretrained(folder)
     push_folder_to_hub(folder, "org/vae")
     _, upload_kwargs, files, readme = recorder.calls[1]

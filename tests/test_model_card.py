@@ -124,7 +124,9 @@ def test_vae_card_reads_ratios_from_config(vae_folder):
     card = create_model_card(vae_folder, "me/tiny-vae")
     assert folder_kind(vae_folder) == "AutoencoderKLVideo"
     assert card.data.pipeline_tag is None  # no Hub task fits a VAE on its own
-    assert "Spatial compression ratio: **2x**; temporal compression ratio: **2x**; latent channels: **4**." in card.text
+    assert (
+        "Spatial compression ratio: **2x**; temporal compression ratio: **2x**; latent channels: **4**." in card.text
+    )
     assert "`num_frames` must be `1 + k * 2` (1, 3, 5, 7, 9, ...)" in card.text
     assert "`[B, 4, F_lat, H / 2, W / 2]`" in card.text
 

@@ -37,7 +37,7 @@ from diffusers.models.attention_processor import (
     FusedAttnProcessor2_0,
 )
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
-from diffusers.models.resnet import Downsample2D, ResnetBlock2D, TemporalConvLayer, Upsample2D
+from diffusers.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from diffusers.utils import BaseOutput
 from torch import nn
@@ -74,6 +74,46 @@ class LearnedFramePositionalEmbedding(nn.Module):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         num_frames = hidden_states.shape[1]
         return hidden_states + self.embedding[:, :num_frames].to(hidden_states.dtype)  # (N, F, D)
+
+
+class TemporalConvolution(nn.Module):
+    r"""
+    Four (GroupNorm, SiLU, convolution over 3 frames) stages added back as a residual: ModelScope's temporal
+    convolution (diffusers' `TemporalConvLayer`, same parameter names). Frames are convolved as the height of a
+    `(3, 1)` `Conv2d` over `(frames, height * width)`, which is the same maths as a `(3, 1, 1)` `Conv3d` but runs on
+    the fast 2D convolution kernels; the conversion from `UNet3DConditionModel` only drops the trailing 1 of the kernel.
+
+    Parameters:
+        channels (`int`): Channels of the input feature map.
+        dropout (`float`, *optional*, defaults to 0.0): Dropout before the last three convolutions.
+        norm_num_groups (`int`, *optional*, defaults to 32): Groups of the `GroupNorm`s.
+    """
+
+    def __init__(self, channels: int, dropout: float = 0.0, norm_num_groups: int = 32):
+        super().__init__()
+
+        def stage(with_dropout: bool) -> nn.Sequential:
+            layers = [nn.GroupNorm(norm_num_groups, channels), nn.SiLU()]
+            layers += [nn.Dropout(dropout)] if with_dropout else []
+            return nn.Sequential(*layers, nn.Conv2d(channels, channels, (3, 1), padding=(1, 0)))
+
+        self.conv1 = stage(with_dropout=False)
+        self.conv2 = stage(with_dropout=True)
+        self.conv3 = stage(with_dropout=True)
+        self.conv4 = stage(with_dropout=True)
+
+    def forward(self, hidden_states: torch.Tensor, num_frames: int) -> torch.Tensor:
+        batch_frames, channels, height, width = hidden_states.shape  # (B*F, C, H, W)
+        hidden_states = hidden_states.reshape(batch_frames // num_frames, num_frames, channels, height * width)
+        hidden_states = hidden_states.permute(0, 2, 1, 3).contiguous()  # (B, C, F, H*W)
+        identity = hidden_states
+        hidden_states = self.conv1(hidden_states)
+        hidden_states = self.conv2(hidden_states)
+        hidden_states = self.conv3(hidden_states)
+        hidden_states = self.conv4(hidden_states)
+        hidden_states = identity + hidden_states
+        hidden_states = hidden_states.permute(0, 2, 1, 3).reshape(batch_frames, channels, height, width)
+        return hidden_states  # (B*F, C, H, W)
 
 
 class TemporalTransformer(nn.Module):
@@ -195,8 +235,8 @@ def _temporal_transformer(channels: int, num_layers: int, num_attention_heads: i
 
 
 def _temporal_conv(channels: int, options: dict) -> nn.Module:
-    return TemporalConvLayer(
-        channels, channels, dropout=options["temporal_conv_dropout"], norm_num_groups=options["norm_num_groups"]
+    return TemporalConvolution(
+        channels, dropout=options["temporal_conv_dropout"], norm_num_groups=options["norm_num_groups"]
     )
 
 
@@ -538,7 +578,7 @@ class UNetSpatioTemporalModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
     _no_split_modules = [
         "BasicTransformerBlock",
         "ResnetBlock2D",
-        "TemporalConvLayer",
+        "TemporalConvolution",
         "TemporalTransformer",
         "SpatioTemporalUpBlock",
     ]
@@ -715,7 +755,7 @@ class UNetSpatioTemporalModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapt
             if isinstance(module, TemporalTransformer):
                 nn.init.zeros_(module.proj_out.weight)
                 nn.init.zeros_(module.proj_out.bias)
-            elif isinstance(module, TemporalConvLayer):
+            elif isinstance(module, TemporalConvolution):
                 nn.init.zeros_(module.conv4[-1].weight)
                 nn.init.zeros_(module.conv4[-1].bias)
             elif isinstance(module, LearnedFramePositionalEmbedding):
@@ -1174,10 +1214,13 @@ def motion_adapter_config_to_spatio_temporal(adapter_config, unet_config) -> dic
 
 
 def convert_unet3d_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Maps `UNet3DConditionModel` keys to [`UNetSpatioTemporalModel`] keys (only the temporal layers are renamed)."""
+    """Maps `UNet3DConditionModel` keys to [`UNetSpatioTemporalModel`] keys: the temporal layers are renamed and the
+    `(3, 1, 1)` kernels of the temporal convolutions lose their trailing 1 (they run as `(3, 1)` 2D kernels)."""
     converted = {}
     for key, value in state_dict.items():
         key = key.replace(".temp_convs.", ".temporal_convs.").replace(".temp_attentions.", ".temporal_attentions.")
+        if ".temporal_convs." in key and key.endswith(".weight") and value.ndim == 5:
+            value = value.squeeze(-1)
         converted[key] = value
     return converted
 

@@ -205,8 +205,10 @@ class VideoLatentPipeline(DiffusionPipeline):
             hidden_states = self.text_encoder(
                 text_input_ids.to(device), attention_mask=attention_mask, output_hidden_states=True
             ).hidden_states
-            # the final layer norm is part of the last hidden state, so it is applied to the earlier layer too
-            prompt_embeds = self.text_encoder.text_model.final_layer_norm(hidden_states[-(clip_skip + 1)])
+            # the final layer norm is part of the last hidden state, so it is applied to the earlier layer too;
+            # transformers 5 dropped the `text_model` wrapper of `CLIPTextModel`
+            text_model = getattr(self.text_encoder, "text_model", self.text_encoder)
+            prompt_embeds = text_model.final_layer_norm(hidden_states[-(clip_skip + 1)])
         return prompt_embeds
 
     def encode_prompt(
@@ -405,6 +407,13 @@ class VideoLatentPipeline(DiffusionPipeline):
         # 4. sampling
         if timesteps is not None and sigmas is not None:
             raise ValueError("Pass only one of `timesteps` and `sigmas`, not both.")
+        set_timesteps_parameters = inspect.signature(self.scheduler.set_timesteps).parameters
+        for name, value in (("timesteps", timesteps), ("sigmas", sigmas)):
+            if value is not None and name not in set_timesteps_parameters:
+                raise ValueError(
+                    f"`{name}` was passed but {type(self.scheduler).__name__}.set_timesteps does not accept custom"
+                    f" {name}; use a scheduler that does or pass `num_inference_steps`."
+                )
         if timesteps is None and sigmas is None:
             if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
                 raise TypeError(f"`num_inference_steps` must be an integer, got {num_inference_steps!r}.")

@@ -225,7 +225,9 @@ def analyze_video(frames, min_travel: float = 0.1, min_brightness: float = 0.15)
     aligned_iou = float(np.mean(ious)) if ious else 1.0
     area_variation = float(areas.std() / areas.mean())
     presence = float(present.size / num_frames)
-    return VideoAnalysis(color, shape, direction, fill_ratio, taper, displacement, presence, aligned_iou, area_variation)
+    return VideoAnalysis(
+        color, shape, direction, fill_ratio, taper, displacement, presence, aligned_iou, area_variation
+    )
 
 
 def _summarise(records: list[dict]) -> dict:

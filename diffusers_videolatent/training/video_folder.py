@@ -94,12 +94,14 @@ class VideoFolderDataset(Dataset):
         width (`int`, *optional*, defaults to 64):
             Output frame width.
         random_offset (`bool`, *optional*, defaults to `True`):
-            Whether the first frame is drawn at random (from torch's global generator, which accelerate saves and
-            restores with the training state) or is always the video's first frame.
+            Whether the first frame is drawn at random or is always the video's first frame. The draw comes from a
+            generator seeded with `(seed, epoch, index)`, so a resumed training run sees the very same clips.
         video_column (`str`, *optional*, defaults to `"file_name"`):
             Metadata column with the video paths, relative to `root`.
         caption_column (`str`, *optional*, defaults to `"text"`):
             Metadata column with the captions.
+        seed (`int`, *optional*, defaults to 0):
+            Seed of the random offsets; `set_epoch` changes them from epoch to epoch.
 
     Items are dictionaries with `pixel_values` (float32 in [-1, 1], `[3, num_frames, height, width]`) and `text`.
     """
@@ -113,6 +115,7 @@ class VideoFolderDataset(Dataset):
         random_offset: bool = True,
         video_column: str = "file_name",
         caption_column: str = "text",
+        seed: int = 0,
     ):
         for name, value in (("num_frames", num_frames), ("height", height), ("width", width)):
             if not isinstance(value, int) or value < 1:
@@ -134,6 +137,8 @@ class VideoFolderDataset(Dataset):
         self.height = height
         self.width = width
         self.random_offset = random_offset
+        self.seed = seed
+        self.epoch = 0
         self.skipped = {"unreadable_caption": 0, "unreadable_video": 0, "too_short": 0}
         # (path, caption, number of frames) of every usable row
         self.videos: list[tuple[str, str, int]] = []
@@ -167,6 +172,10 @@ class VideoFolderDataset(Dataset):
                 f"{self.skipped['too_short']} a video shorter than `num_frames`={num_frames}."
             )
 
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the random offsets of epoch `epoch`."""
+        self.epoch = epoch
+
     def __len__(self) -> int:
         return len(self.videos)
 
@@ -174,7 +183,8 @@ class VideoFolderDataset(Dataset):
         path, caption, video_frames = self.videos[index]
         start = 0
         if self.random_offset and video_frames > self.num_frames:
-            start = int(torch.randint(0, video_frames - self.num_frames + 1, ()).item())
+            generator = np.random.default_rng((self.seed, self.epoch, index))
+            start = int(generator.integers(0, video_frames - self.num_frames + 1))
         frames = []
         for frame_index, frame in enumerate(iio.imiter(path)):
             if frame_index >= start + self.num_frames:

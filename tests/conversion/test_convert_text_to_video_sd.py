@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import build_image_vae, build_scheduler, build_text_encoder, build_tokenizer, build_unet3d
 from diffusers import DDIMScheduler, TextToVideoSDPipeline, UNet2DConditionModel
 from huggingface_hub import ModelCard
 
 from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel, VideoLatentPipeline
-
-from conftest import build_image_vae, build_scheduler, build_text_encoder, build_tokenizer, build_unet3d
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -123,7 +122,9 @@ def test_push_to_hub_hands_the_folder_to_huggingface_hub(source_folder, tmp_path
     import diffusers_videolatent.hub as hub
 
     calls = []
-    monkeypatch.setattr(hub, "create_repo", lambda repo_id, **kwargs: calls.append(repo_id) or type("R", (), {"repo_id": repo_id}))
+    monkeypatch.setattr(
+        hub, "create_repo", lambda repo_id, **kwargs: calls.append(repo_id) or type("R", (), {"repo_id": repo_id})
+    )
     monkeypatch.setattr(hub, "upload_folder", lambda **kwargs: calls.append(kwargs) or "commit-url")
     output = tmp_path / "pushed"
     argv = ["--checkpoint_path", str(source_folder), "--output_path", str(output), "--no-verify"]
@@ -137,9 +138,11 @@ def test_push_to_hub_hands_the_folder_to_huggingface_hub(source_folder, tmp_path
 
 def bad_input(argv: list[str], capsys) -> str:
     assert convert_script.main(argv) == 2
-    error = capsys.readouterr().err.strip()
-    assert len(error.splitlines()) == 1, error
-    return error
+    # diffusers' loading progress bars may precede it; the error itself is one line, and the last one.
+    lines = [line for line in capsys.readouterr().err.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(f"{convert_script.PROG}: error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], lines
+    return errors[0]
 
 
 def copy_source(source_folder: Path, destination: Path) -> Path:
@@ -218,6 +221,11 @@ def test_bad_inputs(source_folder, tmp_path, capsys):
 def test_verification_failure_writes_nothing(source_folder, tmp_path, capsys):
     output = tmp_path / "out"
     # A negative tolerance cannot be met: the script must stop with exit code 1 and leave nothing behind.
-    assert convert_script.main(["--checkpoint_path", str(source_folder), "--output_path", str(output), "--atol", "-1", "--rtol", "0"]) == 1
+    assert (
+        convert_script.main(
+            ["--checkpoint_path", str(source_folder), "--output_path", str(output), "--atol", "-1", "--rtol", "0"]
+        )
+        == 1
+    )
     assert "verification failed, nothing written" in capsys.readouterr().err
     assert not output.exists()

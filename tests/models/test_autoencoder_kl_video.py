@@ -14,6 +14,15 @@ from diffusers_videolatent import AutoencoderKLVideo
 TEMPORAL_DOWNSAMPLE = {1: (False, False), 2: (False, True), 4: (True, True)}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    # These models are tiny: extra intra-op threads only add contention on a shared 2-core machine.
+    num_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(num_threads)
+
+
 def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     # Random weights everywhere, including the temporal taps and layers that start as identity, so that a wrong
     # temporal pad, cache or chunk boundary changes the numbers.
@@ -205,26 +214,37 @@ def test_tiling_equals_image_vae_tiling():
 
 @torch.no_grad()
 def test_tiling_against_plain_path():
-    # Tiles see less context than the whole frame, so tiling is approximate by design. Stated tolerance, for this
-    # tiny random model without mid attention and half-tile overlaps on a smooth video: mean abs difference of the
-    # latent means at most 10% of their mean magnitude; the streamed time axis stays exact inside each tile.
-    vae = tiny_video_vae(2, mid_block_add_attention=False)
-    grid = torch.linspace(-1, 1, 48)
-    frames = [torch.sin(3 * grid[:, None] + 2 * grid[None, :] + 0.3 * t) for t in range(5)]
-    x = torch.stack(frames)[None, None].expand(1, 3, 5, 48, 48).contiguous()
-    plain = vae.encode(x).latent_dist.mean
-    vae.enable_tiling(32, 32, 0.5, 0.5)
-    tiled = vae.encode(x).latent_dist.mean
-    assert tiled.shape == plain.shape
-    assert ((tiled - plain).abs().mean() / plain.abs().mean()).item() < 0.1
+    # Tiles see less context than the whole frame (zero-padded borders, per-tile norm statistics and attention), so
+    # tiling is approximate by design; its blending is tested exactly against AutoencoderKL above. Stated tolerance for
+    # this tiny random model (2x spatial, 16x16-latent tiles, half-tile overlaps): mean abs difference at most 20% of
+    # the mean magnitude (measured about 10%), against about 100% between two unrelated videos.
+    vae = tiny_video_vae(2)
+    x, other, z = video(5, 48, 48), video(5, 48, 48, seed=7), latents(3, 24, 24)
+    plain_moments, plain_decoded = vae.encode(x).latent_dist.mean, vae.decode(z).sample
+    other_moments = vae.encode(other).latent_dist.mean
+    vae.enable_tiling(tile_sample_min_height=32, tile_sample_min_width=32, tile_overlap_factor_height=0.5)
+    vae.enable_tiling(tile_overlap_factor_width=0.5)
+    assert (vae.tile_sample_min_height, vae.tile_sample_min_width, vae.tile_overlap_factor_width) == (32, 32, 0.5)
+    tiled_moments, tiled_decoded = vae.encode(x).latent_dist.mean, vae.decode(z).sample
+    assert tiled_moments.shape == plain_moments.shape and tiled_decoded.shape == plain_decoded.shape
+
+    def relative_difference(a, b):
+        return ((a - b).abs().mean() / b.abs().mean()).item()
+
+    assert relative_difference(tiled_moments, plain_moments) < 0.2
+    assert relative_difference(tiled_decoded, plain_decoded) < 0.2
+    assert relative_difference(other_moments, plain_moments) > 0.5
+
     # a frame that fits in one tile is not tiled at all
     small = video(5, 32, 32)
     vae.disable_tiling()
     reference = vae.encode(small).latent_dist.mean
-    vae.enable_tiling(32, 32, 0.5, 0.5)
+    vae.enable_tiling()
     assert torch.equal(vae.encode(small).latent_dist.mean, reference)
     with pytest.raises(ValueError, match="tile_sample_min_height"):
-        vae.enable_tiling(tile_sample_min_height=30)
+        vae.enable_tiling(tile_sample_min_height=31)
+    with pytest.raises(ValueError, match="tile_overlap_factor_width"):
+        vae.enable_tiling(tile_overlap_factor_width=1.0)
 
 
 @torch.no_grad()

@@ -167,7 +167,9 @@ def test_fps_and_conditioning_latents():
     conditioning = torch.randn(2, 2, 2, 8, 8)
     with torch.no_grad():
         out_8 = model(sample, timestep, encoder_hidden_states, fps=8, conditioning_latents=conditioning).sample
-        out_8b = model(sample, timestep, encoder_hidden_states, fps=torch.tensor([8, 8]), conditioning_latents=conditioning)
+        out_8b = model(
+            sample, timestep, encoder_hidden_states, fps=torch.tensor([8, 8]), conditioning_latents=conditioning
+        )
         out_24 = model(sample, timestep, encoder_hidden_states, fps=24, conditioning_latents=conditioning).sample
         out_other = model(sample, timestep, encoder_hidden_states, fps=8, conditioning_latents=-conditioning).sample
     assert out_8.shape == sample.shape
@@ -178,7 +180,12 @@ def test_fps_and_conditioning_latents():
 
 def test_downsample_factor():
     assert build_model().downsample_factor == 2
-    assert UNetSpatioTemporalModel(**tiny_config(block_out_channels=(8, 8, 16, 16), transformer_layers_per_block=1)).downsample_factor == 8
+    assert (
+        UNetSpatioTemporalModel(
+            **tiny_config(block_out_channels=(8, 8, 16, 16), transformer_layers_per_block=1)
+        ).downsample_factor
+        == 8
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -522,5 +529,7 @@ def test_bad_config_raises_value_error():
         UNetSpatioTemporalModel(**tiny_config(temporal_position_embedding="rope"))
     with pytest.raises(ValueError, match=r"`transformer_layers_per_block` must have one entry per level.*got 3"):
         UNetSpatioTemporalModel(**tiny_config(transformer_layers_per_block=(1, 1, 1)))
-    with pytest.raises(ValueError, match=r"`block_out_channels\[0\]` \(8\).*`temporal_num_attention_heads\[0\]` \(3\)"):
+    with pytest.raises(
+        ValueError, match=r"`block_out_channels\[0\]` \(8\).*`temporal_num_attention_heads\[0\]` \(3\)"
+    ):
         UNetSpatioTemporalModel(**tiny_config(temporal_num_attention_heads=3))

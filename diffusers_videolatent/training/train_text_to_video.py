@@ -1,0 +1,611 @@
+"""Trains a `UNetSpatioTemporalModel` on the latents of a frozen video VAE, conditioned by a frozen CLIP text encoder.
+
+Runs with accelerate on one CPU, one GPU or many nodes (DDP, FSDP, DeepSpeed through `accelerate config`):
+
+    accelerate launch -m diffusers_videolatent.training.train_text_to_video \\
+        --pretrained_vae_name_or_path out/vae --output_dir out/t2v --objective flow_matching \\
+        --max_train_steps 4000 --train_batch_size 8 --learning_rate 3e-4 --use_ema --validation_steps 500
+
+With no `--pretrained_model_name_or_path` the text side is built here: a word-level CLIP tokenizer over the
+moving-shapes vocabulary and a small randomly initialised (and frozen) CLIP text encoder; with no `--unet_config` the
+tiny default U-Net is trained from scratch. The result, saved in `--output_dir`, is a full `VideoLatentPipeline`
+(vae, text_encoder, tokenizer, unet, scheduler) that `VideoLatentPipeline.from_pretrained` loads.
+"""
+
+import argparse
+import json
+import math
+import os
+import string
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from diffusers import (
+    AutoencoderKL,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    FlowMatchEulerDiscreteScheduler,
+)
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel, compute_snr
+from diffusers.utils import export_to_gif
+from tqdm.auto import tqdm
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
+from ..pipelines import VideoLatentPipeline
+from .moving_shapes import VOCABULARY, make_caption
+from .training_utils import (
+    add_common_arguments,
+    build_dataset,
+    check_common_arguments,
+    check_video_size,
+    collate_videos,
+    find_checkpoint,
+    load_and_check_run_config,
+    prune_checkpoints,
+    resolve_trackers,
+    save_run_config,
+)
+
+
+logger = get_logger(__name__)
+
+OBJECTIVES = ("epsilon", "v_prediction", "flow_matching")
+
+# The tiny default U-Net: two levels, so 8x8 latents are denoised at 8x8 and 4x4.
+TINY_UNET_CONFIG = {
+    "block_out_channels": (32, 64),
+    "layers_per_block": 1,
+    "transformer_layers_per_block": (1, 1),
+    "temporal_transformer_layers_per_block": 1,
+    "num_attention_heads": 4,
+    "temporal_num_attention_heads": 4,
+    "norm_num_groups": 8,
+    "temporal_max_frames": 16,
+    "temporal_conv_dropout": 0.0,
+}
+# The tiny default CLIP text encoder (about 30k parameters besides its embeddings).
+TINY_TEXT_ENCODER_CONFIG = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "max_position_embeddings": 16,
+    "projection_dim": 32,
+}
+SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")
+
+
+def _bpe(word_tokens: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """CLIP's byte-pair encoding of one word: repeatedly merge the adjacent pair of lowest rank."""
+    tokens = list(word_tokens)
+    while len(tokens) > 1:
+        pairs = [
+            (ranks.get((left, right), math.inf), index) for index, (left, right) in enumerate(zip(tokens, tokens[1:]))
+        ]
+        rank, _ = min(pairs)
+        if rank == math.inf:
+            break
+        pair = next((tokens[index], tokens[index + 1]) for pair_rank, index in pairs if pair_rank == rank)
+        merged, index = [], 0
+        while index < len(tokens):
+            if index < len(tokens) - 1 and (tokens[index], tokens[index + 1]) == pair:
+                merged.append(tokens[index] + tokens[index + 1])
+                index += 2
+            else:
+                merged.append(tokens[index])
+                index += 1
+        tokens = merged
+    return tokens
+
+
+def build_word_level_tokenizer(
+    words: tuple[str, ...], save_directory: str, model_max_length: int = 16
+) -> CLIPTokenizer:
+    """
+    Writes and loads a CLIP tokenizer in which every word of `words` is one token.
+
+    The vocabulary holds the two CLIP special tokens, lowercase letters, digits and punctuation (alone and word-final,
+    so other words still tokenize, letter by letter), and the byte-pair merges that assemble each of `words`.
+
+    Args:
+        words (`tuple[str, ...]`):
+            Lowercase words made of ASCII letters.
+        save_directory (`str`):
+            Where `vocab.json`, `merges.txt` and the tokenizer config are written.
+        model_max_length (`int`, *optional*, defaults to 16):
+            Sequence length the prompts are padded to.
+    """
+    characters = string.ascii_lowercase + string.digits + ".,!?'-"
+    vocabulary = list(SPECIAL_TOKENS) + list(characters) + [character + "</w>" for character in characters]
+    merges: list[tuple[str, str]] = []
+    for word in words:
+        if not word.isascii() or not word.isalpha() or word != word.lower():
+            raise ValueError(f"Tokenizer words must be lowercase ASCII letters, but {word!r} is not.")
+        # add merges until the word is a single token: each new merge joins the word's first two current tokens
+        while True:
+            ranks = {pair: rank for rank, pair in enumerate(merges)}
+            tokens = _bpe(list(word[:-1]) + [word[-1] + "</w>"], ranks)
+            if len(tokens) == 1:
+                break
+            merges.append((tokens[0], tokens[1]))
+            if tokens[0] + tokens[1] not in vocabulary:
+                vocabulary.append(tokens[0] + tokens[1])
+    os.makedirs(save_directory, exist_ok=True)
+    with open(os.path.join(save_directory, "vocab.json"), "w") as file:
+        json.dump({token: index for index, token in enumerate(vocabulary)}, file)
+    with open(os.path.join(save_directory, "merges.txt"), "w") as file:
+        file.write("#version: 0.2\n" + "".join(f"{left} {right}\n" for left, right in merges))
+    with open(os.path.join(save_directory, "tokenizer_config.json"), "w") as file:
+        json.dump({"model_max_length": model_max_length, "tokenizer_class": "CLIPTokenizer"}, file)
+    tokenizer = CLIPTokenizer.from_pretrained(save_directory)
+    for word in words:
+        if len(tokenizer(word, add_special_tokens=False).input_ids) != 1:
+            raise RuntimeError(f"The built tokenizer splits {word!r}; this is a bug of `build_word_level_tokenizer`.")
+    return tokenizer
+
+
+def build_text_encoder(tokenizer: CLIPTokenizer, config_overrides: dict | None = None) -> CLIPTextModel:
+    """A small, randomly initialised CLIP text encoder for `tokenizer` (seed it with `set_seed` before)."""
+    config = dict(TINY_TEXT_ENCODER_CONFIG)
+    config.update(config_overrides or {})
+    config["max_position_embeddings"] = max(config["max_position_embeddings"], tokenizer.model_max_length)
+    return CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            **config,
+        )
+    )
+
+
+def _load_json_option(value: str | None) -> dict | None:
+    if value is None:
+        return None
+    if os.path.isfile(value):
+        with open(value) as file:
+            return json.load(file)
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        raise ValueError(f"{value!r} is neither a JSON file nor a JSON object.") from None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    models = parser.add_argument_group("models")
+    models.add_argument(
+        "--pretrained_model_name_or_path",
+        type=str,
+        default=None,
+        help="A VideoLatentPipeline folder or Hub id: vae, text_encoder and tokenizer come from it (and the unet, "
+        "fine-tuned, unless --unet_config is given).",
+    )
+    models.add_argument(
+        "--pretrained_vae_name_or_path", type=str, default=None, help="An AutoencoderKLVideo (or AutoencoderKL)."
+    )
+    models.add_argument("--vae_subfolder", type=str, default=None)
+    models.add_argument("--text_encoder_name_or_path", type=str, default=None, help="A CLIPTextModel.")
+    models.add_argument("--tokenizer_name_or_path", type=str, default=None, help="A CLIPTokenizer.")
+    models.add_argument(
+        "--text_encoder_config",
+        type=str,
+        default=None,
+        help="JSON object or file overriding the tiny text encoder's CLIPTextConfig (built when none is loaded).",
+    )
+    models.add_argument(
+        "--unet_config",
+        type=str,
+        default=None,
+        help="JSON object or file: UNetSpatioTemporalModel config to train from scratch; `in_channels`, "
+        "`out_channels` and `cross_attention_dim` follow the VAE and text encoder. The tiny default when no U-Net is "
+        "loaded.",
+    )
+    models.add_argument("--revision", type=str, default=None)
+
+    diffusion = parser.add_argument_group("diffusion")
+    diffusion.add_argument("--objective", type=str, default="flow_matching", choices=OBJECTIVES)
+    diffusion.add_argument("--num_train_timesteps", type=int, default=1000)
+    diffusion.add_argument(
+        "--flow_shift", type=float, default=1.0, help="Flow matching: timestep shift (saved in the scheduler)."
+    )
+    diffusion.add_argument(
+        "--snr_gamma", type=float, default=None, help="epsilon / v: min-SNR loss weighting (5.0 is common)."
+    )
+    diffusion.add_argument(
+        "--conditioning_dropout_prob",
+        type=float,
+        default=0.1,
+        help="Probability that a caption is replaced by the empty prompt (for classifier-free guidance).",
+    )
+    diffusion.add_argument("--fps", type=float, default=8.0, help="Frame rate given to an fps-conditioned U-Net.")
+
+    validation = parser.add_argument_group("validation")
+    validation.add_argument(
+        "--validation_prompts",
+        type=str,
+        nargs="*",
+        default=None,
+        help="Prompts rendered every --validation_steps (default: two seen and one held-out moving-shapes caption).",
+    )
+    validation.add_argument("--num_validation_inference_steps", type=int, default=25)
+    validation.add_argument("--validation_guidance_scale", type=float, default=4.0)
+    validation.add_argument("--no_validation", action="store_true", help="Skip validation (and the final one).")
+    add_common_arguments(parser)
+    parser.set_defaults(learning_rate=2e-4)
+    args = parser.parse_args(argv)
+
+    check_common_arguments(args)
+    if not 0.0 <= args.conditioning_dropout_prob <= 1.0:
+        raise ValueError(f"`--conditioning_dropout_prob` must be in [0, 1], but is {args.conditioning_dropout_prob}.")
+    if args.snr_gamma is not None and args.objective == "flow_matching":
+        raise ValueError(
+            "`--snr_gamma` weights the epsilon / v_prediction objectives; it has no meaning for flow matching."
+        )
+    if args.pretrained_model_name_or_path is None and args.pretrained_vae_name_or_path is None:
+        raise ValueError(
+            "A frozen VAE is needed: pass --pretrained_vae_name_or_path (e.g. the output of train_video_vae) or "
+            "--pretrained_model_name_or_path (a VideoLatentPipeline)."
+        )
+    if (args.text_encoder_name_or_path is None) != (args.tokenizer_name_or_path is None):
+        raise ValueError("Pass both --text_encoder_name_or_path and --tokenizer_name_or_path, or neither.")
+    if args.validation_prompts is None:
+        args.validation_prompts = [
+            make_caption("red", "circle", "right"),
+            make_caption("blue", "triangle", "up"),
+            make_caption("green", "circle", "left"),  # held out from training
+        ]
+    return args
+
+
+def load_models(args: argparse.Namespace) -> tuple:
+    """The frozen VAE, text encoder and tokenizer, and the U-Net to train, as the options ask."""
+    pipeline_path = args.pretrained_model_name_or_path
+    if args.pretrained_vae_name_or_path is not None:
+        vae_path, vae_subfolder = args.pretrained_vae_name_or_path, args.vae_subfolder
+    else:
+        vae_path, vae_subfolder = pipeline_path, "vae"
+    vae_config = AutoencoderKLVideo.load_config(vae_path, subfolder=vae_subfolder, revision=args.revision)
+    # an image VAE is applied frame by frame, as the pipeline does
+    vae_class = AutoencoderKL if vae_config.get("_class_name") == "AutoencoderKL" else AutoencoderKLVideo
+    vae = vae_class.from_pretrained(vae_path, subfolder=vae_subfolder, revision=args.revision)
+
+    if args.text_encoder_name_or_path is not None:
+        tokenizer = CLIPTokenizer.from_pretrained(args.tokenizer_name_or_path, revision=args.revision)
+        text_encoder = CLIPTextModel.from_pretrained(args.text_encoder_name_or_path, revision=args.revision)
+    elif pipeline_path is not None:
+        tokenizer = CLIPTokenizer.from_pretrained(pipeline_path, subfolder="tokenizer", revision=args.revision)
+        text_encoder = CLIPTextModel.from_pretrained(pipeline_path, subfolder="text_encoder", revision=args.revision)
+    else:
+        tokenizer = build_word_level_tokenizer(VOCABULARY, os.path.join(args.output_dir, "tokenizer"))
+        text_encoder = build_text_encoder(tokenizer, _load_json_option(args.text_encoder_config))
+
+    unet_config = _load_json_option(args.unet_config)
+    if unet_config is None and pipeline_path is not None:
+        unet = UNetSpatioTemporalModel.from_pretrained(pipeline_path, subfolder="unet", revision=args.revision)
+    else:
+        config = dict(TINY_UNET_CONFIG if unet_config is None else unet_config)
+        config.update(
+            in_channels=vae.config.latent_channels,
+            out_channels=vae.config.latent_channels,
+            cross_attention_dim=text_encoder.config.hidden_size,
+        )
+        unet = UNetSpatioTemporalModel.from_config(config)
+    return vae, text_encoder, tokenizer, unet
+
+
+def build_schedulers(args: argparse.Namespace) -> tuple:
+    """The training noise scheduler and the scheduler saved with the pipeline for inference."""
+    if args.objective == "flow_matching":
+        scheduler = FlowMatchEulerDiscreteScheduler(
+            num_train_timesteps=args.num_train_timesteps, shift=args.flow_shift
+        )
+        return scheduler, scheduler
+    noise_scheduler = DDPMScheduler(
+        num_train_timesteps=args.num_train_timesteps,
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        prediction_type=args.objective,
+        clip_sample=False,
+    )
+    return noise_scheduler, DPMSolverMultistepScheduler.from_config(noise_scheduler.config)
+
+
+def diffusion_loss(args, noise_scheduler, unet, latents, encoder_hidden_states, fps) -> torch.Tensor:
+    """One training loss of the chosen objective on normalised `latents` `[B, C, F, H, W]`."""
+    batch_size = latents.shape[0]
+    noise = torch.randn_like(latents)
+    unet_kwargs = {"fps": fps} if fps is not None else {}
+    if args.objective == "flow_matching":
+        # x_t = (1 - sigma) x_0 + sigma * noise, target velocity noise - x_0; sigma shifted as the scheduler shifts it
+        sigmas = torch.rand(batch_size, device=latents.device)
+        shift = noise_scheduler.config.shift
+        sigmas = shift * sigmas / (1 + (shift - 1) * sigmas)
+        timesteps = sigmas * noise_scheduler.config.num_train_timesteps
+        sigmas = sigmas.view(batch_size, 1, 1, 1, 1)
+        noisy_latents = (1.0 - sigmas) * latents + sigmas * noise
+        target = noise - latents
+        model_pred = unet(noisy_latents, timesteps, encoder_hidden_states, return_dict=False, **unet_kwargs)[0]
+        return F.mse_loss(model_pred.float(), target.float())
+
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (batch_size,), device=latents.device)
+    noisy_latents = noise_scheduler.add_noise(latents, noise, timesteps)
+    target = noise if args.objective == "epsilon" else noise_scheduler.get_velocity(latents, noise, timesteps)
+    model_pred = unet(noisy_latents, timesteps, encoder_hidden_states, return_dict=False, **unet_kwargs)[0]
+    if args.snr_gamma is None:
+        return F.mse_loss(model_pred.float(), target.float())
+    # min-SNR weighting (Hang et al., 2023)
+    snr = compute_snr(noise_scheduler, timesteps)
+    weights = torch.stack([snr, args.snr_gamma * torch.ones_like(snr)], dim=1).min(dim=1)[0]
+    weights = weights / snr if args.objective == "epsilon" else weights / (snr + 1)
+    loss = F.mse_loss(model_pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3, 4))
+    return (loss * weights).mean()
+
+
+def run_validation(args, accelerator, pipeline, global_step: int) -> dict:
+    """Renders the validation prompts, saves them as gifs and scores moving-shapes prompts."""
+    from .evaluate import score_videos
+    from .moving_shapes import parse_caption
+
+    # the training random state must not depend on whether (or how often) validation ran
+    with torch.random.fork_rng(devices=[accelerator.device] if accelerator.device.type == "cuda" else []):
+        generator = torch.Generator(device="cpu").manual_seed(args.seed)
+        frames = pipeline(
+            args.validation_prompts,
+            num_frames=args.num_frames,
+            height=args.height,
+            width=args.width,
+            num_inference_steps=args.num_validation_inference_steps,
+            guidance_scale=args.validation_guidance_scale,
+            generator=generator,
+            output_type="np",
+        ).frames  # (B, F, H, W, 3) in [0, 1]
+    folder = os.path.join(args.output_dir, "validation")
+    os.makedirs(folder, exist_ok=True)
+    for index, (prompt, video) in enumerate(zip(args.validation_prompts, frames)):
+        images = [PIL.Image.fromarray((frame * 255).round().astype(np.uint8)) for frame in video]
+        name = f"step-{global_step:06d}-{index}-{prompt.replace(' ', '_')[:60]}.gif"
+        export_to_gif(images, os.path.join(folder, name), fps=int(args.fps))
+    logs = {}
+    scored = [(prompt, video) for prompt, video in zip(args.validation_prompts, frames) if parse_caption(prompt)]
+    if scored:
+        scores = score_videos(scored, print_table=False)["all"]
+        logs = {f"validation_{name}": scores[name] for name in ("color", "shape", "direction", "aligned_iou")}
+    return logs
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging_dir = os.path.join(args.output_dir, args.logging_dir)
+    project_name = args.tracker_project_name or "text_to_video"
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=resolve_trackers(args.report_to, project_name, logging_dir),
+        project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=logging_dir),
+        # a seeded sampler makes each epoch's order a function of (seed, epoch): resuming mid-epoch is exact
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+    )
+    logger.info(accelerator.state, main_process_only=False)
+
+    # 1. models: frozen VAE and text encoder, trained U-Net (initialised identically on every process)
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+    accelerator.wait_for_everyone()
+    vae, text_encoder, tokenizer, unet = load_models(args)
+    noise_scheduler, inference_scheduler = build_schedulers(args)
+    vae.requires_grad_(False)
+    text_encoder.requires_grad_(False)
+    vae.eval()
+    text_encoder.eval()
+    unet.train()
+
+    # 2. the clip size must suit the VAE and the U-Net before any step runs
+    helper = VideoLatentPipeline(vae, text_encoder, tokenizer, unet, inference_scheduler)
+    check_video_size(
+        args.num_frames,
+        args.height,
+        args.width,
+        helper.vae_scale_factor_temporal,
+        helper.vae_scale_factor_spatial,
+        helper.unet_downsample_factor,
+    )
+    if args.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+    vae_dtype = torch.float32 if vae.config.get("force_upcast", False) else weight_dtype
+    # cast only when needed (a same-dtype `.to(dtype=...)` makes diffusers warn about float32 modules)
+    vae.to(accelerator.device)
+    text_encoder.to(accelerator.device)
+    if vae_dtype != vae.dtype:
+        vae.to(dtype=vae_dtype)
+    if weight_dtype != text_encoder.dtype:
+        text_encoder.to(dtype=weight_dtype)
+
+    ema_unet = None
+    if args.use_ema:
+        ema_unet = EMAModel(
+            unet.parameters(), decay=args.ema_decay, model_cls=UNetSpatioTemporalModel, model_config=unet.config
+        )
+        ema_unet.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema_unet)
+
+    # 3. data, optimiser, learning-rate schedule
+    train_dataset = build_dataset(args)
+    train_dataloader = torch.utils.data.DataLoader(
+        train_dataset,
+        batch_size=args.train_batch_size,
+        shuffle=True,
+        collate_fn=collate_videos,
+        num_workers=args.dataloader_num_workers,
+        drop_last=False,
+    )
+    learning_rate = args.learning_rate
+    if args.scale_lr:
+        learning_rate *= args.gradient_accumulation_steps * args.train_batch_size * accelerator.num_processes
+    optimizer = torch.optim.AdamW(
+        unet.parameters(),
+        lr=learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.adam_weight_decay,
+        eps=args.adam_epsilon,
+    )
+    num_update_steps_per_epoch = math.ceil(
+        math.ceil(len(train_dataset) / (args.train_batch_size * accelerator.num_processes))
+        / args.gradient_accumulation_steps
+    )
+    max_train_steps = args.max_train_steps or args.num_train_epochs * num_update_steps_per_epoch
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=max_train_steps * accelerator.num_processes,
+    )
+    unet, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
+        unet, optimizer, train_dataloader, lr_scheduler
+    )
+    num_update_steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
+    num_train_epochs = math.ceil(max_train_steps / num_update_steps_per_epoch)
+
+    # what a checkpoint must share with the run that resumes it
+    run_config = {
+        "script": "train_text_to_video",
+        "unet": {
+            key: value for key, value in accelerator.unwrap_model(unet).config.items() if not key.startswith("_")
+        },
+        "vae": {key: value for key, value in vae.config.items() if not key.startswith("_")},
+        "text_encoder_hidden_size": text_encoder.config.hidden_size,
+        "objective": args.objective,
+        "num_frames": args.num_frames,
+        "height": args.height,
+        "width": args.width,
+        "train_batch_size": args.train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "num_processes": accelerator.num_processes,
+        "use_ema": args.use_ema,
+        "dataset": args.train_data_dir or f"moving_shapes(seed={args.dataset_seed}, videos={args.num_train_videos})",
+        "max_train_samples": args.max_train_samples,
+    }
+    if accelerator.is_main_process:
+        tracker_config = {key: value for key, value in vars(args).items() if not isinstance(value, list)}
+        accelerator.init_trackers(project_name, config=tracker_config)
+
+    # 4. resume
+    global_step, first_epoch, resume_batches = 0, 0, 0
+    checkpoint = find_checkpoint(args.output_dir, args.resume_from_checkpoint)
+    if checkpoint is not None:
+        global_step = load_and_check_run_config(checkpoint, run_config)
+        accelerator.print(f"Resuming from {checkpoint} at step {global_step}")
+        accelerator.load_state(checkpoint)
+        first_epoch = global_step // num_update_steps_per_epoch
+        resume_batches = (global_step % num_update_steps_per_epoch) * args.gradient_accumulation_steps
+
+    total_batch_size = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    logger.info(
+        f"***** Training: {len(train_dataset)} videos, {num_train_epochs} epochs, batch {args.train_batch_size} per "
+        f"device ({total_batch_size} in all), {max_train_steps} steps, objective {args.objective} *****"
+    )
+    progress_bar = tqdm(
+        range(max_train_steps), initial=global_step, desc="Steps", disable=not accelerator.is_local_main_process
+    )
+    fps = args.fps if accelerator.unwrap_model(unet).config.use_fps_conditioning else None
+    helper = VideoLatentPipeline(vae, text_encoder, tokenizer, accelerator.unwrap_model(unet), inference_scheduler)
+
+    # 5. training loop
+    train_loss = 0.0
+    for epoch in range(first_epoch, num_train_epochs):
+        unet.train()
+        train_dataloader.set_epoch(epoch)
+        if hasattr(train_dataset, "set_epoch"):
+            train_dataset.set_epoch(epoch)
+        epoch_dataloader = train_dataloader
+        if epoch == first_epoch and resume_batches > 0:
+            epoch_dataloader = accelerator.skip_first_batches(train_dataloader, resume_batches)
+        for batch in epoch_dataloader:
+            with accelerator.accumulate(unet):
+                with torch.no_grad():
+                    latents = helper.encode_video(batch["pixel_values"].to(accelerator.device, dtype=vae_dtype))
+                    latents = latents.to(torch.float32)  # (B, C, F_lat, H_lat, W_lat)
+                    drop = torch.rand(len(batch["text"])) < args.conditioning_dropout_prob
+                    captions = ["" if dropped else caption for caption, dropped in zip(batch["text"], drop.tolist())]
+                    encoder_hidden_states, _ = helper.encode_prompt(
+                        captions, device=accelerator.device, do_classifier_free_guidance=False, dtype=weight_dtype
+                    )  # (B, L, D)
+                loss = diffusion_loss(args, noise_scheduler, unet, latents, encoder_hidden_states, fps)
+
+                # mean over processes, for logging
+                average_loss = accelerator.gather(loss.detach().repeat(args.train_batch_size)).mean()
+                train_loss += average_loss.item() / args.gradient_accumulation_steps
+
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(unet.parameters(), args.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad()
+
+            if not accelerator.sync_gradients:
+                continue
+            if ema_unet is not None:
+                ema_unet.step(unet.parameters())
+            progress_bar.update(1)
+            global_step += 1
+            logs = {"train_loss": train_loss, "lr": lr_scheduler.get_last_lr()[0]}
+            progress_bar.set_postfix(loss=train_loss)
+            train_loss = 0.0
+
+            if global_step % args.checkpointing_steps == 0:
+                save_path = os.path.join(args.output_dir, f"checkpoint-{global_step}")
+                if accelerator.is_main_process:
+                    prune_checkpoints(args.output_dir, args.checkpoints_total_limit)
+                accelerator.wait_for_everyone()
+                accelerator.save_state(save_path)
+                if accelerator.is_main_process:
+                    save_run_config(save_path, run_config, global_step)
+                logger.info(f"Saved state to {save_path}")
+
+            if not args.no_validation and global_step % args.validation_steps == 0 and accelerator.is_main_process:
+                if ema_unet is not None:
+                    ema_unet.store(unet.parameters())
+                    ema_unet.copy_to(unet.parameters())
+                logs.update(run_validation(args, accelerator, helper, global_step))
+                if ema_unet is not None:
+                    ema_unet.restore(unet.parameters())
+                unet.train()
+            accelerator.log(logs, step=global_step)
+            if global_step >= max_train_steps:
+                break
+        if global_step >= max_train_steps:
+            break
+
+    # 6. save the pipeline (with the EMA weights when kept)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        unet = accelerator.unwrap_model(unet)
+        if ema_unet is not None:
+            ema_unet.copy_to(unet.parameters())
+        for model in (vae, text_encoder, unet):
+            if model.dtype != torch.float32:
+                model.to(dtype=torch.float32)
+        pipeline = VideoLatentPipeline(
+            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=inference_scheduler
+        )
+        pipeline.save_pretrained(args.output_dir)
+        if not args.no_validation:
+            accelerator.log(run_validation(args, accelerator, pipeline, global_step), step=global_step)
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,428 @@
+"""Trains or fine-tunes an `AutoencoderKLVideo` with a reconstruction loss, a KL term and an optional temporal loss.
+
+Runs with accelerate on one CPU, one GPU or many nodes (DDP, FSDP, DeepSpeed through `accelerate config`):
+
+    accelerate launch -m diffusers_videolatent.training.train_video_vae \\
+        --output_dir out/vae --max_train_steps 3000 --train_batch_size 4 --learning_rate 1e-3 --use_ema
+
+The model is the tiny default (or `--vae_config`) built from scratch, an `AutoencoderKLVideo` to fine-tune
+(`--pretrained_vae_name_or_path`), or a diffusers image `AutoencoderKL` inflated with
+`AutoencoderKLVideo.from_image_vae` (`--image_vae_name_or_path`, `--temporal_compression_ratio`). At the end the
+latent statistics of the training data set the VAE's normalisation (`--latent_normalization`), so the diffusion model
+trained on its latents sees unit-variance inputs, and the VAE is saved with `save_pretrained` in `--output_dir`.
+"""
+
+import argparse
+import json
+import math
+import os
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from diffusers import AutoencoderKL
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from diffusers.utils import export_to_gif
+from tqdm.auto import tqdm
+
+from ..models import AutoencoderKLVideo
+from .training_utils import (
+    add_common_arguments,
+    build_dataset,
+    check_common_arguments,
+    check_video_size,
+    collate_videos,
+    find_checkpoint,
+    load_and_check_run_config,
+    prune_checkpoints,
+    resolve_trackers,
+    save_run_config,
+)
+
+
+logger = get_logger(__name__)
+
+# The tiny default VAE: spatial ratio 8 (four levels), temporal ratio 4 (two temporal halvings), 4 latent channels.
+TINY_VAE_CONFIG = {
+    "block_out_channels": (16, 32, 32, 64),
+    "layers_per_block": 1,
+    "temporal_downsample": (False, True, True, False),
+    "latent_channels": 4,
+    "norm_num_groups": 8,
+    "mid_block_add_attention": False,
+}
+
+
+class AutoencoderTrainingModule(torch.nn.Module):
+    """
+    Encodes, samples the posterior and decodes in one `forward`, so that DDP / FSDP / DeepSpeed see every trained
+    parameter used inside the wrapped module's `forward` (calling `vae.encode` on a wrapped model would bypass them).
+    """
+
+    def __init__(self, vae: AutoencoderKLVideo):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # all latent frames in one streamed step: the fastest for training clips
+        num_latent_frames = (pixel_values.shape[2] - 1) // self.vae.temporal_compression_ratio + 1
+        posterior = self.vae.encode(pixel_values, chunk_size=num_latent_frames).latent_dist
+        latents = posterior.sample()  # (B, C, F_lat, H_lat, W_lat)
+        reconstruction = self.vae.decode(latents, chunk_size=num_latent_frames).sample  # (B, 3, F, H, W)
+        # KL to the standard normal, summed over the latent (`DiagonalGaussianDistribution.kl` sums 4-D latents only)
+        kl = 0.5 * (posterior.mean**2 + posterior.var - 1.0 - posterior.logvar).sum(dim=(1, 2, 3, 4))  # (B,)
+        return reconstruction, kl
+
+
+def reconstruction_losses(
+    reconstruction: torch.Tensor, target: torch.Tensor, kind: str, temporal_weight: float
+) -> dict[str, torch.Tensor]:
+    """The pixel loss (`"l1"` or `"mse"`) and, when `temporal_weight` > 0, the L1 loss of frame differences."""
+    reconstruction, target = reconstruction.float(), target.float()
+    losses = {}
+    if kind == "l1":
+        losses["reconstruction_loss"] = F.l1_loss(reconstruction, target)
+    else:
+        losses["reconstruction_loss"] = F.mse_loss(reconstruction, target)
+    if temporal_weight > 0 and target.shape[2] > 1:
+        # motion must be reproduced, not only each frame: compare consecutive-frame differences
+        losses["temporal_loss"] = F.l1_loss(torch.diff(reconstruction, dim=2), torch.diff(target, dim=2))
+    return losses
+
+
+def _load_json_option(value: str | None) -> dict | None:
+    if value is None:
+        return None
+    if os.path.isfile(value):
+        with open(value) as file:
+            return json.load(file)
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        raise ValueError(f"{value!r} is neither a JSON file nor a JSON object.") from None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    models = parser.add_argument_group("model")
+    models.add_argument("--pretrained_vae_name_or_path", type=str, default=None, help="An AutoencoderKLVideo to tune.")
+    models.add_argument("--vae_subfolder", type=str, default=None)
+    models.add_argument(
+        "--image_vae_name_or_path", type=str, default=None, help="A diffusers AutoencoderKL to inflate and tune."
+    )
+    models.add_argument("--image_vae_subfolder", type=str, default=None)
+    models.add_argument(
+        "--temporal_compression_ratio", type=int, default=4, help="With --image_vae_name_or_path: 1, 2, 4 or 8."
+    )
+    models.add_argument(
+        "--vae_config",
+        type=str,
+        default=None,
+        help="JSON object or file: an AutoencoderKLVideo config to train from scratch (default: the tiny config).",
+    )
+    models.add_argument("--revision", type=str, default=None)
+
+    losses = parser.add_argument_group("losses")
+    losses.add_argument("--reconstruction_loss", type=str, default="l1", choices=["l1", "mse"])
+    losses.add_argument("--kl_weight", type=float, default=1e-6, help="Weight of the KL divergence per element.")
+    losses.add_argument(
+        "--temporal_loss_weight", type=float, default=0.0, help="Weight of the L1 loss of frame differences."
+    )
+
+    final = parser.add_argument_group("latent normalisation and validation")
+    final.add_argument(
+        "--latent_normalization",
+        type=str,
+        default="scaling",
+        choices=["scaling", "per_channel", "none"],
+        help="After training, set `scaling_factor` = 1 / std of the latents (scaling), per-channel "
+        "`latents_mean`/`latents_std` (per_channel), or keep the config (none).",
+    )
+    final.add_argument("--latent_statistics_batches", type=int, default=8, help="Batches used for the statistics.")
+    final.add_argument("--num_validation_videos", type=int, default=2, help="Reconstructions saved per validation.")
+    final.add_argument("--no_validation", action="store_true")
+    add_common_arguments(parser)
+    parser.set_defaults(learning_rate=1e-3)
+    args = parser.parse_args(argv)
+
+    check_common_arguments(args)
+    sources = [args.pretrained_vae_name_or_path, args.image_vae_name_or_path, args.vae_config]
+    if sum(source is not None for source in sources) > 1:
+        raise ValueError(
+            "Pass at most one of --pretrained_vae_name_or_path, --image_vae_name_or_path and --vae_config."
+        )
+    if args.temporal_compression_ratio not in (1, 2, 4, 8):
+        raise ValueError(
+            f"`--temporal_compression_ratio` must be 1, 2, 4 or 8, but is {args.temporal_compression_ratio}."
+        )
+    for name in ("kl_weight", "temporal_loss_weight"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"`--{name}` must be >= 0, but is {getattr(args, name)}.")
+    return args
+
+
+def load_vae(args: argparse.Namespace) -> AutoencoderKLVideo:
+    """The VAE to train, as the options ask."""
+    if args.pretrained_vae_name_or_path is not None:
+        return AutoencoderKLVideo.from_pretrained(
+            args.pretrained_vae_name_or_path, subfolder=args.vae_subfolder, revision=args.revision
+        )
+    if args.image_vae_name_or_path is not None:
+        image_vae = AutoencoderKL.from_pretrained(
+            args.image_vae_name_or_path, subfolder=args.image_vae_subfolder, revision=args.revision
+        )
+        return AutoencoderKLVideo.from_image_vae(image_vae, temporal_compression_ratio=args.temporal_compression_ratio)
+    config = _load_json_option(args.vae_config)
+    return AutoencoderKLVideo.from_config(TINY_VAE_CONFIG if config is None else config)
+
+
+@torch.no_grad()
+def compute_latent_statistics(vae: AutoencoderKLVideo, dataloader, num_batches: int, device) -> tuple:
+    """Per-channel mean and standard deviation, and overall standard deviation, of the posterior means."""
+    sums, squares, count = 0.0, 0.0, 0
+    for index, batch in enumerate(dataloader):
+        if index >= num_batches:
+            break
+        latents = vae.encode(batch["pixel_values"].to(device, dtype=vae.dtype)).latent_dist.mode().float()
+        sums = sums + latents.sum(dim=(0, 2, 3, 4))
+        squares = squares + (latents**2).sum(dim=(0, 2, 3, 4))
+        count += latents[:, 0].numel()
+    mean = sums / count
+    std = (squares / count - mean**2).clamp_min(1e-12).sqrt()
+    overall_std = ((squares.sum() / (count * mean.numel())) - mean.mean() ** 2).clamp_min(1e-12).sqrt()
+    return mean, std, overall_std
+
+
+def run_validation(args, vae: AutoencoderKLVideo, dataset, global_step: int, device) -> dict:
+    """Saves original | reconstruction gifs of the first validation videos and returns their PSNR."""
+    vae.eval()
+    folder = os.path.join(args.output_dir, "validation")
+    os.makedirs(folder, exist_ok=True)
+    psnrs = []
+    with torch.no_grad():
+        for index in range(min(args.num_validation_videos, len(dataset))):
+            video = dataset[index]["pixel_values"][None].to(device, dtype=vae.dtype)  # (1, 3, F, H, W)
+            reconstruction = vae(video).sample.float().clamp(-1, 1)
+            mse = F.mse_loss((reconstruction + 1) / 2, (video.float() + 1) / 2).item()
+            psnrs.append(10 * math.log10(1.0 / max(mse, 1e-10)))
+            side_by_side = torch.cat([video.float(), reconstruction], dim=-1)[0]  # (3, F, H, 2W)
+            frames = ((side_by_side.permute(1, 2, 3, 0) + 1) * 127.5).round().byte().cpu().numpy()
+            images = [PIL.Image.fromarray(frame) for frame in frames]
+            export_to_gif(images, os.path.join(folder, f"step-{global_step:06d}-{index}.gif"), fps=8)
+    return {"validation_psnr": float(np.mean(psnrs))}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging_dir = os.path.join(args.output_dir, args.logging_dir)
+    project_name = args.tracker_project_name or "video_vae"
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=resolve_trackers(args.report_to, project_name, logging_dir),
+        project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=logging_dir),
+        # a seeded sampler makes each epoch's order a function of (seed, epoch): resuming mid-epoch is exact
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+    )
+    logger.info(accelerator.state, main_process_only=False)
+
+    # 1. model (initialised identically on every process), then the clip size it can take
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+    accelerator.wait_for_everyone()
+    vae = load_vae(args)
+    check_video_size(
+        args.num_frames, args.height, args.width, vae.temporal_compression_ratio, vae.spatial_compression_ratio
+    )
+    vae.train()
+    if args.gradient_checkpointing:
+        vae.enable_gradient_checkpointing()
+
+    ema_vae = None
+    if args.use_ema:
+        ema_vae = EMAModel(
+            vae.parameters(), decay=args.ema_decay, model_cls=AutoencoderKLVideo, model_config=vae.config
+        )
+        ema_vae.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema_vae)
+
+    # 2. data, optimiser, learning-rate schedule
+    train_dataset = build_dataset(args)
+    train_dataloader = torch.utils.data.DataLoader(
+        train_dataset,
+        batch_size=args.train_batch_size,
+        shuffle=True,
+        collate_fn=collate_videos,
+        num_workers=args.dataloader_num_workers,
+    )
+    learning_rate = args.learning_rate
+    if args.scale_lr:
+        learning_rate *= args.gradient_accumulation_steps * args.train_batch_size * accelerator.num_processes
+    optimizer = torch.optim.AdamW(
+        vae.parameters(),
+        lr=learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.adam_weight_decay,
+        eps=args.adam_epsilon,
+    )
+    num_update_steps_per_epoch = math.ceil(
+        math.ceil(len(train_dataset) / (args.train_batch_size * accelerator.num_processes))
+        / args.gradient_accumulation_steps
+    )
+    max_train_steps = args.max_train_steps or args.num_train_epochs * num_update_steps_per_epoch
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=max_train_steps * accelerator.num_processes,
+    )
+    model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
+        AutoencoderTrainingModule(vae), optimizer, train_dataloader, lr_scheduler
+    )
+    num_update_steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
+    num_train_epochs = math.ceil(max_train_steps / num_update_steps_per_epoch)
+
+    run_config = {
+        "script": "train_video_vae",
+        "vae": {key: value for key, value in vae.config.items() if not key.startswith("_")},
+        "num_frames": args.num_frames,
+        "height": args.height,
+        "width": args.width,
+        "train_batch_size": args.train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "num_processes": accelerator.num_processes,
+        "use_ema": args.use_ema,
+        "dataset": args.train_data_dir or f"moving_shapes(seed={args.dataset_seed}, videos={args.num_train_videos})",
+        "max_train_samples": args.max_train_samples,
+    }
+    if accelerator.is_main_process:
+        accelerator.init_trackers(project_name, config=dict(vars(args)))
+
+    # 3. resume
+    global_step, first_epoch, resume_batches = 0, 0, 0
+    checkpoint = find_checkpoint(args.output_dir, args.resume_from_checkpoint)
+    if checkpoint is not None:
+        global_step = load_and_check_run_config(checkpoint, run_config)
+        accelerator.print(f"Resuming from {checkpoint} at step {global_step}")
+        accelerator.load_state(checkpoint)
+        first_epoch = global_step // num_update_steps_per_epoch
+        resume_batches = (global_step % num_update_steps_per_epoch) * args.gradient_accumulation_steps
+
+    total_batch_size = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    logger.info(
+        f"***** Training: {len(train_dataset)} videos, {num_train_epochs} epochs, batch {args.train_batch_size} per "
+        f"device ({total_batch_size} in all), {max_train_steps} steps *****"
+    )
+    progress_bar = tqdm(
+        range(max_train_steps), initial=global_step, desc="Steps", disable=not accelerator.is_local_main_process
+    )
+
+    # 4. training loop
+    step_logs = {}
+    for epoch in range(first_epoch, num_train_epochs):
+        model.train()
+        train_dataloader.set_epoch(epoch)
+        if hasattr(train_dataset, "set_epoch"):
+            train_dataset.set_epoch(epoch)
+        epoch_dataloader = train_dataloader
+        if epoch == first_epoch and resume_batches > 0:
+            epoch_dataloader = accelerator.skip_first_batches(train_dataloader, resume_batches)
+        for batch in epoch_dataloader:
+            with accelerator.accumulate(model):
+                pixel_values = batch["pixel_values"]  # (B, 3, F, H, W) in [-1, 1]
+                reconstruction, kl = model(pixel_values)
+                losses = reconstruction_losses(
+                    reconstruction, pixel_values, args.reconstruction_loss, args.temporal_loss_weight
+                )
+                # KL summed over the latent, averaged per pixel value like the reconstruction loss
+                losses["kl_loss"] = kl.mean() / pixel_values[0].numel()
+                loss = (
+                    losses["reconstruction_loss"]
+                    + args.kl_weight * losses["kl_loss"]
+                    + args.temporal_loss_weight * losses.get("temporal_loss", 0.0)
+                )
+                losses["loss"] = loss
+
+                # means over processes, for logging
+                for name, value in losses.items():
+                    average = accelerator.gather(value.detach().reshape(1)).mean().item()
+                    step_logs[name] = step_logs.get(name, 0.0) + average / args.gradient_accumulation_steps
+
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad()
+
+            if not accelerator.sync_gradients:
+                continue
+            if ema_vae is not None:
+                ema_vae.step(vae.parameters())
+            progress_bar.update(1)
+            global_step += 1
+            logs = dict(step_logs, lr=lr_scheduler.get_last_lr()[0])
+            progress_bar.set_postfix(loss=step_logs["loss"])
+            step_logs = {}
+
+            if global_step % args.checkpointing_steps == 0:
+                save_path = os.path.join(args.output_dir, f"checkpoint-{global_step}")
+                if accelerator.is_main_process:
+                    prune_checkpoints(args.output_dir, args.checkpoints_total_limit)
+                accelerator.wait_for_everyone()
+                accelerator.save_state(save_path)
+                if accelerator.is_main_process:
+                    save_run_config(save_path, run_config, global_step)
+                logger.info(f"Saved state to {save_path}")
+
+            if not args.no_validation and global_step % args.validation_steps == 0 and accelerator.is_main_process:
+                if ema_vae is not None:
+                    ema_vae.store(vae.parameters())
+                    ema_vae.copy_to(vae.parameters())
+                logs.update(run_validation(args, vae, train_dataset, global_step, accelerator.device))
+                if ema_vae is not None:
+                    ema_vae.restore(vae.parameters())
+                model.train()
+            accelerator.log(logs, step=global_step)
+            if global_step >= max_train_steps:
+                break
+        if global_step >= max_train_steps:
+            break
+
+    # 5. latent statistics and save (with the EMA weights when kept)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        vae = accelerator.unwrap_model(model).vae
+        if ema_vae is not None:
+            ema_vae.copy_to(vae.parameters())
+        vae.eval()
+        if args.latent_normalization != "none":
+            statistics_dataloader = torch.utils.data.DataLoader(
+                train_dataset, batch_size=args.train_batch_size, shuffle=False, collate_fn=collate_videos
+            )
+            mean, std, overall_std = compute_latent_statistics(
+                vae, statistics_dataloader, args.latent_statistics_batches, accelerator.device
+            )
+            if args.latent_normalization == "scaling":
+                vae.register_to_config(scaling_factor=float(1.0 / overall_std), shift_factor=None)
+            else:
+                vae.register_to_config(
+                    scaling_factor=1.0, shift_factor=None, latents_mean=mean.tolist(), latents_std=std.tolist()
+                )
+            accelerator.log({"latent_std": float(overall_std)}, step=global_step)
+        vae.save_pretrained(args.output_dir)
+        if not args.no_validation:
+            accelerator.log(
+                run_validation(args, vae, train_dataset, global_step, accelerator.device), step=global_step
+            )
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""Pieces shared by `train_video_vae` and `train_text_to_video`: arguments, datasets, trackers and checkpoints."""
+
+import argparse
+import json
+import os
+import shutil
+
+from accelerate.tracking import GeneralTracker
+
+from .moving_shapes import MovingShapesDataset
+from .video_folder import VideoFolderDataset
+
+
+RUN_CONFIG_NAME = "run_config.json"
+
+
+class JSONLinesTracker(GeneralTracker):
+    """
+    An accelerate tracker that appends every logged step as one JSON line to `{logging_dir}/{run_name}/metrics.jsonl`
+    (no extra dependency; read it with `pandas.read_json(path, lines=True)` or a loop over `json.loads`).
+    """
+
+    name = "jsonl"
+    requires_logging_directory = True
+
+    def __init__(self, run_name: str, logging_dir: str):
+        super().__init__()
+        self.run_name = run_name
+        self.path = os.path.join(logging_dir, run_name, "metrics.jsonl")
+
+    @property
+    def tracker(self):
+        return self.path
+
+    def start(self):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+
+    def store_init_configuration(self, values: dict):
+        self.start()
+        with open(os.path.join(os.path.dirname(self.path), "config.json"), "w") as file:
+            json.dump(values, file, indent=2, default=str)
+
+    def log(self, values: dict, step: int | None = None, **kwargs):
+        self.start()
+        with open(self.path, "a") as file:
+            file.write(json.dumps({"step": step, **values}, default=float) + "\n")
+
+
+def resolve_trackers(report_to: str, project_name: str, logging_dir: str) -> list:
+    """Turns `--report_to` (`"jsonl"`, `"tensorboard"`, `"wandb"`, `"all"`, comma-separated) into `log_with`."""
+    trackers = []
+    for name in (name.strip() for name in report_to.split(",")):
+        if name == "jsonl":
+            trackers.append(JSONLinesTracker(project_name, logging_dir))
+        elif name:
+            trackers.append(name)
+    return trackers
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the data, optimisation, precision, logging and checkpoint options both scripts share."""
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--train_data_dir",
+        type=str,
+        default=None,
+        help="A folder of videos with metadata.csv/metadata.jsonl (`file_name`, `text`); the synthetic moving-shapes "
+        "dataset when not given.",
+    )
+    data.add_argument("--video_column", type=str, default="file_name", help="Metadata column with the video paths.")
+    data.add_argument("--caption_column", type=str, default="text", help="Metadata column with the captions.")
+    data.add_argument("--num_frames", type=int, default=17, help="Frames per training clip (1 + k * temporal ratio).")
+    data.add_argument("--height", type=int, default=64, help="Frame height (a multiple of the spatial ratio).")
+    data.add_argument("--width", type=int, default=64, help="Frame width (a multiple of the spatial ratio).")
+    data.add_argument(
+        "--num_train_videos",
+        type=int,
+        default=None,
+        help="Moving shapes: videos per epoch (default 16 per training combination).",
+    )
+    data.add_argument("--dataset_seed", type=int, default=0, help="Seed of the moving-shapes videos.")
+    data.add_argument(
+        "--max_train_samples",
+        type=int,
+        default=None,
+        help="Keep only the first N samples (for debugging, or to overfit a tiny batch).",
+    )
+    data.add_argument("--dataloader_num_workers", type=int, default=0, help="DataLoader worker processes.")
+
+    training = parser.add_argument_group("training")
+    training.add_argument("--output_dir", type=str, required=True, help="Where checkpoints and the model are saved.")
+    training.add_argument("--seed", type=int, default=0, help="Seed of initialisation, noise and data order.")
+    training.add_argument("--train_batch_size", type=int, default=4, help="Batch size per device.")
+    training.add_argument("--num_train_epochs", type=int, default=1)
+    training.add_argument(
+        "--max_train_steps", type=int, default=None, help="Total optimisation steps; overrides --num_train_epochs."
+    )
+    training.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    training.add_argument("--gradient_checkpointing", action="store_true", help="Trade compute for memory.")
+    training.add_argument("--learning_rate", type=float, default=1e-4)
+    training.add_argument(
+        "--scale_lr",
+        action="store_true",
+        help="Multiply the learning rate by processes x batch size x accumulation steps.",
+    )
+    training.add_argument(
+        "--lr_scheduler",
+        type=str,
+        default="constant",
+        help='diffusers `get_scheduler` name: "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", '
+        '"constant_with_warmup".',
+    )
+    training.add_argument("--lr_warmup_steps", type=int, default=0)
+    training.add_argument("--adam_beta1", type=float, default=0.9)
+    training.add_argument("--adam_beta2", type=float, default=0.999)
+    training.add_argument("--adam_weight_decay", type=float, default=1e-2)
+    training.add_argument("--adam_epsilon", type=float, default=1e-8)
+    training.add_argument("--max_grad_norm", type=float, default=1.0)
+    training.add_argument("--use_ema", action="store_true", help="Keep an EMA of the weights (saved as the model).")
+    training.add_argument("--ema_decay", type=float, default=0.999)
+    training.add_argument(
+        "--mixed_precision",
+        type=str,
+        default=None,
+        choices=["no", "fp16", "bf16"],
+        help="Overrides the accelerate config; frozen models run in this precision, trained ones stay in float32.",
+    )
+
+    logging_group = parser.add_argument_group("logging and checkpoints")
+    logging_group.add_argument(
+        "--report_to",
+        type=str,
+        default="jsonl",
+        help='Comma-separated accelerate trackers: "jsonl" (built in), "tensorboard", "wandb", ... or "all".',
+    )
+    logging_group.add_argument("--logging_dir", type=str, default="logs", help="Relative to --output_dir.")
+    logging_group.add_argument("--tracker_project_name", type=str, default=None)
+    logging_group.add_argument("--checkpointing_steps", type=int, default=500, help="Save the state every N steps.")
+    logging_group.add_argument("--checkpoints_total_limit", type=int, default=None, help="Keep at most N checkpoints.")
+    logging_group.add_argument(
+        "--resume_from_checkpoint",
+        type=str,
+        default=None,
+        help='A checkpoint folder, or "latest" for the newest one in --output_dir.',
+    )
+    logging_group.add_argument("--validation_steps", type=int, default=500, help="Validate every N steps.")
+
+
+def check_common_arguments(args: argparse.Namespace) -> None:
+    """Raises a `ValueError` for option values no training can use."""
+    for name in (
+        "num_frames",
+        "height",
+        "width",
+        "train_batch_size",
+        "gradient_accumulation_steps",
+        "num_train_epochs",
+    ):
+        value = getattr(args, name)
+        if value < 1:
+            raise ValueError(f"`--{name}` must be a positive integer, but is {value}.")
+    for name in ("max_train_steps", "max_train_samples", "num_train_videos", "checkpoints_total_limit"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"`--{name}` must be a positive integer, but is {value}.")
+    for name in ("checkpointing_steps", "validation_steps"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"`--{name}` must be a positive integer, but is {getattr(args, name)}.")
+
+
+def check_video_size(
+    num_frames: int, height: int, width: int, temporal_ratio: int, spatial_ratio: int, unet_downsample_factor: int = 1
+) -> None:
+    """
+    Raises a `ValueError` unless the VAE (and the U-Net, when `unet_downsample_factor` > 1) can take clips of
+    `num_frames` x `height` x `width`: `num_frames = 1 + k * temporal_ratio`, and height and width multiples of
+    `spatial_ratio * unet_downsample_factor`.
+    """
+    if (num_frames - 1) % temporal_ratio != 0:
+        lower = (num_frames - 1) // temporal_ratio * temporal_ratio + 1
+        raise ValueError(
+            f"`--num_frames` is {num_frames}, but the VAE's temporal compression ratio {temporal_ratio} needs "
+            f"1 + k * {temporal_ratio} frames: use {lower} or {lower + temporal_ratio}."
+        )
+    multiple = spatial_ratio * unet_downsample_factor
+    for name, size in (("height", height), ("width", width)):
+        if size % multiple != 0:
+            what = f"the VAE's spatial ratio {spatial_ratio}"
+            if unet_downsample_factor > 1:
+                what += f" times the U-Net's downsampling {unet_downsample_factor}"
+            raise ValueError(
+                f"`--{name}` is {size}, but {what} needs a multiple of {multiple}: use {size // multiple * multiple or multiple}"
+                f" or {(size // multiple + 1) * multiple}."
+            )
+
+
+def build_dataset(args: argparse.Namespace):
+    """The video-folder dataset of `--train_data_dir`, or the moving-shapes training split."""
+    if args.train_data_dir is not None:
+        dataset = VideoFolderDataset(
+            args.train_data_dir,
+            num_frames=args.num_frames,
+            height=args.height,
+            width=args.width,
+            video_column=args.video_column,
+            caption_column=args.caption_column,
+            seed=args.dataset_seed,
+        )
+    else:
+        dataset = MovingShapesDataset(
+            "train",
+            num_videos=args.num_train_videos,
+            num_frames=args.num_frames,
+            height=args.height,
+            width=args.width,
+            seed=args.dataset_seed,
+        )
+    if args.max_train_samples is not None and args.max_train_samples < len(dataset):
+        from torch.utils.data import Subset
+
+        dataset = Subset(dataset, range(args.max_train_samples))
+    return dataset
+
+
+def collate_videos(examples: list[dict]) -> dict:
+    """Stacks `pixel_values` and lists the captions."""
+    import torch
+
+    return {
+        "pixel_values": torch.stack([example["pixel_values"] for example in examples]),
+        "text": [example["text"] for example in examples],
+    }
+
+
+def find_checkpoint(output_dir: str, resume_from_checkpoint: str | None) -> str | None:
+    """
+    The checkpoint folder to resume from: `resume_from_checkpoint` itself, or the newest `checkpoint-*` of
+    `output_dir` for `"latest"` (`None` when there is none yet, so a first run and its restarts share one command).
+    """
+    if resume_from_checkpoint is None:
+        return None
+    if resume_from_checkpoint != "latest":
+        if not os.path.isdir(resume_from_checkpoint):
+            raise ValueError(f"`--resume_from_checkpoint` {resume_from_checkpoint!r} is not a folder.")
+        return resume_from_checkpoint
+    if not os.path.isdir(output_dir):
+        return None
+    checkpoints = [name for name in os.listdir(output_dir) if name.startswith("checkpoint-")]
+    if not checkpoints:
+        return None
+    newest = max(checkpoints, key=lambda name: int(name.split("-")[1]))
+    return os.path.join(output_dir, newest)
+
+
+def prune_checkpoints(output_dir: str, total_limit: int | None) -> None:
+    """Removes the oldest `checkpoint-*` folders so that at most `total_limit - 1` remain (one is about to be saved)."""
+    if total_limit is None or not os.path.isdir(output_dir):
+        return
+    checkpoints = sorted(
+        (name for name in os.listdir(output_dir) if name.startswith("checkpoint-")), key=lambda n: int(n.split("-")[1])
+    )
+    for name in checkpoints[: max(0, len(checkpoints) - total_limit + 1)]:
+        shutil.rmtree(os.path.join(output_dir, name))
+
+
+def save_run_config(checkpoint_dir: str, run_config: dict, global_step: int) -> None:
+    """Stores, next to the accelerate state, what must not change when training resumes."""
+    with open(os.path.join(checkpoint_dir, RUN_CONFIG_NAME), "w") as file:
+        json.dump({"global_step": global_step, "run_config": run_config}, file, indent=2, sort_keys=True)
+
+
+def load_and_check_run_config(checkpoint_dir: str, run_config: dict) -> int:
+    """
+    Compares the run configuration stored in a checkpoint with the current one, raising a `ValueError` that lists
+    every difference; returns the checkpoint's global step.
+    """
+    path = os.path.join(checkpoint_dir, RUN_CONFIG_NAME)
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"{checkpoint_dir!r} is not a checkpoint of this script: it has no {RUN_CONFIG_NAME} to check the "
+            "configuration against."
+        )
+    with open(path) as file:
+        stored = json.load(file)
+    # JSON turns tuples into lists: compare both sides after the same round trip
+    current = json.loads(json.dumps(run_config, sort_keys=True))
+    differences = []
+    for key in sorted(set(stored["run_config"]) | set(current)):
+        before, now = stored["run_config"].get(key), current.get(key)
+        if isinstance(before, dict) and isinstance(now, dict):
+            for sub_key in sorted(set(before) | set(now)):
+                if before.get(sub_key) != now.get(sub_key):
+                    differences.append(
+                        f"{key}.{sub_key}: checkpoint {before.get(sub_key)!r}, now {now.get(sub_key)!r}"
+                    )
+        elif before != now:
+            differences.append(f"{key}: checkpoint {before!r}, now {now!r}")
+    if differences:
+        raise ValueError(
+            f"Cannot resume from {checkpoint_dir!r}: it was saved by a run with another configuration ("
+            + "; ".join(differences)
+            + "). Resume with the same options, or start a new --output_dir."
+        )
+    return int(stored["global_step"])

@@ -1,0 +1,190 @@
+"""conversion_scripts/convert_animatediff.py on a tiny random SD 1.x-like pipeline plus a tiny MotionAdapter."""
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TEXT_HIDDEN_SIZE, build_image_vae, build_scheduler, build_text_encoder, build_tokenizer
+from diffusers import AnimateDiffPipeline, MotionAdapter, StableDiffusionPipeline, UNet2DConditionModel
+from huggingface_hub import ModelCard
+from safetensors import safe_open
+
+from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel, VideoLatentPipeline
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = REPO_ROOT / "conversion_scripts" / "convert_animatediff.py"
+_spec = importlib.util.spec_from_file_location("convert_animatediff", SCRIPT)
+convert_script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(convert_script)
+
+CALL = {"num_frames": 3, "height": 8, "width": 8, "num_inference_steps": 2, "guidance_scale": 7.5, "output_type": "np"}
+PROMPT = "a red circle moving right"
+
+
+def build_unet2d(seed: int = 0) -> UNet2DConditionModel:
+    """A two-level SD 1.x-like image U-Net (spatial downsampling 2)."""
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        sample_size=8,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        cross_attention_dim=TEXT_HIDDEN_SIZE,
+        attention_head_dim=2,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+    ).eval()
+
+
+def build_motion_adapter(block_out_channels=(8, 16), seed: int = 0) -> MotionAdapter:
+    torch.manual_seed(seed)
+    adapter = MotionAdapter(
+        block_out_channels=block_out_channels,
+        motion_layers_per_block=1,
+        motion_num_attention_heads=2,
+        motion_norm_num_groups=4,
+        motion_max_seq_length=8,
+    )
+    # Motion modules start with zero output projections; random ones make the equality below meaningful.
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for parameter in adapter.parameters():
+            if not parameter.any():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
+    return adapter
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("animatediff")
+    base = StableDiffusionPipeline(
+        vae=build_image_vae(),
+        text_encoder=build_text_encoder(),
+        tokenizer=build_tokenizer(root / "tokenizer-source"),
+        unet=build_unet2d(),
+        scheduler=build_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    base.save_pretrained(root / "base")
+    (root / "base" / "README.md").write_text("---\nlicense: creativeml-openrail-m\n---\n")
+    build_motion_adapter().save_pretrained(root / "adapter")
+    (root / "adapter" / "README.md").write_text("---\nlicense: apache-2.0\n---\n")
+    return root / "base", root / "adapter"
+
+
+@pytest.fixture(scope="module")
+def converted_folder(sources, tmp_path_factory) -> Path:
+    base, adapter = sources
+    output = tmp_path_factory.mktemp("converted") / "pipeline"
+    argv = ["--base_model_path", str(base), "--motion_adapter_path", str(adapter), "--output_path", str(output)]
+    assert convert_script.main(argv) == 0
+    return output
+
+
+def run(pipe) -> np.ndarray:
+    pipe.set_progress_bar_config(disable=True)
+    return pipe(PROMPT, generator=torch.Generator().manual_seed(0), **CALL).frames
+
+
+def test_converted_pipeline_equals_animatediff(sources, converted_folder):
+    base, adapter = sources
+    converted = VideoLatentPipeline.from_pretrained(converted_folder)
+    assert isinstance(converted.unet, UNetSpatioTemporalModel)
+    assert isinstance(converted.vae, AutoencoderKLVideo)
+    reference = AnimateDiffPipeline.from_pretrained(base, motion_adapter=MotionAdapter.from_pretrained(adapter))
+    expected, actual = run(reference), run(converted)
+    assert actual.shape == expected.shape == (1, 3, 8, 8, 3)
+    assert np.abs(actual - expected).max() < 1e-4
+    assert expected.std() > 1e-3
+
+
+def test_card_combines_sources(sources, converted_folder):
+    base, adapter = sources
+    card = ModelCard.load(converted_folder / "README.md")
+    assert card.data.license == "other"  # the two sources' licenses differ; each is listed
+    assert f"- Base model: `{base}` (license `creativeml-openrail-m`)" in card.text
+    assert f"- Motion adapter: `{adapter}` (license `apache-2.0`)" in card.text
+    assert "animatediff" in card.data.tags
+    assert "| `guidance_scale` | 7.5 |" in card.text
+
+
+def test_subprocess_run(sources, tmp_path):
+    base, adapter = sources
+    output = tmp_path / "out"
+    argv = ["--base_model_path", str(base), "--motion_adapter_path", str(adapter), "--output_path", str(output)]
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), *argv, "--dtype", "bf16"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "verified: max abs difference" in result.stdout
+    with safe_open(output / "unet" / "diffusion_pytorch_model.safetensors", framework="pt") as weights:
+        assert {weights.get_tensor(key).dtype for key in weights.keys()} == {torch.bfloat16}
+    assert VideoLatentPipeline.from_pretrained(output, torch_dtype=torch.bfloat16).unet.dtype == torch.bfloat16
+
+
+def bad_input(argv: list[str], capsys) -> str:
+    assert convert_script.main(argv) == 2
+    # diffusers' loading progress bars may precede it; the error itself is one line, and the last one.
+    lines = [line for line in capsys.readouterr().err.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(f"{convert_script.PROG}: error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], lines
+    return errors[0]
+
+
+def test_bad_inputs(sources, tmp_path, capsys):
+    base, adapter = sources
+    output = tmp_path / "out"
+
+    def argv(base_path=base, adapter_path=adapter, *extra):
+        return [
+            "--base_model_path",
+            str(base_path),
+            "--motion_adapter_path",
+            str(adapter_path),
+            "--output_path",
+            str(output),
+            *extra,
+        ]
+
+    assert "`--dtype` must be one of" in bad_input(argv(base, adapter, "--dtype", "int8"), capsys)
+    # adapter block widths that do not match the U-Net
+    wide = tmp_path / "wide-adapter"
+    build_motion_adapter(block_out_channels=(16, 32)).save_pretrained(wide)
+    assert "block widths [16, 32] do not match the U-Net's [8, 16]" in bad_input(argv(base, wide), capsys)
+    # not a MotionAdapter
+    assert "holds a 'UNet2DConditionModel', not a diffusers MotionAdapter" in bad_input(
+        argv(base, base / "unet"), capsys
+    )
+    # wrong _class_name of the base: a text-to-video pipeline
+    t2v = tmp_path / "t2v"
+    shutil.copytree(base, t2v)
+    index = json.loads((t2v / "model_index.json").read_text())
+    (t2v / "model_index.json").write_text(json.dumps({**index, "unet": ["diffusers", "UNet3DConditionModel"]}))
+    assert "use convert_text_to_video_sd.py" in bad_input(argv(t2v, adapter), capsys)
+    # missing subfolder
+    missing = tmp_path / "missing"
+    shutil.copytree(base, missing)
+    shutil.rmtree(missing / "text_encoder")
+    assert "lacks the 'text_encoder' sub-folder" in bad_input(argv(missing, adapter), capsys)
+    # truncated safetensors
+    truncated = tmp_path / "truncated-adapter"
+    shutil.copytree(adapter, truncated)
+    weights = truncated / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert "cannot load the sources" in bad_input(argv(base, truncated), capsys)
+    assert not output.exists()
+    # existing non-empty output without --overwrite
+    output.mkdir()
+    (output / "keep.txt").write_text("mine")
+    assert "exists and is not empty" in bad_input(argv(), capsys)
+    assert os.listdir(output) == ["keep.txt"]

@@ -1,0 +1,265 @@
+"""The two accelerate training scripts, run for a few steps of tiny models on CPU.
+
+Each script runs twice under `accelerate launch --cpu --num_processes 2` (gloo): once for all steps with a checkpoint
+in the middle of an epoch, once resumed from that checkpoint. The tests check that the loss of a tiny overfitted batch
+drops, that the resumed run logs the same losses and ends with the same weights, and that the output loads.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import diffusers_videolatent.models.autoencoder_kl_video as vae_module
+import diffusers_videolatent.models.unet_spatio_temporal as unet_module
+import diffusers_videolatent.pipelines.pipeline_video_latent as pipeline_module
+
+
+def _is_placeholder(module) -> bool:
+    with open(module.__file__) as file:
+        return "# PLACEHOLDER" in file.readline()
+
+
+pytestmark = pytest.mark.skipif(
+    any(_is_placeholder(module) for module in (vae_module, unet_module, pipeline_module)),
+    reason="AutoencoderKLVideo, UNetSpatioTemporalModel or VideoLatentPipeline is still a placeholder",
+)
+
+# spatial ratio 2, temporal ratio 2: 5 frames of 16x16 become 3 latent frames of 8x8
+TINY_VAE = {
+    "block_out_channels": [8, 8],
+    "layers_per_block": 1,
+    "temporal_downsample": [False, True],
+    "latent_channels": 4,
+    "norm_num_groups": 4,
+    "mid_block_add_attention": False,
+}
+TINY_UNET = {
+    "block_out_channels": [8, 16],
+    "layers_per_block": 1,
+    "transformer_layers_per_block": [1, 1],
+    "num_attention_heads": 2,
+    "temporal_num_attention_heads": 2,
+    "norm_num_groups": 4,
+    "temporal_conv_dropout": 0.0,
+}
+TINY_TEXT_ENCODER = {"hidden_size": 16, "intermediate_size": 32, "projection_dim": 16}
+# 4 videos, 1 per process and step: 2 steps per epoch, so a checkpoint at an odd step is in the middle of an epoch
+COMMON = [
+    "--num_frames",
+    "5",
+    "--height",
+    "16",
+    "--width",
+    "16",
+    "--train_batch_size",
+    "1",
+    "--max_train_samples",
+    "4",
+]
+COMMON += ["--seed", "3", "--report_to", "jsonl"]
+TOTAL_STEPS, CHECKPOINT_STEP = 12, 5
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _launch(module: str, arguments: list[str], cwd) -> None:
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2"]
+    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    command += ["--main_process_port", str(_free_port()), "-m", module, *arguments]
+    environment = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    result = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+
+
+def _metrics(output_dir, project) -> dict[int, dict]:
+    with open(os.path.join(output_dir, "logs", project, "metrics.jsonl")) as file:
+        records = [json.loads(line) for line in file]
+    steps = {}
+    for record in records:
+        steps.setdefault(record["step"], {}).update(record)
+    return steps
+
+
+def _assert_same_weights(first: str, second: str) -> None:
+    first_state, second_state = load_file(first), load_file(second)
+    assert first_state.keys() == second_state.keys()
+    for key in first_state:
+        torch.testing.assert_close(first_state[key], second_state[key], rtol=0, atol=1e-6, msg=key)
+
+
+@pytest.fixture(scope="module")
+def vae_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vae")
+    arguments = COMMON + ["--vae_config", json.dumps(TINY_VAE), "--learning_rate", "2e-3", "--use_ema"]
+    arguments += ["--max_train_steps", str(TOTAL_STEPS), "--checkpointing_steps", str(CHECKPOINT_STEP)]
+    arguments += ["--validation_steps", "100", "--temporal_loss_weight", "0.5"]
+    _launch("diffusers_videolatent.training.train_video_vae", arguments + ["--output_dir", str(root / "full")], root)
+    checkpoint = str(root / "full" / f"checkpoint-{CHECKPOINT_STEP}")
+    resumed = arguments + ["--output_dir", str(root / "resumed"), "--resume_from_checkpoint", checkpoint]
+    _launch("diffusers_videolatent.training.train_video_vae", resumed, root)
+    return root
+
+
+def test_vae_overfits_resumes_exactly_and_saves(vae_runs):
+    from diffusers_videolatent import AutoencoderKLVideo
+
+    full = _metrics(vae_runs / "full", "video_vae")
+    first = np.mean([full[step]["reconstruction_loss"] for step in (1, 2)])
+    last = np.mean([full[step]["reconstruction_loss"] for step in (TOTAL_STEPS - 1, TOTAL_STEPS)])
+    print(f"VAE reconstruction loss: steps 1-2 {first:.4f}, steps {TOTAL_STEPS - 1}-{TOTAL_STEPS} {last:.4f}")
+    assert last < 0.6 * first
+    assert "temporal_loss" in full[1] and "kl_loss" in full[1]
+
+    # the resumed run continues at step 6 with the same batches, noise and state
+    resumed = _metrics(vae_runs / "resumed", "video_vae")
+    assert min(step for step in resumed if "loss" in resumed[step]) == CHECKPOINT_STEP + 1
+    for step in range(CHECKPOINT_STEP + 1, TOTAL_STEPS + 1):
+        assert resumed[step]["loss"] == pytest.approx(full[step]["loss"], rel=1e-5, abs=1e-7), step
+    _assert_same_weights(
+        str(vae_runs / "full" / "diffusion_pytorch_model.safetensors"),
+        str(vae_runs / "resumed" / "diffusion_pytorch_model.safetensors"),
+    )
+
+    vae = AutoencoderKLVideo.from_pretrained(str(vae_runs / "full"))
+    assert vae.temporal_compression_ratio == 2 and vae.spatial_compression_ratio == 2
+    # the latent normalisation was measured: scaling_factor = 1 / std of the latents
+    assert vae.config.scaling_factor == pytest.approx(1.0 / full[TOTAL_STEPS]["latent_std"], rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def t2v_runs(vae_runs, tmp_path_factory):
+    root = tmp_path_factory.mktemp("t2v")
+    arguments = COMMON + [
+        "--pretrained_vae_name_or_path",
+        str(vae_runs / "full"),
+        "--unet_config",
+        json.dumps(TINY_UNET),
+    ]
+    arguments += ["--text_encoder_config", json.dumps(TINY_TEXT_ENCODER), "--objective", "v_prediction"]
+    arguments += ["--learning_rate", "3e-3", "--use_ema", "--conditioning_dropout_prob", "0.2"]
+    arguments += ["--max_train_steps", str(TOTAL_STEPS), "--checkpointing_steps", str(CHECKPOINT_STEP)]
+    arguments += ["--validation_steps", "100", "--no_validation"]
+    module = "diffusers_videolatent.training.train_text_to_video"
+    _launch(module, arguments + ["--output_dir", str(root / "full")], root)
+    checkpoint = str(root / "full" / f"checkpoint-{CHECKPOINT_STEP}")
+    _launch(module, arguments + ["--output_dir", str(root / "resumed"), "--resume_from_checkpoint", checkpoint], root)
+    return root, arguments
+
+
+def test_text_to_video_trains_resumes_exactly_and_loads(t2v_runs):
+    from diffusers_videolatent import VideoLatentPipeline
+
+    root, _ = t2v_runs
+    full = _metrics(root / "full", "text_to_video")
+    first = np.mean([full[step]["train_loss"] for step in (1, 2, 3)])
+    last = np.mean([full[step]["train_loss"] for step in (TOTAL_STEPS - 2, TOTAL_STEPS - 1, TOTAL_STEPS)])
+    print(f"T2V v-prediction loss: steps 1-3 {first:.4f}, last 3 steps {last:.4f}")
+    assert last < 0.8 * first
+
+    resumed = _metrics(root / "resumed", "text_to_video")
+    assert min(resumed) == CHECKPOINT_STEP + 1
+    for step in range(CHECKPOINT_STEP + 1, TOTAL_STEPS + 1):
+        assert resumed[step]["train_loss"] == pytest.approx(full[step]["train_loss"], rel=1e-5, abs=1e-7), step
+    _assert_same_weights(
+        str(root / "full" / "unet" / "diffusion_pytorch_model.safetensors"),
+        str(root / "resumed" / "unet" / "diffusion_pytorch_model.safetensors"),
+    )
+
+    pipeline = VideoLatentPipeline.from_pretrained(str(root / "full"))
+    assert type(pipeline.scheduler).__name__ == "DPMSolverMultistepScheduler"
+    assert pipeline.scheduler.config.prediction_type == "v_prediction"
+    # every caption word is one token of the tokenizer built by the script
+    assert len(pipeline.tokenizer("a purple triangle moving left").input_ids) == 7
+    frames = pipeline(
+        "a red circle moving right",
+        num_frames=5,
+        height=16,
+        width=16,
+        num_inference_steps=2,
+        generator=torch.Generator().manual_seed(0),
+    ).frames
+    assert frames.shape == (1, 5, 16, 16, 3)
+    assert np.isfinite(frames).all()
+
+
+def test_resume_with_another_configuration_is_refused(t2v_runs):
+    from diffusers_videolatent.training.train_text_to_video import main
+
+    root, arguments = t2v_runs
+    other_unet = json.dumps(dict(TINY_UNET, block_out_channels=[8, 8]))
+    changed = [other_unet if argument == json.dumps(TINY_UNET) else argument for argument in arguments]
+    checkpoint = str(root / "full" / f"checkpoint-{CHECKPOINT_STEP}")
+    output_dir = root / "refused"
+    with pytest.raises(ValueError, match=r"another configuration.*unet\.block_out_channels: checkpoint \[8, 16\]"):
+        main(changed + ["--output_dir", str(output_dir), "--resume_from_checkpoint", checkpoint])
+    assert not any(name.startswith("checkpoint-") for name in os.listdir(output_dir))
+
+
+def test_frame_count_and_size_the_vae_cannot_take(vae_runs, tmp_path):
+    from diffusers_videolatent.training import train_text_to_video, train_video_vae
+
+    vae_arguments = ["--vae_config", json.dumps(TINY_VAE), "--output_dir", str(tmp_path / "vae")]
+    with pytest.raises(ValueError, match=r"`--num_frames` is 6.*1 \+ k \* 2 frames: use 5 or 7"):
+        train_video_vae.main(vae_arguments + ["--num_frames", "6", "--height", "16", "--width", "16"])
+    with pytest.raises(ValueError, match=r"`--height` is 15.*multiple of 2: use 14 or 16"):
+        train_video_vae.main(vae_arguments + ["--num_frames", "5", "--height", "15", "--width", "16"])
+
+    t2v_arguments = ["--pretrained_vae_name_or_path", str(vae_runs / "full"), "--unet_config", json.dumps(TINY_UNET)]
+    t2v_arguments += ["--text_encoder_config", json.dumps(TINY_TEXT_ENCODER), "--output_dir", str(tmp_path / "t2v")]
+    # 18 pixels: a multiple of the VAE's 2, but the latent (9) is not divisible by the U-Net's downsampling 2
+    with pytest.raises(ValueError, match=r"`--width` is 18.*VAE's spatial ratio 2 times the U-Net's downsampling 2"):
+        train_text_to_video.main(t2v_arguments + ["--num_frames", "5", "--height", "16", "--width", "18"])
+
+
+def test_bad_options():
+    from diffusers_videolatent.training import train_text_to_video, train_video_vae
+
+    with pytest.raises(ValueError, match="A frozen VAE is needed"):
+        train_text_to_video.parse_args(["--output_dir", "out"])
+    with pytest.raises(ValueError, match="conditioning_dropout_prob"):
+        train_text_to_video.parse_args(
+            ["--output_dir", "o", "--pretrained_vae_name_or_path", "v", "--conditioning_dropout_prob", "2"]
+        )
+    with pytest.raises(ValueError, match="at most one of"):
+        train_video_vae.parse_args(["--output_dir", "o", "--vae_config", "{}", "--pretrained_vae_name_or_path", "v"])
+    with pytest.raises(ValueError, match="`--num_frames` must be a positive integer"):
+        train_video_vae.parse_args(["--output_dir", "o", "--num_frames", "0"])
+    with pytest.raises(ValueError, match="neither a JSON file nor a JSON object"):
+        train_video_vae.load_vae(train_video_vae.parse_args(["--output_dir", "o", "--vae_config", "{bad"]))
+
+
+def test_word_level_tokenizer(tmp_path):
+    from diffusers_videolatent.training.moving_shapes import VOCABULARY
+    from diffusers_videolatent.training.train_text_to_video import build_text_encoder, build_word_level_tokenizer
+
+    tokenizer = build_word_level_tokenizer(VOCABULARY, str(tmp_path / "tokenizer"))
+    ids = tokenizer("a green triangle moving up").input_ids
+    assert tokenizer.convert_ids_to_tokens(ids) == [
+        "<|startoftext|>",
+        "a</w>",
+        "green</w>",
+        "triangle</w>",
+        "moving</w>",
+        "up</w>",
+        "<|endoftext|>",
+    ]
+    # words outside the vocabulary still tokenize, letter by letter
+    assert tokenizer.convert_ids_to_tokens(tokenizer("a dog", add_special_tokens=False).input_ids)[1:] == [
+        "d",
+        "o",
+        "g</w>",
+    ]
+    text_encoder = build_text_encoder(tokenizer, {"hidden_size": 16, "intermediate_size": 32, "projection_dim": 16})
+    padded = tokenizer(["a red circle moving left"], padding="max_length", max_length=16, return_tensors="pt")
+    assert text_encoder(padded.input_ids)[0].shape == (1, 16, 16)
