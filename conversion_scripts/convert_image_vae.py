@@ -162,9 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     # 4. save atomically, then optionally upload
     video_vae = video_vae.to(dtype=dtype) if dtype != torch.float32 else video_vae
     save_atomically(
-        lambda path: video_vae.save_pretrained(
-            path, safe_serialization=args.safe_serialization, variant=args.variant
-        ),
+        lambda path: video_vae.save_pretrained(path, safe_serialization=args.safe_serialization, variant=args.variant),
         args.output_path,
         overwrite=args.overwrite,
     )

@@ -134,7 +134,9 @@ class CausalResnetBlock3D(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.conv2 = CausalConv3d(out_channels, out_channels, kernel_size=3)
         self.nonlinearity = get_activation(act_fn)
-        self.conv_shortcut = CausalConv3d(in_channels, out_channels, kernel_size=1) if in_channels != out_channels else None
+        self.conv_shortcut = (
+            CausalConv3d(in_channels, out_channels, kernel_size=1) if in_channels != out_channels else None
+        )
 
     def forward(self, hidden_states: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         residual = hidden_states
@@ -287,7 +289,9 @@ class CausalDownEncoderBlock3D(nn.Module):
         super().__init__()
         self.resnets = nn.ModuleList(
             [
-                CausalResnetBlock3D(in_channels if i == 0 else out_channels, out_channels, norm_num_groups, 1e-6, act_fn)
+                CausalResnetBlock3D(
+                    in_channels if i == 0 else out_channels, out_channels, norm_num_groups, 1e-6, act_fn
+                )
                 for i in range(num_layers)
             ]
         )
@@ -322,7 +326,9 @@ class CausalUpDecoderBlock3D(nn.Module):
         super().__init__()
         self.resnets = nn.ModuleList(
             [
-                CausalResnetBlock3D(in_channels if i == 0 else out_channels, out_channels, norm_num_groups, 1e-6, act_fn)
+                CausalResnetBlock3D(
+                    in_channels if i == 0 else out_channels, out_channels, norm_num_groups, 1e-6, act_fn
+                )
                 for i in range(num_layers)
             ]
         )
@@ -637,7 +643,10 @@ class AutoencoderKLVideo(ModelMixin, ConfigMixin, AutoencoderMixin):
                 Fraction of a tile's width shared with the next tile, in [0, 1).
         """
         ratio = self.spatial_compression_ratio
-        for name, size in (("tile_sample_min_height", tile_sample_min_height), ("tile_sample_min_width", tile_sample_min_width)):
+        for name, size in (
+            ("tile_sample_min_height", tile_sample_min_height),
+            ("tile_sample_min_width", tile_sample_min_width),
+        ):
             if size is not None and (size <= 0 or size % ratio != 0):
                 raise ValueError(f"`{name}` must be a positive multiple of {ratio}, got {size}.")
         for name, factor in (
@@ -711,7 +720,9 @@ class AutoencoderKLVideo(ModelMixin, ConfigMixin, AutoencoderMixin):
     @staticmethod
     def _check_chunk_size(chunk_size: int | None) -> None:
         if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-            raise ValueError(f"`chunk_size` must be a positive int (latent frames per step) or None, got {chunk_size}.")
+            raise ValueError(
+                f"`chunk_size` must be a positive int (latent frames per step) or None, got {chunk_size}."
+            )
 
     def _uses_one_chunk(self) -> bool:
         # Gradient checkpointing recomputes blocks during backward; a cache mutated in between would give other frames.
@@ -807,9 +818,7 @@ class AutoencoderKLVideo(ModelMixin, ConfigMixin, AutoencoderMixin):
                 hidden_states = self.post_quant_conv(hidden_states, cache)
             decoded = self.decoder(hidden_states, cache)  # (B, C, frames of this chunk, H, W)
             if sample is None:
-                sample = decoded.new_empty(
-                    batch_size, decoded.shape[1], num_frames, height * spatial, width * spatial
-                )
+                sample = decoded.new_empty(batch_size, decoded.shape[1], num_frames, height * spatial, width * spatial)
             sample[:, :, frame_index : frame_index + decoded.shape[2]] = decoded
             frame_index += decoded.shape[2]
         return sample  # (B, C, 1 + (F_lat - 1) * r, H * s, W * s)

@@ -17,7 +17,8 @@ Each resolution level is a stack of layers; a layer is a spatial `ResnetBlock2D`
 convolution over frames, a spatial transformer (self-attention over H*W and cross-attention to the text) and a temporal
 transformer (attention over frames at each spatial position). Per-level config tuples choose which parts exist, which is
 general enough to represent diffusers' `UNet3DConditionModel` (ModelScope), `UNetMotionModel` (AnimateDiff) and an
-inflated `UNet2DConditionModel` exactly; the converters at the bottom of this file are pure state-dict key maps.
+inflated `UNet2DConditionModel` exactly; the converters at the bottom of this file are state-dict key maps (plus a
+kernel reshape for ModelScope's temporal convolutions).
 """
 
 import re
@@ -105,7 +106,7 @@ class TemporalConvolution(nn.Module):
     def forward(self, hidden_states: torch.Tensor, num_frames: int) -> torch.Tensor:
         batch_frames, channels, height, width = hidden_states.shape  # (B*F, C, H, W)
         hidden_states = hidden_states.reshape(batch_frames // num_frames, num_frames, channels, height * width)
-        hidden_states = hidden_states.permute(0, 2, 1, 3).contiguous()  # (B, C, F, H*W)
+        hidden_states = hidden_states.permute(0, 2, 1, 3)  # (B, C, F, H*W), a view: the first norm reads it as is
         identity = hidden_states
         hidden_states = self.conv1(hidden_states)
         hidden_states = self.conv2(hidden_states)

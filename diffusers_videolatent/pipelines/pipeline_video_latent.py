@@ -114,14 +114,28 @@ def nearest_valid_num_frames(num_frames: int, temporal_ratio: int) -> tuple[int,
 
 
 def _count_items(value: Any, item_ndim: int) -> int:
-    # how many images (item_ndim=3) or videos (item_ndim=4) a user input holds
+    # how many images (item_ndim=3) or videos (item_ndim=4) a user input holds, in diffusers' input layouts
     if isinstance(value, (torch.Tensor, np.ndarray)):
         return value.shape[0] if value.ndim == item_ndim + 1 else 1
-    if isinstance(value, list) and item_ndim == 3:
-        return len(value)
-    if isinstance(value, list) and len(value) > 0 and isinstance(value[0], list):
-        return len(value)
+    if isinstance(value, list) and len(value) > 0:
+        if item_ndim == 3:
+            return len(value)
+        first = value[0]
+        if isinstance(first, list) or (isinstance(first, (torch.Tensor, np.ndarray)) and first.ndim == 4):
+            return len(value)
     return 1
+
+
+def _video_length(video: Any) -> int | None:
+    # the number of frames of the first video of a user input, in diffusers' input layouts
+    if isinstance(video, (torch.Tensor, np.ndarray)) and video.ndim in (4, 5):
+        return video.shape[-4]
+    if isinstance(video, list) and len(video) > 0:
+        first = video[0]
+        if isinstance(first, list) or (isinstance(first, (torch.Tensor, np.ndarray)) and first.ndim == 4):
+            return len(first)
+        return len(video)
+    return None
 
 
 class VideoLatentPipeline(DiffusionPipeline):
@@ -318,7 +332,9 @@ class VideoLatentPipeline(DiffusionPipeline):
         if prompt is not None and not (
             isinstance(prompt, str) or (isinstance(prompt, list) and all(isinstance(p, str) for p in prompt))
         ):
-            raise TypeError(f"`prompt` must be a string or a list of strings, got {type(prompt).__name__}: {prompt!r}.")
+            raise TypeError(
+                f"`prompt` must be a string or a list of strings, got {type(prompt).__name__}: {prompt!r}."
+            )
         if isinstance(prompt, list) and len(prompt) == 0:
             raise ValueError("`prompt` is an empty list; pass at least one prompt.")
         if prompt is not None:
@@ -392,6 +408,11 @@ class VideoLatentPipeline(DiffusionPipeline):
             raise ValueError(
                 f"`num_frames` must be 1 + k * {temporal_ratio} for the VAE's temporal ratio {temporal_ratio}, got"
                 f" {num_frames}; the nearest valid counts are {lower} and {upper}."
+            )
+        if video is not None and _video_length(video) != num_frames:
+            raise ValueError(
+                f"`video` has {_video_length(video)} frames but `num_frames` is {num_frames}; leave `num_frames` unset"
+                " in video-to-video to use the video's length."
             )
         multiple = self.vae_scale_factor_spatial * self.unet_downsample_factor
         for name, size in (("height", height), ("width", width)):
@@ -537,7 +558,9 @@ class VideoLatentPipeline(DiffusionPipeline):
 
         batch_size, _, latent_frames, latent_height, latent_width = latents.shape
         if self.vae_encodes_single_frames:
-            frames = latents.permute(0, 2, 1, 3, 4).reshape(batch_size * latent_frames, -1, latent_height, latent_width)
+            frames = latents.permute(0, 2, 1, 3, 4).reshape(
+                batch_size * latent_frames, -1, latent_height, latent_width
+            )
             chunk_size = decode_chunk_size or frames.shape[0]
             decoded = [
                 self.vae.decode(frames[start : start + chunk_size], return_dict=False)[0]
@@ -691,7 +714,8 @@ class VideoLatentPipeline(DiffusionPipeline):
             negative_prompt (`str` or `list[str]`, *optional*):
                 The prompt or prompts to guide away from. Ignored when not using guidance (`guidance_scale <= 1`).
             image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or a list of them, *optional*):
-                Image-to-video: the first frame, one for all prompts or one per prompt. It is encoded as a 1-frame
+                Image-to-video: the first frame, one for all prompts or one per prompt (arrays and tensors hold values
+                in [0, 1], as everywhere in diffusers). It is encoded as a 1-frame
                 video; a U-Net with `conditioning_channels > 0` receives it as extra input channels, otherwise the
                 first latent frame is replaced by it (noised to the current timestep) at every step.
             video (`list[PIL.Image.Image]`, `np.ndarray`, `torch.Tensor` or a list of them, *optional*):
@@ -768,12 +792,7 @@ class VideoLatentPipeline(DiffusionPipeline):
         height = height or sample_height * self.vae_scale_factor_spatial
         width = width or sample_width * self.vae_scale_factor_spatial
         if num_frames is None:
-            video_length = None
-            if isinstance(video, (torch.Tensor, np.ndarray)) and video.ndim in (4, 5):
-                video_length = video.shape[-4]
-            elif isinstance(video, list) and len(video) > 0:
-                video_length = len(video[0]) if isinstance(video[0], list) else len(video)
-            num_frames = video_length or 17
+            num_frames = _video_length(video) or 17
 
         # 1. Check inputs. Raise error if not correct
         self.check_inputs(

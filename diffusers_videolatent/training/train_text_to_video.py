@@ -449,6 +449,9 @@ def main(argv: list[str] | None = None) -> None:
         shuffle=True,
         collate_fn=collate_videos,
         num_workers=args.dataloader_num_workers,
+        # the loader's own generator: creating an epoch's iterator must not draw from the global random state, which
+        # the checkpoints save and restore for the noise (else a mid-epoch resume would draw different noise)
+        generator=torch.Generator().manual_seed(args.seed),
         drop_last=False,
     )
     learning_rate = args.learning_rate

@@ -125,7 +125,9 @@ def test_verify_close():
         verify_close(torch.zeros(3, 2), reference)
     with pytest.raises(VerificationError):
         verify_close(torch.full((2, 3), float("nan")), reference, atol=1.0)
-    assert verify_close(torch.ones(2, 3) * 1.001, torch.ones(2, 3), atol=0.0, rtol=1e-2) == pytest.approx(1e-3, rel=1e-3)
+    assert verify_close(torch.ones(2, 3) * 1.001, torch.ones(2, 3), atol=0.0, rtol=1e-2) == pytest.approx(
+        1e-3, rel=1e-3
+    )
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -172,7 +174,9 @@ def test_main_dtype_variant_and_bin(image_vae_path, tmp_path):
     assert "diffusion_pytorch_model.fp16.bin" in listing(output)
     weights = torch.load(output / "diffusion_pytorch_model.fp16.bin", weights_only=True)
     assert {tensor.dtype for tensor in weights.values()} == {torch.float16}
-    loaded = AutoencoderKLVideo.from_pretrained(output, variant="fp16", use_safetensors=False, torch_dtype=torch.float16)
+    loaded = AutoencoderKLVideo.from_pretrained(
+        output, variant="fp16", use_safetensors=False, torch_dtype=torch.float16
+    )
     assert loaded.temporal_compression_ratio == 1
 
     # --overwrite replaces the folder
@@ -184,9 +188,9 @@ def test_main_dtype_variant_and_bin(image_vae_path, tmp_path):
 
 def test_main_bad_input(image_vae_path, tmp_path, capsys):
     video_vae_path = tmp_path / "not_an_image_vae"
-    AutoencoderKLVideo(block_out_channels=(8, 16), temporal_downsample=(False, False), norm_num_groups=4).save_pretrained(
-        video_vae_path
-    )
+    AutoencoderKLVideo(
+        block_out_channels=(8, 16), temporal_downsample=(False, False), norm_num_groups=4
+    ).save_pretrained(video_vae_path)
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "keep.txt").write_text("keep")

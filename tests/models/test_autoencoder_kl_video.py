@@ -51,7 +51,9 @@ def tiny_video_vae(ratio: int = 4, seed: int = 0, **kwargs) -> AutoencoderKLVide
     return randomize(AutoencoderKLVideo(**config), seed).eval()
 
 
-def tiny_image_vae(seed: int = 0, block_out_channels: tuple[int, ...] = (8, 16), sample_size: int = 16) -> AutoencoderKL:
+def tiny_image_vae(
+    seed: int = 0, block_out_channels: tuple[int, ...] = (8, 16), sample_size: int = 16
+) -> AutoencoderKL:
     vae = AutoencoderKL(
         block_out_channels=block_out_channels,
         down_block_types=("DownEncoderBlock2D",) * len(block_out_channels),

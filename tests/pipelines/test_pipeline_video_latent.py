@@ -5,18 +5,23 @@ import json
 import sys
 from pathlib import Path
 
+import diffusers
 import numpy as np
 import PIL.Image
 import pytest
 import torch
-import diffusers
 from diffusers import DDIMScheduler, TextToVideoSDPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback, SDCFGCutoffCallback
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 
 import diffusers_videolatent.models.autoencoder_kl_video as autoencoder_module
 import diffusers_videolatent.models.unet_spatio_temporal as unet_module
-from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel, VideoLatentPipeline, VideoLatentPipelineOutput
+from diffusers_videolatent import (
+    AutoencoderKLVideo,
+    UNetSpatioTemporalModel,
+    VideoLatentPipeline,
+    VideoLatentPipelineOutput,
+)
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -24,10 +29,6 @@ from conftest import (  # noqa: E402
     build_cogvideox_vae,
     build_image_vae,
     build_pipeline_components,
-    build_scheduler,
-    build_text_encoder,
-    build_tokenizer,
-    build_unet3d,
     build_wan_vae,
     is_placeholder,
 )
@@ -83,7 +84,9 @@ def record_unet_calls(pipe) -> list[dict]:
     calls = []
 
     def hook(module, args, kwargs):
-        calls.append({"batch": args[0].shape[0], "sample": args[0].clone(), "timestep": args[1], "kwargs": dict(kwargs)})
+        calls.append(
+            {"batch": args[0].shape[0], "sample": args[0].clone(), "timestep": args[1], "kwargs": dict(kwargs)}
+        )
 
     pipe.unet.register_forward_pre_hook(hook, with_kwargs=True)
     return calls
@@ -147,7 +150,9 @@ def test_equals_text_to_video_sd_pipeline(tokenizer_dir, models):
 
 @needs_our_models
 def test_save_load_local_with_our_models(tokenizer_dir, tmp_path):
-    pipe = make_pipeline(tokenizer_dir, unet=build_our_unet(), vae=AutoencoderKLVideo.from_image_vae(build_image_vae()))
+    pipe = make_pipeline(
+        tokenizer_dir, unet=build_our_unet(), vae=AutoencoderKLVideo.from_image_vae(build_image_vae())
+    )
     expected = call(pipe).frames
     pipe.save_pretrained(tmp_path / "saved")
 
@@ -365,10 +370,14 @@ def test_callback_changes_guidance_scale(pipe):
     assert pipe.guidance_scale == 2.0 + pipe.num_timesteps
 
     # diffusers' CFG cut-off callback (drops the unconditional embeddings) equals just switching guidance off
-    cutoff = call(pipe, num_inference_steps=3, callback_on_step_end=SDCFGCutoffCallback(cutoff_step_ratio=None, cutoff_step_index=1)).frames
+    cutoff = call(
+        pipe,
+        num_inference_steps=3,
+        callback_on_step_end=SDCFGCutoffCallback(cutoff_step_ratio=None, cutoff_step_index=0),
+    ).frames
 
     def guidance_off(pipeline, step, timestep, callback_kwargs):
-        if step == 1:
+        if step == 0:
             pipeline._guidance_scale = 0.0
         return callback_kwargs
 
@@ -461,9 +470,11 @@ def test_flow_scheduler_dynamic_shifting_and_sigmas(pipe):
     frames = call(pipe, output_type="pt").frames
     assert torch.isfinite(frames).all() and len(calls) == 2
     # the shift `mu` follows the number of latent tokens (5 x 8 x 8), as in diffusers' flow pipelines
-    mu = calculate_shift(5 * 8 * 8)
-    expected_sigmas = pipe.scheduler.time_shift(mu, 1.0, torch.tensor([1.0, 0.5]))
-    assert torch.allclose(pipe.scheduler.sigmas[:2], expected_sigmas.to(pipe.scheduler.sigmas), atol=1e-6)
+    reference = diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True)
+    reference.set_timesteps(2, mu=calculate_shift(5 * 8 * 8))
+    assert torch.allclose(pipe.scheduler.sigmas, reference.sigmas, atol=1e-6)
+    reference.set_timesteps(2, mu=calculate_shift(5 * 16 * 16))
+    assert not torch.allclose(pipe.scheduler.sigmas, reference.sigmas, rtol=1e-2, atol=0.0)
 
     pipe.scheduler = diffusers.FlowMatchEulerDiscreteScheduler()
     calls.clear()
@@ -513,6 +524,12 @@ def test_vae_kinds(tokenizer_dir, name, build_vae, ratios, latent_shape):
     assert latents.shape == latent_shape
     frames = call(pipe, output_type="pt").frames
     assert frames.shape == (1, 5, 3, 16, 16) and torch.isfinite(frames).all()
+
+    # image-to-video and video-to-video go through the same VAE
+    image_to_video = call(pipe, image=torch.rand(3, 16, 16), output_type="pt").frames
+    video_to_video = call(pipe, video=torch.rand(5, 3, 16, 16), strength=0.5, output_type="pt").frames
+    assert image_to_video.shape == video_to_video.shape == (1, 5, 3, 16, 16)
+    assert torch.isfinite(image_to_video).all() and torch.isfinite(video_to_video).all()
 
     # the latents are normalised with the VAE's statistics, exactly inverted before decoding
     pixels = torch.rand(1, 3, 5, 16, 16) * 2 - 1
@@ -697,6 +714,8 @@ BAD_INPUTS = [
     ({"image": "frame.png"}, TypeError, "image"),
     ({"image": [torch.rand(3, 16, 16)] * 3}, ValueError, "image"),
     ({"fps": 0}, ValueError, "fps"),
+    ({"video": torch.rand(9, 3, 16, 16), "num_frames": 5}, ValueError, "video"),
+    ({"video": [torch.rand(5, 3, 16, 16)] * 3}, ValueError, "video"),
     ({"decode_chunk_size": 0}, ValueError, "decode_chunk_size"),
     ({"timesteps": [10], "sigmas": [1.0]}, ValueError, "sigmas"),
 ]
@@ -716,3 +735,28 @@ def test_num_frames_error_names_nearest_valid_counts(tokenizer_dir):
         call(pipe, num_frames=6)
     with pytest.raises(ValueError, match="`height` must be a positive multiple of 8"):
         call(pipe, height=12)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Offloading (through the base class; needs an accelerator)
+# ----------------------------------------------------------------------------------------------------------------------
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="offloading needs an accelerator")
+
+
+@needs_cuda
+@pytest.mark.parametrize("offload", ["model", "sequential", "group"])
+def test_offloading_gives_the_same_video(tokenizer_dir, offload):
+    pipe = make_pipeline(tokenizer_dir).to("cuda")
+    expected = call(pipe, output_type="pt").frames
+    pipe = make_pipeline(tokenizer_dir)
+    if offload == "model":
+        pipe.enable_model_cpu_offload()
+    elif offload == "sequential":
+        pipe.enable_sequential_cpu_offload()
+    else:
+        for component in (pipe.unet, pipe.vae):
+            component.enable_group_offload(torch.device("cuda"), offload_type="leaf_level")
+        pipe.text_encoder.to("cuda")
+    frames = call(pipe, output_type="pt").frames
+    assert torch.allclose(frames.cpu(), expected.cpu(), atol=1e-4)

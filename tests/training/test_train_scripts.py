@@ -254,12 +254,9 @@ def test_word_level_tokenizer(tmp_path):
         "up</w>",
         "<|endoftext|>",
     ]
-    # words outside the vocabulary still tokenize, letter by letter
-    assert tokenizer.convert_ids_to_tokens(tokenizer("a dog", add_special_tokens=False).input_ids)[1:] == [
-        "d",
-        "o",
-        "g</w>",
-    ]
+    # words outside the vocabulary still tokenize, into pieces of known words and letters (no unknown token)
+    pieces = tokenizer.convert_ids_to_tokens(tokenizer("dog", add_special_tokens=False).input_ids)
+    assert "".join(pieces) == "dog</w>" and len(pieces) > 1
     text_encoder = build_text_encoder(tokenizer, {"hidden_size": 16, "intermediate_size": 32, "projection_dim": 16})
     padded = tokenizer(["a red circle moving left"], padding="max_length", max_length=16, return_tensors="pt")
     assert text_encoder(padded.input_ids)[0].shape == (1, 16, 16)

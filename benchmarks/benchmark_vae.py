@@ -1,0 +1,221 @@
+"""Decode time and peak memory of AutoencoderKLVideo against diffusers' AutoencoderKLCogVideoX and AutoencoderKLWan.
+
+Every case (model x frame count) runs in a fresh Python subprocess, so its peak resident memory (VmHWM) is its own.
+All three models are tiny random configs of the same widths, 8x spatial and 4x temporal compression, and decode in
+their own memory-saving way: ours streams causal chunks of latent frames (`decode_chunk_size`), CogVideoX decodes
+batches of 2 latent frames with a conv cache, Wan decodes one latent frame at a time with a feature cache;
+`--tiling` also enables each model's spatial tiling.
+
+    python benchmarks/benchmark_vae.py                       # 17, 65, 129 frames at 256x256, widths 16,32,32,32
+    python benchmarks/benchmark_vae.py --frames 17 33 --size 128 --widths 8,16,16,16
+
+Random weights are fine here: decode time and memory do not depend on the values.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+MODELS = ("ours", "cogvideox", "wan")
+TEMPORAL_RATIO = 4
+
+
+def build_model(name: str, widths: list[int], latent_channels: int, norm_num_groups: int, size: int):
+    import torch
+
+    # every case imports the same libraries, so the resident-memory baseline is the same for all models
+    import diffusers_videolatent  # noqa: F401
+
+    torch.manual_seed(0)
+    if name == "ours":
+        from diffusers_videolatent import AutoencoderKLVideo
+
+        return AutoencoderKLVideo(
+            block_out_channels=tuple(widths),
+            layers_per_block=1,
+            temporal_downsample=(False, True, True, False),
+            latent_channels=latent_channels,
+            norm_num_groups=norm_num_groups,
+        )
+    if name == "cogvideox":
+        from diffusers import AutoencoderKLCogVideoX
+
+        return AutoencoderKLCogVideoX(
+            block_out_channels=tuple(widths),
+            layers_per_block=1,
+            latent_channels=latent_channels,
+            norm_num_groups=norm_num_groups,
+            temporal_compression_ratio=TEMPORAL_RATIO,
+            sample_height=size,
+            sample_width=size,
+        )
+    if name == "wan":
+        from diffusers import AutoencoderKLWan
+
+        if any(width % widths[0] for width in widths):
+            raise ValueError(f"Wan needs widths that are multiples of the first one, got {widths}.")
+        return AutoencoderKLWan(
+            base_dim=widths[0],
+            dim_mult=[width // widths[0] for width in widths],
+            z_dim=latent_channels,
+            num_res_blocks=1,
+            temperal_downsample=[False, True, True],
+            latents_mean=[0.0] * latent_channels,
+            latents_std=[1.0] * latent_channels,
+        )
+    raise ValueError(f"Unknown model {name!r}; choose from {MODELS}.")
+
+
+def peak_rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_case(args: argparse.Namespace) -> dict:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    widths = [int(width) for width in args.widths.split(",")]
+    model = build_model(args.model, widths, args.latent_channels, args.norm_num_groups, args.size).eval()
+    model.to(args.device)
+    if args.tiling:
+        tile = args.size // 2
+        if args.model == "wan":
+            model.enable_tiling(tile, tile, tile * 3 // 4, tile * 3 // 4)
+        else:
+            model.enable_tiling(tile_sample_min_height=tile, tile_sample_min_width=tile)
+
+    num_latent_frames = 1 + (args.num_frames - 1) // TEMPORAL_RATIO
+    latent_size = args.size // 8
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, args.latent_channels, num_latent_frames, latent_size, latent_size, generator=generator)
+    latents = latents.to(args.device)
+    baseline_mib = current_rss_mib()
+
+    with torch.no_grad():
+        start = time.perf_counter()
+        decoded = model.decode(latents).sample
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+
+    result = {
+        "model": args.model,
+        "frames": args.num_frames,
+        "output_frames": decoded.shape[2],
+        "seconds": seconds,
+        "peak_mib": peak_rss_mib(),
+        "baseline_mib": baseline_mib,
+        "parameters": sum(parameter.numel() for parameter in model.parameters()),
+    }
+    if args.device.startswith("cuda"):
+        result["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, nargs="+", default=[17, 65, 129], help="Video frame counts (1 + 4k).")
+    parser.add_argument("--size", type=int, default=256, help="Frame height and width in pixels (multiple of 8).")
+    parser.add_argument("--widths", default="16,32,32,32", help="Comma-separated widths of the 4 levels.")
+    parser.add_argument("--latent_channels", type=int, default=4)
+    parser.add_argument("--norm_num_groups", type=int, default=8)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads per case.")
+    parser.add_argument(
+        "--tiling", action="store_true", help="Also enable each model's spatial tiling (tile = size/2)."
+    )
+    parser.add_argument("--model", help=argparse.SUPPRESS)  # internal: run one case in this process
+    parser.add_argument("--num_frames", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    for num_frames in args.frames:
+        if num_frames < 1 or (num_frames - 1) % TEMPORAL_RATIO != 0:
+            parser.error(f"--frames must be 1 + 4k, got {num_frames}.")
+    if args.size % 8 != 0:
+        parser.error(f"--size must be a multiple of 8, got {args.size}.")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.model is not None:
+        print(json.dumps(run_case(args)))
+        return 0
+
+    common = [
+        "--size", str(args.size), "--widths", args.widths, "--latent_channels", str(args.latent_channels),
+        "--norm_num_groups", str(args.norm_num_groups), "--device", args.device, "--threads", str(args.threads),
+    ]  # fmt: skip
+    if args.tiling:
+        common.append("--tiling")
+    environment = dict(os.environ, OMP_NUM_THREADS=str(args.threads), TOKENIZERS_PARALLELISM="false")
+
+    results = []
+    total_start = time.perf_counter()
+    for model in args.models:
+        for num_frames in args.frames:
+            command = [sys.executable, __file__, "--model", model, "--num_frames", str(num_frames)] + common
+            completed = subprocess.run(command, capture_output=True, text=True, env=environment)
+            if completed.returncode != 0:
+                print(f"{model} {num_frames} frames failed:\n{completed.stderr[-2000:]}", file=sys.stderr)
+                continue
+            result = json.loads(completed.stdout.strip().splitlines()[-1])
+            results.append(result)
+            print(
+                f"  {model:<10} {num_frames:>4} frames: {result['seconds']:7.1f} s, peak {result['peak_mib']:7.0f} MiB",
+                file=sys.stderr,
+            )
+
+    # table
+    print(
+        f"\nDecode of a random latent to {args.size}x{args.size} video, widths {args.widths}, "
+        f"{args.threads} thread(s), device {args.device}{', tiling on' if args.tiling else ''}"
+    )
+    header = (
+        f"{'model':<10} {'params':>8} {'frames':>6} {'out':>4} {'time s':>8} {'ms/frame':>9} "
+        f"{'peak RSS MiB':>13} {'decode MiB':>11}"
+    )
+    print(header)
+    print("-" * len(header))
+    for result in results:
+        print(
+            f"{result['model']:<10} {result['parameters'] / 1e6:>7.2f}M {result['frames']:>6} "
+            f"{result['output_frames']:>4} {result['seconds']:>8.2f} {1000 * result['seconds'] / result['frames']:>9.1f} "
+            f"{result['peak_mib']:>13.0f} {result['peak_mib'] - result['baseline_mib']:>11.0f}"
+        )
+
+    # memory growth from the fewest to the most frames
+    fewest, most = min(args.frames), max(args.frames)
+    print(f"\npeak RSS ratio {most}/{fewest} frames (decode-only increase ratio in brackets):")
+    for model in args.models:
+        by_frames = {result["frames"]: result for result in results if result["model"] == model}
+        if fewest in by_frames and most in by_frames and fewest != most:
+            low, high = by_frames[fewest], by_frames[most]
+            ratio = high["peak_mib"] / low["peak_mib"]
+            decode_ratio = (high["peak_mib"] - high["baseline_mib"]) / max(low["peak_mib"] - low["baseline_mib"], 1)
+            target = "  (target <= 1.3)" if model == "ours" else ""
+            print(f"  {model:<10} {ratio:.2f} [{decode_ratio:.2f}]{target}")
+    print(f"\ntotal wall time {time.perf_counter() - total_start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
