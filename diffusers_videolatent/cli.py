@@ -90,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("none", "model", "sequential"),
         help="CPU offloading through diffusers (needs an accelerator)",
     )
+
+    push = commands.add_parser("push", help="upload a saved pipeline or model folder to the Hub, with its model card")
+    push.add_argument("folder", help="a folder written by save_pretrained or a conversion script")
+    push.add_argument("repo_id", help="Hub repository, 'org/name'")
+    push.add_argument("--private", action="store_true", help="create the repository as private")
+    push.add_argument("--revision", default=None, help="branch to commit to (default: main)")
+    push.add_argument("--create_pr", action="store_true", help="open a pull request instead of committing")
     return parser
 
 
@@ -247,6 +254,17 @@ def generate(args: argparse.Namespace) -> str:
     return f"Wrote {len(frames)} frames ({kind}) to {output} in {seconds:.1f} s"
 
 
+def push(args: argparse.Namespace) -> str:
+    from .hub import push_folder_to_hub
+
+    if not Path(args.folder).is_dir():
+        raise CommandError(f"FOLDER {args.folder} is not a folder")
+    commit = push_folder_to_hub(
+        args.folder, args.repo_id, private=args.private or None, revision=args.revision, create_pr=args.create_pr
+    )
+    return f"Uploaded {args.folder} to {getattr(commit, 'commit_url', args.repo_id)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     r"""
     Runs the `videolatent` command.
@@ -261,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        message = generate(args)
+        message = generate(args) if args.command == "generate" else push(args)
     except CommandError as error:
         print(f"videolatent: error: {error}", file=sys.stderr)
         return 2

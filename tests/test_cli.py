@@ -172,3 +172,38 @@ def test_scheduler_names_resolve():
     assert cli._resolve_scheduler_class("UniPCMultistepScheduler") is diffusers.UniPCMultistepScheduler
     with pytest.raises(cli.CommandError, match="AutoencoderKL"):
         cli._resolve_scheduler_class("AutoencoderKL")
+
+
+def test_push_uploads_folder_with_card(model_dir, tmp_path, capsys, monkeypatch):
+    from diffusers_videolatent import hub
+
+    calls = []
+    monkeypatch.setattr(hub, "create_repo", lambda repo_id, **kwargs: calls.append(repo_id) or _Repo(repo_id))
+    monkeypatch.setattr(hub, "upload_folder", lambda **kwargs: calls.append(kwargs) or _Repo("org/tiny"))
+    folder = tmp_path / "to-push"
+    VideoLatentPipeline.from_pretrained(model_dir).save_pretrained(folder)
+
+    code, out, err = run_main(capsys, "push", str(folder), "org/tiny", "--private")
+
+    assert code == 0, err
+    assert calls[0] == "org/tiny"
+    assert calls[1]["repo_id"] == "org/tiny" and calls[1]["folder_path"] == str(folder)
+    card = (folder / "README.md").read_text()
+    assert "pipeline_tag: text-to-video" in card and "VideoLatentPipeline.from_pretrained" in card
+    assert out.startswith("Uploaded ")
+
+
+def test_push_refuses_a_folder_that_is_not_ours(tmp_path, capsys):
+    code, out, err = run_main(capsys, "push", str(tmp_path / "missing"), "org/tiny")
+    assert_one_line_error(code, err, "missing")
+
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text('{"_class_name": "UNet2DConditionModel"}')
+    code, out, err = run_main(capsys, "push", str(tmp_path / "other"), "org/tiny")
+    assert_one_line_error(code, err, "UNet2DConditionModel")
+
+
+class _Repo:
+    def __init__(self, repo_id: str):
+        self.repo_id = repo_id
+        self.commit_url = f"https://huggingface.co/{repo_id}/commit/0123"

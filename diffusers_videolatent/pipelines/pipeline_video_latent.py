@@ -36,6 +36,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from ..hub import ModelCardHubMixin
 from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
 from .pipeline_output import VideoLatentPipelineOutput
 
@@ -138,7 +139,7 @@ def _video_length(video: Any) -> int | None:
     return None
 
 
-class VideoLatentPipeline(DiffusionPipeline):
+class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
     r"""
     Pipeline for text-to-video, image-to-video and video-to-video generation in the latent space of a video VAE.
 
