@@ -9,6 +9,10 @@ batches of 2 latent frames with a conv cache, Wan decodes one latent frame at a 
     python benchmarks/benchmark_vae.py                       # 17, 65, 129 frames at 256x256, widths 16,32,32,32
     python benchmarks/benchmark_vae.py --frames 17 33 --size 128 --widths 8,16,16,16
 
+Peak RSS is read from /proc/self/status (VmHWM) at the end of each case. By default every case runs with
+MALLOC_MMAP_THRESHOLD_=131072 so that glibc's heap fragmentation does not blur what each model holds;
+`--default_malloc` measures with glibc's defaults instead.
+
 Random weights are fine here: decode time and memory do not depend on the values.
 """
 
@@ -143,6 +147,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--tiling", action="store_true", help="Also enable each model's spatial tiling (tile = size/2)."
     )
+    parser.add_argument(
+        "--default_malloc",
+        action="store_true",
+        help="Keep glibc's dynamic mmap threshold (peak RSS then also measures heap fragmentation).",
+    )
     parser.add_argument("--model", help=argparse.SUPPRESS)  # internal: run one case in this process
     parser.add_argument("--num_frames", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -167,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiling:
         common.append("--tiling")
     environment = dict(os.environ, OMP_NUM_THREADS=str(args.threads), TOKENIZERS_PARALLELISM="false")
+    if not args.default_malloc:
+        # glibc raises its mmap threshold after large frees, after which freed activations stay in the heap and peak
+        # RSS grows with fragmentation rather than with what a model holds; a fixed threshold measures the latter.
+        environment["MALLOC_MMAP_THRESHOLD_"] = "131072"
 
     results = []
     total_start = time.perf_counter()
@@ -187,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     # table
     print(
         f"\nDecode of a random latent to {args.size}x{args.size} video, widths {args.widths}, "
-        f"{args.threads} thread(s), device {args.device}{', tiling on' if args.tiling else ''}"
+        f"{args.threads} thread(s), device {args.device}{', tiling on' if args.tiling else ''}, "
+        f"{'glibc default malloc' if args.default_malloc else 'MALLOC_MMAP_THRESHOLD_=131072'}"
     )
     header = (
         f"{'model':<10} {'params':>8} {'frames':>6} {'out':>4} {'time s':>8} {'ms/frame':>9} "

@@ -77,6 +77,11 @@ class CausalConv3d(nn.Conv3d):
                 self.kernel_size[1] // 2,
             )
         self.spatial_padding = tuple(spatial_padding)
+        left, right, top, bottom = self.spatial_padding
+        if left == right and top == bottom:
+            # symmetric zero padding is done inside the convolution, saving a padded copy of every chunk
+            self.padding = (0, top, left)
+            self.spatial_padding = (0, 0, 0, 0)
 
     def forward(self, hidden_states: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         temporal_kernel, temporal_stride = self.kernel_size[0], self.stride[0]
@@ -101,7 +106,8 @@ class CausalConv3d(nn.Conv3d):
             cache.set(self, hidden_states[:, :, num_frames - num_kept :].clone())
 
         # 3. spatial padding and convolution
-        hidden_states = F.pad(hidden_states, self.spatial_padding)
+        if any(self.spatial_padding):
+            hidden_states = F.pad(hidden_states, self.spatial_padding)
         return super().forward(hidden_states)  # (B, C_out, F_out, H_out, W_out)
 
 

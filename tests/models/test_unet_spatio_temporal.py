@@ -330,6 +330,19 @@ def test_attention_processor_swaps():
         model.disable_forward_chunking()
 
 
+def test_layerwise_casting_keeps_norms_and_stays_close():
+    model = build_model()
+    sample, timestep, encoder_hidden_states = make_inputs(2)
+    with torch.no_grad():
+        reference = model(sample, timestep, encoder_hidden_states).sample
+        model.enable_layerwise_casting(storage_dtype=torch.bfloat16, compute_dtype=torch.float32)
+        cast = model(sample, timestep, encoder_hidden_states).sample
+    assert model.down_blocks[0].temporal_convs[0].conv1[2].weight.dtype == torch.bfloat16
+    assert model.down_blocks[0].temporal_attentions[0].norm.weight.dtype == torch.float32  # skipped pattern "norm"
+    assert model.time_embedding.linear_1.weight.dtype == torch.float32  # skipped pattern "time_embedding"
+    assert (cast - reference).abs().max() < 0.1 * reference.abs().mean()
+
+
 def test_lora_adapter_add_save_load(tmp_path):
     pytest.importorskip("peft")
     from peft import LoraConfig
