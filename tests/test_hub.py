@@ -18,7 +18,7 @@ from huggingface_hub import ModelCard, ModelCardData
 
 import diffusers_videolatent.hub as hub
 from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel, VideoLatentPipeline
-from diffusers_videolatent.hub import ModelCardHubMixin, push_folder_to_hub
+from diffusers_videolatent.hub import push_folder_to_hub
 
 
 PIPELINE_IS_PLACEHOLDER = "__call__" not in VideoLatentPipeline.__dict__
@@ -151,10 +151,6 @@ def test_push_refuses_bad_folders_before_any_hub_call(tmp_path, pipeline_folder,
     assert not (pipeline_folder / "README.md").exists()
 
 
-@pytest.mark.skipif(
-    not issubclass(VideoLatentPipeline, ModelCardHubMixin),
-    reason="VideoLatentPipeline does not include diffusers_videolatent.hub.ModelCardHubMixin yet",
-)
 def test_pipeline_push_to_hub_uploads_our_card(tmp_path, monkeypatch):
     import diffusers.utils.hub_utils as hub_utils
 
@@ -174,6 +170,29 @@ def test_pipeline_push_to_hub_uploads_our_card(tmp_path, monkeypatch):
     assert "model_index.json" in files
     assert ModelCard(readme).data.library_name == "diffusers-videolatent"
     assert 'VideoLatentPipeline.from_pretrained("org/tiny"' in readme
+
+
+def test_model_push_to_hub_uploads_our_card(monkeypatch):
+    import diffusers.utils.hub_utils as hub_utils
+
+    recorder = HubRecorder()
+    monkeypatch.setattr(hub_utils, "create_repo", recorder.create_repo)
+    monkeypatch.setattr(hub_utils, "upload_folder", recorder.upload_folder)
+    generic = "This is the model card of a 🧨 diffusers model that has been pushed on the Hub. This model card has been automatically generated."
+    monkeypatch.setattr(
+        hub_utils,
+        "load_or_create_model_card",
+        lambda *args, **kwargs: ModelCard.from_template(ModelCardData(), model_description=generic),
+    )
+    vae = AutoencoderKLVideo(
+        block_out_channels=(8, 16), layers_per_block=1, temporal_downsample=(False, True), norm_num_groups=4
+    )
+    vae.push_to_hub("org/tiny-vae")
+    _, upload_kwargs, files, readme = recorder.calls[1]
+    assert upload_kwargs["repo_id"] == "org/tiny-vae"
+    assert "config.json" in files and "diffusion_pytorch_model.safetensors" in files
+    assert ModelCard(readme).data.library_name == "diffusers-videolatent"
+    assert 'AutoencoderKLVideo.from_pretrained("org/tiny-vae")' in readme
 
 
 def test_load_by_hub_id_from_offline_cache(tmp_path, pipeline_folder, monkeypatch):

@@ -32,6 +32,8 @@ from diffusers.models.autoencoders.vae import AutoencoderMixin, DecoderOutput, D
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.utils.accelerate_utils import apply_forward_hook
 
+from ..hub import ModelCardHubMixin
+
 
 class CausalCache:
     r"""
@@ -485,7 +487,7 @@ def _nearest_valid_counts(value: int, multiple: int, offset: int) -> str:
     return " or ".join(str(count) for count in candidates)
 
 
-class AutoencoderKLVideo(ModelMixin, ConfigMixin, AutoencoderMixin):
+class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, AutoencoderMixin):
     r"""
     A causal video VAE with KL loss: encodes videos `[B, 3, F, H, W]` in [-1, 1] into latents
     `[B, latent_channels, 1 + (F - 1) / r, H / s, W / s]` and decodes them back.

@@ -43,6 +43,8 @@ from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from ..hub import ModelCardHubMixin
+
 
 TEMPORAL_POSITION_EMBEDDINGS = ("none", "sinusoidal", "learned")
 
@@ -521,7 +523,7 @@ def _per_level(value: Any, name: str, num_levels: int) -> tuple:
     return (value,) * num_levels
 
 
-class UNetSpatioTemporalModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
+class UNetSpatioTemporalModel(ModelCardHubMixin, ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
     r"""
     A spatio-temporal U-Net that denoises video latents `[B, C, F, H, W]` conditioned on a timestep and on text given
     once per video.
