@@ -48,8 +48,10 @@ from .training_utils import (
 logger = get_logger(__name__)
 
 # The tiny default VAE: spatial ratio 8 (four levels), temporal ratio 4 (two temporal halvings), 4 latent channels.
+# The full-resolution level is 8 channels wide: it dominates the cost (about 1 s per training step of 4 videos of
+# 17 x 64 x 64 on a 2-core CPU, against about 18 s with 16 channels and a 64-channel last level).
 TINY_VAE_CONFIG = {
-    "block_out_channels": (16, 32, 32, 64),
+    "block_out_channels": (8, 16, 32, 32),
     "layers_per_block": 1,
     "temporal_downsample": (False, True, True, False),
     "latent_channels": 4,
