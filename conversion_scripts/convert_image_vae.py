@@ -6,7 +6,7 @@ Example:
 
 The converted model is verified before it is written: with ratio 1 the video VAE must equal the image VAE applied
 frame by frame, with a larger ratio it must encode and decode the first frame exactly as the image VAE does (on a
-random input, to `--atol`/`--rtol`). It is saved atomically with `save_pretrained`.
+random input, to `--atol`/`--rtol`). It is saved atomically with `save_pretrained` and a model card.
 
 Exit codes: 0 success, 1 verification failed (nothing written), 2 bad input (one line on stderr, nothing written).
 """
@@ -20,39 +20,24 @@ from diffusers import AutoencoderKL
 
 from diffusers_videolatent import AutoencoderKLVideo
 from diffusers_videolatent.conversion import (
-    VerificationError,
-    check_output_path,
-    parse_dtype,
-    save_atomically,
+    Conversion,
+    ConversionArgumentParser,
+    add_common_arguments,
+    run_conversion,
     verify_close,
 )
 
 
 PROG = "convert_image_vae"
-
-
-class _ArgumentParser(argparse.ArgumentParser):
-    # argparse prints the usage block on errors; a conversion error is one line on stderr and exit code 2.
-    def error(self, message: str):
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise SystemExit(2)
+SCRIPT = "conversion_scripts/convert_image_vae.py"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = _ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = ConversionArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--vae_path", required=True, help="Folder or Hub id of a diffusers AutoencoderKL.")
     parser.add_argument("--subfolder", default=None, help="Subfolder holding the VAE, e.g. `vae` in a pipeline repo.")
     parser.add_argument("--temporal_compression_ratio", type=int, default=1, help="1, 2, 4 or 8.")
-    parser.add_argument("--output_path", required=True, help="Folder to save the video VAE to.")
-    parser.add_argument("--dtype", default="fp32", help="Saved dtype: fp32, fp16 or bf16.")
-    parser.add_argument("--variant", default=None, help="Variant suffix of the saved weights, e.g. `fp16`.")
-    parser.add_argument("--safe_serialization", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--atol", type=float, default=1e-4, help="Absolute tolerance of the verification.")
-    parser.add_argument("--rtol", type=float, default=1e-4, help="Relative tolerance of the verification.")
-    parser.add_argument("--overwrite", action="store_true", help="Replace a non-empty `--output_path`.")
-    parser.add_argument("--push_to_hub", action="store_true", help="Also upload the saved folder to `--repo_id`.")
-    parser.add_argument("--repo_id", default=None, help="Hub repository for `--push_to_hub`.")
+    add_common_arguments(parser, saved="the video VAE")
     return parser.parse_args(argv)
 
 
@@ -130,49 +115,28 @@ def verify(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args = parse_args(argv)
-    except SystemExit as parse_exit:
-        return parse_exit.code
+def load_and_convert(args: argparse.Namespace) -> Conversion:
+    """Load the image VAE named by `args`, inflate it, and say how to verify and describe it (see `run_conversion`)."""
+    vae = load_image_vae(args.vae_path, args.subfolder)
+    video_vae = convert(vae, args.temporal_compression_ratio)
 
-    try:
-        # 1. check everything cheap before loading weights
-        dtype = parse_dtype(args.dtype)
-        check_output_path(args.output_path, args.overwrite)
-        if args.push_to_hub and not args.repo_id:
-            raise ValueError("`--push_to_hub` needs `--repo_id`.")
-
-        # 2. load and convert
-        vae = load_image_vae(args.vae_path, args.subfolder)
-        video_vae = convert(vae, args.temporal_compression_ratio)
-    except (ValueError, TypeError) as error:
-        sys.stderr.write(f"{PROG}: error: {error}\n")
-        return 2
-
-    # 3. verify in float32, before anything is written
-    if args.verify:
-        try:
-            differences = verify(vae, video_vae, atol=args.atol, rtol=args.rtol)
-        except VerificationError as error:
-            sys.stderr.write(f"{PROG}: verification failed, nothing written: {error}\n")
-            return 1
+    def verify_and_report(atol: float, rtol: float) -> tuple[float, str]:
+        differences = verify(vae, video_vae, atol=atol, rtol=rtol)
         print(f"verified: max abs difference encode {differences['encode']:.2e}, decode {differences['decode']:.2e}")
+        compared = "every frame" if video_vae.temporal_compression_ratio == 1 else "the first frame"
+        return max(differences.values()), f"encode and decode of a random video, {compared} against the image VAE"
 
-    # 4. save atomically, then optionally upload
-    video_vae = video_vae.to(dtype=dtype) if dtype != torch.float32 else video_vae
-    save_atomically(
-        lambda path: video_vae.save_pretrained(path, safe_serialization=args.safe_serialization, variant=args.variant),
-        args.output_path,
-        overwrite=args.overwrite,
+    subfolder = f", subfolder `{args.subfolder}`" if args.subfolder else ""
+    return Conversion(
+        converted=video_vae,
+        name=f"AutoencoderKLVideo (temporal ratio {args.temporal_compression_ratio})",
+        sources=[(f"Image VAE (AutoencoderKL{subfolder})", args.vae_path)],
+        verify=verify_and_report,
     )
-    print(f"saved AutoencoderKLVideo (temporal ratio {args.temporal_compression_ratio}) to {args.output_path}")
-    if args.push_to_hub:
-        from huggingface_hub import create_repo, upload_folder
 
-        create_repo(args.repo_id, exist_ok=True)
-        upload_folder(repo_id=args.repo_id, folder_path=args.output_path)
-    return 0
+
+def main(argv: list[str] | None = None) -> int:
+    return run_conversion(PROG, SCRIPT, parse_args, load_and_convert, argv)
 
 
 if __name__ == "__main__":

@@ -14,31 +14,27 @@ Exit codes: 0 success, 1 verification failed (nothing written), 2 bad input (one
 """
 
 import argparse
-import json
-import os
-import shlex
 import sys
 
 import torch
-from diffusers import DDIMScheduler, TextToVideoSDPipeline
-from huggingface_hub import hf_hub_download
+from diffusers import TextToVideoSDPipeline
 
 from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel, VideoLatentPipeline
 from diffusers_videolatent.conversion import (
-    VerificationError,
-    check_output_path,
-    parse_dtype,
-    save_atomically,
+    VERIFY_PROMPT,
+    Conversion,
+    ConversionArgumentParser,
+    add_common_arguments,
+    check_pipeline_components,
+    first_line,
+    read_json,
+    run_conversion,
+    run_pipelines_side_by_side,
+    save_with_model_card,
+    verification_frame_size,
     verify_close,
 )
-from diffusers_videolatent.hub import push_folder_to_hub
-from diffusers_videolatent.model_card import (
-    ConversionProvenance,
-    call_defaults,
-    is_hub_id,
-    load_source_card_data,
-    save_model_card,
-)
+from diffusers_videolatent.model_card import ConversionProvenance, call_defaults
 
 
 PROG = "convert_text_to_video_sd"
@@ -51,42 +47,19 @@ SOURCE_COMPONENTS = {
     "tokenizer": ("CLIPTokenizer", "CLIPTokenizerFast"),
     "scheduler": None,  # any diffusers scheduler
 }
-VERIFY_PROMPT = "a panda playing a guitar on a beach"
-
-
-class _ArgumentParser(argparse.ArgumentParser):
-    # argparse prints the usage block on errors; a conversion error is one line on stderr and exit code 2.
-    def error(self, message: str):
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise SystemExit(2)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = _ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = ConversionArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint_path", required=True, help="Folder or Hub id of a TextToVideoSDPipeline.")
     parser.add_argument("--revision", default=None, help="Hub revision of the source.")
-    parser.add_argument("--local_files_only", action="store_true", help="Only use the local Hub cache.")
-    parser.add_argument("--output_path", required=True, help="Folder to save the VideoLatentPipeline to.")
-    parser.add_argument("--dtype", default="fp32", help="Saved dtype: fp32, fp16 or bf16.")
-    parser.add_argument("--variant", default=None, help="Variant suffix of the saved weights, e.g. `fp16`.")
-    parser.add_argument("--safe_serialization", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--atol", type=float, default=1e-4, help="Absolute tolerance of the verification.")
-    parser.add_argument("--rtol", type=float, default=1e-4, help="Relative tolerance of the verification.")
-    parser.add_argument("--overwrite", action="store_true", help="Replace a non-empty `--output_path`.")
-    parser.add_argument("--push_to_hub", action="store_true", help="Also upload the saved folder to `--repo_id`.")
-    parser.add_argument("--repo_id", default=None, help="Hub repository for `--push_to_hub`.")
+    add_common_arguments(parser, saved="the VideoLatentPipeline", local_files_only=True)
     return parser.parse_args(argv)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
 
 
 def read_model_index(path: str, revision: str | None = None, local_files_only: bool = False) -> dict:
     r"""
-    The `model_index.json` of a local folder or Hub repository, as a dict.
+    The `model_index.json` of a local folder or Hub repository (`--checkpoint_path`), as a dict.
 
     Args:
         path (`str`):
@@ -96,24 +69,7 @@ def read_model_index(path: str, revision: str | None = None, local_files_only: b
         local_files_only (`bool`, *optional*, defaults to `False`):
             Only use the local Hub cache.
     """
-    if os.path.isdir(path):
-        index_path = os.path.join(path, "model_index.json")
-        if not os.path.isfile(index_path):
-            raise ValueError(f"{path!r} has no model_index.json; expected a diffusers pipeline folder.")
-    elif is_hub_id(path):
-        try:
-            index_path = hf_hub_download(
-                path, "model_index.json", revision=revision, local_files_only=local_files_only
-            )
-        except Exception as error:
-            raise ValueError(f"cannot read model_index.json of {path!r}: {_first_line(error)}") from None
-    else:
-        raise ValueError(f"{path!r} is neither an existing folder nor a Hub id (`org/name`).")
-    try:
-        with open(index_path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read {index_path!r}: {_first_line(error)}") from None
+    return read_json(path, "model_index.json", "--checkpoint_path", local_files_only, revision)
 
 
 def check_source_index(path: str, index: dict) -> None:
@@ -136,14 +92,7 @@ def check_source_index(path: str, index: dict) -> None:
         )
     if class_name != SOURCE_PIPELINE:
         raise ValueError(f"`--checkpoint_path` {path!r} holds a {class_name!r}, not a {SOURCE_PIPELINE}.")
-    for name, allowed in SOURCE_COMPONENTS.items():
-        entry = index.get(name)
-        if not isinstance(entry, list) or entry[1] is None:
-            raise ValueError(f"`--checkpoint_path` {path!r} has no {name!r} component in model_index.json.")
-        if allowed is not None and entry[1] not in allowed:
-            raise ValueError(f"`--checkpoint_path` {path!r} has a {entry[1]!r} as {name!r}; expected {allowed[0]}.")
-        if os.path.isdir(path) and not os.path.isdir(os.path.join(path, name)):
-            raise ValueError(f"`--checkpoint_path` {path!r} lacks the {name!r} sub-folder listed in model_index.json.")
+    check_pipeline_components(path, index, SOURCE_COMPONENTS, "--checkpoint_path")
 
 
 def load_source_pipeline(
@@ -169,7 +118,7 @@ def load_source_pipeline(
             checkpoint_path, revision=revision, local_files_only=local_files_only, torch_dtype=torch.float32
         )
     except Exception as error:  # unreadable or truncated weights, a missing file on the Hub, ...
-        raise ValueError(f"cannot load `--checkpoint_path` {checkpoint_path!r}: {_first_line(error)}") from None
+        raise ValueError(f"cannot load `--checkpoint_path` {checkpoint_path!r}: {first_line(error)}") from None
 
 
 def convert(source: TextToVideoSDPipeline) -> VideoLatentPipeline:
@@ -195,57 +144,22 @@ def convert(source: TextToVideoSDPipeline) -> VideoLatentPipeline:
 
 def verification_size(pipeline) -> int:
     """The smallest frame size both pipelines take with two latent positions at the U-Net's deepest level."""
-    spatial_ratio = 2 ** (len(pipeline.vae.config.block_out_channels) - 1)
-    return 2 * spatial_ratio * 2 ** (len(pipeline.unet.config.block_out_channels) - 1)
+    return verification_frame_size(pipeline.vae, pipeline.unet)
 
 
-@torch.no_grad()
 def run_side_by_side(
     source, converted: VideoLatentPipeline, num_frames: int = 3, num_inference_steps: int = 2, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, str]:
     r"""
-    Run a diffusers pipeline and its converted `VideoLatentPipeline` on the same latents with DDIM.
-
-    Both get a fresh `DDIMScheduler` built from the source scheduler's config (the registered schedulers are not
-    touched), the same prompt, guidance 7.5 and the same initial latents.
+    Run a diffusers pipeline and its converted `VideoLatentPipeline` on the same latents with DDIM (see
+    [`~diffusers_videolatent.conversion.run_pipelines_side_by_side`]).
 
     Returns:
         `tuple`: the source's frames, the converted frames (both `[B, F, H, W, 3]` in [0, 1]) and a description.
     """
-    size = verification_size(source)
-    spatial_ratio = 2 ** (len(source.vae.config.block_out_channels) - 1)
-    generator = torch.Generator().manual_seed(seed)
-    latents = torch.randn(
-        1,
-        source.unet.config.in_channels,
-        num_frames,
-        size // spatial_ratio,
-        size // spatial_ratio,
-        generator=generator,
+    return run_pipelines_side_by_side(
+        source.__class__, source.components, converted, num_frames, num_inference_steps, seed, VERIFY_PROMPT
     )
-    arguments = {
-        "num_frames": num_frames,
-        "height": size,
-        "width": size,
-        "num_inference_steps": num_inference_steps,
-        "guidance_scale": 7.5,
-        "output_type": "np",
-    }
-    reference = source.__class__(
-        **{**source.components, "scheduler": DDIMScheduler.from_config(source.scheduler.config)}
-    )
-    ours = VideoLatentPipeline(
-        **{**converted.components, "scheduler": DDIMScheduler.from_config(converted.scheduler.config)}
-    )
-    for pipeline in (reference, ours):
-        pipeline.set_progress_bar_config(disable=True)
-    expected = reference(VERIFY_PROMPT, latents=latents.clone(), **arguments).frames
-    actual = ours(VERIFY_PROMPT, latents=latents.clone(), **arguments).frames
-    description = (
-        f"{num_inference_steps} DDIM steps, {num_frames} frames of {size}x{size}, guidance 7.5, seed {seed}, "
-        'output_type="np"'
-    )
-    return torch.as_tensor(expected), torch.as_tensor(actual), description
 
 
 def verify(
@@ -273,10 +187,12 @@ def write_pipeline(
     variant: str | None = None,
 ) -> None:
     """`save_pretrained` plus the model card, into `path` (called on the temporary folder of an atomic save)."""
-    pipeline.save_pretrained(path, safe_serialization=safe_serialization, variant=variant)
-    save_model_card(
+    save_with_model_card(
+        pipeline,
         path,
         card_repo_id,
+        safe_serialization=safe_serialization,
+        variant=variant,
         license=license,
         base_model=base_model or None,
         recommended=recommended,
@@ -284,71 +200,29 @@ def write_pipeline(
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args = parse_args(argv)
-    except SystemExit as parse_exit:
-        return parse_exit.code
-    command = " ".join(["python", SCRIPT, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+def load_and_convert(args: argparse.Namespace) -> Conversion:
+    """Load the pipeline named by `args`, convert it, and say how to verify and describe it (see `run_conversion`)."""
+    source = load_source_pipeline(args.checkpoint_path, args.revision, args.local_files_only)
+    converted = convert(source)
 
-    try:
-        # 1. check everything cheap before loading weights
-        dtype = parse_dtype(args.dtype)
-        check_output_path(args.output_path, args.overwrite)
-        if args.push_to_hub and not args.repo_id:
-            raise ValueError("`--push_to_hub` needs `--repo_id`.")
-
-        # 2. load and convert
-        source = load_source_pipeline(args.checkpoint_path, args.revision, args.local_files_only)
-        converted = convert(source)
-    except (ValueError, TypeError) as error:
-        sys.stderr.write(f"{PROG}: error: {error}\n")
-        return 2
-
-    # 3. verify in float32, before anything is written
-    max_abs_diff, description = None, ""
-    if args.verify:
-        try:
-            max_abs_diff, description = verify(source, converted, atol=args.atol, rtol=args.rtol)
-        except VerificationError as error:
-            sys.stderr.write(f"{PROG}: verification failed, nothing written: {error}\n")
-            return 1
+    def verify_and_report(atol: float, rtol: float) -> tuple[float, str]:
+        max_abs_diff, description = verify(source, converted, atol=atol, rtol=rtol)
         print(f"verified: max abs difference of the pipeline outputs {max_abs_diff:.2e} ({description})")
+        return max_abs_diff, description
 
-    # 4. save atomically (weights and card), then optionally upload
-    card_data = load_source_card_data(args.checkpoint_path, args.revision, args.local_files_only)
-    license = card_data.license if card_data is not None else None
-    provenance = ConversionProvenance(
-        script=SCRIPT,
+    return Conversion(
+        converted=converted,
+        name="VideoLatentPipeline",
         sources=[("Source pipeline (TextToVideoSDPipeline)", args.checkpoint_path)],
-        tolerance=f"atol={args.atol:g}, rtol={args.rtol:g}",
-        max_abs_diff=max_abs_diff,
-        verification=description,
-        command=command,
-        source_licenses={args.checkpoint_path: license} if license else {},
+        verify=verify_and_report,
+        card_kwargs={"recommended": {**call_defaults(TextToVideoSDPipeline), "fps": 8}},
+        revision=args.revision,
+        local_files_only=args.local_files_only,
     )
-    recommended = {**call_defaults(TextToVideoSDPipeline), "fps": 8}
-    if dtype != torch.float32:
-        converted.to(dtype=dtype)
-    save_atomically(
-        lambda path: write_pipeline(
-            converted,
-            path,
-            provenance,
-            card_repo_id=args.repo_id if args.push_to_hub else args.output_path,
-            license=license,
-            base_model=[args.checkpoint_path] if is_hub_id(args.checkpoint_path) else [],
-            recommended=recommended,
-            safe_serialization=args.safe_serialization,
-            variant=args.variant,
-        ),
-        args.output_path,
-        overwrite=args.overwrite,
-    )
-    print(f"saved VideoLatentPipeline to {args.output_path}")
-    if args.push_to_hub:
-        print(f"uploaded: {push_folder_to_hub(args.output_path, args.repo_id)}")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_conversion(PROG, SCRIPT, parse_args, load_and_convert, argv)
 
 
 if __name__ == "__main__":

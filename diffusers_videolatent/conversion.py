@@ -1,18 +1,74 @@
-"""Helpers shared by the scripts in `conversion_scripts/`: dtype parsing, atomic saving and numerical verification."""
+"""What the scripts in `conversion_scripts/` share: their common options, reading the sources' configs, the side by side
+verification of two pipelines, atomic saving, and `run_conversion`, the body of every script's `main`.
 
+A script holds only what is its own: its source options, the checks of its sources, `convert` and `verify`. It hands
+`run_conversion` a `load_and_convert(args) -> Conversion` function; `run_conversion` checks the common options, converts,
+verifies, saves the weights and our model card atomically and pushes. Exit codes: 0 success, 1 verification failed
+(nothing written), 2 bad input (one line on stderr, nothing written).
+"""
+
+import argparse
+import json
 import os
+import shlex
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+from diffusers import DDIMScheduler, DiffusionPipeline, ModelMixin
+from huggingface_hub import hf_hub_download
+
+from .hub import push_folder_to_hub
+from .model_card import ConversionProvenance, combine_licenses, is_hub_id, load_source_card_data, save_model_card
 
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+VERIFY_PROMPT = "a panda playing a guitar on a beach"
 
 
 class VerificationError(ValueError):
     r"""Raised when a converted model's output differs from the reference by more than the stated tolerance."""
+
+
+class ConversionArgumentParser(argparse.ArgumentParser):
+    r"""
+    An `argparse.ArgumentParser` whose errors are one line on stderr (`<prog>: error: <message>`) and exit code 2,
+    like every other bad input of a conversion script; argparse itself would print the usage block first.
+    """
+
+    def error(self, message: str):
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, saved: str, local_files_only: bool = False) -> None:
+    r"""
+    Add the options every conversion script takes, after the script's own source options.
+
+    Args:
+        parser (`argparse.ArgumentParser`):
+            The script's parser, usually a [`ConversionArgumentParser`].
+        saved (`str`):
+            What is saved, for the help of `--output_path`, e.g. `"the VideoLatentPipeline"`.
+        local_files_only (`bool`, *optional*, defaults to `False`):
+            Whether to add `--local_files_only` (for scripts whose sources may be Hub ids read from the cache).
+    """
+    if local_files_only:
+        parser.add_argument("--local_files_only", action="store_true", help="Only use the local Hub cache.")
+    parser.add_argument("--output_path", required=True, help=f"Folder to save {saved} to.")
+    parser.add_argument("--dtype", default="fp32", help="Saved dtype: fp32, fp16 or bf16.")
+    parser.add_argument("--variant", default=None, help="Variant suffix of the saved weights, e.g. `fp16`.")
+    parser.add_argument("--safe_serialization", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--atol", type=float, default=1e-4, help="Absolute tolerance of the verification.")
+    parser.add_argument("--rtol", type=float, default=1e-4, help="Relative tolerance of the verification.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace a non-empty `--output_path`.")
+    parser.add_argument("--push_to_hub", action="store_true", help="Also upload the saved folder to `--repo_id`.")
+    parser.add_argument("--repo_id", default=None, help="Hub repository for `--push_to_hub`.")
 
 
 def parse_dtype(name: str) -> torch.dtype:
@@ -120,3 +176,332 @@ def verify_close(
             f"{name}: max abs difference {max_difference:.3e} exceeds the tolerance (atol={atol:g}, rtol={rtol:g})."
         )
     return max_difference
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its class name when it has none), for one-line error messages."""
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def read_json(
+    path: str, filename: str, argument: str, local_files_only: bool = False, revision: str | None = None
+) -> dict:
+    r"""
+    Read `filename` of a local folder or Hub repository as a dict, refusing anything else with a one-line `ValueError`.
+
+    Args:
+        path (`str`):
+            Local folder or Hub id.
+        filename (`str`):
+            The file inside it, e.g. `"model_index.json"` or `"unet/config.json"`.
+        argument (`str`):
+            The option that named `path`, e.g. `"--checkpoint_path"`, for error messages.
+        local_files_only (`bool`, *optional*, defaults to `False`):
+            Only use the local Hub cache.
+        revision (`str`, *optional*):
+            Hub revision.
+    """
+    if os.path.isdir(path):
+        file_path = os.path.join(path, filename)
+        if not os.path.isfile(file_path):
+            raise ValueError(f"`{argument}` {path!r} has no {filename}.")
+    elif is_hub_id(path):
+        try:
+            file_path = hf_hub_download(path, filename, revision=revision, local_files_only=local_files_only)
+        except Exception as error:
+            raise ValueError(f"cannot read {filename} of `{argument}` {path!r}: {first_line(error)}") from None
+    else:
+        raise ValueError(f"`{argument}` {path!r} is neither an existing folder nor a Hub id (`org/name`).")
+    try:
+        with open(file_path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read {file_path!r}: {first_line(error)}") from None
+
+
+def check_pipeline_components(
+    path: str, index: dict, components: dict[str, tuple[str, ...] | None], argument: str
+) -> None:
+    r"""
+    Refuse a diffusers pipeline whose `model_index.json` lacks a component, names a class that is not allowed, or (in a
+    local folder) lists a component whose sub-folder is missing.
+
+    Args:
+        path (`str`):
+            Local folder or Hub id of the pipeline.
+        index (`dict`):
+            Its `model_index.json`.
+        components (`dict[str, tuple[str, ...] | None]`):
+            The class names allowed for each needed component, the first one named in messages; `None` allows any.
+        argument (`str`):
+            The option that named `path`, e.g. `"--checkpoint_path"`, for error messages.
+    """
+    for name, allowed in components.items():
+        entry = index.get(name)
+        if not isinstance(entry, list) or entry[1] is None:
+            raise ValueError(f"`{argument}` {path!r} has no {name!r} component in model_index.json.")
+        if allowed is not None and entry[1] not in allowed:
+            raise ValueError(f"`{argument}` {path!r} has a {entry[1]!r} as {name!r}; expected {allowed[0]}.")
+        if os.path.isdir(path) and not os.path.isdir(os.path.join(path, name)):
+            raise ValueError(f"`{argument}` {path!r} lacks the {name!r} sub-folder listed in model_index.json.")
+
+
+def verification_frame_size(vae: ModelMixin, unet: ModelMixin) -> int:
+    r"""
+    The smallest frame size both a source pipeline and its conversion take with two latent positions at the U-Net's
+    deepest level.
+
+    Args:
+        vae (`ModelMixin`):
+            An image VAE with `block_out_channels` (spatial ratio `2 ** (levels - 1)`).
+        unet (`ModelMixin`):
+            A U-Net with `block_out_channels` (spatial downsampling `2 ** (levels - 1)`).
+    """
+    spatial_ratio = 2 ** (len(vae.config.block_out_channels) - 1)
+    return 2 * spatial_ratio * 2 ** (len(unet.config.block_out_channels) - 1)
+
+
+@torch.no_grad()
+def run_pipelines_side_by_side(
+    reference_class: type[DiffusionPipeline],
+    reference_components: dict[str, Any],
+    converted: DiffusionPipeline,
+    num_frames: int = 3,
+    num_inference_steps: int = 2,
+    seed: int = 0,
+    prompt: str = VERIFY_PROMPT,
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    r"""
+    Run a diffusers text-to-video pipeline and its converted `VideoLatentPipeline` on the same latents with DDIM.
+
+    Both get a fresh `DDIMScheduler` built from their own scheduler's config (the registered schedulers are not
+    touched), the same prompt, guidance 7.5 and the same initial latents, at the size of [`verification_frame_size`].
+
+    Args:
+        reference_class (`type[DiffusionPipeline]`):
+            The diffusers pipeline class to compare with, e.g. `TextToVideoSDPipeline` or `AnimateDiffPipeline`.
+        reference_components (`dict`):
+            Its constructor arguments; `vae`, `unet` and `scheduler` among them.
+        converted (`DiffusionPipeline`):
+            The converted pipeline.
+        num_frames (`int`, *optional*, defaults to 3):
+            Frames of the generated videos.
+        num_inference_steps (`int`, *optional*, defaults to 2):
+            DDIM steps.
+        seed (`int`, *optional*, defaults to 0):
+            Seed of the initial latents.
+        prompt (`str`, *optional*):
+            The prompt of both runs.
+
+    Returns:
+        `tuple`: the reference frames, the converted frames (both `[B, F, H, W, 3]` in [0, 1]) and a description.
+    """
+    size = verification_frame_size(reference_components["vae"], reference_components["unet"])
+    spatial_ratio = 2 ** (len(reference_components["vae"].config.block_out_channels) - 1)
+    generator = torch.Generator().manual_seed(seed)
+    latents = torch.randn(
+        1,
+        reference_components["unet"].config.in_channels,
+        num_frames,
+        size // spatial_ratio,
+        size // spatial_ratio,
+        generator=generator,
+    )
+    arguments = {
+        "num_frames": num_frames,
+        "height": size,
+        "width": size,
+        "num_inference_steps": num_inference_steps,
+        "guidance_scale": 7.5,
+        "output_type": "np",
+    }
+    reference = reference_class(
+        **{**reference_components, "scheduler": DDIMScheduler.from_config(reference_components["scheduler"].config)}
+    )
+    ours = converted.__class__(
+        **{**converted.components, "scheduler": DDIMScheduler.from_config(converted.scheduler.config)}
+    )
+    for pipeline in (reference, ours):
+        pipeline.set_progress_bar_config(disable=True)
+    expected = reference(prompt, latents=latents.clone(), **arguments).frames
+    actual = ours(prompt, latents=latents.clone(), **arguments).frames
+    description = (
+        f"{num_inference_steps} DDIM steps, {num_frames} frames of {size}x{size}, guidance 7.5, seed {seed}, "
+        'output_type="np"'
+    )
+    return torch.as_tensor(expected), torch.as_tensor(actual), description
+
+
+@dataclass
+class Conversion:
+    r"""
+    What a script's `load_and_convert(args)` hands to [`run_conversion`]: the converted model and how to check it.
+
+    Args:
+        converted (`ModelMixin` or `DiffusionPipeline`):
+            The converted model or pipeline, in float32; saved with `save_pretrained`.
+        name (`str`):
+            What was converted, for the `saved <name> to <output_path>` line.
+        sources (`list[tuple[str, str]]`):
+            `(role, path or Hub id)` of each source, for the model card; their own cards supply the license.
+        verify (`Callable[[float, float], tuple[float, str]]`):
+            Compares `converted` with its sources in float32 to `(atol, rtol)` and prints a `verified: ...` line;
+            returns the largest absolute difference and what was compared, or raises [`VerificationError`].
+        card_kwargs (`dict`, *optional*):
+            More arguments of [`~diffusers_videolatent.model_card.save_model_card`] (`recommended`, `tags`, ...).
+        revision (`str`, *optional*):
+            Hub revision of the sources' cards.
+        local_files_only (`bool`, *optional*, defaults to `False`):
+            Only look for the sources' cards in the local Hub cache.
+    """
+
+    converted: ModelMixin | DiffusionPipeline
+    name: str
+    sources: list[tuple[str, str]]
+    verify: Callable[[float, float], tuple[float, str]]
+    card_kwargs: dict[str, Any] = field(default_factory=dict)
+    revision: str | None = None
+    local_files_only: bool = False
+
+
+def source_licenses(
+    sources: list[tuple[str, str]], revision: str | None = None, local_files_only: bool = False
+) -> dict[str, str]:
+    r"""
+    The license of each source that states one in its own card, by source id.
+
+    Args:
+        sources (`list[tuple[str, str]]`):
+            `(role, path or Hub id)` pairs.
+        revision (`str`, *optional*):
+            Hub revision of the cards.
+        local_files_only (`bool`, *optional*, defaults to `False`):
+            Only use the local Hub cache.
+    """
+    licenses = {}
+    for _, source in sources:
+        card_data = load_source_card_data(source, revision, local_files_only)
+        if card_data is not None and card_data.license:
+            licenses[source] = card_data.license
+    return licenses
+
+
+def save_with_model_card(
+    model: ModelMixin | DiffusionPipeline,
+    path: str,
+    card_repo_id: str,
+    safe_serialization: bool = True,
+    variant: str | None = None,
+    **card_kwargs,
+) -> None:
+    r"""
+    `save_pretrained` plus our model card, into `path` (the temporary folder of an atomic save, see [`save_atomically`]).
+
+    Args:
+        model (`ModelMixin` or `DiffusionPipeline`):
+            The converted model or pipeline.
+        path (`str`):
+            The folder to write.
+        card_repo_id (`str`):
+            The Hub id (or path) the card's usage snippet loads.
+        safe_serialization (`bool`, *optional*, defaults to `True`):
+            Save `.safetensors` rather than `.bin` weights.
+        variant (`str`, *optional*):
+            Variant suffix of the weight files, e.g. `fp16`.
+        card_kwargs:
+            Passed on to [`~diffusers_videolatent.model_card.save_model_card`] (`license`, `conversion`, ...).
+    """
+    model.save_pretrained(path, safe_serialization=safe_serialization, variant=variant)
+    save_model_card(path, card_repo_id, **card_kwargs)
+
+
+def run_conversion(
+    prog: str,
+    script: str,
+    parse_args: Callable[[list[str] | None], argparse.Namespace],
+    load_and_convert: Callable[[argparse.Namespace], Conversion],
+    argv: list[str] | None = None,
+) -> int:
+    r"""
+    The `main` of a conversion script: parse, check, load and convert, verify, save atomically with the model card, push.
+
+    Args:
+        prog (`str`):
+            The script's name, the first word of its error messages.
+        script (`str`):
+            The script's path in the repository, e.g. `conversion_scripts/convert_image_vae.py`, for the model card.
+        parse_args (`Callable[[list[str] | None], argparse.Namespace]`):
+            The script's parser: a [`ConversionArgumentParser`] with its own options and [`add_common_arguments`].
+        load_and_convert (`Callable[[argparse.Namespace], Conversion]`):
+            Loads and checks the sources in float32 and converts them; raises `ValueError` or `TypeError` on bad
+            input.
+        argv (`list[str]`, *optional*):
+            The command line without the program name; defaults to `sys.argv[1:]`.
+
+    Returns:
+        `int`: the exit code: 0 success, 1 verification failed, 2 bad input (one line on stderr); nothing is written
+        unless it is 0.
+    """
+    try:
+        args = parse_args(argv)
+    except SystemExit as parse_exit:  # a bad option (one line on stderr) or --help
+        return parse_exit.code
+    command = " ".join(["python", script, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+
+    try:
+        # 1. check everything cheap before loading weights
+        dtype = parse_dtype(args.dtype)
+        check_output_path(args.output_path, args.overwrite)
+        if args.push_to_hub and not args.repo_id:
+            raise ValueError("`--push_to_hub` needs `--repo_id`.")
+
+        # 2. load and convert
+        conversion = load_and_convert(args)
+    except (ValueError, TypeError) as error:
+        sys.stderr.write(f"{prog}: error: {error}\n")
+        return 2
+
+    # 3. verify in float32, before anything is written
+    max_abs_diff, description = None, ""
+    if args.verify:
+        try:
+            max_abs_diff, description = conversion.verify(args.atol, args.rtol)
+        except VerificationError as error:
+            sys.stderr.write(f"{prog}: verification failed, nothing written: {error}\n")
+            return 1
+
+    # 4. save atomically (weights and card), then optionally upload
+    licenses = source_licenses(conversion.sources, conversion.revision, conversion.local_files_only)
+    provenance = ConversionProvenance(
+        script=script,
+        sources=conversion.sources,
+        tolerance=f"atol={args.atol:g}, rtol={args.rtol:g}",
+        max_abs_diff=max_abs_diff,
+        verification=description,
+        command=command,
+        source_licenses=licenses,
+    )
+    converted = conversion.converted
+    if dtype != torch.float32:
+        converted.to(dtype=dtype)
+
+    save_atomically(
+        lambda path: save_with_model_card(
+            converted,
+            path,
+            args.repo_id if args.push_to_hub else args.output_path,
+            safe_serialization=args.safe_serialization,
+            variant=args.variant,
+            license=combine_licenses(list(licenses.values())),
+            base_model=[source for _, source in conversion.sources if is_hub_id(source)] or None,
+            conversion=provenance,
+            **conversion.card_kwargs,
+        ),
+        args.output_path,
+        overwrite=args.overwrite,
+    )
+    print(f"saved {conversion.name} to {args.output_path}")
+    if args.push_to_hub:
+        print(f"uploaded: {push_folder_to_hub(args.output_path, args.repo_id)}")
+    return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import AutoencoderKL
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from diffusers_videolatent import AutoencoderKLVideo
@@ -164,6 +165,47 @@ def test_main_converts_and_verifies(image_vae_path, tmp_path, capsys, ratio):
     assert all(torch.equal(loaded_state[key], expected_state[key]) for key in expected_state)
 
 
+def test_main_writes_the_model_card(image_vae_path, tmp_path, capsys):
+    (image_vae_path / "README.md").write_text("---\nlicense: mit\n---\n# A tiny image VAE\n")
+    output = tmp_path / "video_vae"
+    argv = ["--vae_path", str(image_vae_path), "--subfolder", "vae", "--temporal_compression_ratio", "2"]
+    try:
+        assert convert_image_vae.main([*argv, "--output_path", str(output), "--atol", "1e-3"]) == 0
+    finally:
+        (image_vae_path / "README.md").unlink()
+    assert "saved AutoencoderKLVideo (temporal ratio 2) to" in capsys.readouterr().out
+    card = ModelCard.load(output / "README.md")
+    assert card.data.library_name == "diffusers-videolatent"
+    assert card.data.pipeline_tag is None  # a VAE, not a text-to-video pipeline
+    assert card.data.license == "mit"  # carried over from the source's card
+    assert card.data.base_model is None  # a local source is no Hub id
+    assert f"- Image VAE (AutoencoderKL, subfolder `vae`): `{image_vae_path}` (license `mit`)" in card.text
+    assert "- Script: `conversion_scripts/convert_image_vae.py`" in card.text
+    assert f"--vae_path {image_vae_path} --subfolder vae --temporal_compression_ratio 2" in card.text
+    assert "(encode and decode of a random video, the first frame against the image VAE)" in card.text
+    assert "within the stated tolerance of atol=0.001, rtol=0.0001." in card.text
+    assert f'AutoencoderKLVideo.from_pretrained("{output}")' in card.text
+
+
+def test_main_push_to_hub_uploads_the_folder_with_its_card(image_vae_path, tmp_path, monkeypatch, capsys):
+    import diffusers_videolatent.hub as hub
+
+    calls = []
+    monkeypatch.setattr(
+        hub, "create_repo", lambda repo_id, **kwargs: calls.append(repo_id) or type("R", (), {"repo_id": repo_id})
+    )
+    monkeypatch.setattr(hub, "upload_folder", lambda **kwargs: calls.append(kwargs) or "commit-url")
+    output = tmp_path / "pushed"
+    argv = ["--vae_path", str(image_vae_path), "--subfolder", "vae", "--output_path", str(output), "--no-verify"]
+    assert convert_image_vae.main([*argv, "--push_to_hub", "--repo_id", "org/tiny-video-vae"]) == 0
+    assert "uploaded: commit-url" in capsys.readouterr().out
+    assert calls[0] == "org/tiny-video-vae"
+    assert calls[1]["folder_path"] == str(output) and calls[1]["repo_id"] == "org/tiny-video-vae"
+    card = (output / "README.md").read_text()
+    assert 'AutoencoderKLVideo.from_pretrained("org/tiny-video-vae")' in card
+    assert "Not verified" in card
+
+
 def test_main_dtype_variant_and_bin(image_vae_path, tmp_path):
     output = tmp_path / "half"
     arguments = ["--vae_path", str(image_vae_path), "--subfolder", "vae", "--output_path", str(output)]
@@ -181,7 +223,7 @@ def test_main_dtype_variant_and_bin(image_vae_path, tmp_path):
 
     # --overwrite replaces the folder
     assert convert_image_vae.main(arguments + ["--overwrite", "--dtype", "bf16"]) == 0
-    assert listing(output) == ["config.json", "diffusion_pytorch_model.safetensors"]
+    assert listing(output) == ["README.md", "config.json", "diffusion_pytorch_model.safetensors"]
     weights = load_file(output / "diffusion_pytorch_model.safetensors")
     assert {tensor.dtype for tensor in weights.values()} == {torch.bfloat16}
 
