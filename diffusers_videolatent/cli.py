@@ -8,7 +8,9 @@ temporary file (or folder) next to its destination and moved into place once com
 """
 
 import argparse
+import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -17,6 +19,10 @@ from pathlib import Path
 
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
+# A model folder may recommend call settings (`num_frames`, `height`, `width`, `fps`, `num_inference_steps`,
+# `guidance_scale`) and list the words it was trained on (`vocabulary`) in this file; options given override them.
+MODEL_SETTINGS_NAME = "videolatent.json"
+FALLBACK_SETTINGS = {"fps": 8, "num_inference_steps": 50, "guidance_scale": 7.5}
 VIDEO_EXTENSIONS = (".mp4", ".gif")
 
 # short names for `--scheduler`; any diffusers scheduler class name is accepted too
@@ -67,9 +73,24 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--num_frames", type=int, default=None, help="frames to generate (default: the pipeline's)")
     generate.add_argument("--height", type=int, default=None, help="height in pixels")
     generate.add_argument("--width", type=int, default=None, help="width in pixels")
-    generate.add_argument("--fps", type=float, default=8, help="frames per second (default: 8)")
-    generate.add_argument("--steps", type=int, default=50, help="denoising steps (default: 50)")
-    generate.add_argument("--guidance_scale", type=float, default=7.5, help="classifier-free guidance (default: 7.5)")
+    generate.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help=f"frames per second (default: the model's {MODEL_SETTINGS_NAME}, else 8)",
+    )
+    generate.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help=f"denoising steps (default: the model's {MODEL_SETTINGS_NAME}, else 50)",
+    )
+    generate.add_argument(
+        "--guidance_scale",
+        type=float,
+        default=None,
+        help=f"classifier-free guidance (default: the model's {MODEL_SETTINGS_NAME}, else 7.5)",
+    )
     generate.add_argument(
         "--scheduler", default=None, help=f"diffusers scheduler class or alias: {', '.join(SCHEDULER_ALIASES)}"
     )
@@ -114,9 +135,26 @@ def _resolve_model(model: str | None) -> str:
         return model
     if not DEFAULT_MODEL.is_dir():
         raise CommandError(
-            "the default model is not shipped yet; pass --model with a model folder or a Hugging Face Hub id"
+            f"the default model is not installed (no folder {DEFAULT_MODEL}); pass --model with a model folder or a"
+            " Hugging Face Hub id"
         )
     return str(DEFAULT_MODEL)
+
+
+def _model_settings(model: str) -> dict:
+    """The recommended settings of a local model folder's `videolatent.json` (none for other models)."""
+    path = Path(model) / MODEL_SETTINGS_NAME
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise CommandError(f"{path}: cannot read it as JSON ({error})") from None
+
+
+def _words_outside(prompt: str, vocabulary: list[str]) -> list[str]:
+    known = {word.lower() for word in vocabulary}
+    return [word for word in re.findall(r"[\w']+", prompt.lower()) if word not in known]
 
 
 def _resolve_scheduler_class(name: str):
@@ -219,6 +257,25 @@ def generate(args: argparse.Namespace) -> str:
     else:
         dtype = getattr(torch, args.dtype)
 
+    settings = _model_settings(model)
+    unknown_words = _words_outside(args.prompt, settings["vocabulary"]) if "vocabulary" in settings else []
+    if unknown_words:
+        print(
+            f"videolatent: warning: {', '.join(repr(word) for word in unknown_words)} not in the model's vocabulary "
+            f"({' '.join(settings['vocabulary'])}); the video may not follow the prompt",
+            file=sys.stderr,
+        )
+    call_settings = {}
+    for name, value in (
+        ("num_frames", args.num_frames),
+        ("height", args.height),
+        ("width", args.width),
+        ("fps", args.fps),
+        ("num_inference_steps", args.steps),
+        ("guidance_scale", args.guidance_scale),
+    ):
+        call_settings[name] = value if value is not None else settings.get(name, FALLBACK_SETTINGS.get(name))
+
     pipe = VideoLatentPipeline.from_pretrained(model, dtype=dtype)
     if scheduler_class is not None:
         pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config)
@@ -237,18 +294,13 @@ def generate(args: argparse.Namespace) -> str:
         args.prompt,
         negative_prompt=args.negative_prompt,
         image=image,
-        num_frames=args.num_frames,
-        height=args.height,
-        width=args.width,
-        fps=args.fps,
-        num_inference_steps=args.steps,
-        guidance_scale=args.guidance_scale,
         generator=generator,
         output_type="pil",
+        **call_settings,
         **call_kwargs,
     ).frames[0]
 
-    _write_frames(frames, output, args.fps)
+    _write_frames(frames, output, call_settings["fps"])
     seconds = time.perf_counter() - start
     kind = "folder of PNGs" if not output.suffix else output.suffix[1:]
     return f"Wrote {len(frames)} frames ({kind}) to {output} in {seconds:.1f} s"

@@ -100,10 +100,11 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
         assert fragment in lines[0], lines[0]
 
 
-def test_missing_default_model(tmp_path, capsys):
-    assert not cli.DEFAULT_MODEL.exists()
+def test_missing_default_model(tmp_path, capsys, monkeypatch):
+    # the package ships a default model; the message is for an install where it is missing
+    monkeypatch.setattr(cli, "DEFAULT_MODEL", tmp_path / "missing_default_model")
     code, _, err = run_main(capsys, "generate", "a cat", "--output", str(tmp_path / "x.mp4"))
-    assert_one_line_error(code, err, "default model is not shipped yet", "--model")
+    assert_one_line_error(code, err, "default model is not installed", "missing_default_model", "--model")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -315,3 +315,52 @@ def score_videos(
     if print_table:
         print(format_table(scores))
     return scores
+
+
+def evaluate_pipeline(
+    pipeline,
+    combinations: Sequence[tuple[str, str, str]] | None = None,
+    videos_per_combination: int = 2,
+    batch_size: int = 16,
+    seed: int = 0,
+    print_table: bool = True,
+    **call_kwargs,
+) -> dict:
+    """
+    Generates videos of moving-shapes prompts with a text-to-video pipeline and scores them with `score_videos`.
+
+    Args:
+        pipeline (`VideoLatentPipeline` or any pipeline with the same call):
+            Called with a list of prompts, `generator` and `output_type="np"`; it returns `.frames` `[B, F, H, W, 3]`.
+        combinations (sequence of `(color, shape, direction)`, *optional*):
+            The combinations to prompt; all 72 (seen and held-out) when not given.
+        videos_per_combination (`int`, *optional*, defaults to 2):
+            Videos generated per combination, each from its own noise.
+        batch_size (`int`, *optional*, defaults to 16):
+            Prompts per pipeline call.
+        seed (`int`, *optional*, defaults to 0):
+            Seed of the generator of the first call; call `i` uses `seed + i`, so results do not depend on the order
+            of earlier calls.
+        print_table (`bool`, *optional*, defaults to `True`):
+            Whether to print the table of `format_table`.
+        call_kwargs:
+            Passed to the pipeline (`num_inference_steps`, `guidance_scale`, `num_frames`, `height`, `width`, ...).
+
+    Returns:
+        `dict`: what `score_videos` returns.
+    """
+    from .moving_shapes import ALL_COMBINATIONS, make_caption
+
+    if videos_per_combination < 1 or batch_size < 1:
+        raise ValueError(
+            f"`videos_per_combination` and `batch_size` must be >= 1, got {videos_per_combination} and {batch_size}."
+        )
+    combinations = ALL_COMBINATIONS if combinations is None else combinations
+    prompts = [make_caption(*combination) for combination in combinations for _ in range(videos_per_combination)]
+    samples = []
+    for call, start in enumerate(range(0, len(prompts), batch_size)):
+        batch = prompts[start : start + batch_size]
+        generator = torch.Generator("cpu").manual_seed(seed + call)
+        frames = pipeline(batch, generator=generator, output_type="np", **call_kwargs).frames  # (B, F, H, W, 3)
+        samples.extend(zip(batch, frames))
+    return score_videos(samples, print_table=print_table)

@@ -8,7 +8,8 @@ Runs with accelerate on one CPU, one GPU or many nodes (DDP, FSDP, DeepSpeed thr
 
 With no `--pretrained_model_name_or_path` the text side is built here: a word-level CLIP tokenizer over the
 moving-shapes vocabulary and a small randomly initialised (and frozen) CLIP text encoder; with no `--unet_config` the
-tiny default U-Net is trained from scratch. The result, saved in `--output_dir`, is a full `VideoLatentPipeline`
+tiny default U-Net is trained from scratch. With `--cache_latents` the training videos are encoded once before
+training and the U-Net trains on these cached latents, so the VAE never runs in the training loop. The result, saved in `--output_dir`, is a full `VideoLatentPipeline`
 (vae, text_encoder, tokenizer, unet, scheduler) that `VideoLatentPipeline.from_pretrained` loads.
 """
 
@@ -17,6 +18,7 @@ import json
 import math
 import os
 import string
+import time
 
 import numpy as np
 import PIL.Image
@@ -167,6 +169,47 @@ def build_text_encoder(tokenizer: CLIPTokenizer, config_overrides: dict | None =
     )
 
 
+class CachedLatentsDataset(torch.utils.data.Dataset):
+    """Normalised latents `[C, F_lat, H_lat, W_lat]` of a dataset's videos, encoded once, with their captions."""
+
+    def __init__(self, latents: torch.Tensor, captions: list[str]):
+        if len(latents) != len(captions):
+            raise ValueError(f"{len(latents)} latents but {len(captions)} captions.")
+        self.latents = latents
+        self.captions = captions
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"latents": self.latents[index], "text": self.captions[index]}
+
+
+@torch.no_grad()
+def cache_latents(pipeline: VideoLatentPipeline, dataset, batch_size: int, device, dtype) -> CachedLatentsDataset:
+    """
+    Encodes every video of `dataset` once with `pipeline.encode_video` (the normalised mode of the VAE's latent
+    distribution) and keeps the latents in memory, in float32, on the CPU.
+    """
+    # its own generator: creating the iterator must not draw from the global random state (the training noise)
+    dataloader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_videos, generator=torch.Generator()
+    )
+    latents, captions = [], []
+    for batch in tqdm(dataloader, desc="Caching latents"):
+        latents.append(pipeline.encode_video(batch["pixel_values"].to(device, dtype=dtype)).float().cpu())
+        captions.extend(batch["text"])
+    return CachedLatentsDataset(torch.cat(latents), captions)  # latents (N, C, F_lat, H_lat, W_lat)
+
+
+def collate_latents(examples: list[dict]) -> dict:
+    """Stacks cached `latents` and lists the captions."""
+    return {
+        "latents": torch.stack([example["latents"] for example in examples]),
+        "text": [example["text"] for example in examples],
+    }
+
+
 def _load_json_option(value: str | None) -> dict | None:
     if value is None:
         return None
@@ -227,6 +270,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Probability that a caption is replaced by the empty prompt (for classifier-free guidance).",
     )
     diffusion.add_argument("--fps", type=float, default=8.0, help="Frame rate given to an fps-conditioned U-Net.")
+    diffusion.add_argument(
+        "--cache_latents",
+        action="store_true",
+        help="Encode the training videos once, before training (the seeded dataset: --num_train_videos videos), and "
+        "train on these latents: the VAE no longer runs at every step, but every epoch sees the same videos.",
+    )
+
+    diffusion.add_argument(
+        "--max_train_minutes",
+        type=float,
+        default=None,
+        help="Stop after the step that exceeds this wall time (then save as usual). With a constant learning rate the "
+        "result equals a run of --max_train_steps set to the steps done.",
+    )
 
     validation = parser.add_argument_group("validation")
     validation.add_argument(
@@ -443,11 +500,17 @@ def main(argv: list[str] | None = None) -> None:
 
     # 3. data, optimiser, learning-rate schedule
     train_dataset = build_dataset(args)
+    collate_fn = collate_videos
+    if args.cache_latents:
+        # every process encodes the same seeded videos; the sampler then shards them as it shards the videos
+        helper = VideoLatentPipeline(vae, text_encoder, tokenizer, unet, inference_scheduler)
+        train_dataset = cache_latents(helper, train_dataset, args.train_batch_size, accelerator.device, vae_dtype)
+        collate_fn = collate_latents
     train_dataloader = torch.utils.data.DataLoader(
         train_dataset,
         batch_size=args.train_batch_size,
         shuffle=True,
-        collate_fn=collate_videos,
+        collate_fn=collate_fn,
         num_workers=args.dataloader_num_workers,
         # the loader's own generator: creating an epoch's iterator must not draw from the global random state, which
         # the checkpoints save and restore for the noise (else a mid-epoch resume would draw different noise)
@@ -499,6 +562,7 @@ def main(argv: list[str] | None = None) -> None:
         "use_ema": args.use_ema,
         "dataset": args.train_data_dir or f"moving_shapes(seed={args.dataset_seed}, videos={args.num_train_videos})",
         "max_train_samples": args.max_train_samples,
+        "cache_latents": args.cache_latents,
     }
     if accelerator.is_main_process:
         tracker_config = {key: value for key, value in vars(args).items() if not isinstance(value, list)}
@@ -527,6 +591,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # 5. training loop
     train_loss = 0.0
+    start_time = time.perf_counter()
     for epoch in range(first_epoch, num_train_epochs):
         unet.train()
         train_dataloader.set_epoch(epoch)
@@ -538,7 +603,10 @@ def main(argv: list[str] | None = None) -> None:
         for batch in epoch_dataloader:
             with accelerator.accumulate(unet):
                 with torch.no_grad():
-                    latents = helper.encode_video(batch["pixel_values"].to(accelerator.device, dtype=vae_dtype))
+                    if "latents" in batch:
+                        latents = batch["latents"].to(accelerator.device, dtype=torch.float32)
+                    else:
+                        latents = helper.encode_video(batch["pixel_values"].to(accelerator.device, dtype=vae_dtype))
                     latents = latents.to(torch.float32)  # (B, C, F_lat, H_lat, W_lat)
                     drop = torch.rand(len(batch["text"])) < args.conditioning_dropout_prob
                     captions = ["" if dropped else caption for caption, dropped in zip(batch["text"], drop.tolist())]
@@ -587,6 +655,12 @@ def main(argv: list[str] | None = None) -> None:
                     ema_unet.restore(unet.parameters())
                 unet.train()
             accelerator.log(logs, step=global_step)
+            if args.max_train_minutes is not None:
+                # every process must stop at the same step: stop when any of them is out of time
+                out_of_time = time.perf_counter() - start_time > 60 * args.max_train_minutes
+                if accelerator.gather(torch.tensor([out_of_time], device=accelerator.device)).any():
+                    logger.info(f"Stopping after {global_step} steps: --max_train_minutes reached.")
+                    max_train_steps = global_step
             if global_step >= max_train_steps:
                 break
         if global_step >= max_train_steps:

@@ -55,7 +55,9 @@ TINY_VAE_CONFIG = {
     "layers_per_block": 1,
     "temporal_downsample": (False, True, True, False),
     "latent_channels": 4,
-    "norm_num_groups": 8,
+    # 4 channels per group at full resolution: with one channel per group, the norm before the output convolution
+    # would erase each channel's intensity, and with it the colour of a flat object
+    "norm_num_groups": 2,
     "mid_block_add_attention": False,
 }
 
@@ -66,15 +68,16 @@ class AutoencoderTrainingModule(torch.nn.Module):
     parameter used inside the wrapped module's `forward` (calling `vae.encode` on a wrapped model would bypass them).
     """
 
-    def __init__(self, vae: AutoencoderKLVideo):
+    def __init__(self, vae: AutoencoderKLVideo, sample_posterior: bool = True):
         super().__init__()
         self.vae = vae
+        self.sample_posterior = sample_posterior
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # all latent frames in one streamed step: the fastest for training clips
         num_latent_frames = (pixel_values.shape[2] - 1) // self.vae.temporal_compression_ratio + 1
         posterior = self.vae.encode(pixel_values, chunk_size=num_latent_frames).latent_dist
-        latents = posterior.sample()  # (B, C, F_lat, H_lat, W_lat)
+        latents = posterior.sample() if self.sample_posterior else posterior.mode()  # (B, C, F_lat, H_lat, W_lat)
         reconstruction = self.vae.decode(latents, chunk_size=num_latent_frames).sample  # (B, 3, F, H, W)
         # KL to the standard normal, summed over the latent (`DiagonalGaussianDistribution.kl` sums 4-D latents only)
         kl = 0.5 * (posterior.mean**2 + posterior.var - 1.0 - posterior.logvar).sum(dim=(1, 2, 3, 4))  # (B,)
@@ -132,6 +135,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     losses = parser.add_argument_group("losses")
     losses.add_argument("--reconstruction_loss", type=str, default="l1", choices=["l1", "mse"])
     losses.add_argument("--kl_weight", type=float, default=1e-6, help="Weight of the KL divergence per element.")
+    losses.add_argument(
+        "--decode_posterior",
+        type=str,
+        default="sample",
+        choices=["sample", "mode"],
+        help="Decode a sample of the latent distribution, or its mode (faster to learn with a tiny --kl_weight: the "
+        "decoder does not have to wait for the encoder to shrink the initial unit variance).",
+    )
     losses.add_argument(
         "--temporal_loss_weight", type=float, default=0.0, help="Weight of the L1 loss of frame differences."
     )
@@ -288,7 +299,10 @@ def main(argv: list[str] | None = None) -> None:
         num_training_steps=max_train_steps * accelerator.num_processes,
     )
     model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
-        AutoencoderTrainingModule(vae), optimizer, train_dataloader, lr_scheduler
+        AutoencoderTrainingModule(vae, sample_posterior=args.decode_posterior == "sample"),
+        optimizer,
+        train_dataloader,
+        lr_scheduler,
     )
     num_update_steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
     num_train_epochs = math.ceil(max_train_steps / num_update_steps_per_epoch)

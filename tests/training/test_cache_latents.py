@@ -1,0 +1,59 @@
+"""`train_text_to_video --cache_latents`: the cached latents are the VAE's, and training on them equals training on
+the videos encoded at every step (a single epoch, so that both runs see the same videos in the same order)."""
+
+import json
+
+import torch
+from safetensors.torch import load_file
+
+from diffusers_videolatent import AutoencoderKLVideo, VideoLatentPipeline
+from diffusers_videolatent.training import train_text_to_video
+from diffusers_videolatent.training.moving_shapes import MovingShapesDataset
+
+
+# spatial ratio 2, temporal ratio 2: 5 frames of 16x16 become 3 latent frames of 8x8
+TINY_VAE = {
+    "block_out_channels": [8, 8],
+    "layers_per_block": 1,
+    "temporal_downsample": [False, True],
+    "latent_channels": 4,
+    "norm_num_groups": 4,
+    "mid_block_add_attention": False,
+}
+TINY_UNET = {
+    "block_out_channels": [8, 16],
+    "layers_per_block": 1,
+    "transformer_layers_per_block": [1, 1],
+    "num_attention_heads": 2,
+    "temporal_num_attention_heads": 2,
+    "norm_num_groups": 4,
+    "temporal_conv_dropout": 0.0,
+}
+TINY_TEXT_ENCODER = {"hidden_size": 16, "intermediate_size": 32, "projection_dim": 16}
+
+
+def test_cached_latents_equal_per_step_encoding(tmp_path):
+    torch.manual_seed(0)
+    AutoencoderKLVideo.from_config(TINY_VAE).save_pretrained(tmp_path / "vae")
+    arguments = ["--pretrained_vae_name_or_path", str(tmp_path / "vae"), "--unet_config", json.dumps(TINY_UNET)]
+    arguments += ["--text_encoder_config", json.dumps(TINY_TEXT_ENCODER), "--num_frames", "5", "--height", "16"]
+    arguments += ["--width", "16", "--train_batch_size", "2", "--max_train_samples", "4", "--max_train_steps", "2"]
+    arguments += ["--learning_rate", "1e-3", "--seed", "3", "--no_validation", "--report_to", ""]
+    train_text_to_video.main(arguments + ["--output_dir", str(tmp_path / "encoded")])
+    train_text_to_video.main(arguments + ["--output_dir", str(tmp_path / "cached"), "--cache_latents"])
+
+    encoded = load_file(tmp_path / "encoded" / "unet" / "diffusion_pytorch_model.safetensors")
+    cached = load_file(tmp_path / "cached" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert encoded.keys() == cached.keys()
+    for name in encoded:
+        torch.testing.assert_close(cached[name], encoded[name], rtol=1e-4, atol=1e-5)
+    pipeline = VideoLatentPipeline.from_pretrained(tmp_path / "cached")
+
+    # the cache holds `encode_video` of the dataset's videos, in order, with their captions
+    dataset = MovingShapesDataset("train", num_videos=3, num_frames=5, height=16, width=16, seed=0)
+    cache = train_text_to_video.cache_latents(pipeline, dataset, batch_size=2, device="cpu", dtype=torch.float32)
+    assert len(cache) == 3 and cache.latents.shape == (3, 4, 3, 8, 8)
+    for index in range(3):
+        expected = pipeline.encode_video(dataset[index]["pixel_values"][None])[0]
+        torch.testing.assert_close(cache[index]["latents"], expected, rtol=1e-5, atol=1e-6)
+        assert cache[index]["text"] == dataset[index]["text"]
