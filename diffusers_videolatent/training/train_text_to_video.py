@@ -33,7 +33,6 @@ from diffusers import (
     DPMSolverMultistepScheduler,
     FlowMatchEulerDiscreteScheduler,
 )
-from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel, compute_snr
 from diffusers.utils import export_to_gif
 from tqdm.auto import tqdm
@@ -48,6 +47,7 @@ from .training_utils import (
     check_common_arguments,
     check_video_size,
     collate_videos,
+    create_dataloader_and_optimizer,
     find_checkpoint,
     load_and_check_run_config,
     prune_checkpoints,
@@ -506,37 +506,8 @@ def main(argv: list[str] | None = None) -> None:
         helper = VideoLatentPipeline(vae, text_encoder, tokenizer, unet, inference_scheduler)
         train_dataset = cache_latents(helper, train_dataset, args.train_batch_size, accelerator.device, vae_dtype)
         collate_fn = collate_latents
-    train_dataloader = torch.utils.data.DataLoader(
-        train_dataset,
-        batch_size=args.train_batch_size,
-        shuffle=True,
-        collate_fn=collate_fn,
-        num_workers=args.dataloader_num_workers,
-        # the loader's own generator: creating an epoch's iterator must not draw from the global random state, which
-        # the checkpoints save and restore for the noise (else a mid-epoch resume would draw different noise)
-        generator=torch.Generator().manual_seed(args.seed),
-        drop_last=False,
-    )
-    learning_rate = args.learning_rate
-    if args.scale_lr:
-        learning_rate *= args.gradient_accumulation_steps * args.train_batch_size * accelerator.num_processes
-    optimizer = torch.optim.AdamW(
-        unet.parameters(),
-        lr=learning_rate,
-        betas=(args.adam_beta1, args.adam_beta2),
-        weight_decay=args.adam_weight_decay,
-        eps=args.adam_epsilon,
-    )
-    num_update_steps_per_epoch = math.ceil(
-        math.ceil(len(train_dataset) / (args.train_batch_size * accelerator.num_processes))
-        / args.gradient_accumulation_steps
-    )
-    max_train_steps = args.max_train_steps or args.num_train_epochs * num_update_steps_per_epoch
-    lr_scheduler = get_scheduler(
-        args.lr_scheduler,
-        optimizer=optimizer,
-        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=max_train_steps * accelerator.num_processes,
+    train_dataloader, optimizer, lr_scheduler, max_train_steps = create_dataloader_and_optimizer(
+        args, unet.parameters(), train_dataset, collate_fn, accelerator.num_processes
     )
     unet, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
         unet, optimizer, train_dataloader, lr_scheduler

@@ -25,7 +25,6 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from diffusers import AutoencoderKL
-from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from diffusers.utils import export_to_gif
 from tqdm.auto import tqdm
@@ -37,6 +36,7 @@ from .training_utils import (
     check_common_arguments,
     check_video_size,
     collate_videos,
+    create_dataloader_and_optimizer,
     find_checkpoint,
     load_and_check_run_config,
     prune_checkpoints,
@@ -267,36 +267,8 @@ def main(argv: list[str] | None = None) -> None:
 
     # 2. data, optimiser, learning-rate schedule
     train_dataset = build_dataset(args)
-    train_dataloader = torch.utils.data.DataLoader(
-        train_dataset,
-        batch_size=args.train_batch_size,
-        shuffle=True,
-        collate_fn=collate_videos,
-        num_workers=args.dataloader_num_workers,
-        # the loader's own generator: creating an epoch's iterator must not draw from the global random state, which
-        # the checkpoints save and restore for the noise (else a mid-epoch resume would draw different noise)
-        generator=torch.Generator().manual_seed(args.seed),
-    )
-    learning_rate = args.learning_rate
-    if args.scale_lr:
-        learning_rate *= args.gradient_accumulation_steps * args.train_batch_size * accelerator.num_processes
-    optimizer = torch.optim.AdamW(
-        vae.parameters(),
-        lr=learning_rate,
-        betas=(args.adam_beta1, args.adam_beta2),
-        weight_decay=args.adam_weight_decay,
-        eps=args.adam_epsilon,
-    )
-    num_update_steps_per_epoch = math.ceil(
-        math.ceil(len(train_dataset) / (args.train_batch_size * accelerator.num_processes))
-        / args.gradient_accumulation_steps
-    )
-    max_train_steps = args.max_train_steps or args.num_train_epochs * num_update_steps_per_epoch
-    lr_scheduler = get_scheduler(
-        args.lr_scheduler,
-        optimizer=optimizer,
-        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=max_train_steps * accelerator.num_processes,
+    train_dataloader, optimizer, lr_scheduler, max_train_steps = create_dataloader_and_optimizer(
+        args, vae.parameters(), train_dataset, collate_videos, accelerator.num_processes
     )
     model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
         AutoencoderTrainingModule(vae, sample_posterior=args.decode_posterior == "sample"),

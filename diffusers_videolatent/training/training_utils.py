@@ -2,10 +2,13 @@
 
 import argparse
 import json
+import math
 import os
 import shutil
 
+import torch
 from accelerate.tracking import GeneralTracker
+from diffusers.optimization import get_scheduler
 
 from .moving_shapes import MovingShapesDataset
 from .video_folder import VideoFolderDataset
@@ -220,6 +223,55 @@ def build_dataset(args: argparse.Namespace):
 
         dataset = Subset(dataset, range(args.max_train_samples))
     return dataset
+
+
+def create_dataloader_and_optimizer(
+    args: argparse.Namespace, parameters, train_dataset, collate_fn, num_processes: int
+) -> tuple:
+    r"""
+    The training data loader, the AdamW optimizer and the learning-rate schedule shared by both training scripts.
+
+    Args:
+        args (`argparse.Namespace`): The options added by `add_common_arguments`.
+        parameters (iterable of `torch.nn.Parameter`): What the optimizer trains.
+        train_dataset (`torch.utils.data.Dataset`): The training examples.
+        collate_fn (`Callable`): Batches the examples.
+        num_processes (`int`): `accelerator.num_processes`; scales the learning rate and the schedule.
+
+    Returns:
+        `tuple`: `(train_dataloader, optimizer, lr_scheduler, max_train_steps)`, before `accelerator.prepare`.
+    """
+    train_dataloader = torch.utils.data.DataLoader(
+        train_dataset,
+        batch_size=args.train_batch_size,
+        shuffle=True,
+        collate_fn=collate_fn,
+        num_workers=args.dataloader_num_workers,
+        # the loader's own generator: creating an epoch's iterator must not draw from the global random state, which
+        # the checkpoints save and restore for the noise (else a mid-epoch resume would draw different noise)
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    learning_rate = args.learning_rate
+    if args.scale_lr:
+        learning_rate *= args.gradient_accumulation_steps * args.train_batch_size * num_processes
+    optimizer = torch.optim.AdamW(
+        parameters,
+        lr=learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.adam_weight_decay,
+        eps=args.adam_epsilon,
+    )
+    num_update_steps_per_epoch = math.ceil(
+        math.ceil(len(train_dataset) / (args.train_batch_size * num_processes)) / args.gradient_accumulation_steps
+    )
+    max_train_steps = args.max_train_steps or args.num_train_epochs * num_update_steps_per_epoch
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps * num_processes,
+        num_training_steps=max_train_steps * num_processes,
+    )
+    return train_dataloader, optimizer, lr_scheduler, max_train_steps
 
 
 def collate_videos(examples: list[dict]) -> dict:
