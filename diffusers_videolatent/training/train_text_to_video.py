@@ -24,9 +24,8 @@ import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import set_seed
 from diffusers import (
     AutoencoderKL,
     DDPMScheduler,
@@ -47,11 +46,11 @@ from .training_utils import (
     check_common_arguments,
     check_video_size,
     collate_videos,
+    create_accelerator,
     create_dataloader_and_optimizer,
     find_checkpoint,
     load_and_check_run_config,
     prune_checkpoints,
-    resolve_trackers,
     save_run_config,
 )
 
@@ -442,16 +441,8 @@ def run_validation(args, accelerator, pipeline, global_step: int) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging_dir = os.path.join(args.output_dir, args.logging_dir)
     project_name = args.tracker_project_name or "text_to_video"
-    accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
-        log_with=resolve_trackers(args.report_to, project_name, logging_dir),
-        project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=logging_dir),
-        # a seeded sampler makes each epoch's order a function of (seed, epoch): resuming mid-epoch is exact
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
-    )
+    accelerator = create_accelerator(args, project_name)
     logger.info(accelerator.state, main_process_only=False)
 
     # 1. models: frozen VAE and text encoder, trained U-Net (initialised identically on every process)

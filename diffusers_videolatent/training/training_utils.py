@@ -7,7 +7,9 @@ import os
 import shutil
 
 import torch
+from accelerate import Accelerator
 from accelerate.tracking import GeneralTracker
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
 from diffusers.optimization import get_scheduler
 
 from .moving_shapes import MovingShapesDataset
@@ -223,6 +225,25 @@ def build_dataset(args: argparse.Namespace):
 
         dataset = Subset(dataset, range(args.max_train_samples))
     return dataset
+
+
+def create_accelerator(args: argparse.Namespace, project_name: str) -> Accelerator:
+    r"""
+    The `Accelerator` of both training scripts: precision, accumulation, trackers and a seeded data order.
+
+    Args:
+        args (`argparse.Namespace`): The options added by `add_common_arguments`.
+        project_name (`str`): The trackers' project name.
+    """
+    logging_dir = os.path.join(args.output_dir, args.logging_dir)
+    return Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=resolve_trackers(args.report_to, project_name, logging_dir),
+        project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=logging_dir),
+        # a seeded sampler makes each epoch's order a function of (seed, epoch): resuming mid-epoch is exact
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+    )
 
 
 def create_dataloader_and_optimizer(
