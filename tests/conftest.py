@@ -133,11 +133,6 @@ def build_cogvideox_vae(seed: int = 0):
     ).eval()
 
 
-def is_placeholder(module) -> bool:
-    """True while a component module is still the 5-line placeholder its owner will replace."""
-    return "# PLACEHOLDER" in Path(module.__file__).read_text().splitlines()[0]
-
-
 def build_scheduler() -> DDIMScheduler:
     return DDIMScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False

@@ -14,8 +14,6 @@ from diffusers import DDIMScheduler, TextToVideoSDPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback, SDCFGCutoffCallback
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 
-import diffusers_videolatent.models.autoencoder_kl_video as autoencoder_module
-import diffusers_videolatent.models.unet_spatio_temporal as unet_module
 from diffusers_videolatent import (
     AutoencoderKLVideo,
     UNetSpatioTemporalModel,
@@ -30,14 +28,8 @@ from conftest import (  # noqa: E402
     build_image_vae,
     build_pipeline_components,
     build_wan_vae,
-    is_placeholder,
 )
 
-
-OUR_MODELS_ARE_PLACEHOLDERS = is_placeholder(unet_module) or is_placeholder(autoencoder_module)
-needs_our_models = pytest.mark.skipif(
-    OUR_MODELS_ARE_PLACEHOLDERS, reason="UNetSpatioTemporalModel / AutoencoderKLVideo are still placeholders"
-)
 
 CALL = {"num_frames": 5, "height": 16, "width": 16, "num_inference_steps": 2}
 
@@ -123,7 +115,7 @@ def test_call_signature_has_every_documented_parameter():
     assert set(VideoLatentPipeline._callback_tensor_inputs) == {"latents", "prompt_embeds", "negative_prompt_embeds"}
 
 
-@pytest.mark.parametrize("models", ["diffusers", pytest.param("ours", marks=needs_our_models)])
+@pytest.mark.parametrize("models", ["diffusers", "ours"])
 def test_equals_text_to_video_sd_pipeline(tokenizer_dir, models):
     components = build_pipeline_components(tokenizer_dir)
     reference = TextToVideoSDPipeline(**components)
@@ -148,7 +140,6 @@ def test_equals_text_to_video_sd_pipeline(tokenizer_dir, models):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-@needs_our_models
 def test_save_load_local_with_our_models(tokenizer_dir, tmp_path):
     pipe = make_pipeline(
         tokenizer_dir, unet=build_our_unet(), vae=AutoencoderKLVideo.from_image_vae(build_image_vae())
@@ -510,8 +501,8 @@ VAES = [
     ("AutoencoderKL", build_image_vae, (2, 1, True), (1, 4, 5, 8, 8)),
     ("AutoencoderKLWan", build_wan_vae, (4, 2, False), (1, 4, 3, 4, 4)),
     ("AutoencoderKLCogVideoX", build_cogvideox_vae, (2, 2, False), (1, 4, 3, 8, 8)),
-    pytest.param("AutoencoderKLVideo-r1", lambda: our_vae(1), (2, 1, False), (1, 4, 5, 8, 8), marks=needs_our_models),
-    pytest.param("AutoencoderKLVideo-r4", lambda: our_vae(4), (2, 4, False), (1, 4, 2, 8, 8), marks=needs_our_models),
+    ("AutoencoderKLVideo-r1", lambda: our_vae(1), (2, 1, False), (1, 4, 5, 8, 8)),
+    ("AutoencoderKLVideo-r4", lambda: our_vae(4), (2, 4, False), (1, 4, 2, 8, 8)),
 ]
 
 
@@ -556,7 +547,7 @@ def test_vae_kinds(tokenizer_dir, name, build_vae, ratios, latent_shape):
 
 @pytest.mark.parametrize(
     "build_vae",
-    [build_image_vae, pytest.param(lambda: our_vae(4), marks=needs_our_models)],
+    [build_image_vae, lambda: our_vae(4)],
     ids=["AutoencoderKL", "AutoencoderKLVideo-r4"],
 )
 def test_decode_chunk_size_gives_the_same_video(tokenizer_dir, build_vae):
@@ -598,7 +589,6 @@ def test_image_to_video_with_flow_scheduler(pipe):
     assert torch.allclose(frames[:, 0], reconstruction[:, 0], atol=1e-5)
 
 
-@needs_our_models
 @pytest.mark.parametrize("conditioning_channels", [4, 5])
 def test_image_to_video_with_conditioning_channels(tokenizer_dir, conditioning_channels):
     pipe = make_pipeline(tokenizer_dir, unet=build_our_unet(conditioning_channels=conditioning_channels))
@@ -657,7 +647,6 @@ def test_video_to_video_strength(pipe, scheduler):
     assert torch.allclose(calls[0]["sample"], expected.repeat(2, 1, 1, 1, 1), atol=1e-5)
 
 
-@needs_our_models
 def test_fps_reaches_the_unet_only_when_enabled(tokenizer_dir):
     unet = build_our_unet(use_fps_conditioning=True)
     # the fps embedding starts at zero (inert); give it weights so that fps changes the output

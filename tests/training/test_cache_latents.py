@@ -5,31 +5,11 @@ import json
 
 import torch
 from safetensors.torch import load_file
+from test_train_scripts import TINY_TEXT_ENCODER, TINY_UNET, TINY_VAE  # the same tiny models
 
 from diffusers_videolatent import AutoencoderKLVideo, VideoLatentPipeline
 from diffusers_videolatent.training import train_text_to_video
 from diffusers_videolatent.training.moving_shapes import MovingShapesDataset
-
-
-# spatial ratio 2, temporal ratio 2: 5 frames of 16x16 become 3 latent frames of 8x8
-TINY_VAE = {
-    "block_out_channels": [8, 8],
-    "layers_per_block": 1,
-    "temporal_downsample": [False, True],
-    "latent_channels": 4,
-    "norm_num_groups": 4,
-    "mid_block_add_attention": False,
-}
-TINY_UNET = {
-    "block_out_channels": [8, 16],
-    "layers_per_block": 1,
-    "transformer_layers_per_block": [1, 1],
-    "num_attention_heads": 2,
-    "temporal_num_attention_heads": 2,
-    "norm_num_groups": 4,
-    "temporal_conv_dropout": 0.0,
-}
-TINY_TEXT_ENCODER = {"hidden_size": 16, "intermediate_size": 32, "projection_dim": 16}
 
 
 def test_cached_latents_equal_per_step_encoding(tmp_path):

@@ -16,20 +16,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import diffusers_videolatent.models.autoencoder_kl_video as vae_module
-import diffusers_videolatent.models.unet_spatio_temporal as unet_module
-import diffusers_videolatent.pipelines.pipeline_video_latent as pipeline_module
-
-
-def _is_placeholder(module) -> bool:
-    with open(module.__file__) as file:
-        return "# PLACEHOLDER" in file.readline()
-
-
-pytestmark = pytest.mark.skipif(
-    any(_is_placeholder(module) for module in (vae_module, unet_module, pipeline_module)),
-    reason="AutoencoderKLVideo, UNetSpatioTemporalModel or VideoLatentPipeline is still a placeholder",
-)
 
 # spatial ratio 2, temporal ratio 2: 5 frames of 16x16 become 3 latent frames of 8x8
 TINY_VAE = {
