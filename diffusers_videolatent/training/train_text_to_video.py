@@ -48,9 +48,8 @@ from .training_utils import (
     collate_videos,
     create_accelerator,
     create_dataloader_and_optimizer,
-    find_checkpoint,
-    load_and_check_run_config,
     prune_checkpoints,
+    resume_training,
     save_run_config,
 )
 
@@ -531,14 +530,9 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.init_trackers(project_name, config=tracker_config)
 
     # 4. resume
-    global_step, first_epoch, resume_batches = 0, 0, 0
-    checkpoint = find_checkpoint(args.output_dir, args.resume_from_checkpoint)
-    if checkpoint is not None:
-        global_step = load_and_check_run_config(checkpoint, run_config)
-        accelerator.print(f"Resuming from {checkpoint} at step {global_step}")
-        accelerator.load_state(checkpoint)
-        first_epoch = global_step // num_update_steps_per_epoch
-        resume_batches = (global_step % num_update_steps_per_epoch) * args.gradient_accumulation_steps
+    global_step, first_epoch, resume_batches = resume_training(
+        accelerator, args, run_config, num_update_steps_per_epoch
+    )
 
     total_batch_size = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
     logger.info(

@@ -295,6 +295,27 @@ def create_dataloader_and_optimizer(
     return train_dataloader, optimizer, lr_scheduler, max_train_steps
 
 
+def resume_training(
+    accelerator: Accelerator, args: argparse.Namespace, run_config: dict, num_update_steps_per_epoch: int
+) -> tuple[int, int, int]:
+    r"""
+    Restores the newest (or the named) checkpoint of `--resume_from_checkpoint`, refusing one of another configuration.
+
+    Returns:
+        `tuple`: `(global_step, first_epoch, resume_batches)`: the step reached, the epoch it is in, and the batches of
+        that epoch already seen (to skip with `accelerate.skip_first_batches`); zeros when there is nothing to resume.
+    """
+    checkpoint = find_checkpoint(args.output_dir, args.resume_from_checkpoint)
+    if checkpoint is None:
+        return 0, 0, 0
+    global_step = load_and_check_run_config(checkpoint, run_config)
+    accelerator.print(f"Resuming from {checkpoint} at step {global_step}")
+    accelerator.load_state(checkpoint)
+    first_epoch = global_step // num_update_steps_per_epoch
+    resume_batches = (global_step % num_update_steps_per_epoch) * args.gradient_accumulation_steps
+    return global_step, first_epoch, resume_batches
+
+
 def collate_videos(examples: list[dict]) -> dict:
     """Stacks `pixel_values` and lists the captions."""
     import torch
