@@ -29,6 +29,7 @@ from diffusers.utils import export_to_gif
 from tqdm.auto import tqdm
 
 from ..models import AutoencoderKLVideo
+from ..models.autoencoder_kl_video import CausalConv3d, TemporalDownsample, TemporalUpsample
 from .training_utils import (
     add_common_arguments,
     build_dataset,
@@ -190,6 +191,41 @@ def load_vae(args: argparse.Namespace) -> AutoencoderKLVideo:
         return AutoencoderKLVideo.from_image_vae(image_vae, temporal_compression_ratio=args.temporal_compression_ratio)
     config = _load_json_option(args.vae_config)
     return AutoencoderKLVideo.from_config(TINY_VAE_CONFIG if config is None else config)
+
+
+@torch.no_grad()
+def fold_temporal_kernels(vae: AutoencoderKLVideo) -> None:
+    """
+    Rewrites the temporal kernels of a VAE trained on single frames so that it processes later frames one by one.
+
+    A 1-frame clip is padded in time with copies of itself, so training on images only determines the sum of each
+    kernel's temporal taps; the split between the taps stays where initialisation and equal updates left it, which
+    mixes neighbouring frames arbitrarily once frames differ. Folding keeps every sum (the output for a first frame is
+    unchanged) and puts it where an image VAE inflated by `AutoencoderKLVideo.from_image_vae` has it: on the current
+    frame for the spatial convolutions, averaged over the pair for the temporal downsamplers, and on the current frame,
+    repeated, for the temporal upsamplers (whose first copy a 1-frame clip never uses). Fine-tuning on clips then
+    starts from a per-frame autoencoder instead of from arbitrary frame mixing.
+    """
+    resamplers = {}
+    for module in vae.modules():
+        if isinstance(module, (TemporalDownsample, TemporalUpsample)):
+            resamplers[module.conv] = module
+    for module in vae.modules():
+        if not isinstance(module, CausalConv3d) or module.kernel_size[0] == 1:
+            continue
+        summed = module.weight.sum(dim=2)  # (C_out, C_in, kH, kW)
+        resampler = resamplers.get(module)
+        module.weight.zero_()
+        if isinstance(resampler, TemporalDownsample):
+            module.weight.copy_(0.5 * summed[:, :, None].expand_as(module.weight))
+        elif isinstance(resampler, TemporalUpsample):
+            channels = summed.shape[0] // 2
+            second_copy = summed[channels:]
+            module.weight[:channels, :, -1] = second_copy
+            module.weight[channels:, :, -1] = second_copy
+            module.bias[:channels] = module.bias[channels:]
+        else:
+            module.weight[:, :, -1] = summed
 
 
 @torch.no_grad()
@@ -378,6 +414,9 @@ def main(argv: list[str] | None = None) -> None:
         if ema_vae is not None:
             ema_vae.copy_to(vae.parameters())
         vae.eval()
+        if args.num_frames == 1 and vae.temporal_compression_ratio > 1:
+            logger.info("Trained on single frames: folding the temporal kernels onto the current frame.")
+            fold_temporal_kernels(vae)
         if args.latent_normalization != "none":
             statistics_dataloader = torch.utils.data.DataLoader(
                 train_dataset, batch_size=args.train_batch_size, shuffle=False, collate_fn=collate_videos
