@@ -48,9 +48,8 @@ from .training_utils import (
     collate_videos,
     create_accelerator,
     create_dataloader_and_optimizer,
-    prune_checkpoints,
     resume_training,
-    save_run_config,
+    save_checkpoint,
 )
 
 
@@ -593,13 +592,7 @@ def main(argv: list[str] | None = None) -> None:
             train_loss = 0.0
 
             if global_step % args.checkpointing_steps == 0:
-                save_path = os.path.join(args.output_dir, f"checkpoint-{global_step}")
-                if accelerator.is_main_process:
-                    prune_checkpoints(args.output_dir, args.checkpoints_total_limit)
-                accelerator.wait_for_everyone()
-                accelerator.save_state(save_path)
-                if accelerator.is_main_process:
-                    save_run_config(save_path, run_config, global_step)
+                save_path = save_checkpoint(accelerator, args, run_config, global_step)
                 logger.info(f"Saved state to {save_path}")
 
             if not args.no_validation and global_step % args.validation_steps == 0 and accelerator.is_main_process:

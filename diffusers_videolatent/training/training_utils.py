@@ -363,6 +363,21 @@ def save_run_config(checkpoint_dir: str, run_config: dict, global_step: int) -> 
         json.dump({"global_step": global_step, "run_config": run_config}, file, indent=2, sort_keys=True)
 
 
+def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, run_config: dict, global_step: int) -> str:
+    """
+    Saves the accelerate state (models, optimiser, scheduler, RNGs, registered objects such as EMA) and the run
+    configuration as `output_dir/checkpoint-{global_step}`, after pruning old checkpoints; returns its path.
+    """
+    save_path = os.path.join(args.output_dir, f"checkpoint-{global_step}")
+    if accelerator.is_main_process:
+        prune_checkpoints(args.output_dir, args.checkpoints_total_limit)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(save_path)
+    if accelerator.is_main_process:
+        save_run_config(save_path, run_config, global_step)
+    return save_path
+
+
 def load_and_check_run_config(checkpoint_dir: str, run_config: dict) -> int:
     """
     Compares the run configuration stored in a checkpoint with the current one, raising a `ValueError` that lists
