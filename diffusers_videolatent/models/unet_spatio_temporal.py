@@ -135,6 +135,9 @@ class TemporalTransformer(nn.Module):
             `"learned"` (a table of `max_frames` vectors per block).
         max_frames (`int`, *optional*, defaults to 32): Frames the positional table holds.
         upcast_attention (`bool`, *optional*, defaults to `False`): Compute attention scores in float32.
+        cross_attention_dim (`int`, *optional*):
+            Width of the text embeddings a cross-attention after each temporal self-attention attends to (as in
+            VideoCrafter's temporal transformer with `only_self_att=False`); `None` means a second self-attention.
     """
 
     def __init__(
@@ -147,9 +150,11 @@ class TemporalTransformer(nn.Module):
         position_embedding: str = "none",
         max_frames: int = 32,
         upcast_attention: bool = False,
+        cross_attention_dim: int | None = None,
     ):
         super().__init__()
         inner_dim = num_attention_heads * attention_head_dim
+        self.cross_attention_dim = cross_attention_dim
 
         self.norm = nn.GroupNorm(num_groups=norm_num_groups, num_channels=in_channels, eps=1e-6, affine=True)
         self.proj_in = nn.Linear(in_channels, inner_dim)
@@ -161,7 +166,8 @@ class TemporalTransformer(nn.Module):
                     attention_head_dim,
                     activation_fn="geglu",
                     attention_bias=False,
-                    double_self_attention=True,
+                    cross_attention_dim=cross_attention_dim,
+                    double_self_attention=cross_attention_dim is None,
                     upcast_attention=upcast_attention,
                     positional_embeddings="sinusoidal" if position_embedding == "sinusoidal" else None,
                     num_positional_embeddings=max_frames,
@@ -182,10 +188,18 @@ class TemporalTransformer(nn.Module):
         hidden_states: torch.Tensor,
         num_frames: int,
         cross_attention_kwargs: dict[str, Any] | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
     ) -> torch.Tensor:
         batch_frames, channels, height, width = hidden_states.shape  # (B*F, C, H, W)
         batch_size = batch_frames // num_frames
         residual = hidden_states
+        if self.cross_attention_dim is None:
+            encoder_hidden_states = None
+        elif encoder_hidden_states is None:
+            raise ValueError("This temporal transformer cross-attends to text: pass `encoder_hidden_states`.")
+        else:
+            # (B*F, L, D), the same text for every frame of a video -> (B*H*W, L, D), one copy per spatial position
+            encoder_hidden_states = encoder_hidden_states[::num_frames].repeat_interleave(height * width, dim=0)
 
         hidden_states = hidden_states.reshape(batch_size, num_frames, channels, height, width)
         hidden_states = self.norm(hidden_states.permute(0, 2, 1, 3, 4))  # (B, C, F, H, W)
@@ -195,10 +209,14 @@ class TemporalTransformer(nn.Module):
         for block in self.transformer_blocks:
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 hidden_states = self._gradient_checkpointing_func(
-                    block, hidden_states, None, None, None, None, cross_attention_kwargs
+                    block, hidden_states, None, encoder_hidden_states, None, None, cross_attention_kwargs
                 )
             else:
-                hidden_states = block(hidden_states, cross_attention_kwargs=cross_attention_kwargs)
+                hidden_states = block(
+                    hidden_states,
+                    encoder_hidden_states=encoder_hidden_states,
+                    cross_attention_kwargs=cross_attention_kwargs,
+                )
 
         hidden_states = self.proj_out(hidden_states)  # (B*H*W, F, C)
         hidden_states = hidden_states.reshape(batch_size, height, width, num_frames, channels)
@@ -234,6 +252,7 @@ def _temporal_transformer(channels: int, num_layers: int, num_attention_heads: i
         position_embedding=options["temporal_position_embedding"],
         max_frames=options["temporal_max_frames"],
         upcast_attention=options["upcast_attention"],
+        cross_attention_dim=options["cross_attention_dim"] if options["temporal_cross_attention"] else None,
     )
 
 
@@ -288,7 +307,10 @@ class _SpatioTemporalLayers(nn.Module):
             )[0]
         if len(self.temporal_attentions) > 0:
             hidden_states = self.temporal_attentions[index](
-                hidden_states, num_frames=num_frames, cross_attention_kwargs=cross_attention_kwargs
+                hidden_states,
+                num_frames=num_frames,
+                cross_attention_kwargs=cross_attention_kwargs,
+                encoder_hidden_states=encoder_hidden_states,
             )
         return hidden_states
 
@@ -435,7 +457,10 @@ class SpatioTemporalMidBlock(nn.Module):
                 )[0]
             if len(self.temporal_attentions) > 0:
                 hidden_states = self.temporal_attentions[index - 1](
-                    hidden_states, num_frames=num_frames, cross_attention_kwargs=cross_attention_kwargs
+                    hidden_states,
+                    num_frames=num_frames,
+                    cross_attention_kwargs=cross_attention_kwargs,
+                    encoder_hidden_states=encoder_hidden_states,
                 )
             hidden_states = self._resnet_and_conv(index, hidden_states, temb, num_frames)
         return hidden_states
@@ -562,6 +587,10 @@ class UNetSpatioTemporalModel(ModelCardHubMixin, ModelMixin, AttentionMixin, Con
             Frame positional encoding of the temporal transformers: `"none"`, `"sinusoidal"` or `"learned"`.
         temporal_max_frames (`int`, *optional*, defaults to 32): Frames the positional tables hold.
         temporal_conv_dropout (`float`, *optional*, defaults to 0.1): Dropout inside the temporal convolutions.
+        temporal_cross_attention (`bool`, *optional*, defaults to `False`):
+            Whether the temporal transformers of the levels and the mid block also cross-attend to the text, after
+            their self-attention over frames (so the text can shape motion directly; VideoCrafter's temporal
+            transformer offers the same). `False` gives a second self-attention instead, as in ModelScope.
         cross_attention_dim (`int`, *optional*, defaults to 1024): Width of `encoder_hidden_states`.
         use_linear_projection (`bool`, *optional*, defaults to `True`):
             Linear (instead of 1x1 conv) in/out projections of the spatial transformers.
@@ -611,6 +640,7 @@ class UNetSpatioTemporalModel(ModelCardHubMixin, ModelMixin, AttentionMixin, Con
         temporal_position_embedding: str = "sinusoidal",
         temporal_max_frames: int = 32,
         temporal_conv_dropout: float = 0.1,
+        temporal_cross_attention: bool = False,
         cross_attention_dim: int = 1024,
         use_linear_projection: bool = True,
         upcast_attention: bool = False,
@@ -658,6 +688,7 @@ class UNetSpatioTemporalModel(ModelCardHubMixin, ModelMixin, AttentionMixin, Con
             "temporal_position_embedding": temporal_position_embedding,
             "temporal_max_frames": temporal_max_frames,
             "temporal_conv_dropout": temporal_conv_dropout,
+            "temporal_cross_attention": temporal_cross_attention,
             "downsample_padding": downsample_padding,
         }
 

@@ -68,6 +68,9 @@ TINY_UNET_CONFIG = {
     "norm_num_groups": 8,
     "temporal_max_frames": 16,
     "temporal_conv_dropout": 0.0,
+    # the text also enters the temporal transformers, so it can set the motion (a direction is a text-dependent
+    # change over frames, which the frame-blind spatial cross-attentions cannot express alone)
+    "temporal_cross_attention": True,
 }
 # The tiny default CLIP text encoder (about 30k parameters besides its embeddings).
 TINY_TEXT_ENCODER_CONFIG = {

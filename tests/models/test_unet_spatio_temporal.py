@@ -157,6 +157,45 @@ def test_fresh_temporal_path_is_identity():
     assert (mixed - video).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("temporal_cross_attention", [False, True])
+def test_temporal_cross_attention_reads_the_text(temporal_cross_attention):
+    """With the spatial cross-attentions silenced, the text reaches the output only through temporal ones."""
+    model = build_model(temporal_cross_attention=temporal_cross_attention, temporal_conv_dropout=0.0)
+    temporal = [m for m in model.modules() if isinstance(m, TemporalTransformer)]
+    text_widths = [m.transformer_blocks[0].attn2.to_k.in_features for m in temporal]
+    inner_widths = [m.transformer_blocks[0].attn2.to_q.in_features for m in temporal]
+    if temporal_cross_attention:  # every temporal transformer but the input one (ModelScope's transformer_in)
+        assert text_widths == inner_widths[:1] + [CROSS_ATTENTION_DIM] * (len(temporal) - 1)
+    else:
+        assert text_widths == inner_widths
+    for name, module in model.named_modules():
+        if name.endswith("attn2") and ".temporal_attentions." not in name and "transformer_in" not in name:
+            module.to_out[0].weight.data.zero_()
+            module.to_out[0].bias.data.zero_()
+
+    sample, timestep, encoder_hidden_states = make_inputs(3)
+    other_text = make_inputs(3, seed=1)[2]
+    with torch.no_grad():
+        first = model(sample, timestep, encoder_hidden_states).sample
+        second = model(sample, timestep, other_text).sample
+    if temporal_cross_attention:
+        assert (first - second).abs().max() > 1e-3
+    else:
+        torch.testing.assert_close(first, second, atol=1e-6, rtol=0)
+
+    # gradient checkpointing recomputes the temporal cross-attention with the same text
+    model.train()
+    gradients = []
+    for checkpointing in (False, True):
+        model.enable_gradient_checkpointing() if checkpointing else model.disable_gradient_checkpointing()
+        model.zero_grad()
+        model(sample, timestep, encoder_hidden_states).sample.square().mean().backward()
+        gradients.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
+    assert gradients[0].keys() == gradients[1].keys()
+    for name, gradient in gradients[0].items():
+        torch.testing.assert_close(gradients[1][name], gradient, atol=1e-5, rtol=1e-4, msg=name)
+
+
 def test_fps_and_conditioning_latents():
     model = build_model(use_fps_conditioning=True, conditioning_channels=2)
     assert model.conv_in.in_channels == 6
