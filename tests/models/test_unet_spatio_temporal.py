@@ -185,15 +185,11 @@ def test_temporal_cross_attention_reads_the_text(temporal_cross_attention):
 
     # gradient checkpointing recomputes the temporal cross-attention with the same text
     model.train()
-    gradients = []
-    for checkpointing in (False, True):
-        model.enable_gradient_checkpointing() if checkpointing else model.disable_gradient_checkpointing()
-        model.zero_grad()
-        model(sample, timestep, encoder_hidden_states).sample.square().mean().backward()
-        gradients.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
-    assert gradients[0].keys() == gradients[1].keys()
-    for name, gradient in gradients[0].items():
-        torch.testing.assert_close(gradients[1][name], gradient, atol=1e-5, rtol=1e-4, msg=name)
+    inputs = (sample, timestep, encoder_hidden_states)
+    plain_gradients, _ = _gradients_and_activation_bytes(model, inputs, checkpointing=False)
+    checkpointed_gradients, _ = _gradients_and_activation_bytes(model, inputs, checkpointing=True)
+    for name, gradient in plain_gradients.items():
+        torch.testing.assert_close(checkpointed_gradients[name], gradient, atol=1e-5, rtol=1e-4, msg=name)
 
 
 def test_fps_and_conditioning_latents():
