@@ -153,6 +153,17 @@ def build_word_level_tokenizer(
     return tokenizer
 
 
+def save_tokenizer_vocabulary(tokenizer: CLIPTokenizer, save_directory: str) -> None:
+    """
+    Writes `vocab.json` and `merges.txt` beside a saved tokenizer that lacks them: transformers 5 saves
+    `tokenizer.json` only, and the slow `CLIPTokenizer` of transformers 4 (the class in `model_index.json`) reads them.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if os.path.isfile(os.path.join(save_directory, "vocab.json")) or backend is None:
+        return
+    backend.model.save(save_directory)  # the BPE model's own files
+
+
 def build_text_encoder(tokenizer: CLIPTokenizer, config_overrides: dict | None = None) -> CLIPTextModel:
     """A small, randomly initialised CLIP text encoder for `tokenizer` (seed it with `set_seed` before)."""
     config = dict(TINY_TEXT_ENCODER_CONFIG)
@@ -631,6 +642,7 @@ def main(argv: list[str] | None = None) -> None:
             vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=inference_scheduler
         )
         pipeline.save_pretrained(args.output_dir)
+        save_tokenizer_vocabulary(tokenizer, os.path.join(args.output_dir, "tokenizer"))
         if not args.no_validation:
             accelerator.log(run_validation(args, accelerator, pipeline, global_step), step=global_step)
     accelerator.end_training()

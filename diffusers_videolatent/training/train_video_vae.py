@@ -10,6 +10,10 @@ The model is the tiny default (or `--vae_config`) built from scratch, an `Autoen
 `AutoencoderKLVideo.from_image_vae` (`--image_vae_name_or_path`, `--temporal_compression_ratio`). At the end the
 latent statistics of the training data set the VAE's normalisation (`--latent_normalization`), so the diffusion model
 trained on its latents sees unit-variance inputs, and the VAE is saved with `save_pretrained` in `--output_dir`.
+
+`--train_decoder_only` freezes the encoder (as for Stable Diffusion's fine-tuned `sd-vae-ft-mse` decoder): the latent
+space and its normalisation stay those of the loaded VAE, so a diffusion model already trained on its latents keeps
+working and decodes sharper.
 """
 
 import argparse
@@ -68,20 +72,34 @@ class AutoencoderTrainingModule(torch.nn.Module):
     parameter used inside the wrapped module's `forward` (calling `vae.encode` on a wrapped model would bypass them).
     """
 
-    def __init__(self, vae: AutoencoderKLVideo, sample_posterior: bool = True):
+    def __init__(self, vae: AutoencoderKLVideo, sample_posterior: bool = True, train_encoder: bool = True):
         super().__init__()
         self.vae = vae
         self.sample_posterior = sample_posterior
+        self.train_encoder = train_encoder
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # all latent frames in one streamed step: the fastest for training clips
         num_latent_frames = (pixel_values.shape[2] - 1) // self.vae.temporal_compression_ratio + 1
-        posterior = self.vae.encode(pixel_values, chunk_size=num_latent_frames).latent_dist
+        with torch.set_grad_enabled(self.train_encoder and torch.is_grad_enabled()):
+            posterior = self.vae.encode(pixel_values, chunk_size=num_latent_frames).latent_dist
         latents = posterior.sample() if self.sample_posterior else posterior.mode()  # (B, C, F_lat, H_lat, W_lat)
         reconstruction = self.vae.decode(latents, chunk_size=num_latent_frames).sample  # (B, 3, F, H, W)
         # KL to the standard normal, summed over the latent (`DiagonalGaussianDistribution.kl` sums 4-D latents only)
         kl = 0.5 * (posterior.mean**2 + posterior.var - 1.0 - posterior.logvar).sum(dim=(1, 2, 3, 4))  # (B,)
         return reconstruction, kl
+
+
+def trained_parameters(vae: AutoencoderKLVideo, decoder_only: bool) -> list[torch.nn.Parameter]:
+    """The parameters to train: all of them, or those of the decoder and `post_quant_conv` (the rest frozen)."""
+    if not decoder_only:
+        return list(vae.parameters())
+    vae.requires_grad_(False)
+    modules = [vae.decoder] if vae.post_quant_conv is None else [vae.post_quant_conv, vae.decoder]
+    parameters = [parameter for module in modules for parameter in module.parameters()]
+    for parameter in parameters:
+        parameter.requires_grad_(True)
+    return parameters
 
 
 def reconstruction_losses(
@@ -131,6 +149,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="JSON object or file: an AutoencoderKLVideo config to train from scratch (default: the tiny config).",
     )
     models.add_argument("--revision", type=str, default=None)
+    models.add_argument(
+        "--train_decoder_only",
+        action="store_true",
+        help="Freeze the encoder (and quant_conv) of the loaded VAE and train its decoder: the latents, and the "
+        "normalisation in its config, stay as they are.",
+    )
 
     losses = parser.add_argument_group("losses")
     losses.add_argument("--reconstruction_loss", type=str, default="l1", choices=["l1", "mse"])
@@ -173,6 +197,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise ValueError(
             f"`--temporal_compression_ratio` must be 1, 2, 4 or 8, but is {args.temporal_compression_ratio}."
         )
+    if args.train_decoder_only:
+        if args.pretrained_vae_name_or_path is None and args.image_vae_name_or_path is None:
+            raise ValueError(
+                "`--train_decoder_only` needs a trained encoder: pass --pretrained_vae_name_or_path or "
+                "--image_vae_name_or_path."
+            )
+        if args.num_frames == 1:
+            raise ValueError(
+                "`--train_decoder_only` needs clips (`--num_frames` > 1): single frames would only train the sums of "
+                "the decoder's temporal kernels, and folding them would change the frozen encoder as well."
+            )
     for name in ("kl_weight", "temporal_loss_weight"):
         if getattr(args, name) < 0:
             raise ValueError(f"`--{name}` must be >= 0, but is {getattr(args, name)}.")
@@ -280,6 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     check_video_size(
         args.num_frames, args.height, args.width, vae.temporal_compression_ratio, vae.spatial_compression_ratio
     )
+    parameters = trained_parameters(vae, args.train_decoder_only)
     vae.train()
     if args.gradient_checkpointing:
         vae.enable_gradient_checkpointing()
@@ -287,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     ema_vae = None
     if args.use_ema:
         ema_vae = EMAModel(
-            vae.parameters(), decay=args.ema_decay, model_cls=AutoencoderKLVideo, model_config=vae.config
+            parameters, decay=args.ema_decay, model_cls=AutoencoderKLVideo, model_config=vae.config
         )
         ema_vae.to(accelerator.device)
         accelerator.register_for_checkpointing(ema_vae)
@@ -295,10 +331,12 @@ def main(argv: list[str] | None = None) -> None:
     # 2. data, optimiser, learning-rate schedule
     train_dataset = build_dataset(args)
     train_dataloader, optimizer, lr_scheduler, max_train_steps = create_dataloader_and_optimizer(
-        args, vae.parameters(), train_dataset, collate_videos, accelerator.num_processes
+        args, parameters, train_dataset, collate_videos, accelerator.num_processes
     )
     model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
-        AutoencoderTrainingModule(vae, sample_posterior=args.decode_posterior == "sample"),
+        AutoencoderTrainingModule(
+            vae, sample_posterior=args.decode_posterior == "sample", train_encoder=not args.train_decoder_only
+        ),
         optimizer,
         train_dataloader,
         lr_scheduler,
@@ -316,6 +354,7 @@ def main(argv: list[str] | None = None) -> None:
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
         "num_processes": accelerator.num_processes,
         "use_ema": args.use_ema,
+        "train_decoder_only": args.train_decoder_only,
         "dataset": args.train_data_dir or f"moving_shapes(seed={args.dataset_seed}, videos={args.num_train_videos})",
         "max_train_samples": args.max_train_samples,
     }
@@ -377,7 +416,7 @@ def main(argv: list[str] | None = None) -> None:
             if not accelerator.sync_gradients:
                 continue
             if ema_vae is not None:
-                ema_vae.step(vae.parameters())
+                ema_vae.step(parameters)
             progress_bar.update(1)
             global_step += 1
             logs = dict(step_logs, lr=lr_scheduler.get_last_lr()[0])
@@ -390,11 +429,11 @@ def main(argv: list[str] | None = None) -> None:
 
             if not args.no_validation and global_step % args.validation_steps == 0 and accelerator.is_main_process:
                 if ema_vae is not None:
-                    ema_vae.store(vae.parameters())
-                    ema_vae.copy_to(vae.parameters())
+                    ema_vae.store(parameters)
+                    ema_vae.copy_to(parameters)
                 logs.update(run_validation(args, vae, train_dataset, global_step, accelerator.device))
                 if ema_vae is not None:
-                    ema_vae.restore(vae.parameters())
+                    ema_vae.restore(parameters)
                 model.train()
             accelerator.log(logs, step=global_step)
             if global_step >= max_train_steps:
@@ -407,12 +446,14 @@ def main(argv: list[str] | None = None) -> None:
     if accelerator.is_main_process:
         vae = accelerator.unwrap_model(model).vae
         if ema_vae is not None:
-            ema_vae.copy_to(vae.parameters())
+            ema_vae.copy_to(trained_parameters(vae, args.train_decoder_only))
         vae.eval()
         if args.num_frames == 1 and vae.temporal_compression_ratio > 1:
             logger.info("Trained on single frames: folding the temporal kernels onto the current frame.")
             fold_temporal_kernels(vae)
-        if args.latent_normalization != "none":
+        if args.train_decoder_only:
+            logger.info("The encoder was frozen: keeping the latent normalisation of the loaded VAE.")
+        elif args.latent_normalization != "none":
             statistics_dataloader = torch.utils.data.DataLoader(
                 train_dataset, batch_size=args.train_batch_size, shuffle=False, collate_fn=collate_videos
             )

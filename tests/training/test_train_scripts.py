@@ -123,6 +123,27 @@ def test_vae_overfits_resumes_exactly_and_saves(vae_runs):
     assert vae.config.scaling_factor == pytest.approx(1.0 / full[TOTAL_STEPS]["latent_std"], rel=1e-5)
 
 
+def test_vae_decoder_only_keeps_the_encoder_and_its_normalisation(vae_runs, tmp_path):
+    from diffusers_videolatent import AutoencoderKLVideo
+    from diffusers_videolatent.training.train_video_vae import main
+
+    source = str(vae_runs / "full")
+    arguments = COMMON + ["--pretrained_vae_name_or_path", source, "--train_decoder_only", "--learning_rate", "5e-3"]
+    arguments += ["--max_train_steps", "4", "--no_validation", "--use_ema", "--ema_decay", "0.5"]
+    main(arguments + ["--output_dir", str(tmp_path / "decoder")])
+
+    before = load_file(os.path.join(source, "diffusion_pytorch_model.safetensors"))
+    after = load_file(str(tmp_path / "decoder" / "diffusion_pytorch_model.safetensors"))
+    for key in before:
+        if key.startswith(("encoder.", "quant_conv.")):
+            assert torch.equal(before[key], after[key]), key
+    changed = [key for key in before if not torch.equal(before[key], after[key])]
+    assert changed and all(key.startswith(("decoder.", "post_quant_conv.")) for key in changed)
+    # the latents are those of the source VAE, so is their normalisation
+    scaling_factor = AutoencoderKLVideo.from_pretrained(source).config.scaling_factor
+    assert AutoencoderKLVideo.from_pretrained(str(tmp_path / "decoder")).config.scaling_factor == scaling_factor
+
+
 @pytest.fixture(scope="module")
 def t2v_runs(vae_runs, tmp_path_factory):
     root = tmp_path_factory.mktemp("t2v")
@@ -179,6 +200,37 @@ def test_text_to_video_trains_resumes_exactly_and_loads(t2v_runs):
     assert np.isfinite(frames).all()
 
 
+def test_text_to_video_fine_tunes_a_pipeline(t2v_runs, tmp_path):
+    from diffusers_videolatent import VideoLatentPipeline
+    from diffusers_videolatent.training.train_text_to_video import main
+
+    root, _ = t2v_runs
+    source = root / "full"
+    arguments = COMMON + ["--pretrained_model_name_or_path", str(source), "--objective", "v_prediction"]
+    arguments += ["--max_train_steps", "2", "--no_validation", "--output_dir", str(tmp_path / "tuned")]
+    main(arguments)
+
+    # the vocabulary files travel with the tokenizer (transformers 5 alone would save tokenizer.json only)
+    def read(folder, name):
+        with open(folder / "tokenizer" / name) as file:
+            return file.read()
+
+    assert json.loads(read(tmp_path / "tuned", "vocab.json")) == json.loads(read(source, "vocab.json"))
+    assert read(tmp_path / "tuned", "merges.txt") == read(source, "merges.txt")
+    # the U-Net went on from the source's weights; the frozen parts are the source's
+    before = load_file(str(source / "unet" / "diffusion_pytorch_model.safetensors"))
+    after = load_file(str(tmp_path / "tuned" / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert before.keys() == after.keys()
+    assert max((before[key] - after[key]).abs().max().item() for key in before) < 0.1
+    assert any(not torch.equal(before[key], after[key]) for key in before)
+    _assert_same_weights(
+        str(source / "vae" / "diffusion_pytorch_model.safetensors"),
+        str(tmp_path / "tuned" / "vae" / "diffusion_pytorch_model.safetensors"),
+    )
+    pipeline = VideoLatentPipeline.from_pretrained(str(tmp_path / "tuned"))
+    assert len(pipeline.tokenizer("a purple triangle moving left").input_ids) == 7
+
+
 def test_resume_with_another_configuration_is_refused(t2v_runs):
     from diffusers_videolatent.training.train_text_to_video import main
 
@@ -221,6 +273,12 @@ def test_bad_options():
         train_video_vae.parse_args(["--output_dir", "o", "--vae_config", "{}", "--pretrained_vae_name_or_path", "v"])
     with pytest.raises(ValueError, match="`--num_frames` must be a positive integer"):
         train_video_vae.parse_args(["--output_dir", "o", "--num_frames", "0"])
+    with pytest.raises(ValueError, match="`--train_decoder_only` needs a trained encoder"):
+        train_video_vae.parse_args(["--output_dir", "o", "--train_decoder_only"])
+    with pytest.raises(ValueError, match=r"`--train_decoder_only` needs clips \(`--num_frames` > 1\)"):
+        train_video_vae.parse_args(
+            ["--output_dir", "o", "--train_decoder_only", "--pretrained_vae_name_or_path", "v", "--num_frames", "1"]
+        )
     with pytest.raises(ValueError, match="neither a JSON file nor a JSON object"):
         train_video_vae.load_vae(train_video_vae.parse_args(["--output_dir", "o", "--vae_config", "{bad"]))
 
