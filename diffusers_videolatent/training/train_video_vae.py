@@ -322,9 +322,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ema_vae = None
     if args.use_ema:
-        ema_vae = EMAModel(
-            parameters, decay=args.ema_decay, model_cls=AutoencoderKLVideo, model_config=vae.config
-        )
+        ema_vae = EMAModel(parameters, decay=args.ema_decay, model_cls=AutoencoderKLVideo, model_config=vae.config)
         ema_vae.to(accelerator.device)
         accelerator.register_for_checkpointing(ema_vae)
 
