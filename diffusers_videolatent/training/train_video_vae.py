@@ -72,17 +72,16 @@ class AutoencoderTrainingModule(torch.nn.Module):
     parameter used inside the wrapped module's `forward` (calling `vae.encode` on a wrapped model would bypass them).
     """
 
-    def __init__(self, vae: AutoencoderKLVideo, sample_posterior: bool = True, train_encoder: bool = True):
+    def __init__(self, vae: AutoencoderKLVideo, sample_posterior: bool = True):
         super().__init__()
         self.vae = vae
         self.sample_posterior = sample_posterior
-        self.train_encoder = train_encoder
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # all latent frames in one streamed step: the fastest for training clips
         num_latent_frames = (pixel_values.shape[2] - 1) // self.vae.temporal_compression_ratio + 1
-        with torch.set_grad_enabled(self.train_encoder and torch.is_grad_enabled()):
-            posterior = self.vae.encode(pixel_values, chunk_size=num_latent_frames).latent_dist
+        # a frozen encoder (`--train_decoder_only`) builds no autograd graph: none of its inputs requires grad
+        posterior = self.vae.encode(pixel_values, chunk_size=num_latent_frames).latent_dist
         latents = posterior.sample() if self.sample_posterior else posterior.mode()  # (B, C, F_lat, H_lat, W_lat)
         reconstruction = self.vae.decode(latents, chunk_size=num_latent_frames).sample  # (B, 3, F, H, W)
         # KL to the standard normal, summed over the latent (`DiagonalGaussianDistribution.kl` sums 4-D latents only)
@@ -332,9 +331,7 @@ def main(argv: list[str] | None = None) -> None:
         args, parameters, train_dataset, collate_videos, accelerator.num_processes
     )
     model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
-        AutoencoderTrainingModule(
-            vae, sample_posterior=args.decode_posterior == "sample", train_encoder=not args.train_decoder_only
-        ),
+        AutoencoderTrainingModule(vae, sample_posterior=args.decode_posterior == "sample"),
         optimizer,
         train_dataloader,
         lr_scheduler,
@@ -444,7 +441,7 @@ def main(argv: list[str] | None = None) -> None:
     if accelerator.is_main_process:
         vae = accelerator.unwrap_model(model).vae
         if ema_vae is not None:
-            ema_vae.copy_to(trained_parameters(vae, args.train_decoder_only))
+            ema_vae.copy_to(parameters)
         vae.eval()
         if args.num_frames == 1 and vae.temporal_compression_ratio > 1:
             logger.info("Trained on single frames: folding the temporal kernels onto the current frame.")
