@@ -12,6 +12,7 @@ from pathlib import Path
 from huggingface_hub import create_repo, upload_folder
 
 from .model_card import create_model_card, folder_kind, save_model_card
+from .remote_code import plain_config, write_remote_code
 
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,9 @@ def push_folder_to_hub(
     # 1. the folder must be one of ours, complete
     kind = folder_kind(folder)
 
-    # 2. render the card before anything reaches the Hub (a hand-written README.md is never replaced)
+    # 2. the files diffusers' `trust_remote_code=True` loaders read (a folder saved by an older release gains them),
+    # then the card, before anything reaches the Hub (a hand-written README.md is never replaced)
+    write_remote_code(folder)
     card_path = Path(folder) / "README.md"
     card = None if card_path.is_file() else create_model_card(folder, repo_id, **(card_kwargs or {}))
 
@@ -90,7 +93,26 @@ class ModelCardHubMixin:
     Mixin for our pipeline and models (put it before diffusers' base class): diffusers' `push_to_hub` stays unchanged,
     but the folder it uploads carries our model card instead of diffusers' generic one. A card that already exists in
     the Hub repository (which diffusers downloads first) is kept.
+
+    `save_pretrained` (and so `push_to_hub`) also writes the files of [`~diffusers_videolatent.remote_code`], so that
+    `DiffusionPipeline.from_pretrained(..., trust_remote_code=True)` and `AutoModel.from_pretrained(...,
+    trust_remote_code=True)` load the folder; our own `from_pretrained` reads that layout, and the older one, without
+    running the folder's file.
     """
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            write_remote_code(save_directory)
+
+    @classmethod
+    def _dict_from_json_file(cls, *args, **kwargs):
+        # `DiffusionPipeline.download` reads the index through this too, and wants the component entries as they are
+        return plain_config(super()._dict_from_json_file(*args, **kwargs), components=False)
+
+    @classmethod
+    def extract_init_dict(cls, config_dict: dict, **kwargs):
+        return super().extract_init_dict(plain_config(dict(config_dict)), **kwargs)
 
     def _upload_folder(
         self,
@@ -101,6 +123,7 @@ class ModelCardHubMixin:
         create_pr: bool = False,
         subfolder: str | None = None,
     ):
+        write_remote_code(working_dir)
         card_path = Path(working_dir) / "README.md"
         if not subfolder and (not card_path.is_file() or _GENERIC_DIFFUSERS_CARD in card_path.read_text("utf-8")):
             save_model_card(working_dir, repo_id)

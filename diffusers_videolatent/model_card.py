@@ -6,9 +6,9 @@ number in it (latent channels, compression ratios, the frame rule, the size mult
 the folder, never typed by hand.
 
 `library_name` is `diffusers-videolatent`, not `diffusers`: the Hub shows a `DiffusionPipeline.from_pretrained(...)`
-snippet for `library_name: diffusers`, and diffusers resolves `model_index.json`'s `_class_name` inside its own
-namespace, so that snippet fails for our pipeline. The tag `diffusers` keeps the repository findable next to diffusers
-models, and the card shows the snippet that works.
+snippet without `trust_remote_code=True` for `library_name: diffusers`, and our folders load through diffusers only with
+it (see `remote_code.py`). The tag `diffusers` keeps the repository findable next to diffusers models, and the card
+shows the snippets that work.
 """
 
 import importlib
@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData, hf_hub_download
+
+from .remote_code import plain_config
 
 
 LIBRARY_NAME = "diffusers-videolatent"
@@ -102,7 +104,7 @@ def folder_kind(folder: str | os.PathLike) -> str:
     model_index = folder / "model_index.json"
     config = folder / "config.json"
     if model_index.is_file():
-        index = _read_json(model_index)
+        index = plain_config(_read_json(model_index))
         class_name = index.get("_class_name")
         if class_name != PIPELINE_CLASS_NAME:
             raise ValueError(
@@ -200,7 +202,7 @@ def _describe_folder(folder: Path, kind: str) -> dict[str, Any]:
     """Read the saved configs: components, VAE ratios, latent channels, U-Net facts, tokenizer length."""
     facts: dict[str, Any] = {"components": [], "vae": None, "unet": None, "max_length": None}
     if kind == "pipeline":
-        index = _read_json(folder / "model_index.json")
+        index = plain_config(_read_json(folder / "model_index.json"))
         for name, entry in index.items():
             if name.startswith("_") or not isinstance(entry, list) or entry[0] is None:
                 continue
