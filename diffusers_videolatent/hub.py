@@ -11,6 +11,7 @@ from pathlib import Path
 
 from huggingface_hub import create_repo, upload_folder
 
+from .compat import dtype_argument
 from .model_card import create_model_card, folder_kind, save_model_card
 from .remote_code import plain_config, write_remote_code
 
@@ -97,8 +98,13 @@ class ModelCardHubMixin:
     `save_pretrained` (and so `push_to_hub`) also writes the files of [`~diffusers_videolatent.remote_code`], so that
     `DiffusionPipeline.from_pretrained(..., trust_remote_code=True)` and `AutoModel.from_pretrained(...,
     trust_remote_code=True)` load the folder; our own `from_pretrained` reads that layout, and the older one, without
-    running the folder's file.
+    running the folder's file. `from_pretrained` takes the dtype as `dtype` or `torch_dtype` on every diffusers
+    release we support (see [`~diffusers_videolatent.compat`]).
     """
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        return super().from_pretrained(*args, **dtype_argument(kwargs))
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
         super().save_pretrained(save_directory, *args, **kwargs)

@@ -27,9 +27,6 @@ from diffusers import (
     UNet3DConditionModel,
 )
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
-from diffusers.pipelines.flux.pipeline_flux import calculate_shift
-from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg, retrieve_timesteps
-from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
 from diffusers.schedulers import SchedulerMixin
 from diffusers.utils import logging, replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
@@ -106,6 +103,68 @@ def get_vae_compression_ratios(vae: torch.nn.Module) -> tuple[int, int, bool]:
         # no temporal axis at all: an image VAE, applied to each frame on its own
         return int(spatial_ratio), 1, True
     return int(spatial_ratio), int(temporal_ratio), False
+
+
+def timestep_shift_for_tokens(
+    num_tokens: int,
+    base_num_tokens: int = 256,
+    max_num_tokens: int = 4096,
+    base_shift: float = 0.5,
+    max_shift: float = 1.15,
+) -> float:
+    r"""
+    The `mu` of a flow-matching schedule with `use_dynamic_shifting`: linear in the number of latent tokens, `base_shift`
+    at `base_num_tokens` and `max_shift` at `max_num_tokens` (the scheduler config's `base_image_seq_len`, ...).
+    """
+    slope = (max_shift - base_shift) / (max_num_tokens - base_num_tokens)
+    return num_tokens * slope + (base_shift - slope * base_num_tokens)
+
+
+def set_scheduler_timesteps(
+    scheduler: SchedulerMixin,
+    num_inference_steps: int | None,
+    device: torch.device,
+    timesteps: list[int] | None = None,
+    sigmas: list[float] | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, int]:
+    r"""
+    Sets the scheduler's schedule from a step count, or from explicit `timesteps` or `sigmas` where its
+    `set_timesteps` takes them; returns the scheduler's timesteps and their number. `kwargs` go to `set_timesteps`.
+    """
+    accepted = inspect.signature(scheduler.set_timesteps).parameters
+    for name, schedule in (("timesteps", timesteps), ("sigmas", sigmas)):
+        if schedule is None:
+            continue
+        if name not in accepted:
+            raise ValueError(
+                f"`{name}` cannot be used with {type(scheduler).__name__}, whose `set_timesteps` takes no `{name}`;"
+                " pass `num_inference_steps` instead."
+            )
+        scheduler.set_timesteps(**{name: schedule}, device=device, **kwargs)
+        return scheduler.timesteps, len(scheduler.timesteps)
+    scheduler.set_timesteps(num_inference_steps, device=device, **kwargs)
+    return scheduler.timesteps, num_inference_steps
+
+
+def rescale_guidance(noise_pred: torch.Tensor, noise_pred_text: torch.Tensor, guidance_rescale: float) -> torch.Tensor:
+    r"""
+    Guidance rescale of [Common Diffusion Noise Schedules and Sample Steps are
+    Flawed](https://huggingface.co/papers/2305.08891) (section 3.4): the guided prediction is scaled to the standard
+    deviation of the text-conditioned one, then blended with the unscaled prediction by `guidance_rescale`.
+    """
+    sample_dims = list(range(1, noise_pred_text.ndim))
+    ratio = noise_pred_text.std(dim=sample_dims, keepdim=True) / noise_pred.std(dim=sample_dims, keepdim=True)
+    return guidance_rescale * (noise_pred * ratio) + (1 - guidance_rescale) * noise_pred
+
+
+def latent_distribution_mode(encoder_output: Any) -> torch.Tensor:
+    r"""The latents of a VAE's `encode` output: the mode of its `latent_dist`, or its `latents` for a deterministic VAE."""
+    if hasattr(encoder_output, "latent_dist"):
+        return encoder_output.latent_dist.mode()
+    if hasattr(encoder_output, "latents"):
+        return encoder_output.latents
+    raise AttributeError(f"The VAE's `encode` returned {type(encoder_output).__name__}, with no latents to read.")
 
 
 def nearest_valid_num_frames(num_frames: int, temporal_ratio: int) -> tuple[int, int]:
@@ -531,10 +590,10 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
         batch_size, _, num_frames, height, width = video.shape
         if self.vae_encodes_single_frames:
             frames = video.permute(0, 2, 1, 3, 4).reshape(batch_size * num_frames, -1, height, width)
-            latents = retrieve_latents(self.vae.encode(frames), sample_mode="argmax")
+            latents = latent_distribution_mode(self.vae.encode(frames))
             latents = latents.reshape(batch_size, num_frames, *latents.shape[1:]).permute(0, 2, 1, 3, 4)
         else:
-            latents = retrieve_latents(self.vae.encode(video), sample_mode="argmax")
+            latents = latent_distribution_mode(self.vae.encode(video))
 
         scaling_factor, shift_factor, latents_mean, latents_std = self._latents_statistics(latents)
         return (latents - shift_factor - latents_mean) * scaling_factor / latents_std
@@ -866,7 +925,7 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
         if self.scheduler.config.get("use_dynamic_shifting", False):
             # resolution-dependent shift of flow-matching schedules, from the number of latent tokens
             image_seq_len = latents_shape[2] * latents_shape[3] * latents_shape[4]
-            scheduler_kwargs["mu"] = calculate_shift(
+            scheduler_kwargs["mu"] = timestep_shift_for_tokens(
                 image_seq_len,
                 self.scheduler.config.get("base_image_seq_len", 256),
                 self.scheduler.config.get("max_image_seq_len", 4096),
@@ -875,7 +934,7 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
             )
         if timesteps is not None or sigmas is not None:
             num_inference_steps = None
-        timesteps, num_inference_steps = retrieve_timesteps(
+        timesteps, num_inference_steps = set_scheduler_timesteps(
             self.scheduler, num_inference_steps, device, timesteps, sigmas, **scheduler_kwargs
         )
         video_latents = None
@@ -967,9 +1026,7 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
                     noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
                     noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
                     if self.guidance_rescale > 0.0:
-                        noise_pred = rescale_noise_cfg(
-                            noise_pred, noise_pred_text, guidance_rescale=self.guidance_rescale
-                        )
+                        noise_pred = rescale_guidance(noise_pred, noise_pred_text, self.guidance_rescale)
 
                 # compute the previous noisy sample x_t -> x_t-1
                 latents_dtype = latents.dtype

@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import TEXT_HIDDEN_SIZE, build_image_vae, build_scheduler, build_text_encoder, build_tokenizer
-from diffusers import AnimateDiffPipeline, MotionAdapter, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import (
+    AnimateDiffPipeline,
+    DiffusionPipeline,
+    MotionAdapter,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
 from huggingface_hub import ModelCard
 from safetensors import safe_open
 
@@ -188,3 +194,10 @@ def test_bad_inputs(sources, tmp_path, capsys):
     (output / "keep.txt").write_text("mine")
     assert "exists and is not empty" in bad_input(argv(), capsys)
     assert os.listdir(output) == ["keep.txt"]
+
+
+def test_converted_folder_loads_through_diffusers(converted_folder):
+    # diffusers' own entry point, through the folder's `videolatent_loader.py`
+    loaded = DiffusionPipeline.from_pretrained(converted_folder, trust_remote_code=True)
+    assert type(loaded) is VideoLatentPipeline
+    np.testing.assert_array_equal(run(loaded), run(VideoLatentPipeline.from_pretrained(converted_folder)))

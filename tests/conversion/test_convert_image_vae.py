@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusers import AutoencoderKL
+from diffusers import AutoencoderKL, AutoModel
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
@@ -156,6 +156,9 @@ def test_main_converts_and_verifies(image_vae_path, tmp_path, capsys, ratio):
     assert "diffusion_pytorch_model.safetensors" in listing(output)
 
     loaded = AutoencoderKLVideo.from_pretrained(output).eval()
+    # diffusers' own entry point loads the same model, through the folder's `videolatent_loader.py`
+    through_diffusers = AutoModel.from_pretrained(str(output), trust_remote_code=True)
+    assert type(through_diffusers) is AutoencoderKLVideo
     image_vae = AutoencoderKL.from_pretrained(image_vae_path, subfolder="vae").eval()
     expected = AutoencoderKLVideo.from_image_vae(image_vae, temporal_compression_ratio=ratio)
     assert loaded.temporal_compression_ratio == ratio
@@ -163,6 +166,7 @@ def test_main_converts_and_verifies(image_vae_path, tmp_path, capsys, ratio):
     loaded_state, expected_state = loaded.state_dict(), expected.state_dict()
     assert loaded_state.keys() == expected_state.keys()
     assert all(torch.equal(loaded_state[key], expected_state[key]) for key in expected_state)
+    assert all(torch.equal(through_diffusers.state_dict()[key], expected_state[key]) for key in expected_state)
 
 
 def test_main_writes_the_model_card(image_vae_path, tmp_path, capsys):
@@ -223,7 +227,12 @@ def test_main_dtype_variant_and_bin(image_vae_path, tmp_path):
 
     # --overwrite replaces the folder
     assert convert_image_vae.main(arguments + ["--overwrite", "--dtype", "bf16"]) == 0
-    assert listing(output) == ["README.md", "config.json", "diffusion_pytorch_model.safetensors"]
+    assert listing(output) == [
+        "README.md",
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+        "videolatent_loader.py",
+    ]
     weights = load_file(output / "diffusion_pytorch_model.safetensors")
     assert {tensor.dtype for tensor in weights.values()} == {torch.bfloat16}
 

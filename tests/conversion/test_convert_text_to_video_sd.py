@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import build_image_vae, build_scheduler, build_text_encoder, build_tokenizer, build_unet3d
-from diffusers import DDIMScheduler, TextToVideoSDPipeline, UNet2DConditionModel
+from diffusers import DDIMScheduler, DiffusionPipeline, TextToVideoSDPipeline, UNet2DConditionModel
 from huggingface_hub import ModelCard
 
 from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel, VideoLatentPipeline
@@ -229,3 +229,10 @@ def test_verification_failure_writes_nothing(source_folder, tmp_path, capsys):
     )
     assert "verification failed, nothing written" in capsys.readouterr().err
     assert not output.exists()
+
+
+def test_converted_folder_loads_through_diffusers(converted_folder):
+    # diffusers' own entry point, through the folder's `videolatent_loader.py`
+    loaded = DiffusionPipeline.from_pretrained(converted_folder, trust_remote_code=True)
+    assert type(loaded) is VideoLatentPipeline
+    np.testing.assert_array_equal(run(loaded), run(VideoLatentPipeline.from_pretrained(converted_folder)))

@@ -148,9 +148,10 @@ def test_save_load_local_with_our_models(tokenizer_dir, tmp_path):
     pipe.save_pretrained(tmp_path / "saved")
 
     model_index = json.loads((tmp_path / "saved" / "model_index.json").read_text())
-    assert model_index["_class_name"] == "VideoLatentPipeline"
-    assert model_index["unet"] == ["diffusers_videolatent.models.unet_spatio_temporal", "UNetSpatioTemporalModel"]
-    assert model_index["vae"] == ["diffusers_videolatent.models.autoencoder_kl_video", "AutoencoderKLVideo"]
+    # the layout diffusers' remote-code loaders read (tests/test_remote_code.py loads it with DiffusionPipeline)
+    assert model_index["_class_name"] == ["videolatent_loader", "VideoLatentPipeline"]
+    assert model_index["unet"] == ["videolatent_loader", "UNetSpatioTemporalModel"]
+    assert model_index["vae"] == ["videolatent_loader", "AutoencoderKLVideo"]
 
     loaded = VideoLatentPipeline.from_pretrained(tmp_path / "saved")
     loaded.set_progress_bar_config(disable=True)
