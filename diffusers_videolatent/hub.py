@@ -106,10 +106,12 @@ class ModelCardHubMixin:
     def from_pretrained(cls, *args, **kwargs):
         return super().from_pretrained(*args, **dtype_argument(kwargs))
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
-        super().save_pretrained(save_directory, *args, **kwargs)
-        if kwargs.get("is_main_process", True):
-            write_remote_code(save_directory)
+    def save_config(self, save_directory: str | os.PathLike, *args, **kwargs):
+        # `save_pretrained` writes the config through this: a model's before its weights, a pipeline's after its
+        # components. Not `save_pretrained` itself: a pipeline passes `variant`/`safe_serialization` on to a
+        # component only when they are named in the component's `save_pretrained` signature.
+        super().save_config(save_directory, *args, **kwargs)
+        write_remote_code(save_directory)
 
     @classmethod
     def _dict_from_json_file(cls, *args, **kwargs):

@@ -97,7 +97,8 @@ def test_push_folder_writes_card_and_uploads(pipeline_folder, recorder):
         "commit_message": "Upload pipeline with diffusers-videolatent",
         "create_pr": False,
     }
-    assert files == sorted(["README.md", "model_index.json", "scheduler", "text_encoder", "tokenizer", "unet", "vae"])
+    expected = ["README.md", "model_index.json", "scheduler", "text_encoder", "tokenizer", "unet", "vae"]
+    assert files == sorted([*expected, "videolatent_loader.py"])
     card = ModelCard(readme)
     assert card.data.license == "mit"
     assert card.data.library_name == "diffusers-videolatent"

@@ -92,6 +92,17 @@ def test_saved_layout_names_the_remote_module(saved):
     assert {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()} == before
 
 
+def test_pipeline_save_passes_variant_and_format_to_our_models(tmp_path):
+    # a pipeline hands `variant`/`safe_serialization` only to components whose `save_pretrained` names them
+    pipe = tiny_pipeline(tmp_path)
+    pipe.save_pretrained(tmp_path / "saved", variant="fp16", safe_serialization=False)
+    for subfolder in ("unet", "vae"):
+        names = sorted(path.name for path in (tmp_path / "saved" / subfolder).iterdir())
+        assert names == ["config.json", "diffusion_pytorch_model.fp16.bin", REMOTE_MODULE_FILE]
+    loaded = DiffusionPipeline.from_pretrained(tmp_path / "saved", variant="fp16", trust_remote_code=True)
+    assert_same_model(loaded.unet, pipe.unet)
+
+
 def test_diffusion_pipeline_loads_the_saved_folder(saved):
     pipe, folder, expected = saved
     loaded = DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
