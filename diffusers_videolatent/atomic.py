@@ -155,6 +155,34 @@ def _carry_over(previous: str, new: str, keep) -> None:
                 _link_or_copy(source, destination)
 
 
+# weight files of diffusers and transformers saves (single, sharded, with a variant), and their shard indexes
+_WEIGHTS_FILE = re.compile(
+    r"^(?P<stem>diffusion_pytorch_model|model|pytorch_model|diffusion_flax_model|flax_model)"
+    r"(?:\.(?P<variant>[\w]+?))?(?:-\d{5}-of-\d{5})?\.(?:safetensors|bin|msgpack)(?:\.index(?:\.(?P<index_variant>\w+))?\.json)?$"
+)
+
+
+def _weights_variant(filename: str) -> tuple[str, str | None] | None:
+    match = _WEIGHTS_FILE.match(filename)
+    if match is None:
+        return None
+    return match.group("stem"), match.group("variant") or match.group("index_variant")
+
+
+def keep_unless_superseded_weights(relative_path: str, new_folder: str) -> bool:
+    r"""
+    For [`atomic_folder`]'s `keep`: keeps every previous file except weight files (and shard indexes) of a variant
+    that the new save wrote again in the same folder, as diffusers' own `save_pretrained` removes stale shards.
+    """
+    directory, filename = os.path.split(relative_path)
+    variant = _weights_variant(filename)
+    if variant is None:
+        return True
+    new_directory = os.path.join(new_folder, directory)
+    written = {_weights_variant(name) for name in os.listdir(new_directory)} if os.path.isdir(new_directory) else set()
+    return variant not in written
+
+
 @contextlib.contextmanager
 def atomic_folder(
     path: str | os.PathLike, overwrite: bool = False, keep_existing: bool = False, keep=None
