@@ -214,17 +214,27 @@ def atomic_folder(
     try:
         default_permissions(temporary, is_folder=True)
         yield temporary
-        if not os.path.isdir(path):
-            os.rename(temporary, path)
-            return
-        if keep_existing:
+        if keep_existing and os.path.isdir(path):
             _carry_over(path, temporary, keep or (lambda relative, new: True))
-        previous = temporary_sibling(path, kind="old", folder=True)
-        os.rmdir(previous)
-        # between these two renames only `previous` holds the old content; a rerun puts it back if killed here
-        os.rename(path, previous)
-        os.rename(temporary, path)
-        _remove(previous)
+        move_into_place(temporary, path)
     finally:
         if os.path.lexists(temporary):
             _remove(temporary)
+
+
+def move_into_place(temporary: str, path: str | os.PathLike) -> None:
+    r"""
+    Moves the complete folder `temporary` (a sibling made by [`temporary_sibling`]) to `path`, replacing a folder there.
+
+    A folder being replaced is first renamed to an `old` sibling; if the process is killed before the new folder takes
+    its place, the next write to `path` (see [`remove_stale_temporaries`]) moves it back.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isdir(path):
+        os.rename(temporary, path)
+        return
+    previous = temporary_sibling(path, kind="old", folder=True)
+    os.rmdir(previous)
+    os.rename(path, previous)
+    os.rename(temporary, path)
+    _remove(previous)

@@ -159,17 +159,25 @@ def check_generation_defaults(generation_defaults: dict[str, Any] | None) -> dic
     return dict(generation_defaults)
 
 
-def read_legacy_generation_defaults(folder: str | os.PathLike) -> dict[str, Any] | None:
-    r"""Reads the recommended settings of an older saved pipeline (`videolatent.json`), `None` when it has none."""
-    path = os.path.join(folder, LEGACY_SETTINGS_NAME)
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as file:
-            settings = json.load(file)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: cannot read the recommended settings as JSON ({error}).") from error
-    return check_generation_defaults(settings)
+def load_generation_defaults(folder: str | os.PathLike) -> dict[str, Any] | None:
+    r"""
+    Reads the recommended settings of a saved pipeline folder: `generation_defaults` of its `model_index.json`, else
+    (a folder saved by an older version) its `videolatent.json`; `None` when it has neither.
+    """
+    index_path = os.path.join(folder, "model_index.json")
+    legacy_path = os.path.join(folder, LEGACY_SETTINGS_NAME)
+    for path in (index_path, legacy_path):
+        if not os.path.isfile(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as file:
+                content = json.load(file)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{path}: cannot read it as JSON ({error}).") from error
+        settings = content.get("generation_defaults") if path == index_path else content
+        if settings is not None:
+            return check_generation_defaults(settings)
+    return None
 
 
 def _count_items(value: Any, item_ndim: int) -> int:
@@ -269,14 +277,8 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
         `generation_defaults` (so `save_pretrained` then keeps them in `model_index.json`).
         """
         folder = os.fspath(pretrained_model_name_or_path)
-        index_path = os.path.join(folder, "model_index.json")
-        if "generation_defaults" not in kwargs and os.path.isfile(index_path):
-            with open(index_path, encoding="utf-8") as file:
-                saved_defaults = json.load(file).get("generation_defaults")
-            if saved_defaults is None:
-                legacy_defaults = read_legacy_generation_defaults(folder)
-                if legacy_defaults is not None:
-                    kwargs["generation_defaults"] = legacy_defaults
+        if "generation_defaults" not in kwargs and os.path.isdir(folder):
+            kwargs["generation_defaults"] = load_generation_defaults(folder)
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     def resolve_generation_settings(self, **settings: Any) -> dict[str, Any]:
