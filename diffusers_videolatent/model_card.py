@@ -23,6 +23,8 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData, hf_hub_download
 
+from .atomic import atomic_file
+
 
 LIBRARY_NAME = "diffusers-videolatent"
 PACKAGE_NAME = "diffusers_videolatent"
@@ -513,7 +515,8 @@ def save_model_card(folder: str | os.PathLike, repo_id: str | None = None, **kwa
     """
     card = create_model_card(folder, repo_id, **kwargs)
     path = Path(folder) / "README.md"
-    card.save(path)
+    with atomic_file(path, overwrite=True) as temporary:
+        card.save(temporary)
     return path
 
 
