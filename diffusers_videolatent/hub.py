@@ -11,7 +11,7 @@ from pathlib import Path
 
 from huggingface_hub import create_repo, upload_folder
 
-from .atomic import atomic_folder, inside_temporary, keep_unless_superseded_weights
+from .atomic import atomic_file, atomic_folder, inside_temporary, keep_unless_superseded_weights
 from .model_card import create_model_card, folder_kind, save_model_card
 
 
@@ -71,7 +71,8 @@ def push_folder_to_hub(
     if card is not None:
         if created_repo_id != repo_id:
             card = create_model_card(folder, created_repo_id, **(card_kwargs or {}))
-        card.save(card_path)
+        with atomic_file(card_path) as temporary:
+            card.save(temporary)
         logger.info(f"Wrote the model card {card_path}.")
 
     # 4. upload, unchanged

@@ -14,7 +14,7 @@ from accelerate.tracking import GeneralTracker
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broadcast_object_list
 from diffusers.optimization import get_scheduler
 
-from ..atomic import move_into_place, remove_stale_temporaries, temporary_sibling
+from ..atomic import atomic_file, move_into_place, remove_stale_temporaries, temporary_sibling
 from .moving_shapes import MovingShapesDataset
 from .video_folder import VideoFolderDataset
 
@@ -47,8 +47,9 @@ class JSONLinesTracker(GeneralTracker):
 
     def store_init_configuration(self, values: dict):
         self.start()
-        with open(os.path.join(os.path.dirname(self.path), "config.json"), "w") as file:
-            json.dump(values, file, indent=2, default=str)
+        with atomic_file(os.path.join(os.path.dirname(self.path), "config.json"), overwrite=True) as temporary:
+            with open(temporary, "w") as file:
+                json.dump(values, file, indent=2, default=str)
 
     def log(self, values: dict, step: int | None = None, **kwargs):
         self.start()
