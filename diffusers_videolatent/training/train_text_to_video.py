@@ -37,6 +37,7 @@ from diffusers.utils import export_to_gif
 from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from ..geometry import unet_max_latent_frames
 from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
 from ..pipelines import VideoLatentPipeline
 from .moving_shapes import VOCABULARY, make_caption
@@ -479,6 +480,7 @@ def main(argv: list[str] | None = None) -> None:
         helper.vae_scale_factor_temporal,
         helper.vae_scale_factor_spatial,
         helper.unet_downsample_factor,
+        unet_max_latent_frames(unet.config),
     )
     if args.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
