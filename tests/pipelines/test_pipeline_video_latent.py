@@ -27,6 +27,7 @@ from conftest import (  # noqa: E402
     build_cogvideox_vae,
     build_image_vae,
     build_pipeline_components,
+    build_spatio_temporal_unet,
     build_wan_vae,
 )
 
@@ -48,21 +49,7 @@ def make_pipeline(tokenizer_dir, **overrides) -> VideoLatentPipeline:
 
 
 def build_our_unet(in_channels: int = 4, conditioning_channels: int = 0, use_fps_conditioning: bool = False):
-    torch.manual_seed(0)
-    return UNetSpatioTemporalModel(
-        in_channels=in_channels,
-        out_channels=in_channels,
-        conditioning_channels=conditioning_channels,
-        use_fps_conditioning=use_fps_conditioning,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        transformer_layers_per_block=(1, 0),
-        num_attention_heads=2,
-        temporal_num_attention_heads=2,
-        cross_attention_dim=16,
-        norm_num_groups=4,
-        temporal_max_frames=8,
-    ).eval()
+    return build_spatio_temporal_unet(in_channels, conditioning_channels, use_fps_conditioning)
 
 
 def call(pipe, seed: int = 0, **kwargs):
