@@ -981,18 +981,22 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
             negative_prompt (`str` or `list[str]`, *optional*):
                 The prompt or prompts to guide away from. Ignored when not using guidance (`guidance_scale <= 1`).
             image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or a list of them, *optional*):
-                Image-to-video: the first frame, one for all prompts or one per prompt (arrays and tensors hold values
-                in [0, 1], as everywhere in diffusers). It is encoded as a 1-frame
-                video; a U-Net with `conditioning_channels > 0` receives it as extra input channels, otherwise the
-                first latent frame is replaced by it (noised to the current timestep) at every step.
+                Image-to-video: the first frame, one for all prompts or one per prompt (arrays `(height, width,
+                channels)` and tensors `(channels, height, width)` hold floats in [0, 1], as everywhere in diffusers,
+                or uint8 values). Images are converted to RGB as diffusers' `load_image` does (L, LA, P, RGBA, CMYK;
+                1, 2 or 4 channels for arrays and tensors, the alpha dropped). It is encoded as a 1-frame video; a
+                U-Net with `conditioning_channels > 0` receives it as extra input channels, otherwise the first latent
+                frame is replaced by it (noised to the current timestep) at every step.
             video (`list[PIL.Image.Image]`, `np.ndarray`, `torch.Tensor` or a list of them, *optional*):
-                Video-to-video: the video to transform, one for all prompts or one per prompt.
+                Video-to-video: the video to transform, one for all prompts or one per prompt (arrays `(frames,
+                height, width, channels)`, tensors `(frames, channels, height, width)`), converted to RGB as `image`.
             strength (`float`, *optional*, defaults to 0.8):
                 Video-to-video only: how much of `video` is replaced, in [0, 1]. 1 starts from pure noise, 0 returns
                 the video's reconstruction; only the last `strength` fraction of the schedule is run.
             num_frames (`int`, *optional*, defaults to 17):
                 The number of frames to generate, `1 + k * r` for the VAE's temporal ratio `r`. Defaults to the length
-                of `video` in video-to-video.
+                of `video` in video-to-video. A U-Net with a frame-position table takes at most
+                `1 + (temporal_max_frames - 1) * r` frames.
             height (`int`, *optional*, defaults to `unet.config.sample_size * vae_scale_factor_spatial`):
                 The height in pixels of the generated video.
             width (`int`, *optional*, defaults to `unet.config.sample_size * vae_scale_factor_spatial`):
@@ -1037,7 +1041,7 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
             cross_attention_kwargs (`dict`, *optional*):
                 Keyword arguments passed to the U-Net's attention processors.
             clip_skip (`int`, *optional*):
-                The number of final CLIP layers to skip when encoding the prompts.
+                The number of final CLIP layers to skip when encoding the prompts, fewer than the text encoder's layers.
             decode_chunk_size (`int`, *optional*):
                 The number of latent frames decoded at once; lower values use less memory. All frames by default.
 
