@@ -180,13 +180,15 @@ def build_spatio_temporal_unet(
     conditioning_channels: int = 0,
     use_fps_conditioning: bool = False,
     temporal_max_frames: int = 8,
+    sample_size: int | None = None,
     seed: int = 0,
 ):
-    """A two-level `UNetSpatioTemporalModel` (spatial downsampling 2) with an 8-frame sinusoidal frame table."""
+    """A two-level `UNetSpatioTemporalModel` (spatial downsampling 2) with a sinusoidal frame table."""
     from diffusers_videolatent import UNetSpatioTemporalModel
 
     torch.manual_seed(seed)
     return UNetSpatioTemporalModel(
+        sample_size=sample_size,
         in_channels=in_channels,
         out_channels=in_channels,
         conditioning_channels=conditioning_channels,
@@ -200,3 +202,14 @@ def build_spatio_temporal_unet(
         norm_num_groups=4,
         temporal_max_frames=temporal_max_frames,
     ).eval()
+
+
+def build_pipeline(tokenizer_dir: str | Path, **overrides):
+    """A `VideoLatentPipeline` of the tiny components (`overrides` replace some), its progress bar off."""
+    from diffusers_videolatent import VideoLatentPipeline
+
+    components = build_pipeline_components(tokenizer_dir)
+    components.update(overrides)
+    pipe = VideoLatentPipeline(**components)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

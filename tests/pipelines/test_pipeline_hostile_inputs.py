@@ -8,7 +8,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import build_image_vae, build_pipeline_components, build_spatio_temporal_unet
+from conftest import build_image_vae, build_pipeline, build_spatio_temporal_unet
 from diffusers import EulerDiscreteScheduler
 
 import diffusers_videolatent
@@ -25,18 +25,10 @@ def tokenizer_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("tokenizer")
 
 
-def make_pipeline(tokenizer_dir, **overrides) -> VideoLatentPipeline:
-    components = build_pipeline_components(tokenizer_dir)
-    components.update(overrides)
-    pipe = VideoLatentPipeline(**components)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 @pytest.fixture(scope="module")
 def pipe(tokenizer_dir):
     # Euler takes custom `sigmas` and `timesteps`, so those reach their value checks rather than a "not accepted" one
-    return make_pipeline(tokenizer_dir, scheduler=EulerDiscreteScheduler(beta_schedule="scaled_linear"))
+    return build_pipeline(tokenizer_dir, scheduler=EulerDiscreteScheduler(beta_schedule="scaled_linear"))
 
 
 def call(pipe, **overrides):
@@ -250,7 +242,7 @@ def test_video_frames_in_other_modes_are_converted(pipe):
 def test_largest_num_frames_runs_and_the_next_is_refused(tokenizer_dir, temporal_ratio, largest):
     # an 8-latent-frame table: 8 frames frame by frame, 1 + 7 * 4 = 29 frames with a temporal ratio of 4
     vae = AutoencoderKLVideo.from_image_vae(build_image_vae(), temporal_compression_ratio=temporal_ratio)
-    pipe = make_pipeline(tokenizer_dir, vae=vae, unet=build_spatio_temporal_unet(temporal_max_frames=8))
+    pipe = build_pipeline(tokenizer_dir, vae=vae, unet=build_spatio_temporal_unet(temporal_max_frames=8))
     frames = call(pipe, num_frames=largest, num_inference_steps=1).frames
     assert frames.shape == (1, largest, 3, 16, 16) and torch.isfinite(frames).all()
 
