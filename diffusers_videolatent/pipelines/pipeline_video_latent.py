@@ -47,6 +47,7 @@ from ..geometry import (
     nearest_valid_num_frames,
     num_latent_frames,
     size_multiple,
+    unet_downsample_factor,
     unet_max_latent_frames,
 )
 from ..hub import ModelCardHubMixin
@@ -419,7 +420,7 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
         elif _is_property(self.unet, "downsample_factor"):
             self.unet_downsample_factor = self.unet.downsample_factor
         else:
-            self.unet_downsample_factor = 2 ** (len(self.unet.config.block_out_channels) - 1)
+            self.unet_downsample_factor = unet_downsample_factor(self.unet.config)
 
         self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
 
