@@ -675,7 +675,7 @@ BAD_INPUTS = [
     ({"callback_on_step_end_tensor_inputs": ["noise_pred"]}, ValueError, "callback_on_step_end_tensor_inputs"),
     ({"num_videos_per_prompt": 0}, ValueError, "num_videos_per_prompt"),
     ({"guidance_scale": "high"}, TypeError, "guidance_scale"),
-    ({"guidance_scale": None}, TypeError, "guidance_scale"),
+    ({"guidance_scale": [7.5]}, TypeError, "guidance_scale"),
     ({"guidance_rescale": 1.5}, ValueError, "guidance_rescale"),
     ({"video": torch.rand(5, 3, 16, 16), "strength": 1.5}, ValueError, "strength"),
     ({"video": torch.rand(5, 3, 16, 16), "strength": -0.1}, ValueError, "strength"),
