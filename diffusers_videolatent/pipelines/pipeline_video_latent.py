@@ -321,13 +321,13 @@ def _check_pixels(name: str, pixels: Any) -> None:
     if dtype_name == "uint8":
         return
     values = torch.as_tensor(pixels)
-    finite = torch.isfinite(values)
-    if not finite.all():
+    # one pass: the extremes are NaN or infinite exactly when some value is
+    low, high = (float(extreme) for extreme in torch.aminmax(values))
+    if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(
-            f"`{name}` holds {int((~finite).sum())} non-finite values (NaN or inf) of {values.numel()}; pass finite"
-            " pixel values."
+            f"`{name}` holds {int((~torch.isfinite(values)).sum())} non-finite values (NaN or inf) of"
+            f" {values.numel()}; pass finite pixel values."
         )
-    low, high = float(values.min()), float(values.max())
     if low < -PIXEL_VALUE_LIMIT or high > PIXEL_VALUE_LIMIT:
         raise ValueError(
             f"`{name}` holds values in [{low:.4g}, {high:.4g}]; arrays and tensors hold pixels in [0, 1] (divide"
