@@ -33,8 +33,14 @@ from pathlib import Path
 TEMPORARY_MARK = ".videolatent-"
 
 
-def _sibling_pattern(name: str) -> re.Pattern:
-    return re.compile(rf"^\.{re.escape(name)}{re.escape(TEMPORARY_MARK)}(tmp|old)-(\d+)-[^/]+$")
+def _sibling_pattern(name_pattern: str) -> re.Pattern:
+    return re.compile(rf"^\.(?P<name>{name_pattern}){re.escape(TEMPORARY_MARK)}(?P<kind>tmp|old)-(?P<pid>\d+)-[^/]+$")
+
+
+def inside_temporary(path: str | os.PathLike) -> bool:
+    r"""Whether `path` is, or is inside, a temporary sibling of ours (whose own move into place already protects it)."""
+    pattern = _sibling_pattern(".+")
+    return any(pattern.match(part) for part in Path(os.path.abspath(os.fspath(path))).parts)
 
 
 def _process_alive(pid: int) -> bool:
@@ -63,30 +69,37 @@ def default_permissions(path: str, is_folder: bool) -> None:
     os.chmod(path, (0o777 if is_folder else 0o666) & ~umask)
 
 
-def remove_stale_temporaries(path: str | os.PathLike) -> list[str]:
+def remove_stale_temporaries(path: str | os.PathLike, name_pattern: str | None = None) -> list[str]:
     r"""
     Removes the temporary siblings of `path` left by processes that no longer run; returns what it removed.
 
-    A folder set aside while it was being replaced (`old`) is moved back to `path` when `path` itself is missing, so an
-    interrupted replacement never loses the previous content.
+    A folder set aside while it was being replaced (`old`) is moved back to its destination when the destination itself
+    is missing, so an interrupted replacement never loses the previous content.
 
     Args:
         path (`str` or `os.PathLike`):
             The destination whose siblings to clean; siblings of other destinations are left alone.
+        name_pattern (`str`, *optional*):
+            A regular expression: `path` is then the folder, and the siblings of every destination in it whose name
+            matches are cleaned (e.g. `checkpoint-\\d+`).
     """
     path = os.path.abspath(os.fspath(path))
-    parent, name = os.path.split(path)
+    if name_pattern is None:
+        parent, name = os.path.split(path)
+        name_pattern = re.escape(name)
+    else:
+        parent = path
     if not os.path.isdir(parent):
         return []
-    pattern = _sibling_pattern(name)
+    pattern = _sibling_pattern(name_pattern)
     removed = []
     for entry in sorted(os.listdir(parent)):
         match = pattern.match(entry)
-        if match is None or _process_alive(int(match.group(2))):
+        if match is None or _process_alive(int(match.group("pid"))):
             continue
-        sibling = os.path.join(parent, entry)
-        if match.group(1) == "old" and not os.path.lexists(path):
-            os.rename(sibling, path)
+        sibling, destination = os.path.join(parent, entry), os.path.join(parent, match.group("name"))
+        if match.group("kind") == "old" and not os.path.lexists(destination):
+            os.rename(sibling, destination)
             continue
         _remove(sibling)
         removed.append(sibling)

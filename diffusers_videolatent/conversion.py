@@ -20,7 +20,7 @@ import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, ModelMixin
 from huggingface_hub import hf_hub_download
 
-from .atomic import atomic_folder
+from .atomic import atomic_folder, remove_stale_temporaries
 from .geometry import size_multiple, unet_downsample_factor, vae_compression_ratios_from_config
 from .hub import push_folder_to_hub
 from .model_card import ConversionProvenance, combine_licenses, is_hub_id, load_source_card_data, save_model_card
@@ -436,6 +436,8 @@ def run_conversion(
     try:
         # 1. check everything cheap before loading weights
         dtype = parse_dtype(args.dtype)
+        # what a killed earlier run of this command left next to the output goes first (a set-aside folder comes back)
+        remove_stale_temporaries(args.output_path)
         check_output_path(args.output_path, args.overwrite)
         if args.push_to_hub and not args.repo_id:
             raise ValueError("`--push_to_hub` needs `--repo_id`.")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from huggingface_hub import create_repo, upload_folder
 
-from .atomic import atomic_folder, keep_unless_superseded_weights
+from .atomic import atomic_folder, inside_temporary, keep_unless_superseded_weights
 from .model_card import create_model_card, folder_kind, save_model_card
 
 
@@ -120,6 +120,9 @@ class ModelCardHubMixin:
         if not is_main_process:
             # the other processes of a distributed save write nothing of their own
             return super().save_pretrained(save_directory, is_main_process=False, **save_kwargs)
+        if inside_temporary(save_directory) and not push_to_hub:
+            # a component of a pipeline being saved atomically, or a conversion's temporary folder
+            return super().save_pretrained(save_directory, **save_kwargs)
         push_kwargs = {
             name: save_kwargs.pop(name)
             for name in ("commit_message", "private", "create_pr", "token", "repo_id")

@@ -29,7 +29,8 @@ from .video_folder import VideoFolderDataset
 
 
 RUN_CONFIG_NAME = "run_config.json"
-CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
+CHECKPOINT_NAME_PATTERN = r"checkpoint-(\d+)"
+CHECKPOINT_NAME = re.compile(rf"^{CHECKPOINT_NAME_PATTERN}$")
 
 
 class JSONLinesTracker(GeneralTracker):
@@ -259,8 +260,10 @@ def create_accelerator(args: argparse.Namespace, project_name: str) -> Accelerat
         args (`argparse.Namespace`): The options added by `add_common_arguments`.
         project_name (`str`): The trackers' project name.
     """
-    # a final save killed halfway through replacing `output_dir` left it aside: put it back before anything writes
+    # a final save killed halfway through replacing `output_dir` left it aside: put it back before anything writes;
+    # and drop the partial checkpoints of killed runs
     remove_stale_temporaries(args.output_dir)
+    remove_stale_temporaries(args.output_dir, name_pattern=CHECKPOINT_NAME_PATTERN)
     logging_dir = os.path.join(args.output_dir, args.logging_dir)
     return Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
