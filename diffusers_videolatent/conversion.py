@@ -21,6 +21,7 @@ from diffusers import DDIMScheduler, DiffusionPipeline, ModelMixin
 from huggingface_hub import hf_hub_download
 
 from .atomic import atomic_folder, remove_stale_temporaries
+from .geometry import size_multiple, unet_downsample_factor, vae_compression_ratios_from_config
 from .hub import push_folder_to_hub
 from .model_card import ConversionProvenance, combine_licenses, is_hub_id, load_source_card_data, save_model_card
 from .pipelines.pipeline_video_latent import check_generation_defaults
@@ -233,12 +234,12 @@ def verification_frame_size(vae: ModelMixin, unet: ModelMixin) -> int:
 
     Args:
         vae (`ModelMixin`):
-            An image VAE with `block_out_channels` (spatial ratio `2 ** (levels - 1)`).
+            An image VAE (its spatial ratio is read from its config).
         unet (`ModelMixin`):
             A U-Net with `block_out_channels` (spatial downsampling `2 ** (levels - 1)`).
     """
-    spatial_ratio = 2 ** (len(vae.config.block_out_channels) - 1)
-    return 2 * spatial_ratio * 2 ** (len(unet.config.block_out_channels) - 1)
+    spatial_ratio = vae_compression_ratios_from_config(vae.config)[0]
+    return 2 * size_multiple(spatial_ratio, unet_downsample_factor(unet.config))
 
 
 @torch.no_grad()
@@ -277,7 +278,7 @@ def run_pipelines_side_by_side(
         `tuple`: the reference frames, the converted frames (both `[B, F, H, W, 3]` in [0, 1]) and a description.
     """
     size = verification_frame_size(reference_components["vae"], reference_components["unet"])
-    spatial_ratio = 2 ** (len(reference_components["vae"].config.block_out_channels) - 1)
+    spatial_ratio = vae_compression_ratios_from_config(reference_components["vae"].config)[0]
     generator = torch.Generator().manual_seed(seed)
     latents = torch.randn(
         1,

@@ -24,6 +24,16 @@ from typing import Any
 from huggingface_hub import ModelCard, ModelCardData, hf_hub_download
 
 from .atomic import atomic_file
+from .geometry import (
+    is_valid_num_frames,
+    largest_num_frames,
+    num_latent_frames,
+    num_pixel_frames,
+    size_multiple,
+    unet_downsample_factor,
+    unet_max_latent_frames,
+    vae_compression_ratios_from_config,
+)
 
 
 LIBRARY_NAME = "diffusers-videolatent"
@@ -139,35 +149,16 @@ def _import_class(library: str, class_name: str) -> type:
     return getattr(importlib.import_module(library), class_name)
 
 
-def _build_on_meta(model_class: type, config: dict[str, Any]) -> Any:
-    """Instantiate a model from its config without allocating weights, to read properties derived from the config."""
-    from accelerate import init_empty_weights
-
-    with init_empty_weights():
-        return model_class.from_config(config)
-
-
-def _vae_ratios(vae_class: type, config: dict[str, Any]) -> tuple[int | None, int | None]:
-    spatial = temporal = None
-    if hasattr(vae_class, "spatial_compression_ratio") or hasattr(vae_class, "temporal_compression_ratio"):
-        vae = _build_on_meta(vae_class, config)
-        spatial = getattr(vae, "spatial_compression_ratio", None)
-        temporal = getattr(vae, "temporal_compression_ratio", None)
-    spatial = spatial if spatial is not None else config.get("spatial_compression_ratio")
-    temporal = temporal if temporal is not None else config.get("temporal_compression_ratio")
-    if vae_class.__name__ == "AutoencoderKL":
-        # diffusers' image VAE: frame by frame, one down level per extra block.
-        spatial = spatial or 2 ** (len(config["block_out_channels"]) - 1)
-        temporal = temporal or 1
+def _vae_ratios(config: dict[str, Any]) -> tuple[int | None, int | None]:
+    try:
+        spatial, temporal, _ = vae_compression_ratios_from_config(config)
+    except ValueError:
+        return None, None
     return spatial, temporal
 
 
-def _unet_downsample_factor(unet_class: type, config: dict[str, Any]) -> int | None:
-    if hasattr(unet_class, "downsample_factor"):
-        return int(_build_on_meta(unet_class, config).downsample_factor)
-    if "block_out_channels" in config:
-        return 2 ** (len(config["block_out_channels"]) - 1)
-    return None
+def _unet_downsample_factor(config: dict[str, Any]) -> int | None:
+    return unet_downsample_factor(config) if "block_out_channels" in config else None
 
 
 def frame_rule(temporal_ratio: int) -> str:
@@ -177,7 +168,7 @@ def frame_rule(temporal_ratio: int) -> str:
             "Any number of frames works: the VAE encodes every frame on its own (temporal ratio 1), so "
             "`F_lat = F` and memory and time grow with the number of frames."
         )
-    examples = ", ".join(str(1 + k * temporal_ratio) for k in range(5))
+    examples = ", ".join(str(num_pixel_frames(count, temporal_ratio)) for count in range(1, 6))
     return (
         f"The VAE is causal and encodes the first frame on its own, so `num_frames` must be `1 + k * "
         f"{temporal_ratio}` ({examples}, ...), and a video of `F` frames becomes `F_lat = (F - 1) // "
@@ -242,7 +233,7 @@ def _recommended_settings(
     settings.update(facts.get("generation_defaults") or {})
     settings.update({key: value for key, value in recommended.items() if value is not None})
     num_frames = settings.get("num_frames")
-    if num_frames is not None and temporal is not None and (num_frames - 1) % temporal != 0:
+    if num_frames is not None and temporal is not None and not is_valid_num_frames(num_frames, temporal):
         raise ValueError(
             f"`recommended['num_frames']` is {num_frames}, which breaks the frame rule of a VAE with temporal ratio "
             f"{temporal}; use 1 + k * {temporal} frames."
@@ -378,10 +369,11 @@ def create_model_card(
     latent = None
     if facts["vae"] is not None:
         vae_class, vae_config = facts["vae"]
-        spatial, temporal = _vae_ratios(vae_class, vae_config)
-    downsample_factor = None
+        spatial, temporal = _vae_ratios(vae_config)
+    downsample_factor = max_latent_frames = None
     if facts["unet"] is not None:
-        downsample_factor = _unet_downsample_factor(*facts["unet"])
+        downsample_factor = _unet_downsample_factor(facts["unet"][1])
+        max_latent_frames = unet_max_latent_frames(facts["unet"][1])
 
     # 2. recommended settings and the usage snippet
     settings = _recommended_settings(facts, spatial, temporal, recommended) if kind == "pipeline" else {}
@@ -403,7 +395,9 @@ def create_model_card(
             "scaling_factor": vae_config.get("scaling_factor"),
             "shift_factor": vae_config.get("shift_factor"),
             "unet_downsample_factor": downsample_factor,
-            "size_multiple": spatial * downsample_factor if downsample_factor else None,
+            "size_multiple": size_multiple(spatial, downsample_factor) if downsample_factor else None,
+            "max_latent_frames": max_latent_frames,
+            "max_num_frames": largest_num_frames(max_latent_frames, temporal) if max_latent_frames else None,
             "frame_rule": frame_rule(temporal),
         }
         if {"num_frames", "height", "width"} <= set(settings):
@@ -414,7 +408,7 @@ def create_model_card(
                 example_shape=[
                     1,
                     vae_config.get("latent_channels"),
-                    (settings["num_frames"] - 1) // temporal + 1,
+                    num_latent_frames(settings["num_frames"], temporal),
                     settings["height"] // spatial,
                     settings["width"] // spatial,
                 ],

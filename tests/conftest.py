@@ -173,3 +173,43 @@ def tiny_image_vae() -> AutoencoderKL:
 @pytest.fixture
 def tiny_pipeline_components(tmp_path) -> dict:
     return build_pipeline_components(tmp_path)
+
+
+def build_spatio_temporal_unet(
+    in_channels: int = 4,
+    conditioning_channels: int = 0,
+    use_fps_conditioning: bool = False,
+    temporal_max_frames: int = 8,
+    sample_size: int | None = None,
+    seed: int = 0,
+):
+    """A two-level `UNetSpatioTemporalModel` (spatial downsampling 2) with a sinusoidal frame table."""
+    from diffusers_videolatent import UNetSpatioTemporalModel
+
+    torch.manual_seed(seed)
+    return UNetSpatioTemporalModel(
+        sample_size=sample_size,
+        in_channels=in_channels,
+        out_channels=in_channels,
+        conditioning_channels=conditioning_channels,
+        use_fps_conditioning=use_fps_conditioning,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        transformer_layers_per_block=(1, 0),
+        num_attention_heads=2,
+        temporal_num_attention_heads=2,
+        cross_attention_dim=TEXT_HIDDEN_SIZE,
+        norm_num_groups=4,
+        temporal_max_frames=temporal_max_frames,
+    ).eval()
+
+
+def build_pipeline(tokenizer_dir: str | Path, **overrides):
+    """A `VideoLatentPipeline` of the tiny components (`overrides` replace some), its progress bar off."""
+    from diffusers_videolatent import VideoLatentPipeline
+
+    components = build_pipeline_components(tokenizer_dir)
+    components.update(overrides)
+    pipe = VideoLatentPipeline(**components)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

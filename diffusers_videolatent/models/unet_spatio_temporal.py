@@ -43,6 +43,7 @@ from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from ..geometry import unet_downsample_factor, unet_max_latent_frames
 from ..hub import ModelCardHubMixin
 
 
@@ -801,7 +802,12 @@ class UNetSpatioTemporalModel(ModelCardHubMixin, ModelMixin, AttentionMixin, Con
     @property
     def downsample_factor(self) -> int:
         """Total spatial downsampling of the U-Net: `H` and `W` of `sample` must be multiples of it."""
-        return 2 ** (len(self.config.block_out_channels) - 1)
+        return unet_downsample_factor(self.config)
+
+    @property
+    def max_num_frames(self) -> int | None:
+        """The most frames `sample` may have (`temporal_max_frames` with a frame-position table), `None` for any."""
+        return unet_max_latent_frames(self.config)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Attention helpers (diffusers' `Attention` is not an `AttentionModuleMixin`, so fusion is done explicitly)
@@ -873,7 +879,7 @@ class UNetSpatioTemporalModel(ModelCardHubMixin, ModelMixin, AttentionMixin, Con
                 f"`sample` height and width must be divisible by the downsampling factor {self.downsample_factor}, "
                 f"got {height}x{width}."
             )
-        if config.temporal_position_embedding != "none" and num_frames > config.temporal_max_frames:
+        if self.max_num_frames is not None and num_frames > self.max_num_frames:
             raise ValueError(
                 f"`sample` has {num_frames} frames but the {config.temporal_position_embedding} frame-position table "
                 f"holds at most `temporal_max_frames`={config.temporal_max_frames}."

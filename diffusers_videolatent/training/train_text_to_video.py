@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from ..atomic import atomic_folder, keep_unless_superseded_weights
+from ..geometry import unet_max_latent_frames
 from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
 from ..pipelines import VideoLatentPipeline
 from ..pipelines.pipeline_video_latent import load_generation_defaults
@@ -481,6 +482,7 @@ def main(argv: list[str] | None = None) -> None:
         helper.vae_scale_factor_temporal,
         helper.vae_scale_factor_spatial,
         helper.unet_downsample_factor,
+        unet_max_latent_frames(unet.config),
     )
     if args.gradient_checkpointing:
         unet.enable_gradient_checkpointing()

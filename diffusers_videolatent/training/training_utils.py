@@ -15,6 +15,15 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broa
 from diffusers.optimization import get_scheduler
 
 from ..atomic import atomic_file, move_into_place, remove_stale_temporaries, temporary_sibling
+from ..geometry import (
+    format_choices,
+    is_valid_num_frames,
+    largest_num_frames,
+    nearest_multiples,
+    nearest_valid_num_frames,
+    num_latent_frames,
+    size_multiple,
+)
 from .moving_shapes import MovingShapesDataset
 from .video_folder import VideoFolderDataset
 
@@ -180,28 +189,39 @@ def check_common_arguments(args: argparse.Namespace) -> None:
 
 
 def check_video_size(
-    num_frames: int, height: int, width: int, temporal_ratio: int, spatial_ratio: int, unet_downsample_factor: int = 1
+    num_frames: int,
+    height: int,
+    width: int,
+    temporal_ratio: int,
+    spatial_ratio: int,
+    unet_downsample_factor: int = 1,
+    max_latent_frames: int | None = None,
 ) -> None:
     """
     Raises a `ValueError` unless the VAE (and the U-Net, when `unet_downsample_factor` > 1) can take clips of
-    `num_frames` x `height` x `width`: `num_frames = 1 + k * temporal_ratio`, and height and width multiples of
+    `num_frames` x `height` x `width`: `num_frames = 1 + k * temporal_ratio` with at most `max_latent_frames` latent
+    frames (the U-Net's frame-position table, when it has one), and height and width multiples of
     `spatial_ratio * unet_downsample_factor`.
     """
-    if (num_frames - 1) % temporal_ratio != 0:
-        lower = (num_frames - 1) // temporal_ratio * temporal_ratio + 1
+    if not is_valid_num_frames(num_frames, temporal_ratio):
         raise ValueError(
             f"`--num_frames` is {num_frames}, but the VAE's temporal compression ratio {temporal_ratio} needs "
-            f"1 + k * {temporal_ratio} frames: use {lower} or {lower + temporal_ratio}."
+            f"1 + k * {temporal_ratio} frames: use {format_choices(nearest_valid_num_frames(num_frames, temporal_ratio))}."
         )
-    multiple = spatial_ratio * unet_downsample_factor
+    if max_latent_frames is not None and num_latent_frames(num_frames, temporal_ratio) > max_latent_frames:
+        raise ValueError(
+            f"`--num_frames` is {num_frames}, but the U-Net's frame-position table holds {max_latent_frames} latent "
+            f"frames: the largest `--num_frames` it takes is {largest_num_frames(max_latent_frames, temporal_ratio)}."
+        )
+    multiple = size_multiple(spatial_ratio, unet_downsample_factor)
     for name, size in (("height", height), ("width", width)):
         if size % multiple != 0:
             what = f"the VAE's spatial ratio {spatial_ratio}"
             if unet_downsample_factor > 1:
                 what += f" times the U-Net's downsampling {unet_downsample_factor}"
             raise ValueError(
-                f"`--{name}` is {size}, but {what} needs a multiple of {multiple}: use {size // multiple * multiple or multiple}"
-                f" or {(size // multiple + 1) * multiple}."
+                f"`--{name}` is {size}, but {what} needs a multiple of {multiple}: use "
+                f"{format_choices(nearest_multiples(size, multiple))}."
             )
 
 
