@@ -5,12 +5,21 @@ and `UNet2DConditionModel` run on the same random weights and inputs must give t
 """
 
 import json
+import math
+from typing import Any
+from unittest import mock
 
 import pytest
 import torch
 from conftest import build_unet3d
 from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
-from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0, FusedAttnProcessor2_0
+from diffusers.models.attention_processor import (
+    Attention,
+    AttnProcessor,
+    AttnProcessor2_0,
+    FusedAttnProcessor2_0,
+    SlicedAttnProcessor,
+)
 
 from diffusers_videolatent import UNetSpatioTemporalModel, UNetSpatioTemporalOutput
 from diffusers_videolatent.models.unet_spatio_temporal import TemporalTransformer
@@ -581,3 +590,98 @@ def test_bad_config_raises_value_error():
         ValueError, match=r"`block_out_channels\[0\]` \(8\).*`temporal_num_attention_heads\[0\]` \(3\)"
     ):
         UNetSpatioTemporalModel(**tiny_config(temporal_num_attention_heads=3))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# FreeU and attention slicing, against diffusers' U-Nets
+# ---------------------------------------------------------------------------------------------------------------------
+
+FREEU = {"s1": 0.9, "s2": 0.2, "b1": 1.2, "b2": 1.4}
+
+
+@pytest.mark.parametrize("source", ["unet_motion_model", "unet3d"])
+def test_freeu_matches_diffusers_and_disable_restores_bit_for_bit(source):
+    if source == "unet_motion_model":
+        adapter = MotionAdapter(
+            block_out_channels=(8, 16),
+            motion_layers_per_block=1,
+            motion_num_attention_heads=2,
+            motion_norm_num_groups=4,
+            motion_max_seq_length=8,
+        )
+        randomize_(adapter, seed=7)
+        reference = UNetMotionModel.from_unet2d(build_unet2d(), adapter).eval()
+        model = UNetSpatioTemporalModel.from_unet2d(build_unet2d(), adapter).eval()
+    else:
+        reference = randomize_(build_unet3d(cross_attention_dim=CROSS_ATTENTION_DIM), seed=5)
+        model = UNetSpatioTemporalModel.from_unet3d(reference).eval()
+    num_frames = 3
+    sample, timestep, encoder_hidden_states = make_inputs(num_frames)
+    reference_text = encoder_hidden_states
+    if source == "unet_motion_model":  # `UNetMotionModel` takes the text once per frame
+        reference_text = encoder_hidden_states.repeat_interleave(num_frames, 0)
+    with torch.no_grad():
+        plain = model(sample, timestep, encoder_hidden_states).sample
+        reference.enable_freeu(**FREEU)
+        model.enable_freeu(**FREEU)
+        expected = reference(sample, timestep, reference_text).sample
+        actual = model(sample, timestep, encoder_hidden_states).sample
+        model.disable_freeu()
+        restored = model(sample, timestep, encoder_hidden_states).sample
+    assert (actual - plain).abs().max() > 1e-2  # FreeU really changes the output
+    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)
+    assert torch.equal(restored, plain)
+    assert [block.resolution_idx for block in model.up_blocks] == [0, 1]
+
+
+@pytest.mark.parametrize("value", [0, -1.0, "1.2", None, True])
+def test_enable_freeu_rejects_bad_factors(value):
+    model = build_model()
+    with pytest.raises(ValueError, match="`b2` must be a positive number"):
+        model.enable_freeu(s1=0.9, s2=0.2, b1=1.2, b2=value)
+    assert all(getattr(block, "b1", None) is None for block in model.up_blocks)
+
+
+def record_attention_scores() -> tuple[list[tuple[int, ...]], Any]:
+    """Patches diffusers' `Attention.get_attention_scores` to record the shape of every score tensor it forms (the
+    real method still computes them)."""
+    shapes = []
+    original = Attention.get_attention_scores
+
+    def recording(self, query, key, attention_mask=None):
+        scores = original(self, query, key, attention_mask)
+        shapes.append(tuple(scores.shape))
+        return scores
+
+    return shapes, mock.patch.object(Attention, "get_attention_scores", recording)
+
+
+def test_set_attention_slice_slices_every_processor_and_bounds_the_scores():
+    model = build_model()
+    sample, timestep, encoder_hidden_states = make_inputs(3)
+    num_processors = len(model.attn_processors)
+    # the unsliced reference forms each layer's full `(batch * heads, queries, keys)` score tensor
+    model.set_attn_processor(AttnProcessor())
+    shapes, patch = record_attention_scores()
+    with torch.no_grad(), patch:
+        reference = model(sample, timestep, encoder_hidden_states).sample
+    full_shapes = list(shapes)
+    assert len(full_shapes) == num_processors
+
+    model.set_attention_slice("max")
+    assert [type(p) for p in model.attn_processors.values()] == [SlicedAttnProcessor] * num_processors
+    assert {p.slice_size for p in model.attn_processors.values()} == {1}
+    shapes.clear()
+    with torch.no_grad(), patch:
+        sliced = model(sample, timestep, encoder_hidden_states).sample
+    torch.testing.assert_close(sliced, reference, atol=1e-5, rtol=0)
+    assert all(shape[0] == 1 for shape in shapes)  # one (video-frame, head) slice at a time
+    largest_full = max(math.prod(shape) for shape in full_shapes)
+    largest_sliced = max(math.prod(shape) for shape in shapes)
+    # each layer's slice is its full tensor divided by its batch * heads (at least 2 videos x 2 heads here)
+    assert largest_sliced * 4 <= largest_full, (largest_sliced, largest_full)
+
+    model.set_attention_slice(None)
+    assert all(isinstance(p, AttnProcessor2_0) for p in model.attn_processors.values())
+    with pytest.raises(ValueError, match="has to be smaller or equal to 2"):
+        model.set_attention_slice(3)
