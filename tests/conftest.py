@@ -4,13 +4,17 @@ Nothing here downloads anything: the CLIP tokenizer is written to a temporary fo
 Builders are plain functions (seeded, so two calls give identical weights) plus a few fixtures wrapping them.
 """
 
+import contextlib
 import json
 import string
+from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel, UNet3DConditionModel
+from diffusers.models.attention_processor import Attention
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel
@@ -214,6 +218,22 @@ def build_pipeline_components(tmp_path: str | Path, vae=None, unet=None, schedul
         "unet": unet if unet is not None else build_unet3d(),
         "scheduler": scheduler if scheduler is not None else build_scheduler(),
     }
+
+
+@contextlib.contextmanager
+def recording_attention_scores() -> Iterator[list[tuple[int, ...]]]:
+    """Records the shape of every attention-score tensor diffusers' `Attention.get_attention_scores` forms (the real
+    method still computes them): how large the attention maps of a forward pass get, sliced or not."""
+    shapes = []
+    get_attention_scores = Attention.get_attention_scores
+
+    def recording(self, query, key, attention_mask=None):
+        scores = get_attention_scores(self, query, key, attention_mask)
+        shapes.append(tuple(scores.shape))
+        return scores
+
+    with mock.patch.object(Attention, "get_attention_scores", recording):
+        yield shapes
 
 
 @pytest.fixture

@@ -6,15 +6,12 @@ and `UNet2DConditionModel` run on the same random weights and inputs must give t
 
 import json
 import math
-from typing import Any
-from unittest import mock
 
 import pytest
 import torch
-from conftest import build_unet3d
+from conftest import build_unet3d, recording_attention_scores
 from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
 from diffusers.models.attention_processor import (
-    Attention,
     AttnProcessor,
     AttnProcessor2_0,
     FusedAttnProcessor2_0,
@@ -642,37 +639,20 @@ def test_enable_freeu_rejects_bad_factors(value):
     assert all(getattr(block, "b1", None) is None for block in model.up_blocks)
 
 
-def record_attention_scores() -> tuple[list[tuple[int, ...]], Any]:
-    """Patches diffusers' `Attention.get_attention_scores` to record the shape of every score tensor it forms (the
-    real method still computes them)."""
-    shapes = []
-    original = Attention.get_attention_scores
-
-    def recording(self, query, key, attention_mask=None):
-        scores = original(self, query, key, attention_mask)
-        shapes.append(tuple(scores.shape))
-        return scores
-
-    return shapes, mock.patch.object(Attention, "get_attention_scores", recording)
-
-
 def test_set_attention_slice_slices_every_processor_and_bounds_the_scores():
     model = build_model()
     sample, timestep, encoder_hidden_states = make_inputs(3)
     num_processors = len(model.attn_processors)
     # the unsliced reference forms each layer's full `(batch * heads, queries, keys)` score tensor
     model.set_attn_processor(AttnProcessor())
-    shapes, patch = record_attention_scores()
-    with torch.no_grad(), patch:
+    with torch.no_grad(), recording_attention_scores() as full_shapes:
         reference = model(sample, timestep, encoder_hidden_states).sample
-    full_shapes = list(shapes)
     assert len(full_shapes) == num_processors
 
     model.set_attention_slice("max")
     assert [type(p) for p in model.attn_processors.values()] == [SlicedAttnProcessor] * num_processors
     assert {p.slice_size for p in model.attn_processors.values()} == {1}
-    shapes.clear()
-    with torch.no_grad(), patch:
+    with torch.no_grad(), recording_attention_scores() as shapes:
         sliced = model(sample, timestep, encoder_hidden_states).sample
     torch.testing.assert_close(sliced, reference, atol=1e-5, rtol=0)
     assert all(shape[0] == 1 for shape in shapes)  # one (video-frame, head) slice at a time
