@@ -237,6 +237,19 @@ def recording_attention_scores() -> Iterator[list[tuple[int, ...]]]:
 
 
 @pytest.fixture
+def no_grad() -> Iterator[None]:
+    """Runs a test under `torch.no_grad()` (use with `pytest.mark.usefixtures("no_grad")`)."""
+    with torch.no_grad():
+        yield
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    """A folder for the tiny tokenizer, shared by the tests of a module."""
+    return tmp_path_factory.mktemp("tokenizer")
+
+
+@pytest.fixture
 def tiny_tokenizer(tmp_path) -> CLIPTokenizer:
     return build_tokenizer(tmp_path / "tokenizer")
 

@@ -35,6 +35,7 @@ from transformers.utils.peft_utils import check_peft_version
 from diffusers_videolatent import UNetSpatioTemporalModel, VideoLatentPipeline
 
 
+pytestmark = pytest.mark.usefixtures("no_grad")
 PROMPT = "a red circle moving right"
 CALL = {"num_frames": 5, "height": 16, "width": 16, "num_inference_steps": 2, "output_type": "np"}
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -47,17 +48,6 @@ def transformers_peft_integration_available() -> bool:
     except ValueError:
         return False
     return is_peft_available()
-
-
-@pytest.fixture(autouse=True)
-def no_grad():
-    with torch.no_grad():
-        yield
-
-
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("tokenizer")
 
 
 def make_pipeline(tokenizer_dir) -> VideoLatentPipeline:

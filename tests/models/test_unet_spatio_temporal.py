@@ -445,8 +445,7 @@ def test_from_unet3d_matches_diffusers():
         torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)
 
 
-def test_from_unet2d_with_motion_adapter_matches_unet_motion_model():
-    unet = build_unet2d()
+def build_motion_adapter(seed: int = 7) -> MotionAdapter:
     torch.manual_seed(0)
     adapter = MotionAdapter(
         block_out_channels=(8, 16),
@@ -455,7 +454,12 @@ def test_from_unet2d_with_motion_adapter_matches_unet_motion_model():
         motion_norm_num_groups=4,
         motion_max_seq_length=8,
     )
-    randomize_(adapter, seed=7)  # AnimateDiff's zero-initialised projections become non-zero
+    return randomize_(adapter, seed=seed)  # AnimateDiff's zero-initialised projections become non-zero
+
+
+def test_from_unet2d_with_motion_adapter_matches_unet_motion_model():
+    unet = build_unet2d()
+    adapter = build_motion_adapter()
     reference = UNetMotionModel.from_unet2d(unet, adapter).eval()
     model = UNetSpatioTemporalModel.from_unet2d(unet, adapter).eval()
     assert model.config.temporal_position_embedding == "sinusoidal"
@@ -599,14 +603,7 @@ FREEU = {"s1": 0.9, "s2": 0.2, "b1": 1.2, "b2": 1.4}
 @pytest.mark.parametrize("source", ["unet_motion_model", "unet3d"])
 def test_freeu_matches_diffusers_and_disable_restores_bit_for_bit(source):
     if source == "unet_motion_model":
-        adapter = MotionAdapter(
-            block_out_channels=(8, 16),
-            motion_layers_per_block=1,
-            motion_num_attention_heads=2,
-            motion_norm_num_groups=4,
-            motion_max_seq_length=8,
-        )
-        randomize_(adapter, seed=7)
+        adapter = build_motion_adapter()
         reference = UNetMotionModel.from_unet2d(build_unet2d(), adapter).eval()
         model = UNetSpatioTemporalModel.from_unet2d(build_unet2d(), adapter).eval()
     else:

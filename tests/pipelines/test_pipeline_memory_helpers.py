@@ -26,18 +26,8 @@ from diffusers.models.attention_processor import (
 from diffusers_videolatent import VideoLatentPipeline
 
 
+pytestmark = pytest.mark.usefixtures("no_grad")
 CALL = {"num_frames": 5, "height": 16, "width": 16, "num_inference_steps": 2, "output_type": "np"}
-
-
-@pytest.fixture(autouse=True)
-def no_grad():
-    with torch.no_grad():
-        yield
-
-
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("tokenizer")
 
 
 def make_pipeline(tokenizer_dir, vae=None) -> VideoLatentPipeline:
