@@ -52,6 +52,44 @@ class VideoLatentLoraLoaderMixin(StableDiffusionLoraLoaderMixin):
     unet_name = UNET_NAME
     text_encoder_name = TEXT_ENCODER_NAME
 
+    def load_lora_weights(
+        self,
+        pretrained_model_name_or_path_or_dict: str | os.PathLike | dict[str, torch.Tensor],
+        adapter_name: str | None = None,
+        hotswap: bool = False,
+        **kwargs,
+    ) -> None:
+        r"""
+        Load LoRA weights into `self.unet` and `self.text_encoder`, as
+        [`~loaders.StableDiffusionLoraLoaderMixin.load_lora_weights`] does (AnimateDiff motion LoRAs are mapped by
+        [`~VideoLatentLoraLoaderMixin.lora_state_dict`]). When loading into the text encoder fails after the U-Net got
+        its part, the U-Net's new adapter is removed again before the error is raised, so a failed load changes
+        nothing.
+
+        Parameters:
+            pretrained_model_name_or_path_or_dict (`str` or `os.PathLike` or `dict`):
+                A Hub id, a folder holding the LoRA file, or a state dict.
+            adapter_name (`str`, *optional*):
+                The adapter's name; `default_{i}` when not given.
+            hotswap (`bool`, *optional*, defaults to `False`):
+                Whether to replace the weights of the already loaded adapter `adapter_name` in place.
+            kwargs (`dict`, *optional*):
+                See [`~loaders.StableDiffusionLoraLoaderMixin.load_lora_weights`].
+        """
+        unet = getattr(self, self.unet_name, None)
+        adapters_before = set(getattr(unet, "peft_config", None) or {})
+        try:
+            super().load_lora_weights(
+                pretrained_model_name_or_path_or_dict, adapter_name=adapter_name, hotswap=hotswap, **kwargs
+            )
+        except Exception:
+            new_adapters = sorted(set(getattr(unet, "peft_config", None) or {}) - adapters_before)
+            if new_adapters and not adapters_before:
+                unet.unload_lora()
+            elif new_adapters:
+                unet.delete_adapters(new_adapters)
+            raise
+
     @classmethod
     @validate_hf_hub_args
     def lora_state_dict(

@@ -199,6 +199,27 @@ def test_save_lora_weights_round_trip_and_atomic_write(tokenizer_dir, tmp_path):
         pipe.save_lora_weights(tmp_path / "empty")
 
 
+def test_a_failed_text_encoder_load_leaves_the_unet_unchanged(tokenizer_dir, tmp_path):
+    unet_layers = load_file(write_unet_lora(tmp_path / "unet", seed=1) / WEIGHT_NAME)
+    # a text-encoder part that cannot load (transformers refuses peft < 0.22; with a newer peft, no such module)
+    broken = {**unet_layers, "text_encoder.no_such_layer.lora_A.weight": torch.zeros(2, 16)}
+    broken["text_encoder.no_such_layer.lora_B.weight"] = torch.zeros(16, 2)
+    pipe = make_pipeline(tokenizer_dir)
+    pipe.load_lora_weights(tmp_path / "unet", adapter_name="kept")
+    with_kept = run(pipe)
+    with pytest.raises(ValueError):
+        pipe.load_lora_weights(broken, adapter_name="broken")
+    assert pipe.get_list_adapters() == {"unet": ["kept"]}
+    assert np.array_equal(run(pipe), with_kept)
+
+    fresh = make_pipeline(tokenizer_dir)
+    base = run(fresh)
+    with pytest.raises(ValueError):
+        fresh.load_lora_weights(broken)
+    assert not any(isinstance(module, LoraLayer) for module in fresh.unet.modules())
+    assert np.array_equal(run(fresh), base)
+
+
 @pytest.mark.skipif(
     not transformers_peft_integration_available(),
     reason=f"transformers' PEFT integration (text-encoder LoRA) needs peft >= {MIN_PEFT_VERSION}",
