@@ -8,7 +8,6 @@ temporary file (or folder) next to its destination and moved into place once com
 """
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -19,10 +18,6 @@ from pathlib import Path
 
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
-# A model folder may recommend call settings (`num_frames`, `height`, `width`, `fps`, `num_inference_steps`,
-# `guidance_scale`) and list the words it was trained on (`vocabulary`) in this file; options given override them.
-MODEL_SETTINGS_NAME = "videolatent.json"
-FALLBACK_SETTINGS = {"fps": 8, "num_inference_steps": 50, "guidance_scale": 7.5}
 VIDEO_EXTENSIONS = (".mp4", ".gif")
 
 # short names for `--scheduler`; any diffusers scheduler class name is accepted too
@@ -77,19 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--fps",
         type=float,
         default=None,
-        help=f"frames per second (default: the model's {MODEL_SETTINGS_NAME}, else 8)",
+        help="frames per second (default: the model's recommended setting, else 8)",
     )
     generate.add_argument(
         "--steps",
         type=int,
         default=None,
-        help=f"denoising steps (default: the model's {MODEL_SETTINGS_NAME}, else 50)",
+        help="denoising steps (default: the model's recommended setting, else 50)",
     )
     generate.add_argument(
         "--guidance_scale",
         type=float,
         default=None,
-        help=f"classifier-free guidance (default: the model's {MODEL_SETTINGS_NAME}, else 7.5)",
+        help="classifier-free guidance (default: the model's recommended setting, else 7.5)",
     )
     generate.add_argument(
         "--scheduler", default=None, help=f"diffusers scheduler class or alias: {', '.join(SCHEDULER_ALIASES)}"
@@ -139,17 +134,6 @@ def _resolve_model(model: str | None) -> str:
             " Hugging Face Hub id"
         )
     return str(DEFAULT_MODEL)
-
-
-def _model_settings(model: str) -> dict:
-    """The recommended settings of a local model folder's `videolatent.json` (none for other models)."""
-    path = Path(model) / MODEL_SETTINGS_NAME
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise CommandError(f"{path}: cannot read it as JSON ({error})") from None
 
 
 def _words_outside(prompt: str, vocabulary: list[str]) -> list[str]:
@@ -257,25 +241,6 @@ def generate(args: argparse.Namespace) -> str:
     else:
         dtype = getattr(torch, args.dtype)
 
-    settings = _model_settings(model)
-    unknown_words = _words_outside(args.prompt, settings["vocabulary"]) if "vocabulary" in settings else []
-    if unknown_words:
-        print(
-            f"videolatent: warning: {', '.join(repr(word) for word in unknown_words)} not in the model's vocabulary "
-            f"({' '.join(settings['vocabulary'])}); the video may not follow the prompt",
-            file=sys.stderr,
-        )
-    call_settings = {}
-    for name, value in (
-        ("num_frames", args.num_frames),
-        ("height", args.height),
-        ("width", args.width),
-        ("fps", args.fps),
-        ("num_inference_steps", args.steps),
-        ("guidance_scale", args.guidance_scale),
-    ):
-        call_settings[name] = value if value is not None else settings.get(name, FALLBACK_SETTINGS.get(name))
-
     pipe = VideoLatentPipeline.from_pretrained(model, dtype=dtype)
     if scheduler_class is not None:
         pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config)
@@ -285,6 +250,26 @@ def generate(args: argparse.Namespace) -> str:
         pipe.enable_sequential_cpu_offload(device=device)
     else:
         pipe.to(device)
+
+    # options not given take the model's recommended settings (`generation_defaults` of its `model_index.json`)
+    vocabulary = (pipe.config.get("generation_defaults") or {}).get("vocabulary")
+    unknown_words = _words_outside(args.prompt, vocabulary) if vocabulary else []
+    if unknown_words:
+        print(
+            f"videolatent: warning: {', '.join(repr(word) for word in unknown_words)} not in the model's vocabulary "
+            f"({' '.join(vocabulary)}); the video may not follow the prompt",
+            file=sys.stderr,
+        )
+    call_settings = pipe.resolve_generation_settings(
+        num_frames=args.num_frames,
+        height=args.height,
+        width=args.width,
+        fps=args.fps,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+    )
+    if video is not None and args.num_frames is None:
+        call_settings["num_frames"] = len(video)
 
     generator = torch.Generator("cpu").manual_seed(args.seed) if args.seed is not None else None
     call_kwargs = {}
