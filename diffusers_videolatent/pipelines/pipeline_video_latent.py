@@ -31,6 +31,7 @@ from diffusers import (
 )
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg, retrieve_timesteps
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
 from diffusers.schedulers import SchedulerMixin
@@ -51,6 +52,7 @@ from ..geometry import (
     unet_max_latent_frames,
 )
 from ..hub import ModelCardHubMixin
+from ..loaders import VideoLatentLoraLoaderMixin
 from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
 from .pipeline_output import VideoLatentPipelineOutput
 
@@ -360,12 +362,17 @@ def _to_rgb(pixels: Any) -> Any:
     return pixels[..., :3]
 
 
-class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
+class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionMixin, VideoLatentLoraLoaderMixin):
     r"""
     Pipeline for text-to-video, image-to-video and video-to-video generation in the latent space of a video VAE.
 
     This model inherits from [`DiffusionPipeline`]. Check the superclass documentation for the generic methods
     implemented for all pipelines (downloading, saving, running on a particular device, offloading, etc.).
+
+    The pipeline also inherits the following loading and memory methods:
+        - [`~VideoLatentLoraLoaderMixin.load_lora_weights`] for loading LoRA weights (AnimateDiff motion LoRAs too)
+        - [`~VideoLatentLoraLoaderMixin.save_lora_weights`] for saving LoRA weights
+        - [`~StableDiffusionMixin.enable_freeu`] and [`~DiffusionPipeline.enable_attention_slicing`] for the U-Net
 
     Args:
         vae ([`AutoencoderKLVideo`], [`~diffusers.AutoencoderKL`], [`~diffusers.AutoencoderKLWan`] or [`~diffusers.AutoencoderKLCogVideoX`]):
@@ -465,6 +472,52 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
             value = settings.get(key)
             resolved[key] = value if value is not None else defaults[key]
         return resolved
+
+    def enable_vae_slicing(self) -> None:
+        r"""
+        Decode (and encode) a batch one video at a time, which bounds the VAE's memory to one video. The same as
+        `pipe.vae.enable_slicing()`, which diffusers' own pipelines now ask for instead.
+        """
+        self.vae.enable_slicing()
+
+    def disable_vae_slicing(self) -> None:
+        r"""Decode the whole batch at once again (undoes [`~VideoLatentPipeline.enable_vae_slicing`])."""
+        self.vae.disable_slicing()
+
+    def enable_vae_tiling(self) -> None:
+        r"""
+        Decode (and encode) large frames in overlapping spatial tiles, which bounds the VAE's memory to one tile. The
+        same as `pipe.vae.enable_tiling()`, which diffusers' own pipelines now ask for instead (and which also takes
+        the tile size).
+        """
+        self.vae.enable_tiling()
+
+    def disable_vae_tiling(self) -> None:
+        r"""Decode whole frames again (undoes [`~VideoLatentPipeline.enable_vae_tiling`])."""
+        self.vae.disable_tiling()
+
+    def fuse_qkv_projections(self, unet: bool = True, vae: bool = True) -> None:
+        r"""
+        Fuses the query, key and value projections of every self-attention (key and value of cross-attention) into
+        one matrix each, as [`~StableDiffusionMixin.fuse_qkv_projections`] does; a VAE without
+        `fuse_qkv_projections` (ours, Wan's, CogVideoX's) is left as it is instead of raising.
+
+        Args:
+            unet (`bool`, *optional*, defaults to `True`): Whether to fuse the U-Net's projections.
+            vae (`bool`, *optional*, defaults to `True`): Whether to fuse the VAE's projections, where it can.
+        """
+        super().fuse_qkv_projections(unet=unet, vae=vae and hasattr(self.vae, "fuse_qkv_projections"))
+
+    def unfuse_qkv_projections(self, unet: bool = True, vae: bool = True) -> None:
+        r"""
+        Restores the separate projections and the attention processors used before
+        [`~VideoLatentPipeline.fuse_qkv_projections`].
+
+        Args:
+            unet (`bool`, *optional*, defaults to `True`): Whether to unfuse the U-Net.
+            vae (`bool`, *optional*, defaults to `True`): Whether to unfuse the VAE, where it was fused.
+        """
+        super().unfuse_qkv_projections(unet=unet, vae=vae and getattr(self, "fusing_vae", False))
 
     def _get_clip_prompt_embeds(
         self, prompt: list[str], device: torch.device, max_length: int, clip_skip: int | None
