@@ -125,21 +125,9 @@ def build_motion_adapter(block_out_channels=(8, 16), seed: int = 0) -> MotionAda
     return fill_zero_parameters_(adapter, seed + 1)
 
 
-def build_spatio_temporal_unet(seed: int = 0) -> UNetSpatioTemporalModel:
-    """Our two-level U-Net with spatial and temporal attention, its temporal layers random rather than identity."""
-    torch.manual_seed(seed)
-    unet = UNetSpatioTemporalModel(
-        sample_size=8,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        transformer_layers_per_block=(1, 0),
-        num_attention_heads=2,
-        temporal_num_attention_heads=2,
-        cross_attention_dim=TEXT_HIDDEN_SIZE,
-        norm_num_groups=4,
-        temporal_max_frames=8,
-    )
-    return fill_zero_parameters_(unet, seed + 1).eval()
+def build_random_spatio_temporal_unet(seed: int = 0) -> UNetSpatioTemporalModel:
+    """`build_spatio_temporal_unet` with its zero-initialised layers random, so temporal layers are not identity."""
+    return fill_zero_parameters_(build_spatio_temporal_unet(sample_size=8, seed=seed), seed + 1).eval()
 
 
 def build_video_vae(seed: int = 0) -> AutoencoderKLVideo:

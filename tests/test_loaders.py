@@ -16,8 +16,8 @@ from conftest import (
     build_image_vae,
     build_motion_adapter,
     build_pipeline_components,
+    build_random_spatio_temporal_unet,
     build_scheduler,
-    build_spatio_temporal_unet,
     build_text_encoder,
     build_tokenizer,
     build_unet2d,
@@ -51,7 +51,9 @@ def transformers_peft_integration_available() -> bool:
 
 
 def make_pipeline(tokenizer_dir) -> VideoLatentPipeline:
-    components = build_pipeline_components(tokenizer_dir, vae=build_video_vae(), unet=build_spatio_temporal_unet())
+    components = build_pipeline_components(
+        tokenizer_dir, vae=build_video_vae(), unet=build_random_spatio_temporal_unet()
+    )
     pipe = VideoLatentPipeline(**components)
     # Loading a LoRA freezes the base weights (peft), and on CPU torch picks another matmul kernel for frozen weights
     # (about 1e-7 apart); freezing first makes "unloading restores the output" an exact comparison.
@@ -67,7 +69,7 @@ def run(pipe, **kwargs) -> np.ndarray:
 
 def write_unet_lora(folder: Path, seed: int, target_modules=UNET_TARGETS) -> Path:
     """A LoRA of our U-Net, made with peft (random A and B) and saved in diffusers' format."""
-    unet = build_spatio_temporal_unet()
+    unet = build_random_spatio_temporal_unet()
     torch.manual_seed(seed)
     unet.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=target_modules, init_lora_weights=False))
     VideoLatentPipeline.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(unet))
@@ -225,7 +227,7 @@ def test_a_failed_text_encoder_load_leaves_the_unet_unchanged(tokenizer_dir, tmp
     reason=f"transformers' PEFT integration (text-encoder LoRA) needs peft >= {MIN_PEFT_VERSION}",
 )
 def test_text_encoder_lora_loads_and_unloads(tokenizer_dir, tmp_path):
-    unet, text_encoder = build_spatio_temporal_unet(), build_text_encoder()
+    unet, text_encoder = build_random_spatio_temporal_unet(), build_text_encoder()
     torch.manual_seed(3)
     unet.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=UNET_TARGETS, init_lora_weights=False))
     text_encoder.add_adapter(

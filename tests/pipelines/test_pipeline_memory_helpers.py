@@ -12,7 +12,7 @@ import torch
 from conftest import (
     build_image_vae,
     build_pipeline_components,
-    build_spatio_temporal_unet,
+    build_random_spatio_temporal_unet,
     build_video_vae,
     recording_attention_scores,
 )
@@ -32,7 +32,7 @@ CALL = {"num_frames": 5, "height": 16, "width": 16, "num_inference_steps": 2, "o
 
 def make_pipeline(tokenizer_dir, vae=None) -> VideoLatentPipeline:
     vae = vae if vae is not None else build_video_vae()
-    components = build_pipeline_components(tokenizer_dir, vae=vae, unet=build_spatio_temporal_unet())
+    components = build_pipeline_components(tokenizer_dir, vae=vae, unet=build_random_spatio_temporal_unet())
     pipe = VideoLatentPipeline(**components)
     pipe.set_progress_bar_config(disable=True)
     return pipe
