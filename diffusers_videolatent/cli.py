@@ -251,6 +251,8 @@ def _check_output(output: Path, overwrite: bool) -> None:
             f"--output {output} has extension {output.suffix!r}; use .mp4, .gif or no extension (a folder of PNGs)"
         )
     parent = output.absolute().parent
+    if parent.exists() and not parent.is_dir():
+        raise UsageError(f"--output {output}: {parent} is a file, not a folder")
     if not parent.is_dir():
         raise UsageError(f"--output {output}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -312,8 +314,10 @@ def _resolve_scheduler_class(name: str):
 
 
 def _check_readable(flag: str, path: str) -> None:
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise UsageError(f"{flag} {path}: no such file")
+    if not os.path.isfile(path):
+        raise UsageError(f"{flag} {path} is not a file")
     if not os.access(path, os.R_OK):
         raise UsageError(f"{flag} {path}: the file is not readable")
 
@@ -326,7 +330,7 @@ def _read_image(path: str):
         with PIL.Image.open(path) as image:
             return image.convert("RGB")
     except (OSError, ValueError) as error:
-        raise UsageError(f"--image {path}: cannot read it as an image ({error})") from error
+        raise UsageError(f"--image {path}: cannot read it as an image ({_first_line(error)})") from error
 
 
 def _read_video(path: str, num_frames: int | None) -> list:
@@ -337,7 +341,9 @@ def _read_video(path: str, num_frames: int | None) -> list:
     try:
         frames = imageio.mimread(path, memtest=False)
     except Exception as error:  # imageio raises many kinds of errors for unreadable files
-        raise UsageError(f"--video {path}: cannot read it as a video ({type(error).__name__}: {error})") from error
+        raise UsageError(
+            f"--video {path}: cannot read it as a video ({type(error).__name__}: {_first_line(error)})"
+        ) from error
     if len(frames) == 0:
         raise UsageError(f"--video {path}: the file holds no frames")
     if num_frames is not None:
