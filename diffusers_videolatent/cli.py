@@ -35,7 +35,6 @@ from .atomic import atomic_file, atomic_folder, remove_stale_temporaries
 
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
-DEFAULT_FPS = 8
 VIDEO_EXTENSIONS = (".mp4", ".gif")
 FRAME_FILE_NAME = "frame_{index:04d}.png"
 FRAME_FILE_PATTERN = re.compile(r"frame_\d{4,}\.png")
@@ -197,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--fps",
         type=_positive_float,
         default=None,
-        help=f"frames per second (default: the model's, else {DEFAULT_FPS})",
+        help="frames per second (default: the model's, else 8)",
     )
     option("--steps", type=_positive_int, default=None, help="denoising steps (default: the model's)")
     option(
@@ -491,8 +490,7 @@ def generate(args: argparse.Namespace) -> str:
     else:
         pipe.to(device)
     pipe.set_progress_bar_config(disable=not sys.stderr.isatty())
-    generation_defaults = pipe.config.get("generation_defaults") or {}
-    vocabulary = generation_defaults.get("vocabulary")
+    vocabulary = (pipe.config.get("generation_defaults") or {}).get("vocabulary")
     unknown_words = _words_outside(args.prompt, vocabulary) if vocabulary else []
     if unknown_words:
         print(
@@ -538,7 +536,7 @@ def generate(args: argparse.Namespace) -> str:
             "the decoded frames hold NaN or infinite values (often from a too large --guidance_scale); nothing was"
             " written"
         )
-    fps = args.fps if args.fps is not None else generation_defaults.get("fps", DEFAULT_FPS)
+    fps = pipe.resolve_generation_settings(fps=args.fps)["fps"]
     _write_frames(numpy_to_pil(frames), output, fps, args.overwrite)
     seconds = time.perf_counter() - start
     kind = "folder of PNGs" if not output.suffix else output.suffix[1:]

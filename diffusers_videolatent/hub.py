@@ -11,6 +11,7 @@ from pathlib import Path
 
 from huggingface_hub import create_repo, upload_folder
 
+from .atomic import atomic_folder, inside_temporary, keep_unless_superseded_weights
 from .model_card import create_model_card, folder_kind, save_model_card
 
 
@@ -87,10 +88,63 @@ def push_folder_to_hub(
 
 class ModelCardHubMixin:
     """
-    Mixin for our pipeline and models (put it before diffusers' base class): diffusers' `push_to_hub` stays unchanged,
-    but the folder it uploads carries our model card instead of diffusers' generic one. A card that already exists in
-    the Hub repository (which diffusers downloads first) is kept.
+    Mixin for our pipeline and models (put it before diffusers' base class).
+
+    - `save_pretrained` is atomic: diffusers' save writes into a temporary sibling of `save_directory`, which is then
+      moved into place. An existing folder keeps the files the save does not write (stale weight shards of the same
+      variant excepted, as diffusers removes them), and a kill at any moment leaves either the previous folder or the
+      complete new one.
+    - diffusers' `push_to_hub` stays unchanged, but the folder it uploads carries our model card instead of diffusers'
+      generic one. A card that already exists in the Hub repository (which diffusers downloads first) is kept.
     """
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        max_shard_size: int | str | None = None,
+        push_to_hub: bool = False,
+        is_main_process: bool = True,
+        **kwargs,
+    ):
+        r"""
+        Saves like diffusers' `save_pretrained` (same arguments), atomically: see the class docstring.
+
+        The arguments are spelled out because diffusers' pipeline passes `safe_serialization`, `variant` and
+        `max_shard_size` on to a component only when its `save_pretrained` signature names them.
+        """
+        save_kwargs = {"safe_serialization": safe_serialization, "variant": variant, **kwargs}
+        if max_shard_size is not None:
+            save_kwargs["max_shard_size"] = max_shard_size
+        if not is_main_process:
+            # the other processes of a distributed save write nothing of their own
+            return super().save_pretrained(save_directory, is_main_process=False, **save_kwargs)
+        if inside_temporary(save_directory) and not push_to_hub:
+            # a component of a pipeline being saved atomically, or a conversion's temporary folder
+            return super().save_pretrained(save_directory, **save_kwargs)
+        push_kwargs = {
+            name: save_kwargs.pop(name)
+            for name in ("commit_message", "private", "create_pr", "token", "repo_id")
+            if name in save_kwargs
+        }
+        save_directory = os.fspath(save_directory)
+        with atomic_folder(
+            save_directory, overwrite=True, keep_existing=True, keep=keep_unless_superseded_weights
+        ) as temporary_directory:
+            super().save_pretrained(temporary_directory, **save_kwargs)
+        if push_to_hub:
+            # uploaded from its final place, as diffusers does, so a failed upload still leaves the saved folder
+            repo_id = push_kwargs.get("repo_id", os.path.basename(os.path.abspath(save_directory)))
+            token = push_kwargs.get("token")
+            repo_id = create_repo(repo_id, exist_ok=True, private=push_kwargs.get("private"), token=token).repo_id
+            self._upload_folder(
+                save_directory,
+                repo_id,
+                token=token,
+                commit_message=push_kwargs.get("commit_message"),
+                create_pr=push_kwargs.get("create_pr", False),
+            )
 
     def _upload_folder(
         self,

@@ -214,6 +214,7 @@ def _describe_folder(folder: Path, kind: str) -> dict[str, Any]:
         if tokenizer_config.is_file():
             facts["max_length"] = _read_json(tokenizer_config).get("model_max_length")
         facts["pipeline_class"] = _import_class(PACKAGE_NAME, PIPELINE_CLASS_NAME)
+        facts["generation_defaults"] = index.get("generation_defaults") or {}
     else:
         config = _read_json(folder / "config.json")
         model = (_import_class(PACKAGE_NAME, kind), config)
@@ -228,12 +229,15 @@ def _recommended_settings(
     unknown = sorted(set(recommended) - set(RECOMMENDED_KEYS))
     if unknown:
         raise ValueError(f"`recommended` has unknown key(s) {unknown}; allowed: {list(RECOMMENDED_KEYS)}.")
-    settings = call_defaults(facts["pipeline_class"]) if "pipeline_class" in facts else {}
+    # what a plain call of the saved pipeline uses: its fallbacks, the U-Net's sample size, its `generation_defaults`
+    from .pipelines.pipeline_video_latent import FALLBACK_GENERATION_SETTINGS
+
+    settings = dict(FALLBACK_GENERATION_SETTINGS)
     if facts["unet"] is not None and spatial is not None:
         sample_size = facts["unet"][1].get("sample_size")
         if isinstance(sample_size, int):
-            settings.setdefault("height", sample_size * spatial)
-            settings.setdefault("width", sample_size * spatial)
+            settings["height"] = settings["width"] = sample_size * spatial
+    settings.update(facts.get("generation_defaults") or {})
     settings.update({key: value for key, value in recommended.items() if value is not None})
     num_frames = settings.get("num_frames")
     if num_frames is not None and temporal is not None and (num_frames - 1) % temporal != 0:
@@ -347,7 +351,9 @@ def create_model_card(
             Extra tags, added after the package's own.
         recommended (`dict`, *optional*):
             Recommended `num_frames`, `height`, `width`, `fps`, `num_inference_steps`, `guidance_scale`; missing ones
-            default to the pipeline's call defaults and the U-Net's `sample_size` times the VAE's spatial ratio.
+            default to what a plain call of the saved pipeline uses: its `generation_defaults` (in
+            `model_index.json`), else the pipeline's fallbacks and the U-Net's `sample_size` times the VAE's spatial
+            ratio.
         conversion (`ConversionProvenance`, *optional*):
             Source ids, script, command and verified tolerance of a conversion.
         limitations (`list[str]`, *optional*):

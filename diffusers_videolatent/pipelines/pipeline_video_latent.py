@@ -13,7 +13,10 @@
 # limitations under the License.
 
 import inspect
+import json
+import math
 import numbers
+import os
 from typing import Any, Callable
 
 import numpy as np
@@ -44,6 +47,14 @@ from .pipeline_output import VideoLatentPipelineOutput
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+# The call settings a saved pipeline may recommend (`generation_defaults` in its `model_index.json`), plus the words its
+# text encoder was trained on; what a call uses when neither the caller nor the pipeline gives a value.
+GENERATION_SETTING_KEYS = ("num_frames", "height", "width", "fps", "num_inference_steps", "guidance_scale")
+GENERATION_DEFAULT_KEYS = GENERATION_SETTING_KEYS + ("vocabulary",)
+FALLBACK_GENERATION_SETTINGS = {"num_frames": 17, "fps": 8, "num_inference_steps": 50, "guidance_scale": 7.5}
+# older folders kept the recommended settings in this file beside `model_index.json`
+LEGACY_SETTINGS_NAME = "videolatent.json"
 
 EXAMPLE_DOC_STRING = """
     Examples:
@@ -114,6 +125,61 @@ def nearest_valid_num_frames(num_frames: int, temporal_ratio: int) -> tuple[int,
     return lower, lower + temporal_ratio
 
 
+def check_generation_defaults(generation_defaults: dict[str, Any] | None) -> dict[str, Any] | None:
+    r"""
+    Checks the recommended call settings of a pipeline and returns them as a plain dict.
+
+    Args:
+        generation_defaults (`dict`, *optional*):
+            Any of `num_frames`, `height`, `width`, `num_inference_steps` (positive integers), `fps`, `guidance_scale`
+            (finite numbers, `fps` positive) and `vocabulary` (a list of words).
+    """
+    if generation_defaults is None:
+        return None
+    if not isinstance(generation_defaults, dict):
+        raise TypeError(
+            f"`generation_defaults` must be a dict or None, got {type(generation_defaults).__name__}: "
+            f"{generation_defaults!r}."
+        )
+    unknown = sorted(set(generation_defaults) - set(GENERATION_DEFAULT_KEYS))
+    if unknown:
+        raise ValueError(
+            f"`generation_defaults` has unknown key(s) {unknown}; allowed are {list(GENERATION_DEFAULT_KEYS)}."
+        )
+    for key, value in generation_defaults.items():
+        if key == "vocabulary":
+            valid = isinstance(value, list) and all(isinstance(word, str) for word in value)
+        elif key in ("fps", "guidance_scale"):
+            valid = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+            valid = valid and (key != "fps" or value > 0)
+        else:
+            valid = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        if not valid:
+            raise ValueError(f"`generation_defaults['{key}']` is not a valid value: {value!r}.")
+    return dict(generation_defaults)
+
+
+def load_generation_defaults(folder: str | os.PathLike) -> dict[str, Any] | None:
+    r"""
+    Reads the recommended settings of a saved pipeline folder: `generation_defaults` of its `model_index.json`, else
+    (a folder saved by an older version) its `videolatent.json`; `None` when it has neither.
+    """
+    index_path = os.path.join(folder, "model_index.json")
+    legacy_path = os.path.join(folder, LEGACY_SETTINGS_NAME)
+    for path in (index_path, legacy_path):
+        if not os.path.isfile(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as file:
+                content = json.load(file)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{path}: cannot read it as JSON ({error}).") from error
+        settings = content.get("generation_defaults") if path == index_path else content
+        if settings is not None:
+            return check_generation_defaults(settings)
+    return None
+
+
 def _count_items(value: Any, item_ndim: int) -> int:
     # how many images (item_ndim=3) or videos (item_ndim=4) a user input holds, in diffusers' input layouts
     if isinstance(value, (torch.Tensor, np.ndarray)):
@@ -159,6 +225,10 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
             Spatio-temporal U-Net that denoises the video latents.
         scheduler ([`~schedulers.SchedulerMixin`]):
             Any diffusers scheduler (noise-prediction, v-prediction or flow-matching).
+        generation_defaults (`dict`, *optional*):
+            The call settings this model recommends (`num_frames`, `height`, `width`, `fps`, `num_inference_steps`,
+            `guidance_scale`) and the words its text encoder knows (`vocabulary`). Saved in `model_index.json`, they are
+            the defaults of `__call__` wherever the caller passes no value.
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
@@ -172,6 +242,7 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
         tokenizer: CLIPTokenizer | None,
         unet: UNetSpatioTemporalModel | UNet3DConditionModel,
         scheduler: SchedulerMixin,
+        generation_defaults: dict[str, Any] | None = None,
     ):
         super().__init__()
 
@@ -182,6 +253,7 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
             unet=unet,
             scheduler=scheduler,
         )
+        self.register_to_config(generation_defaults=check_generation_defaults(generation_defaults))
         if getattr(self, "vae", None) is not None:
             ratios = get_vae_compression_ratios(self.vae)
         else:
@@ -196,6 +268,48 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
             self.unet_downsample_factor = 2 ** (len(self.unet.config.block_out_channels) - 1)
 
         self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "VideoLatentPipeline":
+        r"""
+        Loads a saved pipeline like [`~DiffusionPipeline.from_pretrained`]. A local folder saved by an older version,
+        with its recommended settings in `videolatent.json` rather than in `model_index.json`, gets them as
+        `generation_defaults` (so `save_pretrained` then keeps them in `model_index.json`).
+        """
+        folder = os.fspath(pretrained_model_name_or_path)
+        if "generation_defaults" not in kwargs and os.path.isdir(folder):
+            kwargs["generation_defaults"] = load_generation_defaults(folder)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    def resolve_generation_settings(self, **settings: Any) -> dict[str, Any]:
+        r"""
+        Fills the call settings left `None` from the pipeline's `generation_defaults`, then from the fallbacks.
+
+        Args:
+            settings:
+                Any of `num_frames`, `height`, `width`, `fps`, `num_inference_steps`, `guidance_scale`, as given to
+                `__call__` (`None` for not given).
+
+        Returns:
+            `dict`: Every one of those settings. `height`/`width` fall back to the U-Net's `sample_size` times the
+            VAE's spatial ratio; `num_frames` to 17.
+        """
+        unknown = sorted(set(settings) - set(GENERATION_SETTING_KEYS))
+        if unknown:
+            raise TypeError(f"Unknown generation setting(s) {unknown}; allowed are {list(GENERATION_SETTING_KEYS)}.")
+        defaults = dict(FALLBACK_GENERATION_SETTINGS)
+        sample_size = 32
+        if getattr(self, "unet", None) is not None:
+            sample_size = self.unet.config.get("sample_size") or sample_size
+        sample_height, sample_width = (sample_size, sample_size) if isinstance(sample_size, int) else sample_size
+        defaults["height"] = sample_height * self.vae_scale_factor_spatial
+        defaults["width"] = sample_width * self.vae_scale_factor_spatial
+        defaults.update(self.config.get("generation_defaults") or {})
+        resolved = {}
+        for key in GENERATION_SETTING_KEYS:
+            value = settings.get(key)
+            resolved[key] = value if value is not None else defaults[key]
+        return resolved
 
     def _get_clip_prompt_embeds(
         self, prompt: list[str], device: torch.device, max_length: int, clip_skip: int | None
@@ -683,11 +797,11 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
         num_frames: int | None = None,
         height: int | None = None,
         width: int | None = None,
-        fps: float = 8,
-        num_inference_steps: int = 50,
+        fps: float | None = None,
+        num_inference_steps: int | None = None,
         timesteps: list[int] | None = None,
         sigmas: list[float] | None = None,
-        guidance_scale: float = 7.5,
+        guidance_scale: float | None = None,
         guidance_rescale: float = 0.0,
         num_videos_per_prompt: int = 1,
         eta: float = 0.0,
@@ -724,24 +838,26 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
             strength (`float`, *optional*, defaults to 0.8):
                 Video-to-video only: how much of `video` is replaced, in [0, 1]. 1 starts from pure noise, 0 returns
                 the video's reconstruction; only the last `strength` fraction of the schedule is run.
-            num_frames (`int`, *optional*, defaults to 17):
+            num_frames (`int`, *optional*):
                 The number of frames to generate, `1 + k * r` for the VAE's temporal ratio `r`. Defaults to the length
-                of `video` in video-to-video.
-            height (`int`, *optional*, defaults to `unet.config.sample_size * vae_scale_factor_spatial`):
-                The height in pixels of the generated video.
-            width (`int`, *optional*, defaults to `unet.config.sample_size * vae_scale_factor_spatial`):
-                The width in pixels of the generated video.
-            fps (`float`, *optional*, defaults to 8):
+                of `video` in video-to-video, else to `generation_defaults["num_frames"]`, else 17.
+            height (`int`, *optional*):
+                The height in pixels of the generated video. Defaults to `generation_defaults["height"]`, else
+                `unet.config.sample_size * vae_scale_factor_spatial`.
+            width (`int`, *optional*):
+                The width in pixels of the generated video. Defaults like `height`.
+            fps (`float`, *optional*):
                 Frames per second; passed to the U-Net when its config has `use_fps_conditioning`, otherwise only
-                meaningful for exporting.
-            num_inference_steps (`int`, *optional*, defaults to 50):
-                The number of denoising steps.
+                meaningful for exporting. Defaults to `generation_defaults["fps"]`, else 8.
+            num_inference_steps (`int`, *optional*):
+                The number of denoising steps. Defaults to `generation_defaults["num_inference_steps"]`, else 50.
             timesteps (`list[int]`, *optional*):
                 Custom timesteps for schedulers whose `set_timesteps` accepts them.
             sigmas (`list[float]`, *optional*):
                 Custom sigmas for schedulers whose `set_timesteps` accepts them.
-            guidance_scale (`float`, *optional*, defaults to 7.5):
-                Classifier-free guidance scale; guidance is on when `guidance_scale > 1`.
+            guidance_scale (`float`, *optional*):
+                Classifier-free guidance scale; guidance is on when `guidance_scale > 1`. Defaults to
+                `generation_defaults["guidance_scale"]`, else 7.5.
             guidance_rescale (`float`, *optional*, defaults to 0.0):
                 Guidance rescale factor from [Common Diffusion Noise Schedules and Sample Steps are
                 Flawed](https://huggingface.co/papers/2305.08891), in [0, 1].
@@ -787,13 +903,23 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
         if callback_on_step_end_tensor_inputs is None:
             callback_on_step_end_tensor_inputs = ["latents"]
 
-        # 0. Default sizes
-        sample_size = self.unet.config.get("sample_size") or 32
-        sample_height, sample_width = (sample_size, sample_size) if isinstance(sample_size, int) else sample_size
-        height = height or sample_height * self.vae_scale_factor_spatial
-        width = width or sample_width * self.vae_scale_factor_spatial
+        # 0. Default settings: the caller's, else the video's length, else the pipeline's `generation_defaults`
         if num_frames is None:
-            num_frames = _video_length(video) or 17
+            num_frames = _video_length(video)
+        settings = self.resolve_generation_settings(
+            num_frames=num_frames,
+            height=height,
+            width=width,
+            fps=fps,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+        )
+        num_frames, height, width = settings["num_frames"], settings["height"], settings["width"]
+        fps, num_inference_steps, guidance_scale = (
+            settings["fps"],
+            settings["num_inference_steps"],
+            settings["guidance_scale"],
+        )
 
         # 1. Check inputs. Raise error if not correct
         self.check_inputs(
