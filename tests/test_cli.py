@@ -224,6 +224,36 @@ def test_mp4_in_a_subprocess_prints_nothing_on_stderr(model_dir, tmp_path):
     assert leftovers(tmp_path) == []
 
 
+def test_options_not_given_take_the_pipelines_generation_defaults(tmp_path, capsys):
+    defaults = {"num_frames": 3, "height": 16, "width": 24, "fps": 4, "num_inference_steps": 2, "guidance_scale": 1.0}
+    components = build_pipeline_components(tmp_path / "tokenizer_source")
+    pipe = VideoLatentPipeline(**components, generation_defaults={**defaults, "vocabulary": ["a", "cat"]})
+    pipe.save_pretrained(tmp_path / "model")
+    capsys.readouterr()
+
+    output = tmp_path / "clip.mp4"
+    code, _, err = run_main(capsys, "generate", "a dog", "--model", str(tmp_path / "model"), "--output", str(output))
+    assert code == 0, err
+    assert err.strip().splitlines() == [
+        "videolatent: warning: 'dog' not in the model's vocabulary (a cat); the video may not follow the prompt"
+    ]
+    frames = imageio.mimread(output, memtest=False)
+    assert len(frames) == 3 and frames[0].shape[:2] == (16, 24)
+    with imageio.get_reader(output) as reader:
+        assert reader.get_meta_data()["fps"] == 4
+
+    # options given override them, the frame rate of the file included
+    code, _, err = run_main(
+        capsys, "generate", "a cat", "--model", str(tmp_path / "model"), "--output", str(tmp_path / "fast.mp4"),
+        "--fps", "12", "--num-frames", "2", "--width", "16",
+    )  # fmt: skip
+    assert code == 0 and err == "", err
+    frames = imageio.mimread(tmp_path / "fast.mp4", memtest=False)
+    assert len(frames) == 2 and frames[0].shape[:2] == (16, 16)
+    with imageio.get_reader(tmp_path / "fast.mp4") as reader:
+        assert reader.get_meta_data()["fps"] == 12
+
+
 def test_version_help_and_exit_codes_in_a_subprocess(model_dir, tmp_path):
     def run(*argv: str, **environment: str) -> subprocess.CompletedProcess:
         command = [sys.executable, "-m", "diffusers_videolatent", *argv]
