@@ -28,6 +28,7 @@ import re
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
@@ -100,48 +101,27 @@ class _ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _number_type(convert: Callable[[str], float], allowed: Callable[[float], bool], description: str):
+    r"""An argparse `type`: `convert(text)`, refused (argparse names the flag) unless `allowed` accepts the value."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not allowed(value):
+            raise argparse.ArgumentTypeError(f"expected {description}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _unit_interval(text: str) -> float:
-    value = _finite_float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**64 - 1], got {text!r}") from None
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**64 - 1], got {text!r}")
-    return value
+# NaN fails every comparison, so the ranges below refuse it too
+_positive_int = _number_type(int, lambda value: value >= 1, "a positive integer")
+_seed = _number_type(int, lambda value: 0 <= value <= MAX_SEED, "an integer in [0, 2**64 - 1]")
+_finite_float = _number_type(float, math.isfinite, "a finite number")
+_positive_float = _number_type(float, lambda value: 0 < value < math.inf, "a positive finite number")
+_unit_interval = _number_type(float, lambda value: 0 <= value <= 1, "a finite number in [0, 1]")
 
 
 def _spellings(name: str) -> list[str]:
