@@ -270,12 +270,13 @@ def _resolve_model(model: str | None) -> str:
         raise UsageError(f"--model {model} is a file; pass a model folder or a Hugging Face Hub id")
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+    message = f"--model {model}: no such folder, and not a Hub id ('org/name')"
+    if model.startswith((".", "/", "~")) or model.count("/") != 1:
+        raise UsageError(message)
     try:
-        if model.startswith((".", "/", "~")) or model.count("/") != 1:
-            raise HFValidationError("not of the form 'org/name'")
         validate_repo_id(model)
-    except HFValidationError:
-        raise UsageError(f"--model {model}: no such folder, and not a Hub id ('org/name')") from None
+    except HFValidationError as error:
+        raise UsageError(message) from error
     return model
 
 
@@ -302,12 +303,11 @@ def _check_readable(flag: str, path: str) -> None:
 
 
 def _read_image(path: str):
-    import PIL.Image
+    from diffusers.utils import load_image
 
     _check_readable("--image", path)
     try:
-        with PIL.Image.open(path) as image:
-            return image.convert("RGB")
+        return load_image(path)
     except (OSError, ValueError) as error:
         raise UsageError(f"--image {path}: cannot read it as an image ({_first_line(error)})") from error
 
