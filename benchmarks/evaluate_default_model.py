@@ -5,8 +5,8 @@
 
 Every one of the 72 combinations (66 seen in training, 6 held out) is prompted `--videos_per_combination` times with
 seeded noise; `diffusers_videolatent.training.evaluate` measures the videos with plain image processing and the table
-(seen / held-out / all) is printed. Sampling settings default to the model's `videolatent.json` (the recommended
-settings the CLI uses too). `--reconstruction` also scores the VAE alone: one dataset video per combination, encoded
+(seen / held-out / all) is printed. Sampling settings default to the model's `generation_defaults` (the recommended
+settings the CLI and a plain `pipe(prompt)` use too). `--reconstruction` also scores the VAE alone: one dataset video per combination, encoded
 and decoded, which bounds what the diffusion model can reach.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from diffusers_videolatent import VideoLatentPipeline
-from diffusers_videolatent.cli import DEFAULT_MODEL, MODEL_SETTINGS_NAME
+from diffusers_videolatent.cli import DEFAULT_MODEL
 from diffusers_videolatent.training.evaluate import evaluate_pipeline, score_videos
 from diffusers_videolatent.training.moving_shapes import ALL_COMBINATIONS, make_caption, render_moving_shape
 
@@ -46,25 +46,18 @@ def main() -> None:
     parser.add_argument("--model", default=str(DEFAULT_MODEL), help="pipeline folder (default: the shipped model)")
     parser.add_argument("--videos_per_combination", type=int, default=2)
     parser.add_argument("--batch_size", type=int, default=24, help="prompts per pipeline call")
-    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: videolatent.json)")
-    parser.add_argument("--guidance_scale", type=float, default=None, help="(default: videolatent.json)")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's recommended)")
+    parser.add_argument("--guidance_scale", type=float, default=None, help="(default: the model's recommended)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reconstruction", action="store_true", help="also score VAE reconstructions")
     parser.add_argument("--json", default=None, help="write the scores (and per-video records) to this file")
     args = parser.parse_args()
 
-    settings_path = Path(args.model) / MODEL_SETTINGS_NAME
-    settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
-    call_kwargs = {
-        "num_frames": settings.get("num_frames", 17),
-        "height": settings.get("height", 64),
-        "width": settings.get("width", 64),
-        "num_inference_steps": args.steps or settings.get("num_inference_steps", 25),
-        "guidance_scale": args.guidance_scale
-        if args.guidance_scale is not None
-        else settings.get("guidance_scale", 4.0),
-    }
     pipeline = VideoLatentPipeline.from_pretrained(args.model)
+    settings = pipeline.resolve_generation_settings(num_inference_steps=args.steps, guidance_scale=args.guidance_scale)
+    call_kwargs = {
+        key: settings[key] for key in ("num_frames", "height", "width", "num_inference_steps", "guidance_scale")
+    }
     pipeline.set_progress_bar_config(disable=True)
     print(f"model {args.model}, {args.videos_per_combination} videos per combination, {call_kwargs}")
 

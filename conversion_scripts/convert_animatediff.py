@@ -191,7 +191,8 @@ def load_and_convert(args: argparse.Namespace) -> Conversion:
         name="VideoLatentPipeline",
         sources=[("Base model", args.base_model_path), ("Motion adapter", args.motion_adapter_path)],
         verify=verify_and_report,
-        card_kwargs={"tags": ["animatediff"], "recommended": {**call_defaults(AnimateDiffPipeline), "fps": 8}},
+        generation_defaults={**call_defaults(AnimateDiffPipeline), "fps": 8},
+        card_kwargs={"tags": ["animatediff"]},
         local_files_only=args.local_files_only,
     )
 

@@ -30,11 +30,10 @@ from diffusers_videolatent.conversion import (
     read_json,
     run_conversion,
     run_pipelines_side_by_side,
-    save_with_model_card,
     verification_frame_size,
     verify_close,
 )
-from diffusers_videolatent.model_card import ConversionProvenance, call_defaults
+from diffusers_videolatent.model_card import call_defaults
 
 
 PROG = "convert_text_to_video_sd"
@@ -175,31 +174,6 @@ def verify(
     return verify_close(actual, expected, atol, rtol, name="pipeline output"), description
 
 
-def write_pipeline(
-    pipeline: VideoLatentPipeline,
-    path: str,
-    provenance: ConversionProvenance,
-    card_repo_id: str,
-    license: str | None,
-    base_model: list[str],
-    recommended: dict,
-    safe_serialization: bool = True,
-    variant: str | None = None,
-) -> None:
-    """`save_pretrained` plus the model card, into `path` (called on the temporary folder of an atomic save)."""
-    save_with_model_card(
-        pipeline,
-        path,
-        card_repo_id,
-        safe_serialization=safe_serialization,
-        variant=variant,
-        license=license,
-        base_model=base_model or None,
-        recommended=recommended,
-        conversion=provenance,
-    )
-
-
 def load_and_convert(args: argparse.Namespace) -> Conversion:
     """Load the pipeline named by `args`, convert it, and say how to verify and describe it (see `run_conversion`)."""
     source = load_source_pipeline(args.checkpoint_path, args.revision, args.local_files_only)
@@ -215,7 +189,7 @@ def load_and_convert(args: argparse.Namespace) -> Conversion:
         name="VideoLatentPipeline",
         sources=[("Source pipeline (TextToVideoSDPipeline)", args.checkpoint_path)],
         verify=verify_and_report,
-        card_kwargs={"recommended": {**call_defaults(TextToVideoSDPipeline), "fps": 8}},
+        generation_defaults={**call_defaults(TextToVideoSDPipeline), "fps": 8},
         revision=args.revision,
         local_files_only=args.local_files_only,
     )

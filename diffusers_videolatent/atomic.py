@@ -33,8 +33,14 @@ from pathlib import Path
 TEMPORARY_MARK = ".videolatent-"
 
 
-def _sibling_pattern(name: str) -> re.Pattern:
-    return re.compile(rf"^\.{re.escape(name)}{re.escape(TEMPORARY_MARK)}(tmp|old)-(\d+)-[^/]+$")
+def _sibling_pattern(name_pattern: str) -> re.Pattern:
+    return re.compile(rf"^\.(?P<name>{name_pattern}){re.escape(TEMPORARY_MARK)}(?P<kind>tmp|old)-(?P<pid>\d+)-[^/]+$")
+
+
+def inside_temporary(path: str | os.PathLike) -> bool:
+    r"""Whether `path` is, or is inside, a temporary sibling of ours (whose own move into place already protects it)."""
+    pattern = _sibling_pattern(".+")
+    return any(pattern.match(part) for part in Path(os.path.abspath(os.fspath(path))).parts)
 
 
 def _process_alive(pid: int) -> bool:
@@ -63,30 +69,37 @@ def default_permissions(path: str, is_folder: bool) -> None:
     os.chmod(path, (0o777 if is_folder else 0o666) & ~umask)
 
 
-def remove_stale_temporaries(path: str | os.PathLike) -> list[str]:
+def remove_stale_temporaries(path: str | os.PathLike, name_pattern: str | None = None) -> list[str]:
     r"""
     Removes the temporary siblings of `path` left by processes that no longer run; returns what it removed.
 
-    A folder set aside while it was being replaced (`old`) is moved back to `path` when `path` itself is missing, so an
-    interrupted replacement never loses the previous content.
+    A folder set aside while it was being replaced (`old`) is moved back to its destination when the destination itself
+    is missing, so an interrupted replacement never loses the previous content.
 
     Args:
         path (`str` or `os.PathLike`):
             The destination whose siblings to clean; siblings of other destinations are left alone.
+        name_pattern (`str`, *optional*):
+            A regular expression: `path` is then the folder, and the siblings of every destination in it whose name
+            matches are cleaned (e.g. `checkpoint-\\d+`).
     """
     path = os.path.abspath(os.fspath(path))
-    parent, name = os.path.split(path)
+    if name_pattern is None:
+        parent, name = os.path.split(path)
+        name_pattern = re.escape(name)
+    else:
+        parent = path
     if not os.path.isdir(parent):
         return []
-    pattern = _sibling_pattern(name)
+    pattern = _sibling_pattern(name_pattern)
     removed = []
     for entry in sorted(os.listdir(parent)):
         match = pattern.match(entry)
-        if match is None or _process_alive(int(match.group(2))):
+        if match is None or _process_alive(int(match.group("pid"))):
             continue
-        sibling = os.path.join(parent, entry)
-        if match.group(1) == "old" and not os.path.lexists(path):
-            os.rename(sibling, path)
+        sibling, destination = os.path.join(parent, entry), os.path.join(parent, match.group("name"))
+        if match.group("kind") == "old" and not os.path.lexists(destination):
+            os.rename(sibling, destination)
             continue
         _remove(sibling)
         removed.append(sibling)
@@ -155,6 +168,34 @@ def _carry_over(previous: str, new: str, keep) -> None:
                 _link_or_copy(source, destination)
 
 
+# weight files of diffusers and transformers saves (single, sharded, with a variant), and their shard indexes
+_WEIGHTS_FILE = re.compile(
+    r"^(?P<stem>diffusion_pytorch_model|model|pytorch_model|diffusion_flax_model|flax_model)"
+    r"(?:\.(?P<variant>[\w]+?))?(?:-\d{5}-of-\d{5})?\.(?:safetensors|bin|msgpack)(?:\.index(?:\.(?P<index_variant>\w+))?\.json)?$"
+)
+
+
+def _weights_variant(filename: str) -> tuple[str, str | None] | None:
+    match = _WEIGHTS_FILE.match(filename)
+    if match is None:
+        return None
+    return match.group("stem"), match.group("variant") or match.group("index_variant")
+
+
+def keep_unless_superseded_weights(relative_path: str, new_folder: str) -> bool:
+    r"""
+    For [`atomic_folder`]'s `keep`: keeps every previous file except weight files (and shard indexes) of a variant
+    that the new save wrote again in the same folder, as diffusers' own `save_pretrained` removes stale shards.
+    """
+    directory, filename = os.path.split(relative_path)
+    variant = _weights_variant(filename)
+    if variant is None:
+        return True
+    new_directory = os.path.join(new_folder, directory)
+    written = {_weights_variant(name) for name in os.listdir(new_directory)} if os.path.isdir(new_directory) else set()
+    return variant not in written
+
+
 @contextlib.contextmanager
 def atomic_folder(
     path: str | os.PathLike, overwrite: bool = False, keep_existing: bool = False, keep=None
@@ -186,17 +227,27 @@ def atomic_folder(
     try:
         default_permissions(temporary, is_folder=True)
         yield temporary
-        if not os.path.isdir(path):
-            os.rename(temporary, path)
-            return
-        if keep_existing:
+        if keep_existing and os.path.isdir(path):
             _carry_over(path, temporary, keep or (lambda relative, new: True))
-        previous = temporary_sibling(path, kind="old", folder=True)
-        os.rmdir(previous)
-        # between these two renames only `previous` holds the old content; a rerun puts it back if killed here
-        os.rename(path, previous)
-        os.rename(temporary, path)
-        _remove(previous)
+        move_into_place(temporary, path)
     finally:
         if os.path.lexists(temporary):
             _remove(temporary)
+
+
+def move_into_place(temporary: str, path: str | os.PathLike) -> None:
+    r"""
+    Moves the complete folder `temporary` (a sibling made by [`temporary_sibling`]) to `path`, replacing a folder there.
+
+    A folder being replaced is first renamed to an `old` sibling; if the process is killed before the new folder takes
+    its place, the next write to `path` (see [`remove_stale_temporaries`]) moves it back.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isdir(path):
+        os.rename(temporary, path)
+        return
+    previous = temporary_sibling(path, kind="old", folder=True)
+    os.rmdir(previous)
+    os.rename(path, previous)
+    os.rename(temporary, path)
+    _remove(previous)

@@ -2,28 +2,47 @@
 
     videolatent generate "a red panda climbing a tree" --output panda.mp4
 
-Only parsing, reading and writing files, and printing live here; everything about models is the pipeline's.
-Errors come out as one line on stderr with exit code 2, and nothing is left half-written: the output is written to a
-temporary file (or folder) next to its destination and moved into place once complete.
+Only parsing, reading and writing files, and printing live here; everything about models is the pipeline's, and the
+settings a model recommends (frames, size, fps, steps, guidance) are the pipeline's defaults: the command passes on
+only the options given.
+
+Errors come out as one line on stderr (`--debug`, or `VIDEOLATENT_DEBUG=1`, adds the traceback) with exit code
+
+- 2 for a usage error: a bad flag or value, a path that cannot be read or written, an output that exists (without
+  `--overwrite`), and every `ValueError`/`TypeError` of the pipeline's (or the Hub upload's) input checks, which
+  reject a value the command passed on;
+- 1 for a failure at run time: a model that does not load, an error while generating, decoded frames that are not
+  finite, a write that fails.
+
+Everything that needs no model is checked before the model loads. The output is written through
+[`~diffusers_videolatent.atomic`]: a temporary sibling moved into place once complete, so that a kill at any moment
+leaves either nothing or a complete result, and the next run removes what a killed run left. An existing output is
+only replaced with `--overwrite`; in a folder of PNGs, only the `frame_NNNN.png` files are replaced or removed.
 """
 
 import argparse
-import json
+import contextlib
+import math
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+
+from . import __version__
+from .atomic import atomic_file, atomic_folder, remove_stale_temporaries
 
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
-# A model folder may recommend call settings (`num_frames`, `height`, `width`, `fps`, `num_inference_steps`,
-# `guidance_scale`) and list the words it was trained on (`vocabulary`) in this file; options given override them.
-MODEL_SETTINGS_NAME = "videolatent.json"
-FALLBACK_SETTINGS = {"fps": 8, "num_inference_steps": 50, "guidance_scale": 7.5}
 VIDEO_EXTENSIONS = (".mp4", ".gif")
+FRAME_FILE_NAME = "frame_{index:04d}.png"
+FRAME_FILE_PATTERN = re.compile(r"frame_\d{4,}\.png")
+DEBUG_ENVIRONMENT_VARIABLE = "VIDEOLATENT_DEBUG"
+EXIT_RUNTIME_ERROR = 1
+EXIT_USAGE_ERROR = 2
+MAX_SEED = 2**64 - 1
 
 # short names for `--scheduler`; any diffusers scheduler class name is accepted too
 SCHEDULER_ALIASES = {
@@ -48,113 +67,217 @@ SCHEDULER_ALIASES = {
     "flow-euler": "FlowMatchEulerDiscreteScheduler",
 }
 
+# the flag that sets each argument of the pipeline call, to name it in the pipeline's errors
+PIPELINE_ARGUMENT_FLAGS = {
+    "prompt": "PROMPT",
+    "negative_prompt": "--negative_prompt",
+    "num_frames": "--num_frames",
+    "height": "--height",
+    "width": "--width",
+    "fps": "--fps",
+    "num_inference_steps": "--steps",
+    "guidance_scale": "--guidance_scale",
+    "strength": "--strength",
+    "image": "--image",
+    "video": "--video",
+}
+
 
 class CommandError(Exception):
-    """An error reported to the user as one line, without a traceback."""
+    r"""A failure at run time, reported to the user as one line (exit code 1)."""
+
+    exit_code = EXIT_RUNTIME_ERROR
+
+
+class UsageError(CommandError):
+    r"""A wrong flag, value or path, reported to the user as one line (exit code 2)."""
+
+    exit_code = EXIT_USAGE_ERROR
 
 
 class _ArgumentParser(argparse.ArgumentParser):
     # argparse prints the whole usage before its error; keep errors to one line (`--help` shows the usage)
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(EXIT_USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _number_type(convert: Callable[[str], float], allowed: Callable[[float], bool], description: str):
+    r"""An argparse `type`: `convert(text)`, refused (argparse names the flag) unless `allowed` accepts the value."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not allowed(value):
+            raise argparse.ArgumentTypeError(f"expected {description}, got {text!r}")
+        return value
+
+    return parse
+
+
+# NaN fails every comparison, so the ranges below refuse it too
+_positive_int = _number_type(int, lambda value: value >= 1, "a positive integer")
+_seed = _number_type(int, lambda value: 0 <= value <= MAX_SEED, "an integer in [0, 2**64 - 1]")
+_finite_float = _number_type(float, math.isfinite, "a finite number")
+_positive_float = _number_type(float, lambda value: 0 < value < math.inf, "a positive finite number")
+_unit_interval = _number_type(float, lambda value: 0 <= value <= 1, "a finite number in [0, 1]")
+
+
+def _spellings(name: str) -> list[str]:
+    # `--num_frames` and `--num-frames`, as users type both
+    flag = f"--{name}"
+    return [flag, flag.replace("_", "-")] if "_" in name else [flag]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(prog="videolatent", description="Text-to-video latent diffusion with Diffusers.")
+    r"""The `videolatent` command's parser; building it imports nothing heavy, so `--help` answers at once."""
+    # `--debug` is accepted before and after the command; SUPPRESS keeps the command's parser from resetting it
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help=f"show the full traceback of an error (or set {DEBUG_ENVIRONMENT_VARIABLE}=1)",
+    )
+    parser = _ArgumentParser(
+        prog="videolatent",
+        description="Text-to-video latent diffusion with Diffusers.",
+        epilog="Exit codes: 0 success, 1 failure at run time, 2 usage error (bad flag, value or path).",
+        parents=[debug],
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
 
-    generate = commands.add_parser("generate", help="generate a video from a prompt")
-    generate.add_argument("prompt", help="what the video shows")
-    generate.add_argument(
-        "--output", required=True, help="output file: .mp4, .gif, or a path without extension for a folder of PNGs"
+    generate = commands.add_parser("generate", help="generate a video from a prompt", parents=[debug])
+    option = generate.add_argument
+    option("prompt", help="what the video shows")
+    option(
+        "--output",
+        required=True,
+        help="output file: .mp4, .gif, or a path without extension for a folder of PNGs (frame_0000.png, ...)",
     )
-    generate.add_argument("--model", default=None, help="model folder or Hub id (default: the shipped default model)")
-    generate.add_argument("--negative_prompt", default=None, help="what the video should not show")
-    generate.add_argument("--num_frames", type=int, default=None, help="frames to generate (default: the pipeline's)")
-    generate.add_argument("--height", type=int, default=None, help="height in pixels")
-    generate.add_argument("--width", type=int, default=None, help="width in pixels")
-    generate.add_argument(
+    option(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output; in a folder, only its frame_NNNN.png files are replaced or removed",
+    )
+    option("--model", default=None, help="model folder or Hub id (default: the shipped default model)")
+    option(*_spellings("negative_prompt"), default=None, help="what the video should not show")
+    option(
+        *_spellings("num_frames"),
+        type=_positive_int,
+        default=None,
+        help="frames to generate (default: the model's; with --video, the video's length, or its first N frames)",
+    )
+    option("--height", type=_positive_int, default=None, help="height in pixels (default: the model's)")
+    option("--width", type=_positive_int, default=None, help="width in pixels (default: the model's)")
+    option(
         "--fps",
-        type=float,
+        type=_positive_float,
         default=None,
-        help=f"frames per second (default: the model's {MODEL_SETTINGS_NAME}, else 8)",
+        help="frames per second (default: the model's, else 8)",
     )
-    generate.add_argument(
-        "--steps",
-        type=int,
+    option("--steps", type=_positive_int, default=None, help="denoising steps (default: the model's)")
+    option(
+        *_spellings("guidance_scale"),
+        type=_finite_float,
         default=None,
-        help=f"denoising steps (default: the model's {MODEL_SETTINGS_NAME}, else 50)",
+        help="classifier-free guidance (default: the model's)",
     )
-    generate.add_argument(
-        "--guidance_scale",
-        type=float,
-        default=None,
-        help=f"classifier-free guidance (default: the model's {MODEL_SETTINGS_NAME}, else 7.5)",
-    )
-    generate.add_argument(
-        "--scheduler", default=None, help=f"diffusers scheduler class or alias: {', '.join(SCHEDULER_ALIASES)}"
-    )
-    generate.add_argument("--seed", type=int, default=None, help="random seed")
-    generate.add_argument("--image", default=None, help="image file to start from (image-to-video)")
-    generate.add_argument("--video", default=None, help="video file to transform (video-to-video)")
-    generate.add_argument("--strength", type=float, default=0.8, help="video-to-video strength in [0, 1]")
-    generate.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    generate.add_argument(
+    option("--scheduler", default=None, help=f"diffusers scheduler class or alias: {', '.join(SCHEDULER_ALIASES)}")
+    option("--seed", type=_seed, default=None, help="random seed in [0, 2**64 - 1]")
+    option("--image", default=None, help="image file to start from (image-to-video)")
+    option("--video", default=None, help="video file to transform (video-to-video)")
+    option("--strength", type=_unit_interval, default=None, help="video-to-video strength in [0, 1] (default: 0.8)")
+    option("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    option(
         "--dtype",
         default="auto",
         choices=("auto", "float32", "float16", "bfloat16"),
         help="weights dtype (default: float16 on GPU, float32 on CPU)",
     )
-    generate.add_argument(
+    option(
         "--offload",
         default="none",
         choices=("none", "model", "sequential"),
         help="CPU offloading through diffusers (needs an accelerator)",
     )
 
-    push = commands.add_parser("push", help="upload a saved pipeline or model folder to the Hub, with its model card")
+    push = commands.add_parser(
+        "push", help="upload a saved pipeline or model folder to the Hub, with its model card", parents=[debug]
+    )
     push.add_argument("folder", help="a folder written by save_pretrained or a conversion script")
     push.add_argument("repo_id", help="Hub repository, 'org/name'")
     push.add_argument("--private", action="store_true", help="create the repository as private")
     push.add_argument("--revision", default=None, help="branch to commit to (default: main)")
-    push.add_argument("--create_pr", action="store_true", help="open a pull request instead of committing")
+    push.add_argument(*_spellings("create_pr"), action="store_true", help="open a pull request instead of committing")
     return parser
 
 
-def _check_output(output: Path) -> None:
-    if output.suffix and output.suffix.lower() not in VIDEO_EXTENSIONS:
-        raise CommandError(
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _check_output(output: Path, overwrite: bool) -> None:
+    r"""Refuses, before any model loads, an output that cannot be written or that exists (without `overwrite`)."""
+    if output.name in ("", ".", ".."):
+        raise UsageError(f"--output {output}: give a file name (.mp4, .gif) or a folder name")
+    suffix = output.suffix.lower()
+    if suffix and suffix not in VIDEO_EXTENSIONS:
+        raise UsageError(
             f"--output {output} has extension {output.suffix!r}; use .mp4, .gif or no extension (a folder of PNGs)"
         )
-    if not output.parent.is_dir():
-        raise CommandError(f"--output {output}: folder {output.parent} does not exist")
+    parent = output.absolute().parent
+    if parent.exists() and not parent.is_dir():
+        raise UsageError(f"--output {output}: {parent} is a file, not a folder")
+    if not parent.is_dir():
+        raise UsageError(f"--output {output}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--output {output}: folder {parent} is not writable")
+    # what a killed earlier run left next to this output (and only there)
+    remove_stale_temporaries(output)
+    if suffix:
+        if output.is_dir():
+            raise UsageError(f"--output {output} is a folder; a {suffix} output is a file")
+        if output.exists() and not overwrite:
+            raise UsageError(f"--output {output} exists; pass --overwrite to replace it")
+    elif output.exists():
+        if not output.is_dir():
+            raise UsageError(f"--output {output} is a file; an output without extension is a folder of PNGs")
+        if any(output.iterdir()) and not overwrite:
+            raise UsageError(
+                f"--output {output} is a folder that is not empty; pass --overwrite to replace its frame_NNNN.png"
+                " files (its other files are kept)"
+            )
 
 
 def _resolve_model(model: str | None) -> str:
-    if model is not None:
-        return model
-    if not DEFAULT_MODEL.is_dir():
-        raise CommandError(
-            f"the default model is not installed (no folder {DEFAULT_MODEL}); pass --model with a model folder or a"
-            " Hugging Face Hub id"
-        )
-    return str(DEFAULT_MODEL)
+    if model is None:
+        if not (DEFAULT_MODEL / "model_index.json").is_file():
+            raise UsageError(
+                f"the default model is not installed (no folder {DEFAULT_MODEL}); pass --model with a model folder"
+                " or a Hugging Face Hub id"
+            )
+        return str(DEFAULT_MODEL)
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise UsageError(f"--model {model} has no model_index.json; pass a folder written by save_pretrained")
+        return str(path)
+    if path.exists():
+        raise UsageError(f"--model {model} is a file; pass a model folder or a Hugging Face Hub id")
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-
-def _model_settings(model: str) -> dict:
-    """The recommended settings of a local model folder's `videolatent.json` (none for other models)."""
-    path = Path(model) / MODEL_SETTINGS_NAME
-    if not path.is_file():
-        return {}
+    message = f"--model {model}: no such folder, and not a Hub id ('org/name')"
+    if model.startswith((".", "/", "~")) or model.count("/") != 1:
+        raise UsageError(message)
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise CommandError(f"{path}: cannot read it as JSON ({error})") from None
-
-
-def _words_outside(prompt: str, vocabulary: list[str]) -> list[str]:
-    known = {word.lower() for word in vocabulary}
-    return [word for word in re.findall(r"[\w']+", prompt.lower()) if word not in known]
+        validate_repo_id(model)
+    except HFValidationError as error:
+        raise UsageError(message) from error
+    return model
 
 
 def _resolve_scheduler_class(name: str):
@@ -163,120 +286,181 @@ def _resolve_scheduler_class(name: str):
     class_name = SCHEDULER_ALIASES.get(name.lower(), name)
     scheduler_class = getattr(diffusers, class_name, None)
     if scheduler_class is None or not class_name.endswith("Scheduler"):
-        raise CommandError(
+        raise UsageError(
             f"--scheduler {name!r} is not a diffusers scheduler; use a class name such as DDIMScheduler or one of:"
             f" {', '.join(SCHEDULER_ALIASES)}"
         )
     return scheduler_class
 
 
+def _check_readable(flag: str, path: str) -> None:
+    if not os.path.exists(path):
+        raise UsageError(f"{flag} {path}: no such file")
+    if not os.path.isfile(path):
+        raise UsageError(f"{flag} {path} is not a file")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"{flag} {path}: the file is not readable")
+
+
 def _read_image(path: str):
-    import PIL.Image
+    from diffusers.utils import load_image
 
+    _check_readable("--image", path)
     try:
-        with PIL.Image.open(path) as image:
-            return image.convert("RGB")
+        return load_image(path)
     except (OSError, ValueError) as error:
-        raise CommandError(f"--image {path}: cannot read it as an image ({error})") from None
+        raise UsageError(f"--image {path}: cannot read it as an image ({_first_line(error)})") from error
 
 
-def _read_video(path: str) -> list:
+def _read_video(path: str, num_frames: int | None) -> list:
     import imageio.v2 as imageio
     import PIL.Image
 
+    _check_readable("--video", path)
     try:
         frames = imageio.mimread(path, memtest=False)
     except Exception as error:  # imageio raises many kinds of errors for unreadable files
-        raise CommandError(f"--video {path}: cannot read it as a video ({type(error).__name__}: {error})") from None
+        raise UsageError(
+            f"--video {path}: cannot read it as a video ({type(error).__name__}: {_first_line(error)})"
+        ) from error
     if len(frames) == 0:
-        raise CommandError(f"--video {path}: the file holds no frames")
+        raise UsageError(f"--video {path}: the file holds no frames")
+    if num_frames is not None:
+        if num_frames > len(frames):
+            raise UsageError(
+                f"--num_frames {num_frames} is more than the {len(frames)} frames of --video {path}; pass at most"
+                f" {len(frames)}, or leave --num_frames out to use the whole video"
+            )
+        frames = frames[:num_frames]
     return [PIL.Image.fromarray(frame).convert("RGB") for frame in frames]
 
 
-def _default_permissions(path: str, mode: int) -> None:
-    # `tempfile` creates private files and folders; the result should get the permissions of any new file
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, mode & ~umask)
+def _resolve_device(device: str | None, dtype_name: str):
+    import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device_type = torch.device(device).type
+    except RuntimeError as error:
+        raise UsageError(f"--device {device!r} is not a torch device ({_first_line(error)})") from error
+    if device_type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA device is available")
+    if dtype_name == "auto":
+        dtype = torch.float16 if device_type != "cpu" else torch.float32
+    else:
+        dtype = getattr(torch, dtype_name)
+    return device, dtype
 
 
-def _write_frames(frames: list, output: Path, fps: float) -> None:
-    """Writes PIL frames to `output` through a temporary sibling, so that a failure leaves nothing behind."""
-    from diffusers.utils import export_to_gif, export_to_video
+@contextlib.contextmanager
+def _quiet_libraries(debug: bool):
+    r"""Keeps diffusers' and transformers' warnings (and, off a terminal, their loading bars) out of the output."""
+    if debug:
+        yield
+        return
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    previous = []
+    for library in (diffusers_logging, transformers_logging):
+        previous.append((library, library.get_verbosity(), library.is_progress_bar_enabled()))
+        library.set_verbosity_error()
+        if not sys.stderr.isatty():
+            library.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for library, verbosity, progress_bar in previous:
+            library.set_verbosity(verbosity)
+            if progress_bar:
+                library.enable_progress_bar()
+
+
+def _load_pipeline(model: str, dtype):
+    from .pipelines import VideoLatentPipeline
+
+    try:
+        return VideoLatentPipeline.from_pretrained(model, dtype=dtype)
+    except Exception as error:  # from_pretrained raises OSError, ValueError, EnvironmentError and more
+        raise CommandError(
+            f"--model {model}: cannot load the pipeline ({type(error).__name__}: {_first_line(error)})"
+        ) from error
+
+
+def _words_outside(prompt: str, vocabulary: list[str]) -> list[str]:
+    known = {word.lower() for word in vocabulary}
+    return [word for word in re.findall(r"[\w']+", prompt.lower()) if word not in known]
+
+
+def _pipeline_usage_error(error: Exception, video_frames: int | None, num_frames: int | None) -> UsageError:
+    # the pipeline's input checks name the argument in backquotes; name the flag that set it
+    message = _first_line(error)
+    for name in re.findall(r"`(\w+)`", message):
+        flag = PIPELINE_ARGUMENT_FLAGS.get(name)
+        if flag is None:
+            continue
+        if name == "num_frames" and num_frames is None and video_frames is not None:
+            flag = f"--num_frames (the {video_frames} frames of --video; pass --num_frames to use fewer)"
+        return UsageError(f"{flag}: {message}")
+    return UsageError(message)
+
+
+def _write_mp4(frames: list, path: str, fps: float) -> None:
+    import imageio
+    import numpy as np
+
+    # diffusers' `export_to_video` cannot quiet ffmpeg, which would write to the terminal; its settings otherwise.
+    # macro_block_size=1 keeps the exact size (the pipeline's sizes are multiples of 8).
+    with imageio.get_writer(
+        path, format="FFMPEG", fps=fps, quality=5.0, macro_block_size=1, ffmpeg_log_level="quiet"
+    ) as writer:
+        for frame in frames:
+            writer.append_data(np.asarray(frame))
+
+
+def _keep_unless_frame(relative_path: str, new_folder: str) -> bool:
+    # in an overwritten folder of PNGs, the frames of an earlier run go; the user's own files stay
+    return FRAME_FILE_PATTERN.fullmatch(relative_path) is None
+
+
+def _write_frames(frames: list, output: Path, fps: float, overwrite: bool) -> None:
+    r"""Writes PIL frames to `output` through a temporary sibling, so that a failure or a kill leaves nothing."""
+    from diffusers.utils import export_to_gif
 
     suffix = output.suffix.lower()
     if suffix:
-        handle, temporary = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=suffix, dir=output.parent)
-        os.close(handle)
-        try:
+        with atomic_file(output, overwrite=overwrite) as temporary:
             if suffix == ".gif":
-                export_to_gif(frames, temporary, fps=max(1, round(fps)))
+                export_to_gif(frames, temporary, fps=fps)
             else:
-                # macro_block_size=1: keep the exact size (the pipeline's sizes are multiples of 8 anyway)
-                export_to_video(frames, temporary, fps=max(1, round(fps)), macro_block_size=1)
-            _default_permissions(temporary, 0o666)
-            os.replace(temporary, output)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
+                _write_mp4(frames, temporary, fps)
         return
-
-    temporary_folder = tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent)
-    try:
+    with atomic_folder(output, overwrite=overwrite, keep_existing=True, keep=_keep_unless_frame) as temporary:
         for index, frame in enumerate(frames):
-            frame.save(os.path.join(temporary_folder, f"frame_{index:04d}.png"))
-        if output.is_dir():
-            shutil.rmtree(output)
-        elif output.exists():
-            raise CommandError(f"--output {output} exists and is not a folder")
-        _default_permissions(temporary_folder, 0o777)
-        os.replace(temporary_folder, output)
-    finally:
-        if os.path.exists(temporary_folder):
-            shutil.rmtree(temporary_folder)
+            frame.save(os.path.join(temporary, FRAME_FILE_NAME.format(index=index)))
 
 
 def generate(args: argparse.Namespace) -> str:
-    import torch
-
-    from .pipelines import VideoLatentPipeline
-
+    r"""Runs `videolatent generate`; returns the line printed on success."""
     start = time.perf_counter()
+
+    # 1. check everything that needs no model
     output = Path(args.output)
-    _check_output(output)
+    _check_output(output, args.overwrite)
     model = _resolve_model(args.model)
     if args.image is not None and args.video is not None:
-        raise CommandError("pass only one of --image (image-to-video) and --video (video-to-video)")
+        raise UsageError("pass only one of --image (image-to-video) and --video (video-to-video)")
+    if args.strength is not None and args.video is None:
+        raise UsageError(f"--strength {args.strength} applies only to video-to-video; pass --video too")
     image = _read_image(args.image) if args.image is not None else None
-    video = _read_video(args.video) if args.video is not None else None
+    video = _read_video(args.video, args.num_frames) if args.video is not None else None
     scheduler_class = _resolve_scheduler_class(args.scheduler) if args.scheduler is not None else None
+    device, dtype = _resolve_device(args.device, args.dtype)
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if args.dtype == "auto":
-        dtype = torch.float16 if torch.device(device).type != "cpu" else torch.float32
-    else:
-        dtype = getattr(torch, args.dtype)
-
-    settings = _model_settings(model)
-    unknown_words = _words_outside(args.prompt, settings["vocabulary"]) if "vocabulary" in settings else []
-    if unknown_words:
-        print(
-            f"videolatent: warning: {', '.join(repr(word) for word in unknown_words)} not in the model's vocabulary "
-            f"({' '.join(settings['vocabulary'])}); the video may not follow the prompt",
-            file=sys.stderr,
-        )
-    call_settings = {}
-    for name, value in (
-        ("num_frames", args.num_frames),
-        ("height", args.height),
-        ("width", args.width),
-        ("fps", args.fps),
-        ("num_inference_steps", args.steps),
-        ("guidance_scale", args.guidance_scale),
-    ):
-        call_settings[name] = value if value is not None else settings.get(name, FALLBACK_SETTINGS.get(name))
-
-    pipe = VideoLatentPipeline.from_pretrained(model, dtype=dtype)
+    # 2. load the pipeline
+    with _quiet_libraries(args.debug):
+        pipe = _load_pipeline(model, dtype)
     if scheduler_class is not None:
         pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config)
     if args.offload == "model":
@@ -285,35 +469,72 @@ def generate(args: argparse.Namespace) -> str:
         pipe.enable_sequential_cpu_offload(device=device)
     else:
         pipe.to(device)
+    pipe.set_progress_bar_config(disable=not sys.stderr.isatty())
+    vocabulary = (pipe.config.get("generation_defaults") or {}).get("vocabulary")
+    unknown_words = _words_outside(args.prompt, vocabulary) if vocabulary else []
+    if unknown_words:
+        print(
+            f"videolatent: warning: {', '.join(repr(word) for word in unknown_words)} not in the model's vocabulary "
+            f"({' '.join(vocabulary)}); the video may not follow the prompt",
+            file=sys.stderr,
+        )
 
-    generator = torch.Generator("cpu").manual_seed(args.seed) if args.seed is not None else None
-    call_kwargs = {}
+    # 3. generate, passing on only the options given: the pipeline's defaults are the model's recommended settings
+    import torch
+
+    call_kwargs = {"negative_prompt": args.negative_prompt, "image": image}
+    for name, value in (
+        ("height", args.height),
+        ("width", args.width),
+        ("fps", args.fps),
+        ("num_inference_steps", args.steps),
+        ("guidance_scale", args.guidance_scale),
+    ):
+        if value is not None:
+            call_kwargs[name] = value
     if video is not None:
-        call_kwargs.update(video=video, strength=args.strength)
-    frames = pipe(
-        args.prompt,
-        negative_prompt=args.negative_prompt,
-        image=image,
-        generator=generator,
-        output_type="pil",
-        **call_settings,
-        **call_kwargs,
-    ).frames[0]
+        call_kwargs.update(video=video, num_frames=len(video))
+        if args.strength is not None:
+            call_kwargs["strength"] = args.strength
+    elif args.num_frames is not None:
+        call_kwargs["num_frames"] = args.num_frames
+    if args.seed is not None:
+        call_kwargs["generator"] = torch.Generator("cpu").manual_seed(args.seed)
+    try:
+        with _quiet_libraries(args.debug):
+            frames = pipe(args.prompt, output_type="np", **call_kwargs).frames[0]
+    except (ValueError, TypeError) as error:
+        video_frames = len(video) if video is not None else None
+        raise _pipeline_usage_error(error, video_frames, args.num_frames) from error
 
-    _write_frames(frames, output, call_settings["fps"])
+    # 4. check and write
+    import numpy as np
+    from diffusers.utils import numpy_to_pil
+
+    if not np.isfinite(frames).all():
+        raise CommandError(
+            "the decoded frames hold NaN or infinite values (often from a too large --guidance_scale); nothing was"
+            " written"
+        )
+    fps = pipe.resolve_generation_settings(fps=args.fps)["fps"]
+    _write_frames(numpy_to_pil(frames), output, fps, args.overwrite)
     seconds = time.perf_counter() - start
     kind = "folder of PNGs" if not output.suffix else output.suffix[1:]
     return f"Wrote {len(frames)} frames ({kind}) to {output} in {seconds:.1f} s"
 
 
 def push(args: argparse.Namespace) -> str:
+    r"""Runs `videolatent push`; returns the line printed on success."""
     from .hub import push_folder_to_hub
 
     if not Path(args.folder).is_dir():
-        raise CommandError(f"FOLDER {args.folder} is not a folder")
-    commit = push_folder_to_hub(
-        args.folder, args.repo_id, private=args.private or None, revision=args.revision, create_pr=args.create_pr
-    )
+        raise UsageError(f"FOLDER {args.folder} is not a folder")
+    try:
+        commit = push_folder_to_hub(
+            args.folder, args.repo_id, private=args.private or None, revision=args.revision, create_pr=args.create_pr
+        )
+    except (ValueError, TypeError) as error:
+        raise UsageError(_first_line(error)) from error
     return f"Uploaded {args.folder} to {getattr(commit, 'commit_url', args.repo_id)}"
 
 
@@ -326,23 +547,29 @@ def main(argv: list[str] | None = None) -> int:
             The arguments without the program name; `sys.argv[1:]` when not given.
 
     Returns:
-        `int`: The exit code: 0 on success, 2 on any error (reported as one line on stderr).
+        `int`: The exit code: 0 on success (and for `--help`, `--version`), 1 for a failure at run time, 2 for a usage
+        error; an error is reported as one line on stderr, with its traceback before it under `--debug`.
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_request:
+        # argparse exits after `--help`, `--version` and usage errors; return the code as for any other outcome
+        if exit_request.code is None:
+            return 0
+        return exit_request.code if isinstance(exit_request.code, int) else EXIT_USAGE_ERROR
+    args.debug = getattr(args, "debug", False) or os.environ.get(DEBUG_ENVIRONMENT_VARIABLE, "") not in ("", "0")
     try:
         message = generate(args) if args.command == "generate" else push(args)
-    except CommandError as error:
-        print(f"videolatent: error: {error}", file=sys.stderr)
-        return 2
-    except Exception as error:
-        # the pipeline's input checks name the argument; loading errors name the file or the model
-        text = str(error).strip()
-        first_line = text.splitlines()[0] if text else ""
-        print(f"videolatent: error: {type(error).__name__}: {first_line}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("videolatent: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        if args.debug:
+            traceback.print_exc()
+        if isinstance(error, CommandError):
+            print(f"videolatent: error: {error}", file=sys.stderr)
+            return error.exit_code
+        print(f"videolatent: error: {type(error).__name__}: {_first_line(error)}", file=sys.stderr)
+        return EXIT_RUNTIME_ERROR
     print(message)
     return 0

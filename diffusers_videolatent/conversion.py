@@ -11,9 +11,7 @@ import argparse
 import json
 import os
 import shlex
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +20,11 @@ import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, ModelMixin
 from huggingface_hub import hf_hub_download
 
+from .atomic import atomic_folder, remove_stale_temporaries
+from .geometry import size_multiple, unet_downsample_factor, vae_compression_ratios_from_config
 from .hub import push_folder_to_hub
 from .model_card import ConversionProvenance, combine_licenses, is_hub_id, load_source_card_data, save_model_card
+from .pipelines.pipeline_video_latent import check_generation_defaults
 
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -120,29 +121,8 @@ def save_atomically(save_function: Callable[[str], None], output_path: str, over
             Whether an existing non-empty folder may be replaced.
     """
     check_output_path(output_path, overwrite)
-    output_path = os.path.abspath(output_path)
-    parent = os.path.dirname(output_path)
-    os.makedirs(parent, exist_ok=True)
-    name = os.path.basename(output_path)
-
-    temporary_path = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
-    try:
-        # mkdtemp creates a private folder; give the result the permissions a plain `mkdir` would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary_path, 0o777 & ~umask)
+    with atomic_folder(output_path, overwrite=overwrite) as temporary_path:
         save_function(temporary_path)
-        previous_path = None
-        if os.path.exists(output_path):
-            previous_path = tempfile.mkdtemp(prefix=f".{name}.old-", dir=parent)
-            os.rmdir(previous_path)
-            os.rename(output_path, previous_path)
-        os.rename(temporary_path, output_path)
-        if previous_path is not None:
-            shutil.rmtree(previous_path, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(temporary_path, ignore_errors=True)
-        raise
 
 
 def verify_close(
@@ -254,12 +234,12 @@ def verification_frame_size(vae: ModelMixin, unet: ModelMixin) -> int:
 
     Args:
         vae (`ModelMixin`):
-            An image VAE with `block_out_channels` (spatial ratio `2 ** (levels - 1)`).
+            An image VAE (its spatial ratio is read from its config).
         unet (`ModelMixin`):
             A U-Net with `block_out_channels` (spatial downsampling `2 ** (levels - 1)`).
     """
-    spatial_ratio = 2 ** (len(vae.config.block_out_channels) - 1)
-    return 2 * spatial_ratio * 2 ** (len(unet.config.block_out_channels) - 1)
+    spatial_ratio = vae_compression_ratios_from_config(vae.config)[0]
+    return 2 * size_multiple(spatial_ratio, unet_downsample_factor(unet.config))
 
 
 @torch.no_grad()
@@ -298,7 +278,7 @@ def run_pipelines_side_by_side(
         `tuple`: the reference frames, the converted frames (both `[B, F, H, W, 3]` in [0, 1]) and a description.
     """
     size = verification_frame_size(reference_components["vae"], reference_components["unet"])
-    spatial_ratio = 2 ** (len(reference_components["vae"].config.block_out_channels) - 1)
+    spatial_ratio = vae_compression_ratios_from_config(reference_components["vae"].config)[0]
     generator = torch.Generator().manual_seed(seed)
     latents = torch.randn(
         1,
@@ -348,8 +328,11 @@ class Conversion:
         verify (`Callable[[float, float], tuple[float, str]]`):
             Compares `converted` with its sources in float32 to `(atol, rtol)` and prints a `verified: ...` line;
             returns the largest absolute difference and what was compared, or raises [`VerificationError`].
+        generation_defaults (`dict`, *optional*):
+            For a converted pipeline: the call settings it recommends (its source pipeline's defaults), saved in its
+            `model_index.json` (see [`VideoLatentPipeline`]) and shown on the model card.
         card_kwargs (`dict`, *optional*):
-            More arguments of [`~diffusers_videolatent.model_card.save_model_card`] (`recommended`, `tags`, ...).
+            More arguments of [`~diffusers_videolatent.model_card.save_model_card`] (`tags`, `limitations`, ...).
         revision (`str`, *optional*):
             Hub revision of the sources' cards.
         local_files_only (`bool`, *optional*, defaults to `False`):
@@ -360,6 +343,7 @@ class Conversion:
     name: str
     sources: list[tuple[str, str]]
     verify: Callable[[float, float], tuple[float, str]]
+    generation_defaults: dict[str, Any] | None = None
     card_kwargs: dict[str, Any] = field(default_factory=dict)
     revision: str | None = None
     local_files_only: bool = False
@@ -452,6 +436,8 @@ def run_conversion(
     try:
         # 1. check everything cheap before loading weights
         dtype = parse_dtype(args.dtype)
+        # what a killed earlier run of this command left next to the output goes first (a set-aside folder comes back)
+        remove_stale_temporaries(args.output_path)
         check_output_path(args.output_path, args.overwrite)
         if args.push_to_hub and not args.repo_id:
             raise ValueError("`--push_to_hub` needs `--repo_id`.")
@@ -485,6 +471,8 @@ def run_conversion(
     converted = conversion.converted
     if dtype != torch.float32:
         converted.to(dtype=dtype)
+    if conversion.generation_defaults is not None:
+        converted.register_to_config(generation_defaults=check_generation_defaults(conversion.generation_defaults))
 
     save_atomically(
         lambda path: save_with_model_card(

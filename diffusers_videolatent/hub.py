@@ -11,6 +11,7 @@ from pathlib import Path
 
 from huggingface_hub import create_repo, upload_folder
 
+from .atomic import atomic_file, atomic_folder, inside_temporary, keep_unless_superseded_weights
 from .compat import dtype_argument
 from .model_card import create_model_card, folder_kind, save_model_card
 from .remote_code import plain_config, write_remote_code
@@ -74,7 +75,8 @@ def push_folder_to_hub(
     if card is not None:
         if created_repo_id != repo_id:
             card = create_model_card(folder, created_repo_id, **(card_kwargs or {}))
-        card.save(card_path)
+        with atomic_file(card_path) as temporary:
+            card.save(temporary)
         logger.info(f"Wrote the model card {card_path}.")
 
     # 4. upload, unchanged
@@ -91,15 +93,20 @@ def push_folder_to_hub(
 
 class ModelCardHubMixin:
     """
-    Mixin for our pipeline and models (put it before diffusers' base class): diffusers' `push_to_hub` stays unchanged,
-    but the folder it uploads carries our model card instead of diffusers' generic one. A card that already exists in
-    the Hub repository (which diffusers downloads first) is kept.
+    Mixin for our pipeline and models (put it before diffusers' base class).
 
-    `save_pretrained` (and so `push_to_hub`) also writes the files of [`~diffusers_videolatent.remote_code`], so that
-    `DiffusionPipeline.from_pretrained(..., trust_remote_code=True)` and `AutoModel.from_pretrained(...,
-    trust_remote_code=True)` load the folder; our own `from_pretrained` reads that layout, and the older one, without
-    running the folder's file. `from_pretrained` takes the dtype as `dtype` or `torch_dtype` on every diffusers
-    release we support (see [`~diffusers_videolatent.compat`]).
+    - `save_pretrained` is atomic: diffusers' save writes into a temporary sibling of `save_directory`, which is then
+      moved into place. An existing folder keeps the files the save does not write (stale weight shards of the same
+      variant excepted, as diffusers removes them), and a kill at any moment leaves either the previous folder or the
+      complete new one.
+    - diffusers' `push_to_hub` stays unchanged, but the folder it uploads carries our model card instead of diffusers'
+      generic one. A card that already exists in the Hub repository (which diffusers downloads first) is kept.
+    - every save also writes the files of [`~diffusers_videolatent.remote_code`], so that
+      `DiffusionPipeline.from_pretrained(..., trust_remote_code=True)` and `AutoModel.from_pretrained(...,
+      trust_remote_code=True)` load the folder; our own `from_pretrained` reads that layout, and the older one,
+      without running the folder's file.
+    - `from_pretrained` takes the dtype as `dtype` or `torch_dtype` on every diffusers release we support (see
+      [`~diffusers_videolatent.compat`]).
     """
 
     @classmethod
@@ -107,9 +114,8 @@ class ModelCardHubMixin:
         return super().from_pretrained(*args, **dtype_argument(kwargs))
 
     def save_config(self, save_directory: str | os.PathLike, *args, **kwargs):
-        # `save_pretrained` writes the config through this: a model's before its weights, a pipeline's after its
-        # components. Not `save_pretrained` itself: a pipeline passes `variant`/`safe_serialization` on to a
-        # component only when they are named in the component's `save_pretrained` signature.
+        # `save_pretrained` writes the config through this (into the temporary folder of the atomic save): a model's
+        # before its weights, a pipeline's after its components
         super().save_config(save_directory, *args, **kwargs)
         write_remote_code(save_directory)
 
@@ -121,6 +127,54 @@ class ModelCardHubMixin:
     @classmethod
     def extract_init_dict(cls, config_dict: dict, **kwargs):
         return super().extract_init_dict(plain_config(dict(config_dict)), **kwargs)
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        max_shard_size: int | str | None = None,
+        push_to_hub: bool = False,
+        is_main_process: bool = True,
+        **kwargs,
+    ):
+        r"""
+        Saves like diffusers' `save_pretrained` (same arguments), atomically: see the class docstring.
+
+        The arguments are spelled out because diffusers' pipeline passes `safe_serialization`, `variant` and
+        `max_shard_size` on to a component only when its `save_pretrained` signature names them.
+        """
+        save_kwargs = {"safe_serialization": safe_serialization, "variant": variant, **kwargs}
+        if max_shard_size is not None:
+            save_kwargs["max_shard_size"] = max_shard_size
+        if not is_main_process:
+            # the other processes of a distributed save write nothing of their own
+            return super().save_pretrained(save_directory, is_main_process=False, **save_kwargs)
+        if inside_temporary(save_directory) and not push_to_hub:
+            # a component of a pipeline being saved atomically, or a conversion's temporary folder
+            return super().save_pretrained(save_directory, **save_kwargs)
+        push_kwargs = {
+            name: save_kwargs.pop(name)
+            for name in ("commit_message", "private", "create_pr", "token", "repo_id")
+            if name in save_kwargs
+        }
+        save_directory = os.fspath(save_directory)
+        with atomic_folder(
+            save_directory, overwrite=True, keep_existing=True, keep=keep_unless_superseded_weights
+        ) as temporary_directory:
+            super().save_pretrained(temporary_directory, **save_kwargs)
+        if push_to_hub:
+            # uploaded from its final place, as diffusers does, so a failed upload still leaves the saved folder
+            repo_id = push_kwargs.get("repo_id", os.path.basename(os.path.abspath(save_directory)))
+            token = push_kwargs.get("token")
+            repo_id = create_repo(repo_id, exist_ok=True, private=push_kwargs.get("private"), token=token).repo_id
+            self._upload_folder(
+                save_directory,
+                repo_id,
+                token=token,
+                commit_message=push_kwargs.get("commit_message"),
+                create_pr=push_kwargs.get("create_pr", False),
+            )
 
     def _upload_folder(
         self,

@@ -23,6 +23,17 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData, hf_hub_download
 
+from .atomic import atomic_file
+from .geometry import (
+    is_valid_num_frames,
+    largest_num_frames,
+    num_latent_frames,
+    num_pixel_frames,
+    size_multiple,
+    unet_downsample_factor,
+    unet_max_latent_frames,
+    vae_compression_ratios_from_config,
+)
 from .remote_code import plain_config
 
 
@@ -139,35 +150,16 @@ def _import_class(library: str, class_name: str) -> type:
     return getattr(importlib.import_module(library), class_name)
 
 
-def _build_on_meta(model_class: type, config: dict[str, Any]) -> Any:
-    """Instantiate a model from its config without allocating weights, to read properties derived from the config."""
-    from accelerate import init_empty_weights
-
-    with init_empty_weights():
-        return model_class.from_config(config)
-
-
-def _vae_ratios(vae_class: type, config: dict[str, Any]) -> tuple[int | None, int | None]:
-    spatial = temporal = None
-    if hasattr(vae_class, "spatial_compression_ratio") or hasattr(vae_class, "temporal_compression_ratio"):
-        vae = _build_on_meta(vae_class, config)
-        spatial = getattr(vae, "spatial_compression_ratio", None)
-        temporal = getattr(vae, "temporal_compression_ratio", None)
-    spatial = spatial if spatial is not None else config.get("spatial_compression_ratio")
-    temporal = temporal if temporal is not None else config.get("temporal_compression_ratio")
-    if vae_class.__name__ == "AutoencoderKL":
-        # diffusers' image VAE: frame by frame, one down level per extra block.
-        spatial = spatial or 2 ** (len(config["block_out_channels"]) - 1)
-        temporal = temporal or 1
+def _vae_ratios(config: dict[str, Any]) -> tuple[int | None, int | None]:
+    try:
+        spatial, temporal, _ = vae_compression_ratios_from_config(config)
+    except ValueError:
+        return None, None
     return spatial, temporal
 
 
-def _unet_downsample_factor(unet_class: type, config: dict[str, Any]) -> int | None:
-    if hasattr(unet_class, "downsample_factor"):
-        return int(_build_on_meta(unet_class, config).downsample_factor)
-    if "block_out_channels" in config:
-        return 2 ** (len(config["block_out_channels"]) - 1)
-    return None
+def _unet_downsample_factor(config: dict[str, Any]) -> int | None:
+    return unet_downsample_factor(config) if "block_out_channels" in config else None
 
 
 def frame_rule(temporal_ratio: int) -> str:
@@ -177,7 +169,7 @@ def frame_rule(temporal_ratio: int) -> str:
             "Any number of frames works: the VAE encodes every frame on its own (temporal ratio 1), so "
             "`F_lat = F` and memory and time grow with the number of frames."
         )
-    examples = ", ".join(str(1 + k * temporal_ratio) for k in range(5))
+    examples = ", ".join(str(num_pixel_frames(count, temporal_ratio)) for count in range(1, 6))
     return (
         f"The VAE is causal and encodes the first frame on its own, so `num_frames` must be `1 + k * "
         f"{temporal_ratio}` ({examples}, ...), and a video of `F` frames becomes `F_lat = (F - 1) // "
@@ -216,6 +208,7 @@ def _describe_folder(folder: Path, kind: str) -> dict[str, Any]:
         if tokenizer_config.is_file():
             facts["max_length"] = _read_json(tokenizer_config).get("model_max_length")
         facts["pipeline_class"] = _import_class(PACKAGE_NAME, PIPELINE_CLASS_NAME)
+        facts["generation_defaults"] = index.get("generation_defaults") or {}
     else:
         config = _read_json(folder / "config.json")
         model = (_import_class(PACKAGE_NAME, kind), config)
@@ -230,15 +223,18 @@ def _recommended_settings(
     unknown = sorted(set(recommended) - set(RECOMMENDED_KEYS))
     if unknown:
         raise ValueError(f"`recommended` has unknown key(s) {unknown}; allowed: {list(RECOMMENDED_KEYS)}.")
-    settings = call_defaults(facts["pipeline_class"]) if "pipeline_class" in facts else {}
+    # what a plain call of the saved pipeline uses: its fallbacks, the U-Net's sample size, its `generation_defaults`
+    from .pipelines.pipeline_video_latent import FALLBACK_GENERATION_SETTINGS
+
+    settings = dict(FALLBACK_GENERATION_SETTINGS)
     if facts["unet"] is not None and spatial is not None:
         sample_size = facts["unet"][1].get("sample_size")
         if isinstance(sample_size, int):
-            settings.setdefault("height", sample_size * spatial)
-            settings.setdefault("width", sample_size * spatial)
+            settings["height"] = settings["width"] = sample_size * spatial
+    settings.update(facts.get("generation_defaults") or {})
     settings.update({key: value for key, value in recommended.items() if value is not None})
     num_frames = settings.get("num_frames")
-    if num_frames is not None and temporal is not None and (num_frames - 1) % temporal != 0:
+    if num_frames is not None and temporal is not None and not is_valid_num_frames(num_frames, temporal):
         raise ValueError(
             f"`recommended['num_frames']` is {num_frames}, which breaks the frame rule of a VAE with temporal ratio "
             f"{temporal}; use 1 + k * {temporal} frames."
@@ -349,7 +345,9 @@ def create_model_card(
             Extra tags, added after the package's own.
         recommended (`dict`, *optional*):
             Recommended `num_frames`, `height`, `width`, `fps`, `num_inference_steps`, `guidance_scale`; missing ones
-            default to the pipeline's call defaults and the U-Net's `sample_size` times the VAE's spatial ratio.
+            default to what a plain call of the saved pipeline uses: its `generation_defaults` (in
+            `model_index.json`), else the pipeline's fallbacks and the U-Net's `sample_size` times the VAE's spatial
+            ratio.
         conversion (`ConversionProvenance`, *optional*):
             Source ids, script, command and verified tolerance of a conversion.
         limitations (`list[str]`, *optional*):
@@ -372,10 +370,11 @@ def create_model_card(
     latent = None
     if facts["vae"] is not None:
         vae_class, vae_config = facts["vae"]
-        spatial, temporal = _vae_ratios(vae_class, vae_config)
-    downsample_factor = None
+        spatial, temporal = _vae_ratios(vae_config)
+    downsample_factor = max_latent_frames = None
     if facts["unet"] is not None:
-        downsample_factor = _unet_downsample_factor(*facts["unet"])
+        downsample_factor = _unet_downsample_factor(facts["unet"][1])
+        max_latent_frames = unet_max_latent_frames(facts["unet"][1])
 
     # 2. recommended settings and the usage snippet
     settings = _recommended_settings(facts, spatial, temporal, recommended) if kind == "pipeline" else {}
@@ -397,7 +396,9 @@ def create_model_card(
             "scaling_factor": vae_config.get("scaling_factor"),
             "shift_factor": vae_config.get("shift_factor"),
             "unet_downsample_factor": downsample_factor,
-            "size_multiple": spatial * downsample_factor if downsample_factor else None,
+            "size_multiple": size_multiple(spatial, downsample_factor) if downsample_factor else None,
+            "max_latent_frames": max_latent_frames,
+            "max_num_frames": largest_num_frames(max_latent_frames, temporal) if max_latent_frames else None,
             "frame_rule": frame_rule(temporal),
         }
         if {"num_frames", "height", "width"} <= set(settings):
@@ -408,7 +409,7 @@ def create_model_card(
                 example_shape=[
                     1,
                     vae_config.get("latent_channels"),
-                    (settings["num_frames"] - 1) // temporal + 1,
+                    num_latent_frames(settings["num_frames"], temporal),
                     settings["height"] // spatial,
                     settings["width"] // spatial,
                 ],
@@ -509,7 +510,8 @@ def save_model_card(folder: str | os.PathLike, repo_id: str | None = None, **kwa
     """
     card = create_model_card(folder, repo_id, **kwargs)
     path = Path(folder) / "README.md"
-    card.save(path)
+    with atomic_file(path, overwrite=True) as temporary:
+        card.save(temporary)
     return path
 
 

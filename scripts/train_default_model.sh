@@ -22,7 +22,7 @@
 # 5. the same U-Net fine-tuned at shift 3 (more steps at low noise, for colour and shape); the pipeline keeps
 #    that scheduler, and takes the VAE with the decoder of stage 3;
 # 6. the evaluation: 2 videos per combination (66 seen, 6 held out) with the recommended sampling settings.
-# The result is WORK_DIR/t2v, with the recommended settings in WORK_DIR/t2v/videolatent.json.
+# The result is WORK_DIR/t2v, with the recommended settings as `generation_defaults` in its model_index.json.
 set -euo pipefail
 
 WORK_DIR=${1:-out/default_model}
@@ -70,18 +70,28 @@ python -m diffusers_videolatent.training.train_text_to_video "${UNET_ARGS[@]}" \
 # the same encoder and latent normalisation, a sharper decoder
 cp "$WORK_DIR/vae_decoder/config.json" "$WORK_DIR/vae_decoder/diffusion_pytorch_model.safetensors" "$WORK_DIR/t2v/vae/"
 
-cat > "$WORK_DIR/t2v/videolatent.json" <<JSON
-{
-  "num_frames": 17,
-  "height": 64,
-  "width": 64,
-  "fps": 8,
-  "num_inference_steps": $STEPS,
-  "guidance_scale": $GUIDANCE,
-  "vocabulary": ["a", "an", "moving", "red", "green", "blue", "yellow", "white", "purple", "circle", "square",
-                 "triangle", "left", "right", "up", "down"]
-}
-JSON
+# the recommended settings live in the saved pipeline: `pipe(prompt)` and the CLI use them
+python - "$WORK_DIR/t2v" "$STEPS" "$GUIDANCE" <<'PY'
+import sys
+
+from diffusers_videolatent import VideoLatentPipeline
+
+folder, steps, guidance = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+vocabulary = "a an moving red green blue yellow white purple circle square triangle left right up down".split()
+pipe = VideoLatentPipeline.from_pretrained(folder)
+pipe.register_to_config(
+    generation_defaults={
+        "num_frames": 17,
+        "height": 64,
+        "width": 64,
+        "fps": 8,
+        "num_inference_steps": steps,
+        "guidance_scale": guidance,
+        "vocabulary": vocabulary,
+    }
+)
+pipe.save_pretrained(folder)
+PY
 
 python benchmarks/evaluate_default_model.py --model "$WORK_DIR/t2v" --videos_per_combination 2 --reconstruction \
   --json "$WORK_DIR/evaluation.json"

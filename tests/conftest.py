@@ -4,14 +4,20 @@ Nothing here downloads anything: the CLIP tokenizer is written to a temporary fo
 Builders are plain functions (seeded, so two calls give identical weights) plus a few fixtures wrapping them.
 """
 
+import contextlib
 import json
 import string
+from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel, UNet3DConditionModel
+from diffusers.models.attention_processor import Attention
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel
 
 
 # The tiny models of this suite run fastest on one thread: on the shared 2-core machine, intra-op parallelism on
@@ -77,6 +83,58 @@ def build_unet3d(
         norm_num_groups=4,
         cross_attention_dim=cross_attention_dim,
         attention_head_dim=4,
+    ).eval()
+
+
+def fill_zero_parameters_(model: torch.nn.Module, seed: int = 0, scale: float = 0.1) -> torch.nn.Module:
+    """Replaces the zero-initialised parameters (temporal output projections, motion modules) by small random ones, so
+    that the temporal layers change the output and a comparison that involves them can fail."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if not parameter.any():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
+    return model
+
+
+def build_unet2d(seed: int = 0) -> UNet2DConditionModel:
+    """A two-level SD 1.x-like image U-Net (spatial downsampling 2)."""
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        sample_size=8,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        cross_attention_dim=TEXT_HIDDEN_SIZE,
+        attention_head_dim=2,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+    ).eval()
+
+
+def build_motion_adapter(block_out_channels=(8, 16), seed: int = 0) -> MotionAdapter:
+    """A tiny AnimateDiff `MotionAdapter` for `build_unet2d`, with random (not zero) output projections."""
+    torch.manual_seed(seed)
+    adapter = MotionAdapter(
+        block_out_channels=block_out_channels,
+        motion_layers_per_block=1,
+        motion_num_attention_heads=2,
+        motion_norm_num_groups=4,
+        motion_max_seq_length=8,
+    )
+    return fill_zero_parameters_(adapter, seed + 1)
+
+
+def build_random_spatio_temporal_unet(seed: int = 0) -> UNetSpatioTemporalModel:
+    """`build_spatio_temporal_unet` with its zero-initialised layers random, so temporal layers are not identity."""
+    return fill_zero_parameters_(build_spatio_temporal_unet(sample_size=8, seed=seed), seed + 1).eval()
+
+
+def build_video_vae(seed: int = 0) -> AutoencoderKLVideo:
+    """Our two-level causal video VAE (spatial ratio 2, temporal ratio 2), with a mid-block attention."""
+    torch.manual_seed(seed)
+    return AutoencoderKLVideo(
+        block_out_channels=(8, 16), layers_per_block=1, temporal_downsample=(False, True), norm_num_groups=4
     ).eval()
 
 
@@ -150,6 +208,35 @@ def build_pipeline_components(tmp_path: str | Path, vae=None, unet=None, schedul
     }
 
 
+@contextlib.contextmanager
+def recording_attention_scores() -> Iterator[list[tuple[int, ...]]]:
+    """Records the shape of every attention-score tensor diffusers' `Attention.get_attention_scores` forms (the real
+    method still computes them): how large the attention maps of a forward pass get, sliced or not."""
+    shapes = []
+    get_attention_scores = Attention.get_attention_scores
+
+    def recording(self, query, key, attention_mask=None):
+        scores = get_attention_scores(self, query, key, attention_mask)
+        shapes.append(tuple(scores.shape))
+        return scores
+
+    with mock.patch.object(Attention, "get_attention_scores", recording):
+        yield shapes
+
+
+@pytest.fixture
+def no_grad() -> Iterator[None]:
+    """Runs a test under `torch.no_grad()` (use with `pytest.mark.usefixtures("no_grad")`)."""
+    with torch.no_grad():
+        yield
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    """A folder for the tiny tokenizer, shared by the tests of a module."""
+    return tmp_path_factory.mktemp("tokenizer")
+
+
 @pytest.fixture
 def tiny_tokenizer(tmp_path) -> CLIPTokenizer:
     return build_tokenizer(tmp_path / "tokenizer")
@@ -173,3 +260,43 @@ def tiny_image_vae() -> AutoencoderKL:
 @pytest.fixture
 def tiny_pipeline_components(tmp_path) -> dict:
     return build_pipeline_components(tmp_path)
+
+
+def build_spatio_temporal_unet(
+    in_channels: int = 4,
+    conditioning_channels: int = 0,
+    use_fps_conditioning: bool = False,
+    temporal_max_frames: int = 8,
+    sample_size: int | None = None,
+    seed: int = 0,
+):
+    """A two-level `UNetSpatioTemporalModel` (spatial downsampling 2) with a sinusoidal frame table."""
+    from diffusers_videolatent import UNetSpatioTemporalModel
+
+    torch.manual_seed(seed)
+    return UNetSpatioTemporalModel(
+        sample_size=sample_size,
+        in_channels=in_channels,
+        out_channels=in_channels,
+        conditioning_channels=conditioning_channels,
+        use_fps_conditioning=use_fps_conditioning,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        transformer_layers_per_block=(1, 0),
+        num_attention_heads=2,
+        temporal_num_attention_heads=2,
+        cross_attention_dim=TEXT_HIDDEN_SIZE,
+        norm_num_groups=4,
+        temporal_max_frames=temporal_max_frames,
+    ).eval()
+
+
+def build_pipeline(tokenizer_dir: str | Path, **overrides):
+    """A `VideoLatentPipeline` of the tiny components (`overrides` replace some), its progress bar off."""
+    from diffusers_videolatent import VideoLatentPipeline
+
+    components = build_pipeline_components(tokenizer_dir)
+    components.update(overrides)
+    pipe = VideoLatentPipeline(**components)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

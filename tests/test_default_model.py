@@ -10,7 +10,7 @@ import pytest
 from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel, VideoLatentPipeline, cli
 
 
-SETTINGS = json.loads((cli.DEFAULT_MODEL / cli.MODEL_SETTINGS_NAME).read_text())
+SETTINGS = json.loads((cli.DEFAULT_MODEL / "model_index.json").read_text())["generation_defaults"]
 
 
 @pytest.fixture(autouse=True)

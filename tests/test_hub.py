@@ -13,11 +13,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import TEXT_HIDDEN_SIZE, build_scheduler, build_text_encoder, build_tokenizer
+from conftest import build_scheduler, build_spatio_temporal_unet, build_text_encoder, build_tokenizer
 from huggingface_hub import ModelCard, ModelCardData
 
 import diffusers_videolatent.hub as hub
-from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel, VideoLatentPipeline
+from diffusers_videolatent import AutoencoderKLVideo, VideoLatentPipeline
 from diffusers_videolatent.hub import push_folder_to_hub
 
 
@@ -26,16 +26,7 @@ def tiny_pipeline(tmp_path: Path) -> VideoLatentPipeline:
     vae = AutoencoderKLVideo(
         block_out_channels=(8, 16), layers_per_block=1, temporal_downsample=(False, True), norm_num_groups=4
     )
-    unet = UNetSpatioTemporalModel(
-        sample_size=8,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        transformer_layers_per_block=(1, 0),
-        num_attention_heads=2,
-        temporal_num_attention_heads=2,
-        cross_attention_dim=TEXT_HIDDEN_SIZE,
-        norm_num_groups=4,
-    )
+    unet = build_spatio_temporal_unet(temporal_max_frames=32, sample_size=8)
     return VideoLatentPipeline(
         vae=vae,
         text_encoder=build_text_encoder(),

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import TEXT_HIDDEN_SIZE, TOKENIZER_MAX_LENGTH, build_scheduler, build_text_encoder, build_tokenizer
+from conftest import (
+    TOKENIZER_MAX_LENGTH,
+    build_scheduler,
+    build_spatio_temporal_unet,
+    build_text_encoder,
+    build_tokenizer,
+)
 from huggingface_hub import ModelCard, ModelCardData
 
 import diffusers_videolatent
@@ -41,17 +47,7 @@ def tiny_vae() -> AutoencoderKLVideo:
 
 
 def tiny_unet() -> UNetSpatioTemporalModel:
-    torch.manual_seed(0)
-    return UNetSpatioTemporalModel(
-        sample_size=8,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        transformer_layers_per_block=(1, 0),
-        num_attention_heads=2,
-        temporal_num_attention_heads=2,
-        cross_attention_dim=TEXT_HIDDEN_SIZE,
-        norm_num_groups=4,
-    )
+    return build_spatio_temporal_unet(temporal_max_frames=32, sample_size=8)
 
 
 @pytest.fixture

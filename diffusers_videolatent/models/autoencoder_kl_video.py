@@ -32,6 +32,14 @@ from diffusers.models.autoencoders.vae import AutoencoderMixin, DecoderOutput, D
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.utils.accelerate_utils import apply_forward_hook
 
+from ..geometry import (
+    format_choices,
+    is_valid_num_frames,
+    nearest_multiples,
+    nearest_valid_num_frames,
+    num_pixel_frames,
+    vae_compression_ratios_from_config,
+)
 from ..hub import ModelCardHubMixin
 
 
@@ -481,12 +489,6 @@ class CausalDecoder3D(nn.Module):
         return sample
 
 
-def _nearest_valid_counts(value: int, multiple: int, offset: int) -> str:
-    lower = offset + ((value - offset) // multiple) * multiple
-    candidates = [count for count in (lower, lower + multiple) if count >= max(offset, 1)]
-    return " or ".join(str(count) for count in candidates)
-
-
 class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, AutoencoderMixin):
     r"""
     A causal video VAE with KL loss: encodes videos `[B, 3, F, H, W]` in [-1, 1] into latents
@@ -570,10 +572,13 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
                 f"`temporal_downsample` must have one entry per level ({len(block_out_channels)}), got "
                 f"{tuple(temporal_downsample)}."
             )
-        if 2 ** sum(bool(flag) for flag in temporal_downsample) not in (1, 2, 4, 8):
+        temporal_ratio = vae_compression_ratios_from_config(
+            {"block_out_channels": block_out_channels, "temporal_downsample": temporal_downsample}
+        )[1]
+        if temporal_ratio not in (1, 2, 4, 8):
             raise ValueError(
                 f"`temporal_downsample` {tuple(temporal_downsample)} gives a temporal compression ratio of "
-                f"{2 ** sum(bool(flag) for flag in temporal_downsample)}; allowed are 1, 2, 4 and 8."
+                f"{temporal_ratio}; allowed are 1, 2, 4 and 8."
             )
         for channels in block_out_channels:
             if channels % norm_num_groups != 0:
@@ -622,11 +627,11 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
 
     @property
     def spatial_compression_ratio(self) -> int:
-        return 2 ** (len(self.config.block_out_channels) - 1)
+        return vae_compression_ratios_from_config(self.config)[0]
 
     @property
     def temporal_compression_ratio(self) -> int:
-        return 2 ** sum(bool(flag) for flag in self.config.temporal_downsample)
+        return vae_compression_ratios_from_config(self.config)[1]
 
     def enable_tiling(
         self,
@@ -694,17 +699,18 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
         ratio = self.temporal_compression_ratio
         if num_frames == 0:
             raise ValueError(f"`x` has 0 frames; a video needs 1 + k * {ratio} frames (1, {1 + ratio}, ...).")
-        if (num_frames - 1) % ratio != 0:
+        if not is_valid_num_frames(num_frames, ratio):
             raise ValueError(
                 f"`x` has {num_frames} frames; with temporal_compression_ratio={ratio} the number of frames must be "
-                f"1 + k * {ratio}: the nearest valid counts are {_nearest_valid_counts(num_frames, ratio, 1)}."
+                f"1 + k * {ratio}: the nearest valid counts are "
+                f"{format_choices(nearest_valid_num_frames(num_frames, ratio))}."
             )
         spatial = self.spatial_compression_ratio
         for name, size in (("height", height), ("width", width)):
             if size == 0 or size % spatial != 0:
                 raise ValueError(
                     f"`x` has {name} {size}; it must be a positive multiple of spatial_compression_ratio={spatial} "
-                    f"(nearest: {_nearest_valid_counts(size, spatial, 0)})."
+                    f"(nearest: {format_choices(nearest_multiples(size, spatial))})."
                 )
 
     def _check_latents(self, z: torch.Tensor) -> None:
@@ -811,7 +817,7 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
 
         ratio, spatial = self.temporal_compression_ratio, self.spatial_compression_ratio
         batch_size, _, num_latent_frames, height, width = z.shape
-        num_frames = 1 + (num_latent_frames - 1) * ratio
+        num_frames = num_pixel_frames(num_latent_frames, ratio)
 
         # the output is written in place, so only one chunk of decoded frames exists besides it
         sample = None

@@ -40,9 +40,12 @@ from diffusers.models.attention_processor import (
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
-from diffusers.utils import BaseOutput
+from diffusers.models.unets.unet_3d_condition import UNet3DConditionModel
+from diffusers.utils import BaseOutput, apply_lora_scale
+from diffusers.utils.torch_utils import apply_freeu
 from torch import nn
 
+from ..geometry import unet_downsample_factor, unet_max_latent_frames
 from ..hub import ModelCardHubMixin
 
 
@@ -482,8 +485,10 @@ class SpatioTemporalUpBlock(_SpatioTemporalLayers):
         temporal_num_attention_heads: int,
         add_upsample: bool,
         options: dict,
+        resolution_idx: int | None = None,
     ):
         super().__init__()
+        self.resolution_idx = resolution_idx
         resnets = []
         for i in range(num_layers):
             skip_channels = in_channels if i == num_layers - 1 else out_channels
@@ -519,8 +524,15 @@ class SpatioTemporalUpBlock(_SpatioTemporalLayers):
         num_frames: int,
         cross_attention_kwargs: dict[str, Any] | None = None,
     ) -> torch.Tensor:
+        # FreeU scales the backbone and filters the skip features of the two lowest-resolution levels
+        freeu = {name: getattr(self, name, None) for name in ("s1", "s2", "b1", "b2")}
+        is_freeu_enabled = all(freeu.values())
         for index in range(len(self.resnets)):
             res_hidden_states = res_hidden_states_tuple[-1 - index]
+            if is_freeu_enabled:
+                hidden_states, res_hidden_states = apply_freeu(
+                    self.resolution_idx, hidden_states, res_hidden_states, **freeu
+                )
             hidden_states = torch.cat([hidden_states, res_hidden_states], dim=1)  # (B*F, C + C_skip, H, W)
             hidden_states = self._layer(
                 index, hidden_states, temb, encoder_hidden_states, num_frames, cross_attention_kwargs
@@ -772,6 +784,7 @@ class UNetSpatioTemporalModel(ModelCardHubMixin, ModelMixin, AttentionMixin, Con
                     temporal_num_attention_heads=temporal_heads[level],
                     add_upsample=level > 0,
                     options=options,
+                    resolution_idx=up_level,
                 )
             )
 
@@ -801,7 +814,12 @@ class UNetSpatioTemporalModel(ModelCardHubMixin, ModelMixin, AttentionMixin, Con
     @property
     def downsample_factor(self) -> int:
         """Total spatial downsampling of the U-Net: `H` and `W` of `sample` must be multiples of it."""
-        return 2 ** (len(self.config.block_out_channels) - 1)
+        return unet_downsample_factor(self.config)
+
+    @property
+    def max_num_frames(self) -> int | None:
+        """The most frames `sample` may have (`temporal_max_frames` with a frame-position table), `None` for any."""
+        return unet_max_latent_frames(self.config)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Attention helpers (diffusers' `Attention` is not an `AttentionModuleMixin`, so fusion is done explicitly)
@@ -832,6 +850,35 @@ class UNetSpatioTemporalModel(ModelCardHubMixin, ModelMixin, AttentionMixin, Con
                     module.fuse_projections(fuse=False)
             self.set_attn_processor(self.original_attn_processors)
             self.original_attn_processors = None
+
+    # diffusers' own: every `Attention` of the model gets a `SlicedAttnProcessor` (`"auto"`, `"max"`, an int, a list)
+    set_attention_slice = UNet3DConditionModel.set_attention_slice
+
+    def enable_freeu(self, s1: float, s2: float, b1: float, b2: float) -> None:
+        r"""
+        Enables [FreeU](https://huggingface.co/papers/2309.11497) as diffusers' U-Nets do: in the two lowest-resolution
+        up levels, half of the backbone channels are scaled by `b1`/`b2` and the low frequencies of the skip features
+        by `s1`/`s2` (see [`~diffusers.utils.torch_utils.apply_freeu`]).
+
+        Args:
+            s1 (`float`): Skip-feature scale of the lowest-resolution up level.
+            s2 (`float`): Skip-feature scale of the next up level.
+            b1 (`float`): Backbone scale of the lowest-resolution up level.
+            b2 (`float`): Backbone scale of the next up level.
+        """
+        factors = {"s1": s1, "s2": s2, "b1": b1, "b2": b2}
+        for name, value in factors.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"`{name}` must be a positive number (0 would switch FreeU off), got {value!r}.")
+        for up_block in self.up_blocks:
+            for name, value in factors.items():
+                setattr(up_block, name, float(value))
+
+    def disable_freeu(self) -> None:
+        """Disables FreeU: the up levels compute exactly what they computed before [`enable_freeu`]."""
+        for up_block in self.up_blocks:
+            for name in ("s1", "s2", "b1", "b2"):
+                setattr(up_block, name, None)
 
     def enable_forward_chunking(self, chunk_size: int | None = None, dim: int = 0) -> None:
         """Runs every transformer feed-forward in chunks of `chunk_size` along `dim` (0: batch, 1: sequence)."""
@@ -873,7 +920,7 @@ class UNetSpatioTemporalModel(ModelCardHubMixin, ModelMixin, AttentionMixin, Con
                 f"`sample` height and width must be divisible by the downsampling factor {self.downsample_factor}, "
                 f"got {height}x{width}."
             )
-        if config.temporal_position_embedding != "none" and num_frames > config.temporal_max_frames:
+        if self.max_num_frames is not None and num_frames > self.max_num_frames:
             raise ValueError(
                 f"`sample` has {num_frames} frames but the {config.temporal_position_embedding} frame-position table "
                 f"holds at most `temporal_max_frames`={config.temporal_max_frames}."
@@ -919,6 +966,7 @@ class UNetSpatioTemporalModel(ModelCardHubMixin, ModelMixin, AttentionMixin, Con
             )
         return value.reshape(-1).to(device).expand(batch_size)
 
+    @apply_lora_scale("cross_attention_kwargs")
     def forward(
         self,
         sample: torch.Tensor,
@@ -942,7 +990,8 @@ class UNetSpatioTemporalModel(ModelCardHubMixin, ModelMixin, AttentionMixin, Con
             conditioning_latents (`torch.Tensor`, *optional*):
                 Latents `(batch, conditioning_channels, num_frames, height, width)` concatenated to `sample`; required
                 when `conditioning_channels > 0`.
-            cross_attention_kwargs (`dict`, *optional*): Passed on to every attention processor.
+            cross_attention_kwargs (`dict`, *optional*):
+                Passed on to every attention processor; a `"scale"` entry scales the LoRA layers (PEFT) for this call.
             return_dict (`bool`, *optional*, defaults to `True`):
                 Whether to return a [`UNetSpatioTemporalOutput`] instead of a plain tuple.
 
@@ -1272,6 +1321,51 @@ def convert_motion_adapter_state_dict(state_dict: dict[str, torch.Tensor]) -> di
             raise ValueError(f"Unexpected `MotionAdapter` key {key!r}.")
         converted[key.replace(".motion_modules.", ".temporal_attentions.")] = value
     return converted
+
+
+UNET_MOTION_MODULE_NAME = ".motion_modules."
+TEMPORAL_ATTENTION_MODULE_NAME = ".temporal_attentions."
+
+
+def is_unet_motion_lora_state_dict(state_dict: dict[str, Any]) -> bool:
+    """Whether a LoRA state dict targets diffusers' `UNetMotionModel` module names (`...motion_modules...`)."""
+    return any(UNET_MOTION_MODULE_NAME in key for key in state_dict)
+
+
+def convert_unet_motion_lora_state_dict(state_dict: dict[str, Any]) -> dict[str, Any]:
+    r"""
+    Maps the keys of a LoRA made for diffusers' `UNetMotionModel` (e.g. the `guoyww/animatediff-motion-lora-*` family
+    in diffusers format, `unet.down_blocks.0.motion_modules.0.transformer_blocks.0.attn1.to_q.lora_A.weight`) to the
+    module names of a [`UNetSpatioTemporalModel`] built by `from_unet2d(unet, motion_adapter=...)`: the motion modules
+    are its temporal transformers and every other module keeps its name, as in [`convert_motion_adapter_state_dict`].
+    Works on network alphas and on LoRA metadata keys alike, since only the keys change.
+    """
+    return {
+        key.replace(UNET_MOTION_MODULE_NAME, TEMPORAL_ATTENTION_MODULE_NAME): value
+        for key, value in state_dict.items()
+    }
+
+
+def convert_unet_motion_lora_config(config: dict[str, Any]) -> dict[str, Any]:
+    r"""
+    Maps the module names inside `LoraConfig` arguments (`target_modules`, `exclude_modules`, `rank_pattern`,
+    `alpha_pattern`, bare or with the `unet.` prefix of a LoRA file's metadata) from `UNetMotionModel` to
+    [`UNetSpatioTemporalModel`] names; other arguments are returned unchanged.
+    """
+    bare_names = (UNET_MOTION_MODULE_NAME.strip("."), TEMPORAL_ATTENTION_MODULE_NAME.strip("."))
+
+    def rename(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(*bare_names)
+        if isinstance(value, (list, tuple, set)):
+            return type(value)(rename(item) for item in value)
+        if isinstance(value, dict):
+            return {rename(key): item for key, item in value.items()}
+        return value
+
+    names = ("target_modules", "exclude_modules", "rank_pattern", "alpha_pattern")
+    # metadata read from a LoRA file keeps the component prefix: `unet.target_modules`
+    return {key: rename(value) if key.rsplit(".", 1)[-1] in names else value for key, value in config.items()}
 
 
 def _match_device_and_dtype(model: UNetSpatioTemporalModel, source: ModelMixin) -> UNetSpatioTemporalModel:

@@ -13,7 +13,10 @@
 # limitations under the License.
 
 import inspect
+import json
+import math
 import numbers
+import os
 from typing import Any, Callable
 
 import numpy as np
@@ -27,13 +30,26 @@ from diffusers import (
     UNet3DConditionModel,
 )
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
 from diffusers.schedulers import SchedulerMixin
 from diffusers.utils import logging, replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from ..geometry import (
+    _is_property,
+    get_vae_compression_ratios,
+    is_valid_num_frames,
+    largest_num_frames,
+    nearest_valid_num_frames,
+    num_latent_frames,
+    size_multiple,
+    unet_downsample_factor,
+    unet_max_latent_frames,
+)
 from ..hub import ModelCardHubMixin
+from ..loaders import VideoLatentLoraLoaderMixin
 from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
 from .pipeline_output import VideoLatentPipelineOutput
 
@@ -41,6 +57,22 @@ from .pipeline_output import VideoLatentPipelineOutput
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+# The call settings a saved pipeline may recommend (`generation_defaults` in its `model_index.json`), plus the words its
+# text encoder was trained on; what a call uses when neither the caller nor the pipeline gives a value.
+GENERATION_SETTING_KEYS = ("num_frames", "height", "width", "fps", "num_inference_steps", "guidance_scale")
+GENERATION_DEFAULT_KEYS = GENERATION_SETTING_KEYS + ("vocabulary",)
+FALLBACK_GENERATION_SETTINGS = {"num_frames": 17, "fps": 8, "num_inference_steps": 50, "guidance_scale": 7.5}
+# older folders kept the recommended settings in this file beside `model_index.json`
+LEGACY_SETTINGS_NAME = "videolatent.json"
+
+# Image and video values beyond this are not pixels in [0, 1] (nor diffusers' older [-1, 1]): most likely 8-bit values
+# passed as floats. The slack above 1 keeps the overshoot of bicubic or Lanczos resampling.
+PIXEL_VALUE_LIMIT = 1.5
+
+# Classifier-free guidance scales above this are far outside what text-to-video models use (about 1 to 20); named as
+# the likely cause when a video comes out non-finite.
+LARGE_GUIDANCE_SCALE = 100.0
 
 EXAMPLE_DOC_STRING = """
     Examples:
@@ -60,49 +92,16 @@ EXAMPLE_DOC_STRING = """
 """
 
 
-def _is_property(module: torch.nn.Module, name: str) -> bool:
-    # `ModelMixin.__getattr__` falls back to config entries (with a deprecation warning), so a plain `hasattr` cannot
-    # tell a real property from a config key.
-    return isinstance(getattr(type(module), name, None), property)
+def _is_real_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def get_vae_compression_ratios(vae: torch.nn.Module) -> tuple[int, int, bool]:
-    r"""
-    Reads the spatial and temporal compression ratios of any diffusers-style VAE.
-
-    Args:
-        vae (`torch.nn.Module`):
-            An [`AutoencoderKLVideo`], a diffusers image VAE such as [`~diffusers.AutoencoderKL`] (frame by frame), or a
-            diffusers video VAE such as [`~diffusers.AutoencoderKLWan`] or [`~diffusers.AutoencoderKLCogVideoX`].
-
-    Returns:
-        `tuple[int, int, bool]`: The spatial ratio, the temporal ratio (1 for an image VAE) and whether the VAE works on
-        single frames (`[B, C, H, W]`) rather than on videos (`[B, C, F, H, W]`).
-    """
-    config = vae.config
-    if _is_property(vae, "spatial_compression_ratio"):
-        spatial_ratio = vae.spatial_compression_ratio
-    elif config.get("scale_factor_spatial") is not None:
-        spatial_ratio = config["scale_factor_spatial"]
-    elif config.get("spatial_compression_ratio") is not None:
-        spatial_ratio = config["spatial_compression_ratio"]
-    elif config.get("temperal_downsample") is not None:
-        spatial_ratio = 2 ** len(config["temperal_downsample"])
-    else:
-        spatial_ratio = 2 ** (len(config["block_out_channels"]) - 1)
-
-    if _is_property(vae, "temporal_compression_ratio"):
-        temporal_ratio = vae.temporal_compression_ratio
-    elif config.get("temporal_compression_ratio") is not None:
-        temporal_ratio = config["temporal_compression_ratio"]
-    elif config.get("scale_factor_temporal") is not None:
-        temporal_ratio = config["scale_factor_temporal"]
-    elif config.get("temperal_downsample") is not None:
-        temporal_ratio = 2 ** sum(config["temperal_downsample"])
-    else:
-        # no temporal axis at all: an image VAE, applied to each frame on its own
-        return int(spatial_ratio), 1, True
-    return int(spatial_ratio), int(temporal_ratio), False
+def _check_finite_number(name: str, value: Any) -> None:
+    # a real number that is neither NaN nor infinite; the callers check its range
+    if not _is_real_number(value):
+        raise TypeError(f"`{name}` must be a number, got {type(value).__name__}: {value!r}.")
+    if not math.isfinite(value):
+        raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
 
 
 def timestep_shift_for_tokens(
@@ -167,43 +166,272 @@ def latent_distribution_mode(encoder_output: Any) -> torch.Tensor:
     raise AttributeError(f"The VAE's `encode` returned {type(encoder_output).__name__}, with no latents to read.")
 
 
-def nearest_valid_num_frames(num_frames: int, temporal_ratio: int) -> tuple[int, int]:
-    r"""Returns the valid frame counts `1 + k * temporal_ratio` just below and just above `num_frames`."""
-    lower = max((num_frames - 1) // temporal_ratio, 0) * temporal_ratio + 1
-    return lower, lower + temporal_ratio
+def _check_finite_tensor(name: str, value: torch.Tensor) -> None:
+    # a floating-point tensor without NaN or infinite entries; the callers check its shape
+    if not value.is_floating_point():
+        raise TypeError(f"`{name}` must be a floating-point tensor, got dtype {value.dtype}.")
+    finite = torch.isfinite(value)
+    if not finite.all():
+        raise ValueError(
+            f"`{name}` holds {int((~finite).sum())} non-finite values (NaN or inf) of {value.numel()}; pass finite"
+            " numbers."
+        )
 
 
-def _count_items(value: Any, item_ndim: int) -> int:
-    # how many images (item_ndim=3) or videos (item_ndim=4) a user input holds, in diffusers' input layouts
-    if isinstance(value, (torch.Tensor, np.ndarray)):
-        return value.shape[0] if value.ndim == item_ndim + 1 else 1
-    if isinstance(value, list) and len(value) > 0:
-        if item_ndim == 3:
-            return len(value)
-        first = value[0]
-        if isinstance(first, list) or (isinstance(first, (torch.Tensor, np.ndarray)) and first.ndim == 4):
-            return len(value)
-    return 1
+def _check_schedule(name: str, values: Any) -> None:
+    # custom `timesteps` or `sigmas`: a non-empty sequence of finite numbers >= 0
+    if isinstance(values, (torch.Tensor, np.ndarray)):
+        values = values.tolist()
+    if not isinstance(values, (list, tuple)):
+        raise TypeError(f"`{name}` must be a list of numbers, got {type(values).__name__}.")
+    if len(values) == 0:
+        raise ValueError(f"`{name}` is empty; pass at least one value or use `num_inference_steps`.")
+    for index, value in enumerate(values):
+        _check_finite_number(f"{name}[{index}]", value)
+        if value < 0:
+            raise ValueError(f"`{name}[{index}]` must be >= 0, got {value!r}.")
 
 
-def _video_length(video: Any) -> int | None:
-    # the number of frames of the first video of a user input, in diffusers' input layouts
-    if isinstance(video, (torch.Tensor, np.ndarray)) and video.ndim in (4, 5):
-        return video.shape[-4]
-    if isinstance(video, list) and len(video) > 0:
-        first = video[0]
-        if isinstance(first, list) or (isinstance(first, (torch.Tensor, np.ndarray)) and first.ndim == 4):
-            return len(first)
-        return len(video)
+def _media_kind(value: Any) -> type | None:
+    # the kind of one image or video frame: a PIL image, a NumPy array or a torch tensor
+    for kind in (PIL.Image.Image, np.ndarray, torch.Tensor):
+        if isinstance(value, kind):
+            return kind
     return None
 
 
-class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
+def _describe(value: Any) -> str:
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return f"{type(value).__name__} of shape {tuple(value.shape)}"
+    return type(value).__name__
+
+
+def _same_kind(name: str, entries: list) -> type:
+    # the list entries of `image` or `video` must all be of one supported kind
+    kinds = {_media_kind(entry) for entry in entries}
+    if None in kinds or len(kinds) != 1:
+        found = sorted({type(entry).__name__ for entry in entries})
+        raise TypeError(
+            f"`{name}` must hold PIL images, NumPy arrays or torch tensors, all of one kind, got a list of {found}."
+        )
+    return kinds.pop()
+
+
+def _image_items(image: Any) -> list:
+    r"""
+    Splits a user's `image` into one entry per image: a PIL image, an array `(height, width[, channels])` or a tensor
+    `([channels, ]height, width)`, raising a `TypeError`/`ValueError` that names `image` for anything else.
+    """
+    if isinstance(image, PIL.Image.Image):
+        return [image]
+    if isinstance(image, (np.ndarray, torch.Tensor)):
+        if image.ndim in (2, 3):
+            return [image]
+        if image.ndim == 4:
+            return list(image)
+        raise ValueError(f"`image` must be a 2-, 3- or 4-D array or tensor, got {_describe(image)}.")
+    if not isinstance(image, list):
+        raise TypeError(f"`image` must be a PIL image, array, tensor or list of them, got {type(image).__name__}.")
+    if len(image) == 0:
+        raise ValueError("`image` is an empty list; pass at least one image.")
+    if _same_kind("image", image) is not PIL.Image.Image and any(entry.ndim not in (2, 3) for entry in image):
+        raise ValueError(
+            f"`image` as a list must hold single images (2- or 3-D), got {[_describe(entry) for entry in image]}."
+        )
+    return image
+
+
+def _video_items(video: Any) -> list:
+    r"""
+    Splits a user's `video` into one entry per video: a list of frames (PIL images, arrays or tensors of one image
+    each), an array `(frames, height, width, channels)` or a tensor `(frames, channels, height, width)`, raising a
+    `TypeError`/`ValueError` that names `video` for anything else.
+    """
+    if isinstance(video, (np.ndarray, torch.Tensor)):
+        if video.ndim == 4:
+            videos = [video]
+        elif video.ndim == 5:
+            videos = list(video)
+        else:
+            raise ValueError(
+                f"`video` must be a 4-D (one video) or 5-D (a batch) array or tensor, got {_describe(video)}."
+            )
+    elif isinstance(video, list):
+        if len(video) == 0:
+            raise ValueError("`video` is an empty list; pass at least one frame.")
+        if all(isinstance(entry, list) for entry in video):
+            videos = video
+        else:
+            kind = _same_kind("video", video)
+            if kind is PIL.Image.Image or all(entry.ndim in (2, 3) for entry in video):
+                videos = [video]
+            elif all(entry.ndim == 4 for entry in video):
+                videos = video
+            else:
+                raise ValueError(
+                    "`video` as a list must hold frames (2- or 3-D) or videos (4-D), got"
+                    f" {[_describe(entry) for entry in video]}."
+                )
+    else:
+        raise TypeError(
+            f"`video` must be a list of PIL images, an array, a tensor or a list of them, got {type(video).__name__}."
+        )
+    for index, item in enumerate(videos):
+        if isinstance(item, list):
+            if len(item) == 0:
+                raise ValueError(f"`video[{index}]` is an empty list; a video needs at least one frame.")
+            kind = _same_kind(f"video[{index}]", item)
+            if kind is not PIL.Image.Image and any(frame.ndim not in (2, 3) for frame in item):
+                raise ValueError(
+                    f"`video[{index}]` must hold frames (2- or 3-D), got {[_describe(frame) for frame in item]}."
+                )
+        elif len(item) == 0:
+            raise ValueError(f"`video` has 0 frames ({_describe(item)}); a video needs at least one frame.")
+    kinds = {_media_kind(item[0]) if isinstance(item, list) else type(item) for item in videos}
+    if len(kinds) != 1:
+        raise TypeError(f"`video` must hold videos of one kind, got {sorted(kind.__name__ for kind in kinds)}.")
+    return videos
+
+
+def check_generation_defaults(generation_defaults: dict[str, Any] | None) -> dict[str, Any] | None:
+    r"""
+    Checks the recommended call settings of a pipeline and returns them as a plain dict.
+
+    Args:
+        generation_defaults (`dict`, *optional*):
+            Any of `num_frames`, `height`, `width`, `num_inference_steps` (positive integers), `fps`, `guidance_scale`
+            (finite numbers, `fps` positive) and `vocabulary` (a list of words).
+    """
+    if generation_defaults is None:
+        return None
+    if not isinstance(generation_defaults, dict):
+        raise TypeError(
+            f"`generation_defaults` must be a dict or None, got {type(generation_defaults).__name__}: "
+            f"{generation_defaults!r}."
+        )
+    unknown = sorted(set(generation_defaults) - set(GENERATION_DEFAULT_KEYS))
+    if unknown:
+        raise ValueError(
+            f"`generation_defaults` has unknown key(s) {unknown}; allowed are {list(GENERATION_DEFAULT_KEYS)}."
+        )
+    for key, value in generation_defaults.items():
+        if key == "vocabulary":
+            valid = isinstance(value, list) and all(isinstance(word, str) for word in value)
+        elif key in ("fps", "guidance_scale"):
+            valid = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+            valid = valid and (key != "fps" or value > 0)
+        else:
+            valid = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        if not valid:
+            raise ValueError(f"`generation_defaults['{key}']` is not a valid value: {value!r}.")
+    return dict(generation_defaults)
+
+
+def load_generation_defaults(folder: str | os.PathLike) -> dict[str, Any] | None:
+    r"""
+    Reads the recommended settings of a saved pipeline folder: `generation_defaults` of its `model_index.json`, else
+    (a folder saved by an older version) its `videolatent.json`; `None` when it has neither.
+    """
+    index_path = os.path.join(folder, "model_index.json")
+    legacy_path = os.path.join(folder, LEGACY_SETTINGS_NAME)
+    for path in (index_path, legacy_path):
+        if not os.path.isfile(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as file:
+                content = json.load(file)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{path}: cannot read it as JSON ({error}).") from error
+        settings = content.get("generation_defaults") if path == index_path else content
+        if settings is not None:
+            return check_generation_defaults(settings)
+    return None
+
+
+def _video_length(video: Any) -> int | None:
+    # the number of frames of the first video of a user input, or None when `video` is not a valid video
+    try:
+        return len(_video_items(video)[0])
+    except (TypeError, ValueError):
+        return None
+
+
+def _channel_axis(pixels: np.ndarray | torch.Tensor) -> int:
+    # diffusers' layouts: arrays are channels-last, tensors channels-first per frame
+    return -1 if isinstance(pixels, np.ndarray) else -3
+
+
+def _check_pixels(name: str, pixels: Any) -> None:
+    # the values of an image or video given as an array or tensor: floats in [0, 1] or uint8, finite, 1 to 4 channels
+    if isinstance(pixels, PIL.Image.Image):
+        return
+    dtype_name = str(pixels.dtype).replace("torch.", "")
+    is_float = (
+        pixels.is_floating_point() if isinstance(pixels, torch.Tensor) else np.issubdtype(pixels.dtype, np.floating)
+    )
+    if dtype_name != "uint8" and not is_float:
+        raise TypeError(f"`{name}` must hold floats in [0, 1] (or uint8 values), got dtype {dtype_name}.")
+    if min(pixels.shape) == 0:
+        raise ValueError(f"`{name}` is empty ({_describe(pixels)}).")
+    if pixels.ndim > 2 and pixels.shape[_channel_axis(pixels)] not in (1, 2, 3, 4):
+        layout = "(height, width, channels)" if isinstance(pixels, np.ndarray) else "(channels, height, width)"
+        raise ValueError(
+            f"`{name}` has {pixels.shape[_channel_axis(pixels)]} channels ({_describe(pixels)}); its frames are laid"
+            f" out {layout} with 1 (L), 2 (LA), 3 (RGB) or 4 (RGBA) channels."
+        )
+    if dtype_name == "uint8":
+        return
+    values = torch.as_tensor(pixels)
+    # one pass: the extremes are NaN or infinite exactly when some value is
+    low, high = (float(extreme) for extreme in torch.aminmax(values))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(
+            f"`{name}` holds {int((~torch.isfinite(values)).sum())} non-finite values (NaN or inf) of"
+            f" {values.numel()}; pass finite pixel values."
+        )
+    if low < -PIXEL_VALUE_LIMIT or high > PIXEL_VALUE_LIMIT:
+        raise ValueError(
+            f"`{name}` holds values in [{low:.4g}, {high:.4g}]; arrays and tensors hold pixels in [0, 1] (divide"
+            " 8-bit values by 255)."
+        )
+
+
+def _to_rgb(pixels: Any) -> Any:
+    r"""
+    Converts one image or one video's frames to 3 channels, as diffusers' `load_image` does with `convert("RGB")`: L is
+    repeated, the alpha of LA and RGBA is dropped; uint8 arrays and tensors become floats in [0, 1].
+    """
+    if isinstance(pixels, PIL.Image.Image):
+        return pixels if pixels.mode == "RGB" else pixels.convert("RGB")
+    axis = _channel_axis(pixels)
+    if isinstance(pixels, torch.Tensor):
+        if pixels.dtype == torch.uint8:
+            pixels = pixels.float() / 255.0
+        if pixels.ndim == 2:
+            pixels = pixels.unsqueeze(axis)
+        if pixels.shape[axis] in (1, 2):
+            return pixels.narrow(axis, 0, 1).repeat_interleave(3, dim=axis)
+        return pixels.narrow(axis, 0, 3)
+    if pixels.dtype == np.uint8:
+        pixels = pixels.astype(np.float32) / 255.0
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if pixels.shape[axis] in (1, 2):
+        return np.repeat(pixels[..., :1], 3, axis=axis)
+    return pixels[..., :3]
+
+
+class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionMixin, VideoLatentLoraLoaderMixin):
     r"""
     Pipeline for text-to-video, image-to-video and video-to-video generation in the latent space of a video VAE.
 
     This model inherits from [`DiffusionPipeline`]. Check the superclass documentation for the generic methods
     implemented for all pipelines (downloading, saving, running on a particular device, offloading, etc.).
+
+    The pipeline also inherits the following loading and memory methods:
+        - [`~VideoLatentLoraLoaderMixin.load_lora_weights`] for loading LoRA weights (AnimateDiff motion LoRAs too)
+        - [`~VideoLatentLoraLoaderMixin.save_lora_weights`] for saving LoRA weights
+        - [`~StableDiffusionMixin.enable_freeu`] and [`~DiffusionPipeline.enable_attention_slicing`] for the U-Net
 
     Args:
         vae ([`AutoencoderKLVideo`], [`~diffusers.AutoencoderKL`], [`~diffusers.AutoencoderKLWan`] or [`~diffusers.AutoencoderKLCogVideoX`]):
@@ -218,6 +446,10 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
             Spatio-temporal U-Net that denoises the video latents.
         scheduler ([`~schedulers.SchedulerMixin`]):
             Any diffusers scheduler (noise-prediction, v-prediction or flow-matching).
+        generation_defaults (`dict`, *optional*):
+            The call settings this model recommends (`num_frames`, `height`, `width`, `fps`, `num_inference_steps`,
+            `guidance_scale`) and the words its text encoder knows (`vocabulary`). Saved in `model_index.json`, they are
+            the defaults of `__call__` wherever the caller passes no value.
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
@@ -231,6 +463,7 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
         tokenizer: CLIPTokenizer | None,
         unet: UNetSpatioTemporalModel | UNet3DConditionModel,
         scheduler: SchedulerMixin,
+        generation_defaults: dict[str, Any] | None = None,
     ):
         super().__init__()
 
@@ -241,6 +474,7 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
             unet=unet,
             scheduler=scheduler,
         )
+        self.register_to_config(generation_defaults=check_generation_defaults(generation_defaults))
         if getattr(self, "vae", None) is not None:
             ratios = get_vae_compression_ratios(self.vae)
         else:
@@ -252,9 +486,97 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
         elif _is_property(self.unet, "downsample_factor"):
             self.unet_downsample_factor = self.unet.downsample_factor
         else:
-            self.unet_downsample_factor = 2 ** (len(self.unet.config.block_out_channels) - 1)
+            self.unet_downsample_factor = unet_downsample_factor(self.unet.config)
 
         self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "VideoLatentPipeline":
+        r"""
+        Loads a saved pipeline like [`~DiffusionPipeline.from_pretrained`]. A local folder saved by an older version,
+        with its recommended settings in `videolatent.json` rather than in `model_index.json`, gets them as
+        `generation_defaults` (so `save_pretrained` then keeps them in `model_index.json`).
+        """
+        folder = os.fspath(pretrained_model_name_or_path)
+        if "generation_defaults" not in kwargs and os.path.isdir(folder):
+            kwargs["generation_defaults"] = load_generation_defaults(folder)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    def resolve_generation_settings(self, **settings: Any) -> dict[str, Any]:
+        r"""
+        Fills the call settings left `None` from the pipeline's `generation_defaults`, then from the fallbacks.
+
+        Args:
+            settings:
+                Any of `num_frames`, `height`, `width`, `fps`, `num_inference_steps`, `guidance_scale`, as given to
+                `__call__` (`None` for not given).
+
+        Returns:
+            `dict`: Every one of those settings. `height`/`width` fall back to the U-Net's `sample_size` times the
+            VAE's spatial ratio; `num_frames` to 17.
+        """
+        unknown = sorted(set(settings) - set(GENERATION_SETTING_KEYS))
+        if unknown:
+            raise TypeError(f"Unknown generation setting(s) {unknown}; allowed are {list(GENERATION_SETTING_KEYS)}.")
+        defaults = dict(FALLBACK_GENERATION_SETTINGS)
+        sample_size = 32
+        if getattr(self, "unet", None) is not None:
+            sample_size = self.unet.config.get("sample_size") or sample_size
+        sample_height, sample_width = (sample_size, sample_size) if isinstance(sample_size, int) else sample_size
+        defaults["height"] = sample_height * self.vae_scale_factor_spatial
+        defaults["width"] = sample_width * self.vae_scale_factor_spatial
+        defaults.update(self.config.get("generation_defaults") or {})
+        resolved = {}
+        for key in GENERATION_SETTING_KEYS:
+            value = settings.get(key)
+            resolved[key] = value if value is not None else defaults[key]
+        return resolved
+
+    def enable_vae_slicing(self) -> None:
+        r"""
+        Decode (and encode) a batch one video at a time, which bounds the VAE's memory to one video. The same as
+        `pipe.vae.enable_slicing()`, which diffusers' own pipelines now ask for instead.
+        """
+        self.vae.enable_slicing()
+
+    def disable_vae_slicing(self) -> None:
+        r"""Decode the whole batch at once again (undoes [`~VideoLatentPipeline.enable_vae_slicing`])."""
+        self.vae.disable_slicing()
+
+    def enable_vae_tiling(self) -> None:
+        r"""
+        Decode (and encode) large frames in overlapping spatial tiles, which bounds the VAE's memory to one tile. The
+        same as `pipe.vae.enable_tiling()`, which diffusers' own pipelines now ask for instead (and which also takes
+        the tile size).
+        """
+        self.vae.enable_tiling()
+
+    def disable_vae_tiling(self) -> None:
+        r"""Decode whole frames again (undoes [`~VideoLatentPipeline.enable_vae_tiling`])."""
+        self.vae.disable_tiling()
+
+    def fuse_qkv_projections(self, unet: bool = True, vae: bool = True) -> None:
+        r"""
+        Fuses the query, key and value projections of every self-attention (key and value of cross-attention) into
+        one matrix each, as [`~StableDiffusionMixin.fuse_qkv_projections`] does; a VAE without
+        `fuse_qkv_projections` (ours, Wan's, CogVideoX's) is left as it is instead of raising.
+
+        Args:
+            unet (`bool`, *optional*, defaults to `True`): Whether to fuse the U-Net's projections.
+            vae (`bool`, *optional*, defaults to `True`): Whether to fuse the VAE's projections, where it can.
+        """
+        super().fuse_qkv_projections(unet=unet, vae=vae and hasattr(self.vae, "fuse_qkv_projections"))
+
+    def unfuse_qkv_projections(self, unet: bool = True, vae: bool = True) -> None:
+        r"""
+        Restores the separate projections and the attention processors used before
+        [`~VideoLatentPipeline.fuse_qkv_projections`].
+
+        Args:
+            unet (`bool`, *optional*, defaults to `True`): Whether to unfuse the U-Net.
+            vae (`bool`, *optional*, defaults to `True`): Whether to unfuse the VAE, where it was fused.
+        """
+        super().unfuse_qkv_projections(unet=unet, vae=vae and getattr(self, "fusing_vae", False))
 
     def _get_clip_prompt_embeds(
         self, prompt: list[str], device: torch.device, max_length: int, clip_skip: int | None
@@ -327,6 +649,10 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
         device = device or self._execution_device
         if dtype is None:
             dtype = self.text_encoder.dtype if self.text_encoder is not None else self.unet.dtype
+        self._check_clip_skip(clip_skip)
+        for name, embeds in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
+            if isinstance(embeds, torch.Tensor):
+                _check_finite_tensor(name, embeds)
 
         if prompt_embeds is None:
             if self.text_encoder is None or self.tokenizer is None:
@@ -379,13 +705,17 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
         output_type: str,
         callback_on_step_end_tensor_inputs: list[str] | None,
         decode_chunk_size: int | None,
+        eta: float = 0.0,
+        clip_skip: int | None = None,
+        callback_on_step_end: Callable | None = None,
+        cross_attention_kwargs: dict[str, Any] | None = None,
     ) -> None:
         r"""Raises a `ValueError` or `TypeError` naming the first invalid argument; see `__call__` for their meaning."""
         # 1. prompt and its embeddings
         if prompt is not None and prompt_embeds is not None:
             raise ValueError(
                 f"Pass only one of `prompt` and `prompt_embeds`, got `prompt`={prompt!r} and `prompt_embeds` of shape"
-                f" {tuple(prompt_embeds.shape)}."
+                f" {tuple(getattr(prompt_embeds, 'shape', ()))}."
             )
         if prompt is None and prompt_embeds is None:
             raise ValueError("Pass one of `prompt` or `prompt_embeds`; both are None.")
@@ -426,55 +756,79 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
 
         cross_attention_dim = self.unet.config.cross_attention_dim
         for name, embeds in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
-            if embeds is not None and (
-                not isinstance(embeds, torch.Tensor) or embeds.ndim != 3 or embeds.shape[-1] != cross_attention_dim
-            ):
+            if embeds is None:
+                continue
+            if not isinstance(embeds, torch.Tensor) or embeds.ndim != 3 or embeds.shape[-1] != cross_attention_dim:
                 raise ValueError(
                     f"`{name}` must have shape (batch_size, sequence_length, {cross_attention_dim}) to match the"
                     f" U-Net's `cross_attention_dim`, got {tuple(getattr(embeds, 'shape', ()))}."
                 )
+            _check_finite_tensor(name, embeds)
         if prompt_embeds is not None and negative_prompt_embeds is not None:
             if prompt_embeds.shape != negative_prompt_embeds.shape:
                 raise ValueError(
                     "`prompt_embeds` and `negative_prompt_embeds` must have the same shape, got"
                     f" {tuple(prompt_embeds.shape)} and {tuple(negative_prompt_embeds.shape)}."
                 )
+        elif negative_prompt_embeds is not None and self.tokenizer is not None:
+            # the prompt is encoded to (batch_size, model_max_length, hidden_size); guidance concatenates both
+            expected_shape = (batch_size, getattr(self.tokenizer, "model_max_length", None), cross_attention_dim)
+            if tuple(negative_prompt_embeds.shape) != expected_shape:
+                raise ValueError(
+                    f"`negative_prompt_embeds` must have shape {expected_shape} to match the encoded `prompt`, got"
+                    f" {tuple(negative_prompt_embeds.shape)}."
+                )
+        self._check_clip_skip(clip_skip)
 
         # 2. conditioning inputs
         if image is not None and video is not None:
             raise ValueError("Pass only one of `image` (image-to-video) and `video` (video-to-video), not both.")
-        valid_media = (PIL.Image.Image, np.ndarray, torch.Tensor, list)
-        if image is not None and not isinstance(image, valid_media):
-            raise TypeError(f"`image` must be a PIL image, array, tensor or list of them, got {type(image).__name__}.")
-        if video is not None and not isinstance(video, valid_media):
-            raise TypeError(
-                f"`video` must be a list of PIL images, an array, a tensor or a list of them, got {type(video).__name__}."
-            )
-        for name, media, item_ndim in (("image", image, 3), ("video", video, 4)):
-            if media is not None and _count_items(media, item_ndim) not in (1, batch_size):
+        for name, items in (
+            ("image", _image_items(image) if image is not None else None),
+            ("video", _video_items(video) if video is not None else None),
+        ):
+            if items is None:
+                continue
+            if len(items) not in (1, batch_size):
                 raise ValueError(
-                    f"`{name}` holds {_count_items(media, item_ndim)} items but the prompt batch has {batch_size};"
-                    f" pass one {name} or one per prompt."
+                    f"`{name}` holds {len(items)} items but the prompt batch has {batch_size}; pass one {name} or one"
+                    " per prompt."
                 )
-        if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not 0.0 <= strength <= 1.0:
+            for index, item in enumerate(items):
+                item_name = name if len(items) == 1 else f"{name}[{index}]"
+                for pixels in item if isinstance(item, list) else [item]:
+                    _check_pixels(item_name, pixels)
+            if name == "video" and len({len(item) for item in items}) > 1:
+                raise ValueError(
+                    f"`video` holds videos of {sorted({len(item) for item in items})} frames; pass videos of one length."
+                )
+        if not _is_real_number(strength) or not 0.0 <= strength <= 1.0:
             raise ValueError(f"`strength` must be a number in [0.0, 1.0], got {strength!r}.")
 
         # 3. sizes
         temporal_ratio = self.vae_scale_factor_temporal
         if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
             raise ValueError(f"`num_frames` must be an integer >= 1, got {num_frames!r}.")
-        if (num_frames - 1) % temporal_ratio != 0:
+        if not is_valid_num_frames(num_frames, temporal_ratio):
             lower, upper = nearest_valid_num_frames(num_frames, temporal_ratio)
             raise ValueError(
                 f"`num_frames` must be 1 + k * {temporal_ratio} for the VAE's temporal ratio {temporal_ratio}, got"
                 f" {num_frames}; the nearest valid counts are {lower} and {upper}."
+            )
+        max_latent_frames = unet_max_latent_frames(self.unet.config)
+        if max_latent_frames is not None and num_latent_frames(num_frames, temporal_ratio) > max_latent_frames:
+            largest = largest_num_frames(max_latent_frames, temporal_ratio)
+            raise ValueError(
+                f"`num_frames` is {num_frames}, but the U-Net's frame-position table holds {max_latent_frames} latent"
+                f" frames (`temporal_max_frames`): the largest `num_frames` it takes is {largest}"
+                + (f"; trim `video` to at most {largest} frames." if video is not None else ".")
             )
         if video is not None and _video_length(video) != num_frames:
             raise ValueError(
                 f"`video` has {_video_length(video)} frames but `num_frames` is {num_frames}; leave `num_frames` unset"
                 " in video-to-video to use the video's length."
             )
-        multiple = self.vae_scale_factor_spatial * self.unet_downsample_factor
+        multiple = size_multiple(self.vae_scale_factor_spatial, self.unet_downsample_factor)
         for name, size in (("height", height), ("width", width)):
             if isinstance(size, bool) or not isinstance(size, int) or size < 1 or size % multiple != 0:
                 raise ValueError(
@@ -482,7 +836,8 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
                     f" {self.vae_scale_factor_spatial} times the U-Net's downsampling {self.unet_downsample_factor}),"
                     f" got {size!r}."
                 )
-        if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or fps <= 0:
+        _check_finite_number("fps", fps)
+        if fps <= 0:
             raise ValueError(f"`fps` must be a positive number, got {fps!r}.")
 
         # 4. sampling
@@ -490,7 +845,10 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
             raise ValueError("Pass only one of `timesteps` and `sigmas`, not both.")
         set_timesteps_parameters = inspect.signature(self.scheduler.set_timesteps).parameters
         for name, value in (("timesteps", timesteps), ("sigmas", sigmas)):
-            if value is not None and name not in set_timesteps_parameters:
+            if value is None:
+                continue
+            _check_schedule(name, value)
+            if name not in set_timesteps_parameters:
                 raise ValueError(
                     f"`{name}` was passed but {type(self.scheduler).__name__}.set_timesteps does not accept custom"
                     f" {name}; use a scheduler that does or pass `num_inference_steps`."
@@ -500,16 +858,31 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
                 raise TypeError(f"`num_inference_steps` must be an integer, got {num_inference_steps!r}.")
             if num_inference_steps < 1:
                 raise ValueError(f"`num_inference_steps` must be >= 1, got {num_inference_steps}.")
+            if video is not None and strength > 0 and int(num_inference_steps * strength) == 0:
+                raise ValueError(
+                    f"`strength`={strength} keeps none of the {num_inference_steps} steps (`num_inference_steps`);"
+                    " raise one of them, or pass `strength=0` for the video's reconstruction."
+                )
         for name, value in (("guidance_scale", guidance_scale), ("guidance_rescale", guidance_rescale)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(f"`{name}` must be a number, got {type(value).__name__}: {value!r}.")
+            _check_finite_number(name, value)
         if not 0.0 <= guidance_rescale <= 1.0:
             raise ValueError(f"`guidance_rescale` must be in [0.0, 1.0], got {guidance_rescale}.")
+        _check_finite_number("eta", eta)
+        if eta < 0:
+            raise ValueError(f"`eta` must be >= 0, got {eta!r}.")
         if isinstance(num_videos_per_prompt, bool) or not isinstance(num_videos_per_prompt, int):
             raise TypeError(f"`num_videos_per_prompt` must be an integer, got {num_videos_per_prompt!r}.")
         if num_videos_per_prompt < 1:
             raise ValueError(f"`num_videos_per_prompt` must be >= 1, got {num_videos_per_prompt}.")
         total_batch_size = batch_size * num_videos_per_prompt
+        if generator is not None and not (
+            isinstance(generator, torch.Generator)
+            or (isinstance(generator, list) and all(isinstance(g, torch.Generator) for g in generator))
+        ):
+            raise TypeError(
+                "`generator` must be a `torch.Generator` or a list of them (e.g. `torch.Generator().manual_seed(0)`),"
+                f" got {type(generator).__name__}: {generator!r}."
+            )
         if isinstance(generator, list) and len(generator) != total_batch_size:
             raise ValueError(
                 f"`generator` is a list of {len(generator)} generators but the batch has {total_batch_size} videos"
@@ -523,10 +896,20 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
                     f"`latents` must have shape {expected_shape} for this call, got"
                     f" {tuple(getattr(latents, 'shape', ()))}."
                 )
+            _check_finite_tensor("latents", latents)
+        if cross_attention_kwargs is not None and not isinstance(cross_attention_kwargs, dict):
+            raise TypeError(
+                f"`cross_attention_kwargs` must be a dict or None, got {type(cross_attention_kwargs).__name__}."
+            )
 
         # 5. outputs
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {list(OUTPUT_TYPES)}, got {output_type!r}.")
+        if callback_on_step_end is not None and not callable(callback_on_step_end):
+            raise TypeError(
+                f"`callback_on_step_end` must be callable (a function or a `PipelineCallback`), got"
+                f" {type(callback_on_step_end).__name__}."
+            )
         if callback_on_step_end_tensor_inputs is not None:
             unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
             if unknown:
@@ -548,12 +931,25 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
                 f" channels ({num_channels_latents}) or the latent channels plus a mask ({num_channels_latents + 1})."
             )
 
+    def _check_clip_skip(self, clip_skip: int | None) -> None:
+        # `clip_skip` layers are skipped from the end, so at least one layer of the text encoder must remain
+        if clip_skip is None:
+            return
+        if isinstance(clip_skip, bool) or not isinstance(clip_skip, int) or clip_skip < 0:
+            raise ValueError(f"`clip_skip` must be an integer >= 0 or None, got {clip_skip!r}.")
+        num_layers = getattr(getattr(self.text_encoder, "config", None), "num_hidden_layers", None)
+        if num_layers is not None and clip_skip >= num_layers:
+            raise ValueError(
+                f"`clip_skip` is {clip_skip}, but the text encoder has {num_layers} layers: skip at most"
+                f" {num_layers - 1}."
+            )
+
     def latents_shape(self, batch_size: int, num_frames: int, height: int, width: int) -> tuple[int, ...]:
         r"""Returns the shape `(batch_size, channels, latent_frames, latent_height, latent_width)` of the latents."""
         return (
             batch_size,
             self.unet.config.in_channels,
-            (num_frames - 1) // self.vae_scale_factor_temporal + 1,
+            num_latent_frames(num_frames, self.vae_scale_factor_temporal),
             height // self.vae_scale_factor_spatial,
             width // self.vae_scale_factor_spatial,
         )
@@ -636,13 +1032,50 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
         return video.float()
 
     def preprocess_conditioning(self, image: Any, video: Any, height: int, width: int) -> torch.Tensor | None:
-        r"""Turns `image` or `video` into pixels of shape `(batch, 3, frames, height, width)` in [-1, 1]."""
+        r"""
+        Turns `image` or `video` into pixels of shape `(batch, 3, frames, height, width)` in [-1, 1].
+
+        Images and frames are converted to RGB first, as diffusers' `load_image` does: PIL images with
+        `convert("RGB")`, arrays and tensors with 1 (L) or 2 (LA) channels by repeating the first, with 4 (RGBA) by
+        dropping the alpha; uint8 arrays and tensors are divided by 255.
+        """
         if image is not None:
-            pixels = self.video_processor.preprocess(image, height=height, width=width)
+            images = [_to_rgb(item) for item in _image_items(image)]
+            pixels = torch.cat([self.video_processor.preprocess(item, height=height, width=width) for item in images])
             return pixels.unsqueeze(2)
         if video is not None:
-            return self.video_processor.preprocess_video(video, height=height, width=width)
+            videos = []
+            for item in _video_items(video):
+                frames = [_to_rgb(frame) for frame in item] if isinstance(item, list) else _to_rgb(item)
+                videos.append(self.video_processor.preprocess_video(frames, height=height, width=width))
+            return torch.cat(videos)
         return None
+
+    def _warn_if_not_finite(
+        self, output: torch.Tensor, name: str, guidance_scale: float, timesteps_given: bool
+    ) -> None:
+        # the inputs were all finite, so a non-finite result comes from an overflow during sampling or decoding
+        finite = torch.isfinite(output)
+        if finite.all():
+            return
+        if abs(guidance_scale) > LARGE_GUIDANCE_SCALE:
+            cause = (
+                f"`guidance_scale`={guidance_scale:g} is far beyond the usual values (about 1 to 20), so the guided"
+                " noise prediction overflowed; use a smaller `guidance_scale`"
+            )
+        elif self.unet.dtype in (torch.float16, torch.bfloat16) or self.vae.dtype in (torch.float16, torch.bfloat16):
+            cause = (
+                f"the U-Net ({self.unet.dtype}) or the VAE ({self.vae.dtype}) overflowed in half precision; load the"
+                " pipeline with `torch_dtype=torch.float32`"
+            )
+        elif timesteps_given:
+            cause = "the custom `timesteps` or `sigmas` do not suit the scheduler; try `num_inference_steps` instead"
+        else:
+            cause = "the model's weights or the scheduler's settings; try another scheduler or `guidance_scale`"
+        logger.warning(
+            f"The generated {name} hold {int((~finite).sum())} non-finite values (NaN or inf) of {output.numel()},"
+            f" so the video is not usable. Likely cause: {cause}."
+        )
 
     def prepare_latents(
         self,
@@ -742,11 +1175,11 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
         num_frames: int | None = None,
         height: int | None = None,
         width: int | None = None,
-        fps: float = 8,
-        num_inference_steps: int = 50,
+        fps: float | None = None,
+        num_inference_steps: int | None = None,
         timesteps: list[int] | None = None,
         sigmas: list[float] | None = None,
-        guidance_scale: float = 7.5,
+        guidance_scale: float | None = None,
         guidance_rescale: float = 0.0,
         num_videos_per_prompt: int = 1,
         eta: float = 0.0,
@@ -774,33 +1207,39 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
             negative_prompt (`str` or `list[str]`, *optional*):
                 The prompt or prompts to guide away from. Ignored when not using guidance (`guidance_scale <= 1`).
             image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or a list of them, *optional*):
-                Image-to-video: the first frame, one for all prompts or one per prompt (arrays and tensors hold values
-                in [0, 1], as everywhere in diffusers). It is encoded as a 1-frame
-                video; a U-Net with `conditioning_channels > 0` receives it as extra input channels, otherwise the
-                first latent frame is replaced by it (noised to the current timestep) at every step.
+                Image-to-video: the first frame, one for all prompts or one per prompt (arrays `(height, width,
+                channels)` and tensors `(channels, height, width)` hold floats in [0, 1], as everywhere in diffusers,
+                or uint8 values). Images are converted to RGB as diffusers' `load_image` does (L, LA, P, RGBA, CMYK;
+                1, 2 or 4 channels for arrays and tensors, the alpha dropped). It is encoded as a 1-frame video; a
+                U-Net with `conditioning_channels > 0` receives it as extra input channels, otherwise the first latent
+                frame is replaced by it (noised to the current timestep) at every step.
             video (`list[PIL.Image.Image]`, `np.ndarray`, `torch.Tensor` or a list of them, *optional*):
-                Video-to-video: the video to transform, one for all prompts or one per prompt.
+                Video-to-video: the video to transform, one for all prompts or one per prompt (arrays `(frames,
+                height, width, channels)`, tensors `(frames, channels, height, width)`), converted to RGB as `image`.
             strength (`float`, *optional*, defaults to 0.8):
                 Video-to-video only: how much of `video` is replaced, in [0, 1]. 1 starts from pure noise, 0 returns
                 the video's reconstruction; only the last `strength` fraction of the schedule is run.
-            num_frames (`int`, *optional*, defaults to 17):
+            num_frames (`int`, *optional*):
                 The number of frames to generate, `1 + k * r` for the VAE's temporal ratio `r`. Defaults to the length
-                of `video` in video-to-video.
-            height (`int`, *optional*, defaults to `unet.config.sample_size * vae_scale_factor_spatial`):
-                The height in pixels of the generated video.
-            width (`int`, *optional*, defaults to `unet.config.sample_size * vae_scale_factor_spatial`):
-                The width in pixels of the generated video.
-            fps (`float`, *optional*, defaults to 8):
+                of `video` in video-to-video, else to `generation_defaults["num_frames"]`, else 17. A U-Net with a
+                frame-position table takes at most `1 + (temporal_max_frames - 1) * r` frames.
+            height (`int`, *optional*):
+                The height in pixels of the generated video. Defaults to `generation_defaults["height"]`, else
+                `unet.config.sample_size * vae_scale_factor_spatial`.
+            width (`int`, *optional*):
+                The width in pixels of the generated video. Defaults like `height`.
+            fps (`float`, *optional*):
                 Frames per second; passed to the U-Net when its config has `use_fps_conditioning`, otherwise only
-                meaningful for exporting.
-            num_inference_steps (`int`, *optional*, defaults to 50):
-                The number of denoising steps.
+                meaningful for exporting. Defaults to `generation_defaults["fps"]`, else 8.
+            num_inference_steps (`int`, *optional*):
+                The number of denoising steps. Defaults to `generation_defaults["num_inference_steps"]`, else 50.
             timesteps (`list[int]`, *optional*):
                 Custom timesteps for schedulers whose `set_timesteps` accepts them.
             sigmas (`list[float]`, *optional*):
                 Custom sigmas for schedulers whose `set_timesteps` accepts them.
-            guidance_scale (`float`, *optional*, defaults to 7.5):
-                Classifier-free guidance scale; guidance is on when `guidance_scale > 1`.
+            guidance_scale (`float`, *optional*):
+                Classifier-free guidance scale; guidance is on when `guidance_scale > 1`. Defaults to
+                `generation_defaults["guidance_scale"]`, else 7.5.
             guidance_rescale (`float`, *optional*, defaults to 0.0):
                 Guidance rescale factor from [Common Diffusion Noise Schedules and Sample Steps are
                 Flawed](https://huggingface.co/papers/2305.08891), in [0, 1].
@@ -830,7 +1269,7 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
             cross_attention_kwargs (`dict`, *optional*):
                 Keyword arguments passed to the U-Net's attention processors.
             clip_skip (`int`, *optional*):
-                The number of final CLIP layers to skip when encoding the prompts.
+                The number of final CLIP layers to skip when encoding the prompts, fewer than the text encoder's layers.
             decode_chunk_size (`int`, *optional*):
                 The number of latent frames decoded at once; lower values use less memory. All frames by default.
 
@@ -846,13 +1285,23 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
         if callback_on_step_end_tensor_inputs is None:
             callback_on_step_end_tensor_inputs = ["latents"]
 
-        # 0. Default sizes
-        sample_size = self.unet.config.get("sample_size") or 32
-        sample_height, sample_width = (sample_size, sample_size) if isinstance(sample_size, int) else sample_size
-        height = height or sample_height * self.vae_scale_factor_spatial
-        width = width or sample_width * self.vae_scale_factor_spatial
+        # 0. Default settings: the caller's, else the video's length, else the pipeline's `generation_defaults`
         if num_frames is None:
-            num_frames = _video_length(video) or 17
+            num_frames = _video_length(video)
+        settings = self.resolve_generation_settings(
+            num_frames=num_frames,
+            height=height,
+            width=width,
+            fps=fps,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+        )
+        num_frames, height, width = settings["num_frames"], settings["height"], settings["width"]
+        fps, num_inference_steps, guidance_scale = (
+            settings["fps"],
+            settings["num_inference_steps"],
+            settings["guidance_scale"],
+        )
 
         # 1. Check inputs. Raise error if not correct
         self.check_inputs(
@@ -878,6 +1327,10 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
             output_type=output_type,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
             decode_chunk_size=decode_chunk_size,
+            eta=eta,
+            clip_skip=clip_skip,
+            callback_on_step_end=callback_on_step_end,
+            cross_attention_kwargs=cross_attention_kwargs,
         )
         self._guidance_scale = guidance_scale
         self._guidance_rescale = guidance_rescale
@@ -932,7 +1385,8 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
                 self.scheduler.config.get("base_shift", 0.5),
                 self.scheduler.config.get("max_shift", 1.15),
             )
-        if timesteps is not None or sigmas is not None:
+        timesteps_given = timesteps is not None or sigmas is not None
+        if timesteps_given:
             num_inference_steps = None
         timesteps, num_inference_steps = set_scheduler_timesteps(
             self.scheduler, num_inference_steps, device, timesteps, sigmas, **scheduler_kwargs
@@ -1058,8 +1512,10 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline):
         # 9. Decode
         if output_type == "latent":
             frames = latents
+            self._warn_if_not_finite(frames, "latents", self.guidance_scale, timesteps_given)
         else:
             frames = self.decode_latents(latents, decode_chunk_size=decode_chunk_size)
+            self._warn_if_not_finite(frames, "frames", self.guidance_scale, timesteps_given)
             frames = self.video_processor.postprocess_video(video=frames, output_type=output_type)
 
         # 10. Offload all models

@@ -37,8 +37,11 @@ from diffusers.utils import export_to_gif
 from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from ..atomic import atomic_folder, keep_unless_superseded_weights
+from ..geometry import unet_max_latent_frames
 from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
 from ..pipelines import VideoLatentPipeline
+from ..pipelines.pipeline_video_latent import load_generation_defaults
 from .moving_shapes import VOCABULARY, make_caption
 from .training_utils import (
     add_common_arguments,
@@ -479,6 +482,7 @@ def main(argv: list[str] | None = None) -> None:
         helper.vae_scale_factor_temporal,
         helper.vae_scale_factor_spatial,
         helper.unet_downsample_factor,
+        unet_max_latent_frames(unet.config),
     )
     if args.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
@@ -638,11 +642,24 @@ def main(argv: list[str] | None = None) -> None:
         for model in (vae, text_encoder, unet):
             if model.dtype != torch.float32:
                 model.to(dtype=torch.float32)
+        # a fine-tuned pipeline keeps the recommended settings of the one it started from
+        generation_defaults = None
+        if args.pretrained_model_name_or_path is not None and os.path.isdir(args.pretrained_model_name_or_path):
+            generation_defaults = load_generation_defaults(args.pretrained_model_name_or_path)
         pipeline = VideoLatentPipeline(
-            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=inference_scheduler
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=inference_scheduler,
+            generation_defaults=generation_defaults,
         )
-        pipeline.save_pretrained(args.output_dir)
-        save_tokenizer_vocabulary(tokenizer, os.path.join(args.output_dir, "tokenizer"))
+        # one atomic save for the pipeline and the slow tokenizer's files: a kill leaves the previous folder or both
+        with atomic_folder(
+            args.output_dir, overwrite=True, keep_existing=True, keep=keep_unless_superseded_weights
+        ) as temporary_dir:
+            pipeline.save_pretrained(temporary_dir)
+            save_tokenizer_vocabulary(tokenizer, os.path.join(temporary_dir, "tokenizer"))
         if not args.no_validation:
             accelerator.log(run_validation(args, accelerator, pipeline, global_step), step=global_step)
     accelerator.end_training()

@@ -32,6 +32,7 @@ from diffusers.training_utils import EMAModel
 from diffusers.utils import export_to_gif
 from tqdm.auto import tqdm
 
+from ..geometry import num_latent_frames
 from ..models import AutoencoderKLVideo
 from ..models.autoencoder_kl_video import CausalConv3d, TemporalDownsample, TemporalUpsample
 from .training_utils import (
@@ -79,11 +80,11 @@ class AutoencoderTrainingModule(torch.nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # all latent frames in one streamed step: the fastest for training clips
-        num_latent_frames = (pixel_values.shape[2] - 1) // self.vae.temporal_compression_ratio + 1
+        chunk_size = num_latent_frames(pixel_values.shape[2], self.vae.temporal_compression_ratio)
         # a frozen encoder (`--train_decoder_only`) builds no autograd graph: none of its inputs requires grad
-        posterior = self.vae.encode(pixel_values, chunk_size=num_latent_frames).latent_dist
+        posterior = self.vae.encode(pixel_values, chunk_size=chunk_size).latent_dist
         latents = posterior.sample() if self.sample_posterior else posterior.mode()  # (B, C, F_lat, H_lat, W_lat)
-        reconstruction = self.vae.decode(latents, chunk_size=num_latent_frames).sample  # (B, 3, F, H, W)
+        reconstruction = self.vae.decode(latents, chunk_size=chunk_size).sample  # (B, 3, F, H, W)
         # KL to the standard normal, summed over the latent (`DiagonalGaussianDistribution.kl` sums 4-D latents only)
         kl = 0.5 * (posterior.mean**2 + posterior.var - 1.0 - posterior.logvar).sum(dim=(1, 2, 3, 4))  # (B,)
         return reconstruction, kl

@@ -4,19 +4,33 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
+import sys
 
 import torch
 from accelerate import Accelerator
 from accelerate.tracking import GeneralTracker
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broadcast_object_list
 from diffusers.optimization import get_scheduler
 
+from ..atomic import atomic_file, move_into_place, remove_stale_temporaries, temporary_sibling
+from ..geometry import (
+    format_choices,
+    is_valid_num_frames,
+    largest_num_frames,
+    nearest_multiples,
+    nearest_valid_num_frames,
+    num_latent_frames,
+    size_multiple,
+)
 from .moving_shapes import MovingShapesDataset
 from .video_folder import VideoFolderDataset
 
 
 RUN_CONFIG_NAME = "run_config.json"
+CHECKPOINT_NAME_PATTERN = r"checkpoint-(\d+)"
+CHECKPOINT_NAME = re.compile(rf"^{CHECKPOINT_NAME_PATTERN}$")
 
 
 class JSONLinesTracker(GeneralTracker):
@@ -42,8 +56,9 @@ class JSONLinesTracker(GeneralTracker):
 
     def store_init_configuration(self, values: dict):
         self.start()
-        with open(os.path.join(os.path.dirname(self.path), "config.json"), "w") as file:
-            json.dump(values, file, indent=2, default=str)
+        with atomic_file(os.path.join(os.path.dirname(self.path), "config.json"), overwrite=True) as temporary:
+            with open(temporary, "w") as file:
+                json.dump(values, file, indent=2, default=str)
 
     def log(self, values: dict, step: int | None = None, **kwargs):
         self.start()
@@ -174,28 +189,39 @@ def check_common_arguments(args: argparse.Namespace) -> None:
 
 
 def check_video_size(
-    num_frames: int, height: int, width: int, temporal_ratio: int, spatial_ratio: int, unet_downsample_factor: int = 1
+    num_frames: int,
+    height: int,
+    width: int,
+    temporal_ratio: int,
+    spatial_ratio: int,
+    unet_downsample_factor: int = 1,
+    max_latent_frames: int | None = None,
 ) -> None:
     """
     Raises a `ValueError` unless the VAE (and the U-Net, when `unet_downsample_factor` > 1) can take clips of
-    `num_frames` x `height` x `width`: `num_frames = 1 + k * temporal_ratio`, and height and width multiples of
+    `num_frames` x `height` x `width`: `num_frames = 1 + k * temporal_ratio` with at most `max_latent_frames` latent
+    frames (the U-Net's frame-position table, when it has one), and height and width multiples of
     `spatial_ratio * unet_downsample_factor`.
     """
-    if (num_frames - 1) % temporal_ratio != 0:
-        lower = (num_frames - 1) // temporal_ratio * temporal_ratio + 1
+    if not is_valid_num_frames(num_frames, temporal_ratio):
         raise ValueError(
             f"`--num_frames` is {num_frames}, but the VAE's temporal compression ratio {temporal_ratio} needs "
-            f"1 + k * {temporal_ratio} frames: use {lower} or {lower + temporal_ratio}."
+            f"1 + k * {temporal_ratio} frames: use {format_choices(nearest_valid_num_frames(num_frames, temporal_ratio))}."
         )
-    multiple = spatial_ratio * unet_downsample_factor
+    if max_latent_frames is not None and num_latent_frames(num_frames, temporal_ratio) > max_latent_frames:
+        raise ValueError(
+            f"`--num_frames` is {num_frames}, but the U-Net's frame-position table holds {max_latent_frames} latent "
+            f"frames: the largest `--num_frames` it takes is {largest_num_frames(max_latent_frames, temporal_ratio)}."
+        )
+    multiple = size_multiple(spatial_ratio, unet_downsample_factor)
     for name, size in (("height", height), ("width", width)):
         if size % multiple != 0:
             what = f"the VAE's spatial ratio {spatial_ratio}"
             if unet_downsample_factor > 1:
                 what += f" times the U-Net's downsampling {unet_downsample_factor}"
             raise ValueError(
-                f"`--{name}` is {size}, but {what} needs a multiple of {multiple}: use {size // multiple * multiple or multiple}"
-                f" or {(size // multiple + 1) * multiple}."
+                f"`--{name}` is {size}, but {what} needs a multiple of {multiple}: use "
+                f"{format_choices(nearest_multiples(size, multiple))}."
             )
 
 
@@ -235,6 +261,10 @@ def create_accelerator(args: argparse.Namespace, project_name: str) -> Accelerat
         args (`argparse.Namespace`): The options added by `add_common_arguments`.
         project_name (`str`): The trackers' project name.
     """
+    # a final save killed halfway through replacing `output_dir` left it aside: put it back before anything writes;
+    # and drop the partial checkpoints of killed runs
+    remove_stale_temporaries(args.output_dir)
+    remove_stale_temporaries(args.output_dir, name_pattern=CHECKPOINT_NAME_PATTERN)
     logging_dir = os.path.join(args.output_dir, args.logging_dir)
     return Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -328,8 +358,10 @@ def collate_videos(examples: list[dict]) -> dict:
 
 def find_checkpoint(output_dir: str, resume_from_checkpoint: str | None) -> str | None:
     """
-    The checkpoint folder to resume from: `resume_from_checkpoint` itself, or the newest `checkpoint-*` of
+    The checkpoint folder to resume from: `resume_from_checkpoint` itself, or the newest complete `checkpoint-*` of
     `output_dir` for `"latest"` (`None` when there is none yet, so a first run and its restarts share one command).
+    Incomplete ones (no readable run configuration, e.g. from a crash of an older version mid-save) are skipped, and
+    said so on stderr.
     """
     if resume_from_checkpoint is None:
         return None
@@ -337,24 +369,42 @@ def find_checkpoint(output_dir: str, resume_from_checkpoint: str | None) -> str 
         if not os.path.isdir(resume_from_checkpoint):
             raise ValueError(f"`--resume_from_checkpoint` {resume_from_checkpoint!r} is not a folder.")
         return resume_from_checkpoint
+    for path in reversed(list_checkpoints(output_dir)):
+        if read_run_config(path) is not None:
+            return path
+        print(f"Skipping the incomplete checkpoint {path} (no readable {RUN_CONFIG_NAME}).", file=sys.stderr)
+    return None
+
+
+def list_checkpoints(output_dir: str) -> list[str]:
+    """The `checkpoint-{step}` folders of `output_dir`, oldest step first."""
     if not os.path.isdir(output_dir):
+        return []
+    steps = sorted(
+        int(match.group(1)) for match in map(CHECKPOINT_NAME.match, os.listdir(output_dir)) if match is not None
+    )
+    return [os.path.join(output_dir, f"checkpoint-{step}") for step in steps]
+
+
+def read_run_config(checkpoint_dir: str) -> dict | None:
+    """The stored run configuration of a checkpoint (written last, so present only when it is complete), or `None`."""
+    try:
+        with open(os.path.join(checkpoint_dir, RUN_CONFIG_NAME)) as file:
+            stored = json.load(file)
+    except (OSError, ValueError):
         return None
-    checkpoints = [name for name in os.listdir(output_dir) if name.startswith("checkpoint-")]
-    if not checkpoints:
+    if not isinstance(stored, dict) or "global_step" not in stored or "run_config" not in stored:
         return None
-    newest = max(checkpoints, key=lambda name: int(name.split("-")[1]))
-    return os.path.join(output_dir, newest)
+    return stored
 
 
 def prune_checkpoints(output_dir: str, total_limit: int | None) -> None:
-    """Removes the oldest `checkpoint-*` folders so that at most `total_limit - 1` remain (one is about to be saved)."""
-    if total_limit is None or not os.path.isdir(output_dir):
+    """Removes the oldest `checkpoint-*` folders so that at most `total_limit` remain."""
+    if total_limit is None:
         return
-    checkpoints = sorted(
-        (name for name in os.listdir(output_dir) if name.startswith("checkpoint-")), key=lambda n: int(n.split("-")[1])
-    )
-    for name in checkpoints[: max(0, len(checkpoints) - total_limit + 1)]:
-        shutil.rmtree(os.path.join(output_dir, name))
+    checkpoints = list_checkpoints(output_dir)
+    for path in checkpoints[: max(0, len(checkpoints) - total_limit)]:
+        shutil.rmtree(path)
 
 
 def save_run_config(checkpoint_dir: str, run_config: dict, global_step: int) -> None:
@@ -366,15 +416,27 @@ def save_run_config(checkpoint_dir: str, run_config: dict, global_step: int) -> 
 def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, run_config: dict, global_step: int) -> str:
     """
     Saves the accelerate state (models, optimiser, scheduler, RNGs, registered objects such as EMA) and the run
-    configuration as `output_dir/checkpoint-{global_step}`, after pruning old checkpoints; returns its path.
+    configuration as `output_dir/checkpoint-{global_step}`, then prunes old checkpoints; returns its path.
+
+    The state is written into a temporary sibling that becomes `checkpoint-{global_step}` only once complete, so a crash
+    at any moment leaves the previous checkpoints as they were and no partial one for `latest` to pick; old
+    checkpoints are pruned only after the new one is in place.
     """
     save_path = os.path.join(args.output_dir, f"checkpoint-{global_step}")
+    temporary = [None]
     if accelerator.is_main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+        remove_stale_temporaries(save_path)
+        temporary = [temporary_sibling(save_path, folder=True)]
+    # every process writes its own RNG state into the same folder
+    temporary = broadcast_object_list(temporary)[0] if accelerator.num_processes > 1 else temporary[0]
+    accelerator.save_state(temporary)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_run_config(temporary, run_config, global_step)
+        move_into_place(temporary, save_path)
         prune_checkpoints(args.output_dir, args.checkpoints_total_limit)
     accelerator.wait_for_everyone()
-    accelerator.save_state(save_path)
-    if accelerator.is_main_process:
-        save_run_config(save_path, run_config, global_step)
     return save_path
 
 
@@ -383,14 +445,12 @@ def load_and_check_run_config(checkpoint_dir: str, run_config: dict) -> int:
     Compares the run configuration stored in a checkpoint with the current one, raising a `ValueError` that lists
     every difference; returns the checkpoint's global step.
     """
-    path = os.path.join(checkpoint_dir, RUN_CONFIG_NAME)
-    if not os.path.isfile(path):
+    stored = read_run_config(checkpoint_dir)
+    if stored is None:
         raise ValueError(
-            f"{checkpoint_dir!r} is not a checkpoint of this script: it has no {RUN_CONFIG_NAME} to check the "
-            "configuration against."
+            f"{checkpoint_dir!r} is not a complete checkpoint of this script: it has no readable {RUN_CONFIG_NAME} to"
+            " check the configuration against."
         )
-    with open(path) as file:
-        stored = json.load(file)
     # JSON turns tuples into lists: compare both sides after the same round trip
     current = json.loads(json.dumps(run_config, sort_keys=True))
     differences = []

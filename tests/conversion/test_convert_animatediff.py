@@ -11,14 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TEXT_HIDDEN_SIZE, build_image_vae, build_scheduler, build_text_encoder, build_tokenizer
-from diffusers import (
-    AnimateDiffPipeline,
-    DiffusionPipeline,
-    MotionAdapter,
-    StableDiffusionPipeline,
-    UNet2DConditionModel,
+from conftest import (
+    build_image_vae,
+    build_motion_adapter,
+    build_scheduler,
+    build_text_encoder,
+    build_tokenizer,
+    build_unet2d,
 )
+from diffusers import AnimateDiffPipeline, DiffusionPipeline, MotionAdapter, StableDiffusionPipeline
 from huggingface_hub import ModelCard
 from safetensors import safe_open
 
@@ -33,39 +34,6 @@ _spec.loader.exec_module(convert_script)
 
 CALL = {"num_frames": 3, "height": 8, "width": 8, "num_inference_steps": 2, "guidance_scale": 7.5, "output_type": "np"}
 PROMPT = "a red circle moving right"
-
-
-def build_unet2d(seed: int = 0) -> UNet2DConditionModel:
-    """A two-level SD 1.x-like image U-Net (spatial downsampling 2)."""
-    torch.manual_seed(seed)
-    return UNet2DConditionModel(
-        sample_size=8,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        cross_attention_dim=TEXT_HIDDEN_SIZE,
-        attention_head_dim=2,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-    ).eval()
-
-
-def build_motion_adapter(block_out_channels=(8, 16), seed: int = 0) -> MotionAdapter:
-    torch.manual_seed(seed)
-    adapter = MotionAdapter(
-        block_out_channels=block_out_channels,
-        motion_layers_per_block=1,
-        motion_num_attention_heads=2,
-        motion_norm_num_groups=4,
-        motion_max_seq_length=8,
-    )
-    # Motion modules start with zero output projections; random ones make the equality below meaningful.
-    generator = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for parameter in adapter.parameters():
-            if not parameter.any():
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
-    return adapter
 
 
 @pytest.fixture(scope="module")

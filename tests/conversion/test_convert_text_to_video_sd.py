@@ -89,6 +89,14 @@ def test_card_written_with_provenance(source_folder, converted_folder):
     assert "Verified: the converted and the source model were run on the same input" in card.text
     assert "temporal compression ratio: **1x**" in card.text
     assert "| `num_frames` | 16 |" in card.text and "| `guidance_scale` | 9.0 |" in card.text
+    # the source's call defaults live in the converted pipeline itself, so a plain call uses them
+    pipe = VideoLatentPipeline.from_pretrained(converted_folder)
+    assert pipe.config.generation_defaults == {
+        "num_frames": 16,
+        "num_inference_steps": 50,
+        "guidance_scale": 9.0,
+        "fps": 8,
+    }
 
 
 def test_fp16_variant_and_subprocess(source_folder, tmp_path):

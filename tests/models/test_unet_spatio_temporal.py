@@ -5,12 +5,18 @@ and `UNet2DConditionModel` run on the same random weights and inputs must give t
 """
 
 import json
+import math
 
 import pytest
 import torch
-from conftest import build_unet3d
+from conftest import build_unet3d, recording_attention_scores
 from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
-from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0, FusedAttnProcessor2_0
+from diffusers.models.attention_processor import (
+    AttnProcessor,
+    AttnProcessor2_0,
+    FusedAttnProcessor2_0,
+    SlicedAttnProcessor,
+)
 
 from diffusers_videolatent import UNetSpatioTemporalModel, UNetSpatioTemporalOutput
 from diffusers_videolatent.models.unet_spatio_temporal import TemporalTransformer
@@ -439,8 +445,7 @@ def test_from_unet3d_matches_diffusers():
         torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)
 
 
-def test_from_unet2d_with_motion_adapter_matches_unet_motion_model():
-    unet = build_unet2d()
+def build_motion_adapter(seed: int = 7) -> MotionAdapter:
     torch.manual_seed(0)
     adapter = MotionAdapter(
         block_out_channels=(8, 16),
@@ -449,7 +454,12 @@ def test_from_unet2d_with_motion_adapter_matches_unet_motion_model():
         motion_norm_num_groups=4,
         motion_max_seq_length=8,
     )
-    randomize_(adapter, seed=7)  # AnimateDiff's zero-initialised projections become non-zero
+    return randomize_(adapter, seed=seed)  # AnimateDiff's zero-initialised projections become non-zero
+
+
+def test_from_unet2d_with_motion_adapter_matches_unet_motion_model():
+    unet = build_unet2d()
+    adapter = build_motion_adapter()
     reference = UNetMotionModel.from_unet2d(unet, adapter).eval()
     model = UNetSpatioTemporalModel.from_unet2d(unet, adapter).eval()
     assert model.config.temporal_position_embedding == "sinusoidal"
@@ -581,3 +591,74 @@ def test_bad_config_raises_value_error():
         ValueError, match=r"`block_out_channels\[0\]` \(8\).*`temporal_num_attention_heads\[0\]` \(3\)"
     ):
         UNetSpatioTemporalModel(**tiny_config(temporal_num_attention_heads=3))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# FreeU and attention slicing, against diffusers' U-Nets
+# ---------------------------------------------------------------------------------------------------------------------
+
+FREEU = {"s1": 0.9, "s2": 0.2, "b1": 1.2, "b2": 1.4}
+
+
+@pytest.mark.parametrize("source", ["unet_motion_model", "unet3d"])
+def test_freeu_matches_diffusers_and_disable_restores_bit_for_bit(source):
+    if source == "unet_motion_model":
+        adapter = build_motion_adapter()
+        reference = UNetMotionModel.from_unet2d(build_unet2d(), adapter).eval()
+        model = UNetSpatioTemporalModel.from_unet2d(build_unet2d(), adapter).eval()
+    else:
+        reference = randomize_(build_unet3d(cross_attention_dim=CROSS_ATTENTION_DIM), seed=5)
+        model = UNetSpatioTemporalModel.from_unet3d(reference).eval()
+    num_frames = 3
+    sample, timestep, encoder_hidden_states = make_inputs(num_frames)
+    reference_text = encoder_hidden_states
+    if source == "unet_motion_model":  # `UNetMotionModel` takes the text once per frame
+        reference_text = encoder_hidden_states.repeat_interleave(num_frames, 0)
+    with torch.no_grad():
+        plain = model(sample, timestep, encoder_hidden_states).sample
+        reference.enable_freeu(**FREEU)
+        model.enable_freeu(**FREEU)
+        expected = reference(sample, timestep, reference_text).sample
+        actual = model(sample, timestep, encoder_hidden_states).sample
+        model.disable_freeu()
+        restored = model(sample, timestep, encoder_hidden_states).sample
+    assert (actual - plain).abs().max() > 1e-2  # FreeU really changes the output
+    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)
+    assert torch.equal(restored, plain)
+    assert [block.resolution_idx for block in model.up_blocks] == [0, 1]
+
+
+@pytest.mark.parametrize("value", [0, -1.0, "1.2", None, True])
+def test_enable_freeu_rejects_bad_factors(value):
+    model = build_model()
+    with pytest.raises(ValueError, match="`b2` must be a positive number"):
+        model.enable_freeu(s1=0.9, s2=0.2, b1=1.2, b2=value)
+    assert all(getattr(block, "b1", None) is None for block in model.up_blocks)
+
+
+def test_set_attention_slice_slices_every_processor_and_bounds_the_scores():
+    model = build_model()
+    sample, timestep, encoder_hidden_states = make_inputs(3)
+    num_processors = len(model.attn_processors)
+    # the unsliced reference forms each layer's full `(batch * heads, queries, keys)` score tensor
+    model.set_attn_processor(AttnProcessor())
+    with torch.no_grad(), recording_attention_scores() as full_shapes:
+        reference = model(sample, timestep, encoder_hidden_states).sample
+    assert len(full_shapes) == num_processors
+
+    model.set_attention_slice("max")
+    assert [type(p) for p in model.attn_processors.values()] == [SlicedAttnProcessor] * num_processors
+    assert {p.slice_size for p in model.attn_processors.values()} == {1}
+    with torch.no_grad(), recording_attention_scores() as shapes:
+        sliced = model(sample, timestep, encoder_hidden_states).sample
+    torch.testing.assert_close(sliced, reference, atol=1e-5, rtol=0)
+    assert all(shape[0] == 1 for shape in shapes)  # one (video-frame, head) slice at a time
+    largest_full = max(math.prod(shape) for shape in full_shapes)
+    largest_sliced = max(math.prod(shape) for shape in shapes)
+    # each layer's slice is its full tensor divided by its batch * heads (at least 2 videos x 2 heads here)
+    assert largest_sliced * 4 <= largest_full, (largest_sliced, largest_full)
+
+    model.set_attention_slice(None)
+    assert all(isinstance(p, AttnProcessor2_0) for p in model.attn_processors.values())
+    with pytest.raises(ValueError, match="has to be smaller or equal to 2"):
+        model.set_attention_slice(3)

@@ -1,0 +1,109 @@
+"""The recommended call settings live in the saved pipeline (`generation_defaults` in `model_index.json`): they are the
+defaults of a plain `pipe(prompt)`, explicit arguments override them, and save/load, older `videolatent.json` folders
+and the model card keep them."""
+
+import json
+import shutil
+
+import pytest
+
+from diffusers_videolatent import VideoLatentPipeline
+from diffusers_videolatent.cli import DEFAULT_MODEL
+from diffusers_videolatent.model_card import create_model_card
+
+
+DEFAULTS = {"num_frames": 5, "height": 16, "width": 24, "fps": 4, "num_inference_steps": 3, "guidance_scale": 1.0}
+
+
+def count_steps(pipe: VideoLatentPipeline, **call) -> tuple[tuple, int]:
+    steps = []
+
+    def on_step_end(pipeline, step, timestep, callback_kwargs):
+        steps.append(step)
+        return callback_kwargs
+
+    frames = pipe("a red circle", output_type="np", callback_on_step_end=on_step_end, **call).frames
+    return frames.shape, len(steps)
+
+
+@pytest.fixture
+def pipe(tiny_pipeline_components) -> VideoLatentPipeline:
+    pipe = VideoLatentPipeline(**tiny_pipeline_components, generation_defaults=DEFAULTS)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_a_plain_call_uses_the_pipelines_defaults_and_arguments_override_them(pipe):
+    assert count_steps(pipe) == ((1, 5, 16, 24, 3), 3)
+    assert count_steps(pipe, num_frames=1, height=8, num_inference_steps=2) == ((1, 1, 8, 24, 3), 2)
+    assert pipe.resolve_generation_settings(fps=12)["fps"] == 12
+    assert pipe.resolve_generation_settings()["guidance_scale"] == 1.0
+
+
+def test_without_defaults_the_fallbacks_apply(tiny_pipeline_components):
+    pipe = VideoLatentPipeline(**tiny_pipeline_components)
+    assert pipe.config.generation_defaults is None
+    # the U-Net's sample_size 8 times the VAE's spatial ratio 2
+    assert pipe.resolve_generation_settings() == {
+        "num_frames": 17,
+        "height": 16,
+        "width": 16,
+        "fps": 8,
+        "num_inference_steps": 50,
+        "guidance_scale": 7.5,
+    }
+
+
+def test_save_and_load_keep_the_defaults(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "saved")
+    assert json.loads((tmp_path / "saved" / "model_index.json").read_text())["generation_defaults"] == DEFAULTS
+    loaded = VideoLatentPipeline.from_pretrained(tmp_path / "saved")
+    assert loaded.config.generation_defaults == DEFAULTS
+    # an explicit argument of from_pretrained wins, as for any pipeline config entry
+    other = VideoLatentPipeline.from_pretrained(tmp_path / "saved", generation_defaults={"num_frames": 9})
+    assert other.config.generation_defaults == {"num_frames": 9}
+
+
+def test_the_card_shows_the_saved_defaults(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "saved")
+    card = create_model_card(tmp_path / "saved")
+    assert "num_frames=5," in card.text and "width=24," in card.text and "num_inference_steps=3," in card.text
+
+
+def test_an_older_folder_with_videolatent_json_still_loads_its_settings(tmp_path):
+    legacy = tmp_path / "legacy"
+    shutil.copytree(DEFAULT_MODEL, legacy)
+    index = json.loads((legacy / "model_index.json").read_text())
+    settings = index.pop("generation_defaults")
+    (legacy / "model_index.json").write_text(json.dumps(index))
+    (legacy / "videolatent.json").write_text(json.dumps(settings))
+
+    pipe = VideoLatentPipeline.from_pretrained(legacy)
+    assert pipe.config.generation_defaults == settings
+    assert pipe.resolve_generation_settings()["num_inference_steps"] == 25
+    pipe.save_pretrained(tmp_path / "resaved")
+    assert json.loads((tmp_path / "resaved" / "model_index.json").read_text())["generation_defaults"] == settings
+
+
+def test_the_shipped_model_generates_with_its_recommended_settings():
+    pipe = VideoLatentPipeline.from_pretrained(DEFAULT_MODEL)
+    settings = pipe.resolve_generation_settings()
+    assert (settings["num_frames"], settings["height"], settings["width"]) == (17, 64, 64)
+    assert (settings["num_inference_steps"], settings["guidance_scale"]) == (25, 1.5)
+
+
+@pytest.mark.parametrize(
+    "generation_defaults, error, match",
+    [
+        ({"steps": 4}, ValueError, r"unknown key\(s\) \['steps'\]"),
+        ({"num_frames": 0}, ValueError, r"generation_defaults\['num_frames'\]"),
+        ({"height": 16.0}, ValueError, r"generation_defaults\['height'\]"),
+        ({"guidance_scale": float("nan")}, ValueError, r"generation_defaults\['guidance_scale'\]"),
+        ({"fps": -1}, ValueError, r"generation_defaults\['fps'\]"),
+        ({"vocabulary": "red blue"}, ValueError, r"generation_defaults\['vocabulary'\]"),
+        ([("num_frames", 5)], TypeError, "`generation_defaults` must be a dict"),
+    ],
+)
+def test_bad_defaults_are_refused(tiny_pipeline_components, generation_defaults, error, match):
+    with pytest.raises(error, match=match):
+        VideoLatentPipeline(**tiny_pipeline_components, generation_defaults=generation_defaults)
