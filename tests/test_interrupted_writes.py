@@ -134,6 +134,7 @@ def test_save_pretrained_keeps_other_files_and_drops_stale_weights(tmp_path):
         "config.json",
         "diffusion_pytorch_model.fp16.safetensors",
         "diffusion_pytorch_model.safetensors",
+        "videolatent_loader.py",
     ]
     assert (target / "my_results" / "scores.json").read_text() == "{}"
     assert debris(tmp_path) == []
@@ -164,7 +165,8 @@ def test_conversion_killed_then_rerun(tmp_path):
 
     rerun = run(tmp_path, str(script), *arguments)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert sorted(os.listdir(output)) == ["README.md", "config.json", "diffusion_pytorch_model.safetensors"]
+    expected = ["README.md", "config.json", "diffusion_pytorch_model.safetensors", "videolatent_loader.py"]
+    assert sorted(os.listdir(output)) == expected
     assert debris(tmp_path) == []
 
 
