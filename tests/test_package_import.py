@@ -67,8 +67,9 @@ def test_a_saved_pipeline_loads_in_a_fresh_interpreter(tmp_path):
     pipe.save_pretrained(tmp_path / "saved")
     index_path = tmp_path / "saved" / "model_index.json"
     index = json.loads(index_path.read_text())
-    # diffusers records a component of another library under its module's full path
-    assert index["unet"] == ["diffusers_videolatent.models.unet_spatio_temporal", "UNetSpatioTemporalModel"]
+    # the remote-code layout (remote_code.py): our components name the folder's videolatent_loader.py, which our own
+    # from_pretrained maps back to the installed module without running it
+    assert index["unet"] == ["videolatent_loader", "UNetSpatioTemporalModel"]
     code = """
 import sys
 from diffusers_videolatent import VideoLatentPipeline
