@@ -9,6 +9,7 @@ import re
 
 import pytest
 import torch
+from conftest import build_pipeline, build_random_spatio_temporal_unet
 from diffusers import (
     FasterCacheConfig,
     FirstBlockCacheConfig,
@@ -19,8 +20,6 @@ from diffusers import (
 from diffusers.models.attention_processor import Attention
 
 from diffusers_videolatent.models.unet_spatio_temporal import ATTENTION_IDENTIFIERS
-
-from conftest import build_pipeline, build_random_spatio_temporal_unet
 
 
 NUM_STEPS = 8
