@@ -545,6 +545,10 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
     _supports_gradient_checkpointing = True
     _no_split_modules = ["CausalResnetBlock3D", "CausalMidBlock3D"]
     _skip_layerwise_casting_patterns = ["norm"]
+    # group offloading hooks the forward of these children: `encode`/`decode` call them, never `forward` itself
+    _group_offload_block_modules = ["quant_conv", "post_quant_conv", "encoder", "decoder"]
+    # the `CausalCache` the layers fill in place: device hooks pass it on as it is, never a moved copy of it
+    _skip_keys = ["cache"]
 
     @register_to_config
     def __init__(

@@ -21,6 +21,7 @@ inflated `UNet2DConditionModel` exactly; the converters at the bottom of this fi
 kernel reshape for ModelScope's temporal convolutions).
 """
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,15 @@ from typing import Any
 import torch
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
+from diffusers.hooks import (
+    FasterCacheConfig,
+    FirstBlockCacheConfig,
+    HookRegistry,
+    MagCacheConfig,
+    PyramidAttentionBroadcastConfig,
+    TaylorSeerCacheConfig,
+)
+from diffusers.hooks.faster_cache import _apply_faster_cache_on_attention_class
 from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.activations import get_activation
 from diffusers.models.attention import AttentionMixin, BasicTransformerBlock
@@ -37,6 +47,7 @@ from diffusers.models.attention_processor import (
     AttnProcessor,
     FusedAttnProcessor2_0,
 )
+from diffusers.models.cache_utils import CacheMixin
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
@@ -50,6 +61,18 @@ from ..hub import ModelCardHubMixin
 
 
 TEMPORAL_POSITION_EMBEDDINGS = ("none", "sinusoidal", "learned")
+
+# Names of the attention layers for diffusers' cache hooks (regular expressions, full module names). Their defaults
+# match a transformer's top-level `transformer_blocks`; here attention sits inside the levels of the U-Net.
+_LEVEL = r"(down_blocks\.\d+|mid_block|up_blocks\.\d+)"
+SPATIAL_ATTENTION_IDENTIFIERS = (rf"^{_LEVEL}\.attentions\.\d+\.transformer_blocks\.\d+\.attn\d$",)
+TEMPORAL_ATTENTION_IDENTIFIERS = (
+    rf"^{_LEVEL}\.temporal_attentions\.\d+\.transformer_blocks\.\d+\.attn\d$",
+    r"^transformer_in\.transformer_blocks\.\d+\.attn\d$",
+)
+ATTENTION_IDENTIFIERS = SPATIAL_ATTENTION_IDENTIFIERS + TEMPORAL_ATTENTION_IDENTIFIERS
+# The inputs of `forward` that carry the [unconditional, conditional] batch of classifier-free guidance.
+GUIDANCE_BATCH_INPUTS = ("sample", "timestep", "encoder_hidden_states", "fps", "conditioning_latents")
 
 
 @dataclass
@@ -560,7 +583,31 @@ def _per_level(value: Any, name: str, num_levels: int) -> tuple:
     return (value,) * num_levels
 
 
-class UNetSpatioTemporalModel(ModelCardHubMixin, ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
+def _with_attention_identifiers(config):
+    """A copy of a cache `config` whose block identifiers left at diffusers' defaults name this model's attention."""
+    defaults = type(config)()
+    changes = {}
+    if isinstance(config, (PyramidAttentionBroadcastConfig, FasterCacheConfig)):
+        for field, identifiers in (
+            ("spatial_attention_block_identifiers", SPATIAL_ATTENTION_IDENTIFIERS),
+            ("temporal_attention_block_identifiers", TEMPORAL_ATTENTION_IDENTIFIERS),
+            ("cross_attention_block_identifiers", ATTENTION_IDENTIFIERS),
+        ):
+            if hasattr(config, field) and tuple(getattr(config, field)) == tuple(getattr(defaults, field)):
+                changes[field] = identifiers
+    if isinstance(config, FasterCacheConfig):
+        field = "_unconditional_conditional_input_kwargs_identifiers"
+        if tuple(getattr(config, field)) == tuple(getattr(defaults, field)):
+            changes[field] = GUIDANCE_BATCH_INPUTS
+    if isinstance(config, TaylorSeerCacheConfig) and config.cache_identifiers is None:
+        if config.skip_predict_identifiers is None:
+            changes["cache_identifiers"] = list(ATTENTION_IDENTIFIERS)
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+class UNetSpatioTemporalModel(
+    ModelCardHubMixin, ModelMixin, AttentionMixin, CacheMixin, ConfigMixin, PeftAdapterMixin
+):
     r"""
     A spatio-temporal U-Net that denoises video latents `[B, C, F, H, W]` conditioned on a timestep and on text given
     once per video.
@@ -627,6 +674,7 @@ class UNetSpatioTemporalModel(ModelCardHubMixin, ModelMixin, AttentionMixin, Con
         "SpatioTemporalUpBlock",
     ]
     _skip_layerwise_casting_patterns = ["norm", "time_embedding", "fps_embedding", "pos_embed"]
+    _repeated_blocks = ["SpatioTemporalDownBlock", "SpatioTemporalMidBlock", "SpatioTemporalUpBlock"]
 
     @register_to_config
     def __init__(
@@ -893,6 +941,45 @@ class UNetSpatioTemporalModel(ModelCardHubMixin, ModelMixin, AttentionMixin, Con
         for module in self.modules():
             if isinstance(module, BasicTransformerBlock):
                 module.set_chunk_feed_forward(chunk_size=None, dim=0)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Caching (diffusers' `CacheMixin`)
+    # ----------------------------------------------------------------------------------------------------------------
+
+    def enable_cache(self, config) -> None:
+        r"""
+        Enables one of diffusers' caching techniques, as [`~diffusers.models.cache_utils.CacheMixin.enable_cache`]
+        does, on the attention layers of this U-Net. Wrap each call in `cache_context(name)` (the pipeline does).
+
+        Block identifiers left at diffusers' defaults (which name a transformer's top-level `transformer_blocks`) are
+        replaced by this model's attention names (`SPATIAL_ATTENTION_IDENTIFIERS`, `TEMPORAL_ATTENTION_IDENTIFIERS`),
+        so that spatial, temporal and cross-attention layers are told apart; identifiers you set are kept.
+
+        Args:
+            config (`PyramidAttentionBroadcastConfig`, `FasterCacheConfig` or `TaylorSeerCacheConfig`):
+                The cache to apply. FasterCache reads the guidance batch from the `forward` inputs named in
+                `GUIDANCE_BATCH_INPUTS` and needs `return_dict=False`, as the pipeline calls the U-Net.
+        """
+        if isinstance(config, (FirstBlockCacheConfig, MagCacheConfig)):
+            raise ValueError(
+                f"`config` {type(config).__name__} skips every block after the first of a chain of transformer "
+                "blocks that keep the shape of `hidden_states`; a U-Net changes resolution from level to level and "
+                "feeds skip connections to its up levels, so it has no such chain. Use "
+                "`PyramidAttentionBroadcastConfig`, `FasterCacheConfig` or `TaylorSeerCacheConfig`."
+            )
+        if isinstance(config, TaylorSeerCacheConfig) and config.use_lite_mode:
+            raise ValueError(
+                "`config.use_lite_mode`=True predicts a top-level `proj_out` and zeroes top-level blocks, which this "
+                "U-Net does not have; pass `use_lite_mode=False` (the attention layers are then cached)."
+            )
+        config = _with_attention_identifiers(config)
+        super().enable_cache(config)
+        if isinstance(config, FasterCacheConfig):
+            # diffusers picks FasterCache's attention layers by top-level names first, which never match here
+            for name, module in self.named_modules():
+                if isinstance(module, Attention):
+                    _apply_faster_cache_on_attention_class(name, module, config)
+            HookRegistry.check_if_exists_or_initialize(self).invalidate_child_registries_cache()
 
     # ----------------------------------------------------------------------------------------------------------------
     # Forward

@@ -17,6 +17,7 @@ import json
 import math
 import numbers
 import os
+from contextlib import nullcontext
 from typing import Any, Callable
 
 import numpy as np
@@ -30,6 +31,7 @@ from diffusers import (
     UNet3DConditionModel,
 )
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.models.cache_utils import CacheMixin
 from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
 from diffusers.schedulers import SchedulerMixin
 from diffusers.utils import logging, replace_example_docstring
@@ -1163,6 +1165,11 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
     def interrupt(self) -> bool:
         return self._interrupt
 
+    # the timestep of the running denoising step, for diffusers' cache hooks (`current_timestep_callback`)
+    @property
+    def current_timestep(self) -> torch.Tensor | None:
+        return self._current_timestep
+
     @torch.no_grad()
     @replace_example_docstring(EXAMPLE_DOC_STRING)
     def __call__(
@@ -1336,6 +1343,7 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
         self._guidance_rescale = guidance_rescale
         self._cross_attention_kwargs = cross_attention_kwargs
         self._num_timesteps = 0
+        self._current_timestep = None
         self._interrupt = False
 
         # 2. Define call parameters
@@ -1467,14 +1475,20 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
                     repeats = 2 if do_classifier_free_guidance else 1
                     unet_kwargs["conditioning_latents"] = torch.cat([conditioning_latents] * repeats)
 
-                noise_pred = self.unet(
-                    latent_model_input,
-                    timestep,
-                    encoder_hidden_states=encoder_hidden_states,
-                    cross_attention_kwargs=self.cross_attention_kwargs,
-                    return_dict=False,
-                    **unet_kwargs,
-                )[0]
+                # one named call per step for diffusers' cache hooks; a U-Net without `CacheMixin` runs as is
+                self._current_timestep = t
+                cache_context = (
+                    self.unet.cache_context("cond_uncond") if isinstance(self.unet, CacheMixin) else nullcontext()
+                )
+                with cache_context:
+                    noise_pred = self.unet(
+                        latent_model_input,
+                        timestep,
+                        encoder_hidden_states=encoder_hidden_states,
+                        cross_attention_kwargs=self.cross_attention_kwargs,
+                        return_dict=False,
+                        **unet_kwargs,
+                    )[0]
 
                 if do_classifier_free_guidance:
                     noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
@@ -1508,6 +1522,8 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
 
                 if i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
                     progress_bar.update()
+
+        self._current_timestep = None
 
         # 9. Decode
         if output_type == "latent":

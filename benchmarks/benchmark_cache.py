@@ -1,0 +1,140 @@
+"""Diffusers' caches on the shipped default model: generation time and evaluation scores, cached and uncached.
+
+    python benchmarks/benchmark_cache.py                                  # 5 timed runs each, 1 video per combination
+    python benchmarks/benchmark_cache.py --repeats 7 --videos_per_combination 2 --json cache.json
+
+Each cache is enabled with `pipe.unet.enable_cache(config)`. Timing: one prompt at the model's recommended settings,
+the cases interleaved (none, PAB, FasterCache, TaylorSeer, none, PAB, ...) so that load on a shared machine spreads
+over all of them; the median and the min-max of the repeats are printed with the ratio of medians to the uncached run.
+Scores: `diffusers_videolatent.training.evaluate.evaluate_pipeline` on the same seeded prompts for every case (colour,
+shape, direction and all three on the seen combinations, all three on the held-out ones).
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from diffusers import FasterCacheConfig, PyramidAttentionBroadcastConfig, TaylorSeerCacheConfig
+
+from diffusers_videolatent import VideoLatentPipeline
+from diffusers_videolatent.atomic import atomic_file
+from diffusers_videolatent.cli import DEFAULT_MODEL
+from diffusers_videolatent.training.evaluate import evaluate_pipeline
+
+
+def cache_configs(pipeline: VideoLatentPipeline) -> dict:
+    """The caches compared, by name (`None`: no cache). Timesteps of the flow-matching schedule run from 1000 to 0."""
+
+    def current_timestep() -> torch.Tensor:
+        return pipeline.current_timestep
+
+    return {
+        "none": None,
+        "pab": PyramidAttentionBroadcastConfig(
+            spatial_attention_block_skip_range=2,
+            temporal_attention_block_skip_range=2,
+            cross_attention_block_skip_range=2,
+            spatial_attention_timestep_skip_range=(100, 800),
+            temporal_attention_timestep_skip_range=(100, 800),
+            cross_attention_timestep_skip_range=(100, 800),
+            current_timestep_callback=current_timestep,
+        ),
+        "fastercache": FasterCacheConfig(
+            spatial_attention_block_skip_range=2,
+            temporal_attention_block_skip_range=2,
+            attention_weight_callback=lambda _: 0.5,
+            current_timestep_callback=current_timestep,
+        ),
+        "taylorseer": TaylorSeerCacheConfig(
+            cache_interval=2, disable_cache_before_step=3, max_order=1, taylor_factors_dtype=torch.float32
+        ),
+    }
+
+
+def enabled(pipeline: VideoLatentPipeline, config) -> None:
+    if pipeline.unet.is_cache_enabled:
+        pipeline.unet.disable_cache()
+    if config is not None:
+        pipeline.unet.enable_cache(config)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="pipeline folder (default: the shipped model)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed generations per case")
+    parser.add_argument("--videos_per_combination", type=int, default=1, help="for the scores (72 combinations)")
+    parser.add_argument("--batch_size", type=int, default=24, help="prompts per pipeline call when scoring")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="write the results to this file")
+    args = parser.parse_args()
+    if args.repeats < 1 or args.videos_per_combination < 0:
+        raise SystemExit("`--repeats` must be >= 1 and `--videos_per_combination` >= 0.")
+
+    pipeline = VideoLatentPipeline.from_pretrained(args.model)
+    pipeline.set_progress_bar_config(disable=True)
+    settings = pipeline.resolve_generation_settings()
+    call_kwargs = {
+        key: settings[key] for key in ("num_frames", "height", "width", "num_inference_steps", "guidance_scale")
+    }
+    configs = cache_configs(pipeline)
+    print(f"model {args.model}, {call_kwargs}, {torch.get_num_threads()} threads")
+
+    # 1. timing, interleaved; the first uncached call warms up and is not counted
+    with torch.no_grad():
+        pipeline("a red circle moving right", generator=torch.Generator().manual_seed(0), **call_kwargs)
+    seconds = {name: [] for name in configs}
+    for _ in range(args.repeats):
+        for name, config in configs.items():
+            enabled(pipeline, config)
+            start = time.perf_counter()
+            pipeline("a red circle moving right", generator=torch.Generator().manual_seed(args.seed), **call_kwargs)
+            seconds[name].append(time.perf_counter() - start)
+    enabled(pipeline, None)
+
+    # 2. scores, the same seeded prompts for every case
+    scores = {}
+    if args.videos_per_combination > 0:
+        for name, config in configs.items():
+            enabled(pipeline, config)
+            scores[name] = evaluate_pipeline(
+                pipeline,
+                videos_per_combination=args.videos_per_combination,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                print_table=False,
+                **call_kwargs,
+            )
+        enabled(pipeline, None)
+
+    # 3. report
+    reference = statistics.median(seconds["none"])
+    print("| cache | time (median) | min-max | ratio to none | colour | shape | direction | all three | held out |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    rows = {}
+    for name, values in seconds.items():
+        median = statistics.median(values)
+        row = {"seconds": values, "median": median, "ratio": median / reference}
+        cells = [""] * 5
+        if name in scores:
+            seen, heldout = scores[name]["seen"], scores[name]["heldout"]
+            row["scores"] = {split: scores[name][split] for split in ("seen", "heldout", "all")}
+            cells = [f"{100 * seen[key]:.1f}%" for key in ("color", "shape", "direction", "all_three")]
+            cells.append(f"{100 * heldout['all_three']:.1f}%")
+        rows[name] = row
+        print(
+            f"| {name} | {median:.2f} s | {min(values):.2f}-{max(values):.2f} s | {median / reference:.2f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    if args.json is not None:
+        results = {"settings": call_kwargs, "configs": {name: repr(config) for name, config in configs.items()}}
+        results.update(cases=rows, repeats=args.repeats, videos_per_combination=args.videos_per_combination)
+        with atomic_file(args.json, overwrite=True) as temporary:
+            with open(temporary, "w") as file:
+                json.dump(results, file, indent=2, default=str)
+
+
+if __name__ == "__main__":
+    main()
