@@ -7,13 +7,14 @@ garbage) even though onload and offload devices are both the CPU.
 
 import pytest
 import torch
-from conftest import build_pipeline, build_random_spatio_temporal_unet, build_video_vae
+from conftest import build_pipeline, build_random_spatio_temporal_unet, build_video_vae, needs_diffusers_hooks_0_42
 
 from diffusers_videolatent import AutoencoderKLVideo
 
 
 CPU = torch.device("cpu")
 OFFLOAD_TYPES = [("block_level", 1), ("leaf_level", None)]
+pytestmark = needs_diffusers_hooks_0_42
 
 
 @pytest.mark.usefixtures("no_grad")

@@ -979,7 +979,10 @@ class UNetSpatioTemporalModel(
             for name, module in self.named_modules():
                 if isinstance(module, Attention):
                     _apply_faster_cache_on_attention_class(name, module, config)
-            HookRegistry.check_if_exists_or_initialize(self).invalidate_child_registries_cache()
+            registry = HookRegistry.check_if_exists_or_initialize(self)
+            # diffusers >= 0.40 caches the child registries a hook walks; older releases look them up on every call
+            if hasattr(registry, "invalidate_child_registries_cache"):
+                registry.invalidate_child_registries_cache()
 
     # ----------------------------------------------------------------------------------------------------------------
     # Forward

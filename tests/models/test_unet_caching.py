@@ -9,7 +9,7 @@ import re
 
 import pytest
 import torch
-from conftest import build_pipeline, build_random_spatio_temporal_unet
+from conftest import build_pipeline, build_random_spatio_temporal_unet, needs_diffusers_hooks_0_42
 from diffusers import (
     FasterCacheConfig,
     FirstBlockCacheConfig,
@@ -117,6 +117,7 @@ def test_faster_cache_skips_and_restores(pipe, attention_calls, uncached):
     check_cache(pipe, attention_calls, uncached, config, {"spatial": 6, "temporal": 6, "spatial_cross": NUM_STEPS})
 
 
+@needs_diffusers_hooks_0_42
 @pytest.mark.usefixtures("no_grad")
 def test_taylorseer_cache_skips_and_restores(pipe, attention_calls, uncached):
     config = TaylorSeerCacheConfig(cache_interval=2, disable_cache_before_step=2, taylor_factors_dtype=torch.float32)
