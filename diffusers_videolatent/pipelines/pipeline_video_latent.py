@@ -320,7 +320,7 @@ def check_generation_defaults(generation_defaults: dict[str, Any] | None) -> dic
         if key == "vocabulary":
             valid = isinstance(value, list) and all(isinstance(word, str) for word in value)
         elif key in ("fps", "guidance_scale"):
-            valid = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+            valid = _is_real_number(value) and math.isfinite(value)
             valid = valid and (key != "fps" or value > 0)
         else:
             valid = isinstance(value, int) and not isinstance(value, bool) and value >= 1
