@@ -15,11 +15,11 @@ import diffusers
 import pytest
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel, UNet3DConditionModel
-from diffusers.models.attention_processor import Attention
 from packaging import version
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel
+from diffusers_videolatent.models.attention import VideoLatentAttention
 
 
 # The tiny models of this suite run fastest on one thread: on the shared 2-core machine, intra-op parallelism on
@@ -219,17 +219,18 @@ def build_pipeline_components(tmp_path: str | Path, vae=None, unet=None, schedul
 
 @contextlib.contextmanager
 def recording_attention_scores() -> Iterator[list[tuple[int, ...]]]:
-    """Records the shape of every attention-score tensor diffusers' `Attention.get_attention_scores` forms (the real
-    method still computes them): how large the attention maps of a forward pass get, sliced or not."""
+    """Records the shape of every attention-score tensor our attention layers form under diffusers' classic
+    processors (`AttnProcessor`, `SlicedAttnProcessor`, through `get_attention_scores`; the real method still computes
+    them): how large the attention maps of a forward pass get, sliced or not."""
     shapes = []
-    get_attention_scores = Attention.get_attention_scores
+    get_attention_scores = VideoLatentAttention.get_attention_scores
 
     def recording(self, query, key, attention_mask=None):
         scores = get_attention_scores(self, query, key, attention_mask)
         shapes.append(tuple(scores.shape))
         return scores
 
-    with mock.patch.object(Attention, "get_attention_scores", recording):
+    with mock.patch.object(VideoLatentAttention, "get_attention_scores", recording):
         yield shapes
 
 

@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.activations import get_activation
-from diffusers.models.attention_processor import Attention
 from diffusers.models.autoencoders.vae import AutoencoderMixin, DecoderOutput, DiagonalGaussianDistribution
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.utils.accelerate_utils import apply_forward_hook
@@ -41,6 +40,7 @@ from ..geometry import (
     vae_compression_ratios_from_config,
 )
 from ..hub import ModelCardHubMixin
+from .attention import VideoLatentAttention
 
 
 class CausalCache:
@@ -245,7 +245,10 @@ class TemporalUpsample(nn.Module):
 
 
 class CausalMidBlock3D(nn.Module):
-    r"""Resnet, per-frame spatial self-attention (diffusers' `Attention`), resnet; keys match `UNetMidBlock2D`."""
+    r"""
+    Resnet, per-frame spatial self-attention ([`VideoLatentAttention`], through diffusers' attention dispatcher),
+    resnet; keys match `UNetMidBlock2D`.
+    """
 
     def __init__(
         self,
@@ -265,16 +268,15 @@ class CausalMidBlock3D(nn.Module):
         self.attentions = nn.ModuleList()
         if add_attention:
             self.attentions.append(
-                Attention(
+                VideoLatentAttention(
                     channels,
                     heads=1,
                     dim_head=channels,
-                    eps=norm_eps,
-                    norm_num_groups=norm_num_groups,
-                    residual_connection=True,
                     bias=True,
+                    norm_num_groups=norm_num_groups,
+                    eps=norm_eps,
+                    residual_connection=True,
                     upcast_softmax=True,
-                    _from_deprecated_attn_block=True,
                 )
             )
 

@@ -40,17 +40,10 @@ from diffusers.hooks import (
 from diffusers.hooks.faster_cache import _apply_faster_cache_on_attention_class
 from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.activations import get_activation
-from diffusers.models.attention import AttentionMixin, BasicTransformerBlock
-from diffusers.models.attention_processor import (
-    CROSS_ATTENTION_PROCESSORS,
-    Attention,
-    AttnProcessor,
-    FusedAttnProcessor2_0,
-)
+from diffusers.models.attention import AttentionMixin, FeedForward, _chunked_feed_forward
 from diffusers.models.cache_utils import CacheMixin
-from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from diffusers.models.embeddings import SinusoidalPositionalEmbedding, TimestepEmbedding, Timesteps
 from diffusers.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
-from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from diffusers.models.unets.unet_3d_condition import UNet3DConditionModel
 from diffusers.utils import BaseOutput, apply_lora_scale
 from diffusers.utils.torch_utils import apply_freeu
@@ -58,6 +51,7 @@ from torch import nn
 
 from ..geometry import unet_downsample_factor, unet_max_latent_frames
 from ..hub import ModelCardHubMixin
+from .attention import VideoLatentAttention, VideoLatentAttnProcessor
 
 
 TEMPORAL_POSITION_EMBEDDINGS = ("none", "sinusoidal", "learned")
@@ -103,6 +97,188 @@ class LearnedFramePositionalEmbedding(nn.Module):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         num_frames = hidden_states.shape[1]
         return hidden_states + self.embedding[:, :num_frames].to(hidden_states.dtype)  # (N, F, D)
+
+
+class VideoLatentTransformerBlock(nn.Module):
+    r"""
+    Self-attention, a second attention (cross-attention to the text, or a second self-attention) and a GEGLU
+    feed-forward, each after a `LayerNorm` and added back as a residual: diffusers' `BasicTransformerBlock` with
+    `norm_type="layer_norm"`, with the same parameter names, on [`VideoLatentAttention`] layers.
+
+    Parameters:
+        dim (`int`): Channels of the input sequence.
+        num_attention_heads (`int`): Number of attention heads.
+        attention_head_dim (`int`): Channels per head.
+        cross_attention_dim (`int`, *optional*):
+            Width of the text embeddings `attn2` attends to; `None` makes `attn2` a second self-attention.
+        upcast_attention (`bool`, *optional*, defaults to `False`): Compute attention scores in float32.
+        position_embedding (`str`, *optional*, defaults to `"none"`):
+            Position encoding added to the normalised states before each attention: `"none"`, `"sinusoidal"`
+            (diffusers' `SinusoidalPositionalEmbedding`) or `"learned"` (a table of `max_positions` vectors).
+        max_positions (`int`, *optional*, defaults to 32): Positions the encoding holds.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_attention_heads: int,
+        attention_head_dim: int,
+        cross_attention_dim: int | None = None,
+        upcast_attention: bool = False,
+        position_embedding: str = "none",
+        max_positions: int = 32,
+    ):
+        super().__init__()
+        self.pos_embed = None
+        if position_embedding == "sinusoidal":
+            self.pos_embed = SinusoidalPositionalEmbedding(dim, max_seq_length=max_positions)
+        elif position_embedding == "learned":
+            self.pos_embed = LearnedFramePositionalEmbedding(dim, max_positions)
+
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn1 = VideoLatentAttention(
+            dim, heads=num_attention_heads, dim_head=attention_head_dim, upcast_attention=upcast_attention
+        )
+        self.norm2 = nn.LayerNorm(dim)
+        self.attn2 = VideoLatentAttention(
+            dim,
+            heads=num_attention_heads,
+            dim_head=attention_head_dim,
+            cross_attention_dim=cross_attention_dim,
+            upcast_attention=upcast_attention,
+        )
+        self.norm3 = nn.LayerNorm(dim)
+        self.ff = FeedForward(dim, activation_fn="geglu")
+
+        self._chunk_size = None
+        self._chunk_dim = 0
+
+    def set_chunk_feed_forward(self, chunk_size: int | None, dim: int = 0) -> None:
+        """Runs the feed-forward in chunks of `chunk_size` along `dim` (0: batch, 1: sequence); `None` runs it whole."""
+        self._chunk_size = chunk_size
+        self._chunk_dim = dim
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        cross_attention_kwargs = cross_attention_kwargs or {}
+
+        # 1. self-attention
+        norm_hidden_states = self.norm1(hidden_states)  # (N, L, D)
+        if self.pos_embed is not None:
+            norm_hidden_states = self.pos_embed(norm_hidden_states)
+        hidden_states = self.attn1(norm_hidden_states, **cross_attention_kwargs) + hidden_states
+
+        # 2. cross-attention to the text (self-attention when `encoder_hidden_states` is None)
+        norm_hidden_states = self.norm2(hidden_states)
+        if self.pos_embed is not None:
+            norm_hidden_states = self.pos_embed(norm_hidden_states)
+        hidden_states = (
+            self.attn2(norm_hidden_states, encoder_hidden_states=encoder_hidden_states, **cross_attention_kwargs)
+            + hidden_states
+        )
+
+        # 3. feed-forward
+        norm_hidden_states = self.norm3(hidden_states)
+        if self._chunk_size is not None:
+            ff_output = _chunked_feed_forward(self.ff, norm_hidden_states, self._chunk_dim, self._chunk_size)
+        else:
+            ff_output = self.ff(norm_hidden_states)
+        return ff_output + hidden_states  # (N, L, D)
+
+
+class VideoLatentSpatialTransformer(nn.Module):
+    r"""
+    Attention over the pixels of each frame and cross-attention to the text, added back as a residual: diffusers'
+    `Transformer2DModel` for continuous inputs, with the same parameter names, on [`VideoLatentTransformerBlock`]s.
+
+    Parameters:
+        in_channels (`int`): Channels of the input feature map.
+        num_attention_heads (`int`): Number of attention heads.
+        attention_head_dim (`int`): Channels per head; `num_attention_heads * attention_head_dim` is the inner width.
+        num_layers (`int`, *optional*, defaults to 1): Number of transformer blocks.
+        cross_attention_dim (`int`, *optional*): Width of the text embeddings.
+        norm_num_groups (`int`, *optional*, defaults to 32): Groups of the input `GroupNorm`.
+        use_linear_projection (`bool`, *optional*, defaults to `False`):
+            Linear in/out projections instead of 1x1 convolutions.
+        upcast_attention (`bool`, *optional*, defaults to `False`): Compute attention scores in float32.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_attention_heads: int,
+        attention_head_dim: int,
+        num_layers: int = 1,
+        cross_attention_dim: int | None = None,
+        norm_num_groups: int = 32,
+        use_linear_projection: bool = False,
+        upcast_attention: bool = False,
+    ):
+        super().__init__()
+        inner_dim = num_attention_heads * attention_head_dim
+        self.use_linear_projection = use_linear_projection
+
+        self.norm = nn.GroupNorm(num_groups=norm_num_groups, num_channels=in_channels, eps=1e-6, affine=True)
+        if use_linear_projection:
+            self.proj_in = nn.Linear(in_channels, inner_dim)
+        else:
+            self.proj_in = nn.Conv2d(in_channels, inner_dim, kernel_size=1)
+        self.transformer_blocks = nn.ModuleList(
+            [
+                VideoLatentTransformerBlock(
+                    inner_dim,
+                    num_attention_heads,
+                    attention_head_dim,
+                    cross_attention_dim=cross_attention_dim,
+                    upcast_attention=upcast_attention,
+                )
+                for _ in range(num_layers)
+            ]
+        )
+        if use_linear_projection:
+            self.proj_out = nn.Linear(inner_dim, in_channels)
+        else:
+            self.proj_out = nn.Conv2d(inner_dim, in_channels, kernel_size=1)
+
+        self.gradient_checkpointing = False
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        batch_frames, _, height, width = hidden_states.shape  # (B*F, C, H, W)
+        residual = hidden_states
+
+        # 1. input: a sequence of pixels per frame
+        hidden_states = self.norm(hidden_states)
+        if not self.use_linear_projection:
+            hidden_states = self.proj_in(hidden_states)
+        hidden_states = hidden_states.permute(0, 2, 3, 1).reshape(batch_frames, height * width, -1)
+        if self.use_linear_projection:
+            hidden_states = self.proj_in(hidden_states)  # (B*F, H*W, D)
+
+        # 2. blocks
+        for block in self.transformer_blocks:
+            if torch.is_grad_enabled() and self.gradient_checkpointing:
+                hidden_states = self._gradient_checkpointing_func(
+                    block, hidden_states, encoder_hidden_states, cross_attention_kwargs
+                )
+            else:
+                hidden_states = block(hidden_states, encoder_hidden_states, cross_attention_kwargs)
+
+        # 3. output: back to a feature map
+        if self.use_linear_projection:
+            hidden_states = self.proj_out(hidden_states)
+        hidden_states = hidden_states.reshape(batch_frames, height, width, -1).permute(0, 3, 1, 2).contiguous()
+        if not self.use_linear_projection:
+            hidden_states = self.proj_out(hidden_states)
+        return hidden_states + residual  # (B*F, C, H, W)
 
 
 class TemporalConvolution(nn.Module):
@@ -154,7 +330,7 @@ class TemporalTransformer(nn.Module):
         in_channels (`int`): Channels of the input feature map.
         num_attention_heads (`int`): Number of attention heads.
         attention_head_dim (`int`): Channels per head; `num_attention_heads * attention_head_dim` is the inner width.
-        num_layers (`int`, *optional*, defaults to 1): Number of `BasicTransformerBlock`s.
+        num_layers (`int`, *optional*, defaults to 1): Number of [`VideoLatentTransformerBlock`]s.
         norm_num_groups (`int`, *optional*, defaults to 32): Groups of the input `GroupNorm`.
         position_embedding (`str`, *optional*, defaults to `"none"`):
             Frame positional encoding added before each attention: `"none"`, `"sinusoidal"` (AnimateDiff) or
@@ -186,25 +362,18 @@ class TemporalTransformer(nn.Module):
         self.proj_in = nn.Linear(in_channels, inner_dim)
         self.transformer_blocks = nn.ModuleList(
             [
-                BasicTransformerBlock(
+                VideoLatentTransformerBlock(
                     inner_dim,
                     num_attention_heads,
                     attention_head_dim,
-                    activation_fn="geglu",
-                    attention_bias=False,
                     cross_attention_dim=cross_attention_dim,
-                    double_self_attention=cross_attention_dim is None,
                     upcast_attention=upcast_attention,
-                    positional_embeddings="sinusoidal" if position_embedding == "sinusoidal" else None,
-                    num_positional_embeddings=max_frames,
+                    position_embedding=position_embedding,
+                    max_positions=max_frames,
                 )
                 for _ in range(num_layers)
             ]
         )
-        if position_embedding == "learned":
-            # `BasicTransformerBlock` adds `pos_embed` to the normalised states before each attention.
-            for block in self.transformer_blocks:
-                block.pos_embed = LearnedFramePositionalEmbedding(inner_dim, max_frames)
         self.proj_out = nn.Linear(inner_dim, in_channels)
 
         self.gradient_checkpointing = False
@@ -235,14 +404,10 @@ class TemporalTransformer(nn.Module):
         for block in self.transformer_blocks:
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 hidden_states = self._gradient_checkpointing_func(
-                    block, hidden_states, None, encoder_hidden_states, None, None, cross_attention_kwargs
+                    block, hidden_states, encoder_hidden_states, cross_attention_kwargs
                 )
             else:
-                hidden_states = block(
-                    hidden_states,
-                    encoder_hidden_states=encoder_hidden_states,
-                    cross_attention_kwargs=cross_attention_kwargs,
-                )
+                hidden_states = block(hidden_states, encoder_hidden_states, cross_attention_kwargs)
 
         hidden_states = self.proj_out(hidden_states)  # (B*H*W, F, C)
         hidden_states = hidden_states.reshape(batch_size, height, width, num_frames, channels)
@@ -256,10 +421,10 @@ class TemporalTransformer(nn.Module):
 
 
 def _spatial_transformer(channels: int, num_layers: int, num_attention_heads: int, options: dict) -> nn.Module:
-    return Transformer2DModel(
+    return VideoLatentSpatialTransformer(
+        channels,
         num_attention_heads,
         channels // num_attention_heads,
-        in_channels=channels,
         num_layers=num_layers,
         cross_attention_dim=options["cross_attention_dim"],
         norm_num_groups=options["norm_num_groups"],
@@ -329,8 +494,7 @@ class _SpatioTemporalLayers(nn.Module):
                 hidden_states,
                 encoder_hidden_states=encoder_hidden_states,
                 cross_attention_kwargs=cross_attention_kwargs,
-                return_dict=False,
-            )[0]
+            )
         if len(self.temporal_attentions) > 0:
             hidden_states = self.temporal_attentions[index](
                 hidden_states,
@@ -479,8 +643,7 @@ class SpatioTemporalMidBlock(nn.Module):
                     hidden_states,
                     encoder_hidden_states=encoder_hidden_states,
                     cross_attention_kwargs=cross_attention_kwargs,
-                    return_dict=False,
-                )[0]
+                )
             if len(self.temporal_attentions) > 0:
                 hidden_states = self.temporal_attentions[index - 1](
                     hidden_states,
@@ -667,7 +830,7 @@ class UNetSpatioTemporalModel(
 
     _supports_gradient_checkpointing = True
     _no_split_modules = [
-        "BasicTransformerBlock",
+        "VideoLatentTransformerBlock",
         "ResnetBlock2D",
         "TemporalConvolution",
         "TemporalTransformer",
@@ -870,36 +1033,16 @@ class UNetSpatioTemporalModel(
         return unet_max_latent_frames(self.config)
 
     # ----------------------------------------------------------------------------------------------------------------
-    # Attention helpers (diffusers' `Attention` is not an `AttentionModuleMixin`, so fusion is done explicitly)
+    # Attention helpers (`attn_processors`, `set_attn_processor`, `fuse_qkv_projections` and
+    # `unfuse_qkv_projections` are diffusers' `AttentionMixin`; `set_attention_backend` is `ModelMixin`'s)
     # ----------------------------------------------------------------------------------------------------------------
 
     def set_default_attn_processor(self) -> None:
-        """Disables custom attention processors and sets the default attention implementation."""
-        if not all(proc.__class__ in CROSS_ATTENTION_PROCESSORS for proc in self.attn_processors.values()):
-            raise ValueError(
-                "Cannot call `set_default_attn_processor` when attention processors are of type "
-                f"{next(iter(self.attn_processors.values()))}"
-            )
-        self.set_attn_processor(AttnProcessor())
+        """Sets the default processor, [`VideoLatentAttnProcessor`] (diffusers' attention dispatcher), on every
+        attention layer, replacing any custom or sliced one."""
+        self.set_attn_processor(VideoLatentAttnProcessor())
 
-    def fuse_qkv_projections(self) -> None:
-        """Fuses the query/key/value projections of self-attention (and key/value of cross-attention) layers."""
-        self.original_attn_processors = self.attn_processors
-        for module in self.modules():
-            if isinstance(module, Attention):
-                module.fuse_projections(fuse=True)
-        self.set_attn_processor(FusedAttnProcessor2_0())
-
-    def unfuse_qkv_projections(self) -> None:
-        """Restores the attention processors used before [`~UNetSpatioTemporalModel.fuse_qkv_projections`]."""
-        if getattr(self, "original_attn_processors", None) is not None:
-            for module in self.modules():
-                if isinstance(module, Attention):
-                    module.fuse_projections(fuse=False)
-            self.set_attn_processor(self.original_attn_processors)
-            self.original_attn_processors = None
-
-    # diffusers' own: every `Attention` of the model gets a `SlicedAttnProcessor` (`"auto"`, `"max"`, an int, a list)
+    # diffusers' own: every attention layer of the model gets a `SlicedAttnProcessor` (`"auto"`, `"max"`, an int, a list)
     set_attention_slice = UNet3DConditionModel.set_attention_slice
 
     def enable_freeu(self, s1: float, s2: float, b1: float, b2: float) -> None:
@@ -933,13 +1076,13 @@ class UNetSpatioTemporalModel(
         if dim not in (0, 1):
             raise ValueError(f"`dim` must be 0 or 1, got {dim}.")
         for module in self.modules():
-            if isinstance(module, BasicTransformerBlock):
+            if isinstance(module, VideoLatentTransformerBlock):
                 module.set_chunk_feed_forward(chunk_size=chunk_size or 1, dim=dim)
 
     def disable_forward_chunking(self) -> None:
         """Runs every transformer feed-forward in one piece again."""
         for module in self.modules():
-            if isinstance(module, BasicTransformerBlock):
+            if isinstance(module, VideoLatentTransformerBlock):
                 module.set_chunk_feed_forward(chunk_size=None, dim=0)
 
     # ----------------------------------------------------------------------------------------------------------------
@@ -977,7 +1120,7 @@ class UNetSpatioTemporalModel(
         if isinstance(config, FasterCacheConfig):
             # diffusers picks FasterCache's attention layers by top-level names first, which never match here
             for name, module in self.named_modules():
-                if isinstance(module, Attention):
+                if isinstance(module, VideoLatentAttention):
                     _apply_faster_cache_on_attention_class(name, module, config)
             registry = HookRegistry.check_if_exists_or_initialize(self)
             # diffusers >= 0.40 caches the child registries a hook walks; older releases look them up on every call

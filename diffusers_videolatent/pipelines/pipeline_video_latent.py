@@ -561,17 +561,22 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
         r"""
         Fuses the query, key and value projections of every self-attention (key and value of cross-attention) into
         one matrix each, as [`~StableDiffusionMixin.fuse_qkv_projections`] does; a VAE without
-        `fuse_qkv_projections` (ours, Wan's, CogVideoX's) is left as it is instead of raising.
+        `fuse_qkv_projections` (ours, Wan's, CogVideoX's) is left as it is instead of raising. The U-Net keeps its
+        attention processors (they read the fused projections and stay on the selected attention backend), where
+        diffusers' mixin would set `FusedAttnProcessor2_0`, which no attention backend reaches.
 
         Args:
             unet (`bool`, *optional*, defaults to `True`): Whether to fuse the U-Net's projections.
             vae (`bool`, *optional*, defaults to `True`): Whether to fuse the VAE's projections, where it can.
         """
-        super().fuse_qkv_projections(unet=unet, vae=vae and hasattr(self.vae, "fuse_qkv_projections"))
+        super().fuse_qkv_projections(unet=False, vae=vae and hasattr(self.vae, "fuse_qkv_projections"))
+        if unet:
+            self.unet.fuse_qkv_projections()
+            self.fusing_unet = True
 
     def unfuse_qkv_projections(self, unet: bool = True, vae: bool = True) -> None:
         r"""
-        Restores the separate projections and the attention processors used before
+        Restores the separate projections (and, for an `AutoencoderKL`, the attention processors) used before
         [`~VideoLatentPipeline.fuse_qkv_projections`].
 
         Args:

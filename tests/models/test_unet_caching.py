@@ -17,8 +17,8 @@ from diffusers import (
     PyramidAttentionBroadcastConfig,
     TaylorSeerCacheConfig,
 )
-from diffusers.models.attention_processor import Attention
 
+from diffusers_videolatent.models.attention import VideoLatentAttention
 from diffusers_videolatent.models.unet_spatio_temporal import ATTENTION_IDENTIFIERS
 
 
@@ -36,7 +36,7 @@ def pipe(tokenizer_dir):
 def attention_calls(pipe) -> collections.Counter:
     counts = collections.Counter()
     for name, module in pipe.unet.named_modules():
-        if isinstance(module, Attention):
+        if isinstance(module, VideoLatentAttention):
             module.to_out[0].register_forward_hook(lambda *_, name=name: counts.update([name]))
     return counts
 
@@ -143,7 +143,7 @@ def test_identifiers_given_by_the_user_are_kept(pipe, attention_calls, uncached)
 
 
 def test_default_identifiers_name_every_attention_layer(pipe):
-    names = [name for name, module in pipe.unet.named_modules() if isinstance(module, Attention)]
+    names = [name for name, module in pipe.unet.named_modules() if isinstance(module, VideoLatentAttention)]
     assert names
     for name in names:
         assert sum(re.fullmatch(pattern, name) is not None for pattern in ATTENTION_IDENTIFIERS) == 1, name

@@ -11,14 +11,10 @@ import pytest
 import torch
 from conftest import build_unet3d, recording_attention_scores
 from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
-from diffusers.models.attention_processor import (
-    AttnProcessor,
-    AttnProcessor2_0,
-    FusedAttnProcessor2_0,
-    SlicedAttnProcessor,
-)
+from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0, SlicedAttnProcessor
 
 from diffusers_videolatent import UNetSpatioTemporalModel, UNetSpatioTemporalOutput
+from diffusers_videolatent.models.attention import VideoLatentAttention, VideoLatentAttnProcessor
 from diffusers_videolatent.models.unet_spatio_temporal import TemporalTransformer
 
 
@@ -347,24 +343,38 @@ def test_attention_processor_swaps():
     processors = model.attn_processors
     # attn1 + attn2 of 4 spatial transformers (down 0, mid, up 1 x2) and 8 temporal ones (input, down 0/1, mid, up x4)
     assert len(processors) == 2 * 4 + 2 * (1 + 1 + 1 + 1 + 2 + 2)
-    assert all(isinstance(p, AttnProcessor2_0) for p in processors.values())
+    assert all(type(p) is VideoLatentAttnProcessor for p in processors.values())
+    layers = [module for module in model.modules() if isinstance(module, VideoLatentAttention)]
+    assert len(layers) == len(processors)
     with torch.no_grad():
         reference = model(sample, timestep, encoder_hidden_states).sample
 
+        # diffusers' classic processors still run on our attention layers, with the same result
         model.set_attn_processor(AttnProcessor())
         assert all(isinstance(p, AttnProcessor) for p in model.attn_processors.values())
         torch.testing.assert_close(model(sample, timestep, encoder_hidden_states).sample, reference)
 
         model.set_attn_processor({name: AttnProcessor2_0() for name in processors})
+        assert all(isinstance(p, AttnProcessor2_0) for p in model.attn_processors.values())
+        torch.testing.assert_close(model(sample, timestep, encoder_hidden_states).sample, reference)
         model.set_default_attn_processor()
-        assert all(type(p) is AttnProcessor for p in model.attn_processors.values())
+        assert all(type(p) is VideoLatentAttnProcessor for p in model.attn_processors.values())
         torch.testing.assert_close(model(sample, timestep, encoder_hidden_states).sample, reference)
 
         model.fuse_qkv_projections()
-        assert all(isinstance(p, FusedAttnProcessor2_0) for p in model.attn_processors.values())
+        assert all(layer.fused_projections for layer in layers)
+        # self-attention fuses query, key and value; cross-attention to the text fuses key and value
+        assert sum(hasattr(layer, "to_qkv") for layer in layers) == sum(
+            not layer.is_cross_attention for layer in layers
+        )
+        assert (
+            sum(hasattr(layer, "to_kv") for layer in layers) == sum(layer.is_cross_attention for layer in layers) > 0
+        )
         torch.testing.assert_close(model(sample, timestep, encoder_hidden_states).sample, reference)
         model.unfuse_qkv_projections()
-        assert all(type(p) is AttnProcessor for p in model.attn_processors.values())
+        assert not any(layer.fused_projections or hasattr(layer, "to_qkv") for layer in layers)
+        assert all(type(p) is VideoLatentAttnProcessor for p in model.attn_processors.values())
+        assert set(model.state_dict()) == set(build_model().state_dict())
 
         model.enable_forward_chunking(chunk_size=1, dim=1)
         torch.testing.assert_close(model(sample, timestep, encoder_hidden_states).sample, reference)
@@ -659,6 +669,6 @@ def test_set_attention_slice_slices_every_processor_and_bounds_the_scores():
     assert largest_sliced * 4 <= largest_full, (largest_sliced, largest_full)
 
     model.set_attention_slice(None)
-    assert all(isinstance(p, AttnProcessor2_0) for p in model.attn_processors.values())
+    assert all(type(p) is VideoLatentAttnProcessor for p in model.attn_processors.values())
     with pytest.raises(ValueError, match="has to be smaller or equal to 2"):
         model.set_attention_slice(3)

@@ -16,14 +16,10 @@ from conftest import (
     build_video_vae,
     recording_attention_scores,
 )
-from diffusers.models.attention_processor import (
-    AttnProcessor,
-    AttnProcessor2_0,
-    FusedAttnProcessor2_0,
-    SlicedAttnProcessor,
-)
+from diffusers.models.attention_processor import AttnProcessor, FusedAttnProcessor2_0, SlicedAttnProcessor
 
 from diffusers_videolatent import VideoLatentPipeline
+from diffusers_videolatent.models.attention import VideoLatentAttention, VideoLatentAttnProcessor
 
 
 pytestmark = pytest.mark.usefixtures("no_grad")
@@ -107,7 +103,9 @@ def test_fused_qkv_projections_equal_unfused(tokenizer_dir, vae_kind):
     pipe = make_pipeline(tokenizer_dir, vae=build_video_vae() if vae_kind == "video" else build_image_vae())
     unfused = run(pipe)
     pipe.fuse_qkv_projections()
-    assert all(isinstance(p, FusedAttnProcessor2_0) for p in pipe.unet.attn_processors.values())
+    layers = [module for module in pipe.unet.modules() if isinstance(module, VideoLatentAttention)]
+    assert len(layers) == 22 and all(layer.fused_projections for layer in layers)
+    assert all(hasattr(layer, "to_kv" if layer.is_cross_attention else "to_qkv") for layer in layers)
     if vae_kind == "image":
         # diffusers' `AutoencoderKL` fuses its own attention; ours has no `fuse_qkv_projections` and is left as is
         assert pipe.fusing_vae and all(isinstance(p, FusedAttnProcessor2_0) for p in pipe.vae.attn_processors.values())
@@ -117,7 +115,7 @@ def test_fused_qkv_projections_equal_unfused(tokenizer_dir, vae_kind):
     np.testing.assert_allclose(fused, unfused, atol=1e-5, rtol=0)
 
     pipe.unfuse_qkv_projections()
-    assert not any(isinstance(p, FusedAttnProcessor2_0) for p in pipe.unet.attn_processors.values())
+    assert not any(layer.fused_projections or hasattr(layer, "to_qkv") for layer in layers)
     np.testing.assert_allclose(run(pipe), unfused, atol=1e-5, rtol=0)
 
 
@@ -141,4 +139,4 @@ def test_attention_slicing_slices_every_unet_processor_and_bounds_the_scores(tok
     assert largest * 4 <= full, (largest, full)
 
     pipe.disable_attention_slicing()
-    assert all(isinstance(p, AttnProcessor2_0) for p in pipe.unet.attn_processors.values())
+    assert all(type(p) is VideoLatentAttnProcessor for p in pipe.unet.attn_processors.values())
