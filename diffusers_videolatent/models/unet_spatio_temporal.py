@@ -83,11 +83,11 @@ class UNetSpatioTemporalOutput(BaseOutput):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Temporal layers
+# Layers: attention, transformers, temporal convolution
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class LearnedFramePositionalEmbedding(nn.Module):
+class VideoLatentLearnedFrameEmbedding(nn.Module):
     """Adds a learned vector per frame index to a `(batch, num_frames, dim)` sequence."""
 
     def __init__(self, embed_dim: int, max_frames: int):
@@ -133,7 +133,7 @@ class VideoLatentTransformerBlock(nn.Module):
         if position_embedding == "sinusoidal":
             self.pos_embed = SinusoidalPositionalEmbedding(dim, max_seq_length=max_positions)
         elif position_embedding == "learned":
-            self.pos_embed = LearnedFramePositionalEmbedding(dim, max_positions)
+            self.pos_embed = VideoLatentLearnedFrameEmbedding(dim, max_positions)
 
         self.norm1 = nn.LayerNorm(dim)
         self.attn1 = VideoLatentAttention(
@@ -281,7 +281,7 @@ class VideoLatentSpatialTransformer(nn.Module):
         return hidden_states + residual  # (B*F, C, H, W)
 
 
-class TemporalConvolution(nn.Module):
+class VideoLatentTemporalConvolution(nn.Module):
     r"""
     Four (GroupNorm, SiLU, convolution over 3 frames) stages added back as a residual: ModelScope's temporal
     convolution (diffusers' `TemporalConvLayer`, same parameter names). Frames are convolved as the height of a
@@ -321,7 +321,7 @@ class TemporalConvolution(nn.Module):
         return hidden_states  # (B*F, C, H, W)
 
 
-class TemporalTransformer(nn.Module):
+class VideoLatentTemporalTransformer(nn.Module):
     r"""
     Attention over frames at each spatial position, added back as a residual (the temporal transformer of ModelScope
     and the motion module of AnimateDiff share this layout).
@@ -382,8 +382,8 @@ class TemporalTransformer(nn.Module):
         self,
         hidden_states: torch.Tensor,
         num_frames: int,
-        cross_attention_kwargs: dict[str, Any] | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
+        cross_attention_kwargs: dict[str, Any] | None = None,
     ) -> torch.Tensor:
         batch_frames, channels, height, width = hidden_states.shape  # (B*F, C, H, W)
         batch_size = batch_frames // num_frames
@@ -420,136 +420,137 @@ class TemporalTransformer(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _spatial_transformer(channels: int, num_layers: int, num_attention_heads: int, options: dict) -> nn.Module:
-    return VideoLatentSpatialTransformer(
-        channels,
-        num_attention_heads,
-        channels // num_attention_heads,
-        num_layers=num_layers,
-        cross_attention_dim=options["cross_attention_dim"],
-        norm_num_groups=options["norm_num_groups"],
-        use_linear_projection=options["use_linear_projection"],
-        upcast_attention=options["upcast_attention"],
-    )
+def _maybe_checkpointed(block: nn.Module, layer: nn.Module, *args) -> torch.Tensor:
+    """Calls `layer(*args)`, through gradient checkpointing while `block` trains with it enabled."""
+    if torch.is_grad_enabled() and block.gradient_checkpointing:
+        return block._gradient_checkpointing_func(layer, *args)
+    return layer(*args)
 
 
-def _temporal_transformer(channels: int, num_layers: int, num_attention_heads: int, options: dict) -> nn.Module:
-    return TemporalTransformer(
-        channels,
-        num_attention_heads,
-        channels // num_attention_heads,
-        num_layers=num_layers,
-        norm_num_groups=options["norm_num_groups"],
-        position_embedding=options["temporal_position_embedding"],
-        max_frames=options["temporal_max_frames"],
-        upcast_attention=options["upcast_attention"],
-        cross_attention_dim=options["cross_attention_dim"] if options["temporal_cross_attention"] else None,
-    )
+class VideoLatentDownBlock(nn.Module):
+    r"""
+    One level of the down path: `num_layers` x (resnet, temporal convolution, spatial transformer, temporal
+    transformer), then an optional 2x spatial downsample. A part switched off is `None`.
 
-
-def _temporal_conv(channels: int, options: dict) -> nn.Module:
-    return TemporalConvolution(
-        channels, dropout=options["temporal_conv_dropout"], norm_num_groups=options["norm_num_groups"]
-    )
-
-
-def _resnet(in_channels: int, out_channels: int, options: dict, output_scale_factor: float = 1.0) -> nn.Module:
-    return ResnetBlock2D(
-        in_channels=in_channels,
-        out_channels=out_channels,
-        temb_channels=options["temb_channels"],
-        eps=options["norm_eps"],
-        groups=options["norm_num_groups"],
-        non_linearity=options["act_fn"],
-        output_scale_factor=output_scale_factor,
-    )
-
-
-class _SpatioTemporalLayers(nn.Module):
-    """Runs `resnet -> temporal conv -> spatial transformer -> temporal transformer` for each layer of a level."""
-
-    def _layer(
-        self,
-        index: int,
-        hidden_states: torch.Tensor,
-        temb: torch.Tensor,
-        encoder_hidden_states: torch.Tensor,
-        num_frames: int,
-        cross_attention_kwargs: dict[str, Any] | None,
-    ) -> torch.Tensor:
-        checkpointing = torch.is_grad_enabled() and self.gradient_checkpointing
-        if checkpointing:
-            hidden_states = self._gradient_checkpointing_func(self.resnets[index], hidden_states, temb)
-        else:
-            hidden_states = self.resnets[index](hidden_states, temb)
-        if len(self.temporal_convs) > 0:
-            if checkpointing:
-                hidden_states = self._gradient_checkpointing_func(
-                    self.temporal_convs[index], hidden_states, num_frames
-                )
-            else:
-                hidden_states = self.temporal_convs[index](hidden_states, num_frames=num_frames)
-        if len(self.attentions) > 0:
-            hidden_states = self.attentions[index](
-                hidden_states,
-                encoder_hidden_states=encoder_hidden_states,
-                cross_attention_kwargs=cross_attention_kwargs,
-            )
-        if len(self.temporal_attentions) > 0:
-            hidden_states = self.temporal_attentions[index](
-                hidden_states,
-                num_frames=num_frames,
-                cross_attention_kwargs=cross_attention_kwargs,
-                encoder_hidden_states=encoder_hidden_states,
-            )
-        return hidden_states
-
-
-class SpatioTemporalDownBlock(_SpatioTemporalLayers):
-    """One level of the down path: `num_layers` spatio-temporal layers, then an optional 2x spatial downsample."""
+    Parameters:
+        in_channels (`int`): Channels of the input feature map.
+        out_channels (`int`): Channels of every layer of the level.
+        temb_channels (`int`): Width of the timestep embedding the resnets receive.
+        num_layers (`int`, *optional*, defaults to 1): Layers of the level.
+        transformer_layers (`int`, *optional*, defaults to 1):
+            Transformer blocks in each spatial transformer; 0 means no spatial transformers.
+        temporal_transformer_layers (`int`, *optional*, defaults to 1):
+            Transformer blocks in each temporal transformer; 0 means no temporal transformers.
+        use_temporal_conv (`bool`, *optional*, defaults to `False`): Whether each resnet is followed by a temporal
+            convolution.
+        num_attention_heads (`int`, *optional*, defaults to 8): Heads of the spatial transformers.
+        temporal_num_attention_heads (`int`, *optional*, defaults to 8): Heads of the temporal transformers.
+        cross_attention_dim (`int`, *optional*, defaults to 1024): Width of the text embeddings.
+        temporal_cross_attention (`bool`, *optional*, defaults to `False`):
+            Whether the temporal transformers cross-attend to the text after their self-attention.
+        temporal_position_embedding (`str`, *optional*, defaults to `"sinusoidal"`):
+            Frame positional encoding of the temporal transformers: `"none"`, `"sinusoidal"` or `"learned"`.
+        temporal_max_frames (`int`, *optional*, defaults to 32): Frames the positional tables hold.
+        temporal_conv_dropout (`float`, *optional*, defaults to 0.0): Dropout inside the temporal convolutions.
+        norm_num_groups (`int`, *optional*, defaults to 32): Groups of every `GroupNorm`.
+        norm_eps (`float`, *optional*, defaults to 1e-5): Epsilon of the resnets' norms.
+        act_fn (`str`, *optional*, defaults to `"silu"`): Activation of the resnets.
+        use_linear_projection (`bool`, *optional*, defaults to `True`):
+            Linear (instead of 1x1 conv) in/out projections of the spatial transformers.
+        upcast_attention (`bool`, *optional*, defaults to `False`): Compute attention scores in float32.
+        add_downsample (`bool`, *optional*, defaults to `True`): Whether the level ends with a 2x downsample.
+        downsample_padding (`int`, *optional*, defaults to 1): Padding of the downsampling convolution.
+    """
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        num_layers: int,
-        transformer_layers: int,
-        temporal_transformer_layers: int,
-        use_temporal_conv: bool,
-        num_attention_heads: int,
-        temporal_num_attention_heads: int,
-        add_downsample: bool,
-        options: dict,
+        temb_channels: int,
+        num_layers: int = 1,
+        transformer_layers: int = 1,
+        temporal_transformer_layers: int = 1,
+        use_temporal_conv: bool = False,
+        num_attention_heads: int = 8,
+        temporal_num_attention_heads: int = 8,
+        cross_attention_dim: int = 1024,
+        temporal_cross_attention: bool = False,
+        temporal_position_embedding: str = "sinusoidal",
+        temporal_max_frames: int = 32,
+        temporal_conv_dropout: float = 0.0,
+        norm_num_groups: int = 32,
+        norm_eps: float = 1e-5,
+        act_fn: str = "silu",
+        use_linear_projection: bool = True,
+        upcast_attention: bool = False,
+        add_downsample: bool = True,
+        downsample_padding: int = 1,
     ):
         super().__init__()
         self.resnets = nn.ModuleList(
-            [_resnet(in_channels if i == 0 else out_channels, out_channels, options) for i in range(num_layers)]
-        )
-        self.temporal_convs = nn.ModuleList(
-            [_temporal_conv(out_channels, options) for _ in range(num_layers if use_temporal_conv else 0)]
-        )
-        self.attentions = nn.ModuleList(
             [
-                _spatial_transformer(out_channels, transformer_layers, num_attention_heads, options)
-                for _ in range(num_layers if transformer_layers > 0 else 0)
+                ResnetBlock2D(
+                    in_channels=in_channels if index == 0 else out_channels,
+                    out_channels=out_channels,
+                    temb_channels=temb_channels,
+                    eps=norm_eps,
+                    groups=norm_num_groups,
+                    non_linearity=act_fn,
+                )
+                for index in range(num_layers)
             ]
         )
-        self.temporal_attentions = nn.ModuleList(
-            [
-                _temporal_transformer(out_channels, temporal_transformer_layers, temporal_num_attention_heads, options)
-                for _ in range(num_layers if temporal_transformer_layers > 0 else 0)
-            ]
-        )
+        self.temporal_convs = None
+        if use_temporal_conv:
+            self.temporal_convs = nn.ModuleList(
+                [
+                    VideoLatentTemporalConvolution(
+                        out_channels, dropout=temporal_conv_dropout, norm_num_groups=norm_num_groups
+                    )
+                    for _ in range(num_layers)
+                ]
+            )
+        self.attentions = None
+        if transformer_layers > 0:
+            self.attentions = nn.ModuleList(
+                [
+                    VideoLatentSpatialTransformer(
+                        out_channels,
+                        num_attention_heads,
+                        out_channels // num_attention_heads,
+                        num_layers=transformer_layers,
+                        cross_attention_dim=cross_attention_dim,
+                        norm_num_groups=norm_num_groups,
+                        use_linear_projection=use_linear_projection,
+                        upcast_attention=upcast_attention,
+                    )
+                    for _ in range(num_layers)
+                ]
+            )
+        self.temporal_attentions = None
+        if temporal_transformer_layers > 0:
+            self.temporal_attentions = nn.ModuleList(
+                [
+                    VideoLatentTemporalTransformer(
+                        out_channels,
+                        temporal_num_attention_heads,
+                        out_channels // temporal_num_attention_heads,
+                        num_layers=temporal_transformer_layers,
+                        norm_num_groups=norm_num_groups,
+                        position_embedding=temporal_position_embedding,
+                        max_frames=temporal_max_frames,
+                        upcast_attention=upcast_attention,
+                        cross_attention_dim=cross_attention_dim if temporal_cross_attention else None,
+                    )
+                    for _ in range(num_layers)
+                ]
+            )
         self.downsamplers = None
         if add_downsample:
             self.downsamplers = nn.ModuleList(
                 [
                     Downsample2D(
-                        out_channels,
-                        use_conv=True,
-                        out_channels=out_channels,
-                        padding=options["downsample_padding"],
-                        name="op",
+                        out_channels, use_conv=True, out_channels=out_channels, padding=downsample_padding, name="op"
                     )
                 ]
             )
@@ -564,69 +565,126 @@ class SpatioTemporalDownBlock(_SpatioTemporalLayers):
         cross_attention_kwargs: dict[str, Any] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         output_states = ()
-        for index in range(len(self.resnets)):
-            hidden_states = self._layer(
-                index, hidden_states, temb, encoder_hidden_states, num_frames, cross_attention_kwargs
-            )
+        for index, resnet in enumerate(self.resnets):
+            hidden_states = _maybe_checkpointed(self, resnet, hidden_states, temb)  # (B*F, C, H, W)
+            if self.temporal_convs is not None:
+                hidden_states = _maybe_checkpointed(self, self.temporal_convs[index], hidden_states, num_frames)
+            if self.attentions is not None:
+                hidden_states = self.attentions[index](
+                    hidden_states,
+                    encoder_hidden_states=encoder_hidden_states,
+                    cross_attention_kwargs=cross_attention_kwargs,
+                )
+            if self.temporal_attentions is not None:
+                hidden_states = self.temporal_attentions[index](
+                    hidden_states,
+                    num_frames=num_frames,
+                    encoder_hidden_states=encoder_hidden_states,
+                    cross_attention_kwargs=cross_attention_kwargs,
+                )
             output_states = output_states + (hidden_states,)
 
         if self.downsamplers is not None:
             for downsampler in self.downsamplers:
-                hidden_states = downsampler(hidden_states)
+                hidden_states = downsampler(hidden_states)  # (B*F, C, H / 2, W / 2)
             output_states = output_states + (hidden_states,)
         return hidden_states, output_states
 
 
-class SpatioTemporalMidBlock(nn.Module):
-    """The bottleneck: a resnet (+ temporal conv), then `num_layers` x (spatial, temporal transformer, resnet, conv)."""
+class VideoLatentMidBlock(nn.Module):
+    r"""
+    The bottleneck: a resnet (and temporal convolution), then `num_layers` x (spatial transformer, temporal
+    transformer, resnet, temporal convolution). A part switched off is `None`.
+
+    Parameters:
+        channels (`int`): Channels of the feature map.
+        output_scale_factor (`float`, *optional*, defaults to 1.0): Output scale of the resnets.
+        Others: as [`VideoLatentDownBlock`].
+    """
 
     def __init__(
         self,
         channels: int,
-        num_layers: int,
-        transformer_layers: int,
-        temporal_transformer_layers: int,
-        use_temporal_conv: bool,
-        num_attention_heads: int,
-        temporal_num_attention_heads: int,
-        output_scale_factor: float,
-        options: dict,
+        temb_channels: int,
+        num_layers: int = 1,
+        transformer_layers: int = 1,
+        temporal_transformer_layers: int = 1,
+        use_temporal_conv: bool = False,
+        num_attention_heads: int = 8,
+        temporal_num_attention_heads: int = 8,
+        cross_attention_dim: int = 1024,
+        temporal_cross_attention: bool = False,
+        temporal_position_embedding: str = "sinusoidal",
+        temporal_max_frames: int = 32,
+        temporal_conv_dropout: float = 0.0,
+        norm_num_groups: int = 32,
+        norm_eps: float = 1e-5,
+        act_fn: str = "silu",
+        use_linear_projection: bool = True,
+        upcast_attention: bool = False,
+        output_scale_factor: float = 1.0,
     ):
         super().__init__()
         self.resnets = nn.ModuleList(
-            [_resnet(channels, channels, options, output_scale_factor) for _ in range(num_layers + 1)]
-        )
-        self.temporal_convs = nn.ModuleList(
-            [_temporal_conv(channels, options) for _ in range(num_layers + 1 if use_temporal_conv else 0)]
-        )
-        self.attentions = nn.ModuleList(
             [
-                _spatial_transformer(channels, transformer_layers, num_attention_heads, options)
-                for _ in range(num_layers if transformer_layers > 0 else 0)
-            ]
-        )
-        self.temporal_attentions = nn.ModuleList(
-            [
-                _temporal_transformer(channels, temporal_transformer_layers, temporal_num_attention_heads, options)
-                for _ in range(num_layers if temporal_transformer_layers > 0 else 0)
-            ]
-        )
-        self.gradient_checkpointing = False
-
-    def _resnet_and_conv(self, index: int, hidden_states: torch.Tensor, temb: torch.Tensor, num_frames: int):
-        checkpointing = torch.is_grad_enabled() and self.gradient_checkpointing
-        if checkpointing:
-            hidden_states = self._gradient_checkpointing_func(self.resnets[index], hidden_states, temb)
-        else:
-            hidden_states = self.resnets[index](hidden_states, temb)
-        if len(self.temporal_convs) > 0:
-            if checkpointing:
-                hidden_states = self._gradient_checkpointing_func(
-                    self.temporal_convs[index], hidden_states, num_frames
+                ResnetBlock2D(
+                    in_channels=channels,
+                    out_channels=channels,
+                    temb_channels=temb_channels,
+                    eps=norm_eps,
+                    groups=norm_num_groups,
+                    non_linearity=act_fn,
+                    output_scale_factor=output_scale_factor,
                 )
-            else:
-                hidden_states = self.temporal_convs[index](hidden_states, num_frames=num_frames)
-        return hidden_states
+                for _ in range(num_layers + 1)
+            ]
+        )
+        self.temporal_convs = None
+        if use_temporal_conv:
+            self.temporal_convs = nn.ModuleList(
+                [
+                    VideoLatentTemporalConvolution(
+                        channels, dropout=temporal_conv_dropout, norm_num_groups=norm_num_groups
+                    )
+                    for _ in range(num_layers + 1)
+                ]
+            )
+        self.attentions = None
+        if transformer_layers > 0:
+            self.attentions = nn.ModuleList(
+                [
+                    VideoLatentSpatialTransformer(
+                        channels,
+                        num_attention_heads,
+                        channels // num_attention_heads,
+                        num_layers=transformer_layers,
+                        cross_attention_dim=cross_attention_dim,
+                        norm_num_groups=norm_num_groups,
+                        use_linear_projection=use_linear_projection,
+                        upcast_attention=upcast_attention,
+                    )
+                    for _ in range(num_layers)
+                ]
+            )
+        self.temporal_attentions = None
+        if temporal_transformer_layers > 0:
+            self.temporal_attentions = nn.ModuleList(
+                [
+                    VideoLatentTemporalTransformer(
+                        channels,
+                        temporal_num_attention_heads,
+                        channels // temporal_num_attention_heads,
+                        num_layers=temporal_transformer_layers,
+                        norm_num_groups=norm_num_groups,
+                        position_embedding=temporal_position_embedding,
+                        max_frames=temporal_max_frames,
+                        upcast_attention=upcast_attention,
+                        cross_attention_dim=cross_attention_dim if temporal_cross_attention else None,
+                    )
+                    for _ in range(num_layers)
+                ]
+            )
+        self.gradient_checkpointing = False
 
     def forward(
         self,
@@ -636,66 +694,130 @@ class SpatioTemporalMidBlock(nn.Module):
         num_frames: int,
         cross_attention_kwargs: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        hidden_states = self._resnet_and_conv(0, hidden_states, temb, num_frames)
+        hidden_states = _maybe_checkpointed(self, self.resnets[0], hidden_states, temb)  # (B*F, C, H, W)
+        if self.temporal_convs is not None:
+            hidden_states = _maybe_checkpointed(self, self.temporal_convs[0], hidden_states, num_frames)
         for index in range(1, len(self.resnets)):
-            if len(self.attentions) > 0:
+            if self.attentions is not None:
                 hidden_states = self.attentions[index - 1](
                     hidden_states,
                     encoder_hidden_states=encoder_hidden_states,
                     cross_attention_kwargs=cross_attention_kwargs,
                 )
-            if len(self.temporal_attentions) > 0:
+            if self.temporal_attentions is not None:
                 hidden_states = self.temporal_attentions[index - 1](
                     hidden_states,
                     num_frames=num_frames,
-                    cross_attention_kwargs=cross_attention_kwargs,
                     encoder_hidden_states=encoder_hidden_states,
+                    cross_attention_kwargs=cross_attention_kwargs,
                 )
-            hidden_states = self._resnet_and_conv(index, hidden_states, temb, num_frames)
+            hidden_states = _maybe_checkpointed(self, self.resnets[index], hidden_states, temb)
+            if self.temporal_convs is not None:
+                hidden_states = _maybe_checkpointed(self, self.temporal_convs[index], hidden_states, num_frames)
         return hidden_states
 
 
-class SpatioTemporalUpBlock(_SpatioTemporalLayers):
-    """One level of the up path: each layer first concatenates a skip connection; then an optional 2x upsample."""
+class VideoLatentUpBlock(nn.Module):
+    r"""
+    One level of the up path: `num_layers` x (concatenated skip connection, resnet, temporal convolution, spatial
+    transformer, temporal transformer), then an optional 2x spatial upsample. A part switched off is `None`.
+
+    Parameters:
+        in_channels (`int`): Channels of the skip connection of the level's last layer.
+        prev_output_channels (`int`): Channels coming from the level below.
+        out_channels (`int`): Channels of every layer of the level.
+        add_upsample (`bool`, *optional*, defaults to `True`): Whether the level ends with a 2x upsample.
+        resolution_idx (`int`, *optional*): Index of the level in the up path (FreeU scales levels 0 and 1).
+        Others: as [`VideoLatentDownBlock`].
+    """
 
     def __init__(
         self,
         in_channels: int,
         prev_output_channels: int,
         out_channels: int,
-        num_layers: int,
-        transformer_layers: int,
-        temporal_transformer_layers: int,
-        use_temporal_conv: bool,
-        num_attention_heads: int,
-        temporal_num_attention_heads: int,
-        add_upsample: bool,
-        options: dict,
+        temb_channels: int,
+        num_layers: int = 1,
+        transformer_layers: int = 1,
+        temporal_transformer_layers: int = 1,
+        use_temporal_conv: bool = False,
+        num_attention_heads: int = 8,
+        temporal_num_attention_heads: int = 8,
+        cross_attention_dim: int = 1024,
+        temporal_cross_attention: bool = False,
+        temporal_position_embedding: str = "sinusoidal",
+        temporal_max_frames: int = 32,
+        temporal_conv_dropout: float = 0.0,
+        norm_num_groups: int = 32,
+        norm_eps: float = 1e-5,
+        act_fn: str = "silu",
+        use_linear_projection: bool = True,
+        upcast_attention: bool = False,
+        add_upsample: bool = True,
         resolution_idx: int | None = None,
     ):
         super().__init__()
         self.resolution_idx = resolution_idx
-        resnets = []
-        for i in range(num_layers):
-            skip_channels = in_channels if i == num_layers - 1 else out_channels
-            resnet_in_channels = prev_output_channels if i == 0 else out_channels
-            resnets.append(_resnet(resnet_in_channels + skip_channels, out_channels, options))
-        self.resnets = nn.ModuleList(resnets)
-        self.temporal_convs = nn.ModuleList(
-            [_temporal_conv(out_channels, options) for _ in range(num_layers if use_temporal_conv else 0)]
-        )
-        self.attentions = nn.ModuleList(
+        self.resnets = nn.ModuleList(
             [
-                _spatial_transformer(out_channels, transformer_layers, num_attention_heads, options)
-                for _ in range(num_layers if transformer_layers > 0 else 0)
+                ResnetBlock2D(
+                    # the previous layer's output (or the level below's) and this layer's skip connection
+                    in_channels=(prev_output_channels if index == 0 else out_channels)
+                    + (in_channels if index == num_layers - 1 else out_channels),
+                    out_channels=out_channels,
+                    temb_channels=temb_channels,
+                    eps=norm_eps,
+                    groups=norm_num_groups,
+                    non_linearity=act_fn,
+                )
+                for index in range(num_layers)
             ]
         )
-        self.temporal_attentions = nn.ModuleList(
-            [
-                _temporal_transformer(out_channels, temporal_transformer_layers, temporal_num_attention_heads, options)
-                for _ in range(num_layers if temporal_transformer_layers > 0 else 0)
-            ]
-        )
+        self.temporal_convs = None
+        if use_temporal_conv:
+            self.temporal_convs = nn.ModuleList(
+                [
+                    VideoLatentTemporalConvolution(
+                        out_channels, dropout=temporal_conv_dropout, norm_num_groups=norm_num_groups
+                    )
+                    for _ in range(num_layers)
+                ]
+            )
+        self.attentions = None
+        if transformer_layers > 0:
+            self.attentions = nn.ModuleList(
+                [
+                    VideoLatentSpatialTransformer(
+                        out_channels,
+                        num_attention_heads,
+                        out_channels // num_attention_heads,
+                        num_layers=transformer_layers,
+                        cross_attention_dim=cross_attention_dim,
+                        norm_num_groups=norm_num_groups,
+                        use_linear_projection=use_linear_projection,
+                        upcast_attention=upcast_attention,
+                    )
+                    for _ in range(num_layers)
+                ]
+            )
+        self.temporal_attentions = None
+        if temporal_transformer_layers > 0:
+            self.temporal_attentions = nn.ModuleList(
+                [
+                    VideoLatentTemporalTransformer(
+                        out_channels,
+                        temporal_num_attention_heads,
+                        out_channels // temporal_num_attention_heads,
+                        num_layers=temporal_transformer_layers,
+                        norm_num_groups=norm_num_groups,
+                        position_embedding=temporal_position_embedding,
+                        max_frames=temporal_max_frames,
+                        upcast_attention=upcast_attention,
+                        cross_attention_dim=cross_attention_dim if temporal_cross_attention else None,
+                    )
+                    for _ in range(num_layers)
+                ]
+            )
         self.upsamplers = None
         if add_upsample:
             self.upsamplers = nn.ModuleList([Upsample2D(out_channels, use_conv=True, out_channels=out_channels)])
@@ -713,20 +835,33 @@ class SpatioTemporalUpBlock(_SpatioTemporalLayers):
         # FreeU scales the backbone and filters the skip features of the two lowest-resolution levels
         freeu = {name: getattr(self, name, None) for name in ("s1", "s2", "b1", "b2")}
         is_freeu_enabled = all(freeu.values())
-        for index in range(len(self.resnets)):
+        for index, resnet in enumerate(self.resnets):
             res_hidden_states = res_hidden_states_tuple[-1 - index]
             if is_freeu_enabled:
                 hidden_states, res_hidden_states = apply_freeu(
                     self.resolution_idx, hidden_states, res_hidden_states, **freeu
                 )
             hidden_states = torch.cat([hidden_states, res_hidden_states], dim=1)  # (B*F, C + C_skip, H, W)
-            hidden_states = self._layer(
-                index, hidden_states, temb, encoder_hidden_states, num_frames, cross_attention_kwargs
-            )
+            hidden_states = _maybe_checkpointed(self, resnet, hidden_states, temb)  # (B*F, C, H, W)
+            if self.temporal_convs is not None:
+                hidden_states = _maybe_checkpointed(self, self.temporal_convs[index], hidden_states, num_frames)
+            if self.attentions is not None:
+                hidden_states = self.attentions[index](
+                    hidden_states,
+                    encoder_hidden_states=encoder_hidden_states,
+                    cross_attention_kwargs=cross_attention_kwargs,
+                )
+            if self.temporal_attentions is not None:
+                hidden_states = self.temporal_attentions[index](
+                    hidden_states,
+                    num_frames=num_frames,
+                    encoder_hidden_states=encoder_hidden_states,
+                    cross_attention_kwargs=cross_attention_kwargs,
+                )
 
         if self.upsamplers is not None:
             for upsampler in self.upsamplers:
-                hidden_states = upsampler(hidden_states)
+                hidden_states = upsampler(hidden_states)  # (B*F, C, 2 H, 2 W)
         return hidden_states
 
 
@@ -832,12 +967,12 @@ class UNetSpatioTemporalModel(
     _no_split_modules = [
         "VideoLatentTransformerBlock",
         "ResnetBlock2D",
-        "TemporalConvolution",
-        "TemporalTransformer",
-        "SpatioTemporalUpBlock",
+        "VideoLatentTemporalConvolution",
+        "VideoLatentTemporalTransformer",
+        "VideoLatentUpBlock",
     ]
     _skip_layerwise_casting_patterns = ["norm", "time_embedding", "fps_embedding", "pos_embed"]
-    _repeated_blocks = ["SpatioTemporalDownBlock", "SpatioTemporalMidBlock", "SpatioTemporalUpBlock"]
+    _repeated_blocks = ["VideoLatentDownBlock", "VideoLatentMidBlock", "VideoLatentUpBlock"]
 
     @register_to_config
     def __init__(
@@ -900,21 +1035,6 @@ class UNetSpatioTemporalModel(
                 )
 
         time_embed_dim = block_out_channels[0] * 4
-        options = {
-            "temb_channels": time_embed_dim,
-            "norm_num_groups": norm_num_groups,
-            "norm_eps": norm_eps,
-            "act_fn": act_fn,
-            "cross_attention_dim": cross_attention_dim,
-            "use_linear_projection": use_linear_projection,
-            "upcast_attention": upcast_attention,
-            "temporal_position_embedding": temporal_position_embedding,
-            "temporal_max_frames": temporal_max_frames,
-            "temporal_conv_dropout": temporal_conv_dropout,
-            "temporal_cross_attention": temporal_cross_attention,
-            "downsample_padding": downsample_padding,
-        }
-
         # time (and frame rate)
         self.time_proj = Timesteps(block_out_channels[0], flip_sin_to_cos, freq_shift)
         self.time_embedding = TimestepEmbedding(block_out_channels[0], time_embed_dim, act_fn=act_fn)
@@ -929,7 +1049,7 @@ class UNetSpatioTemporalModel(
         self.transformer_in = None
         if input_temporal_transformer_layers > 0:
             head_dim = input_temporal_attention_head_dim or block_out_channels[0] // input_temporal_num_attention_heads
-            self.transformer_in = TemporalTransformer(
+            self.transformer_in = VideoLatentTemporalTransformer(
                 block_out_channels[0],
                 input_temporal_num_attention_heads,
                 head_dim,
@@ -947,31 +1067,52 @@ class UNetSpatioTemporalModel(
             input_channels = output_channels
             output_channels = block_out_channels[level]
             self.down_blocks.append(
-                SpatioTemporalDownBlock(
+                VideoLatentDownBlock(
                     input_channels,
                     output_channels,
+                    time_embed_dim,
                     num_layers=layers_per_block[level],
                     transformer_layers=transformer_layers[level],
                     temporal_transformer_layers=temporal_layers[level],
                     use_temporal_conv=temporal_convs[level],
                     num_attention_heads=heads[level],
                     temporal_num_attention_heads=temporal_heads[level],
+                    cross_attention_dim=cross_attention_dim,
+                    temporal_cross_attention=temporal_cross_attention,
+                    temporal_position_embedding=temporal_position_embedding,
+                    temporal_max_frames=temporal_max_frames,
+                    temporal_conv_dropout=temporal_conv_dropout,
+                    norm_num_groups=norm_num_groups,
+                    norm_eps=norm_eps,
+                    act_fn=act_fn,
+                    use_linear_projection=use_linear_projection,
+                    upcast_attention=upcast_attention,
                     add_downsample=level < num_levels - 1,
-                    options=options,
+                    downsample_padding=downsample_padding,
                 )
             )
 
         # mid
-        self.mid_block = SpatioTemporalMidBlock(
+        self.mid_block = VideoLatentMidBlock(
             block_out_channels[-1],
+            time_embed_dim,
             num_layers=mid_block_layers,
             transformer_layers=mid_transformer_layers,
             temporal_transformer_layers=mid_temporal_transformer_layers,
             use_temporal_conv=mid_temporal_conv,
             num_attention_heads=heads[-1],
             temporal_num_attention_heads=temporal_heads[-1],
+            cross_attention_dim=cross_attention_dim,
+            temporal_cross_attention=temporal_cross_attention,
+            temporal_position_embedding=temporal_position_embedding,
+            temporal_max_frames=temporal_max_frames,
+            temporal_conv_dropout=temporal_conv_dropout,
+            norm_num_groups=norm_num_groups,
+            norm_eps=norm_eps,
+            act_fn=act_fn,
+            use_linear_projection=use_linear_projection,
+            upcast_attention=upcast_attention,
             output_scale_factor=mid_block_scale_factor,
-            options=options,
         )
 
         # up
@@ -983,18 +1124,28 @@ class UNetSpatioTemporalModel(
             output_channels = block_out_channels[level]
             skip_channels = block_out_channels[max(level - 1, 0)]
             self.up_blocks.append(
-                SpatioTemporalUpBlock(
+                VideoLatentUpBlock(
                     skip_channels,
                     prev_output_channels,
                     output_channels,
+                    time_embed_dim,
                     num_layers=layers_per_block[level] + 1,
                     transformer_layers=transformer_layers[level],
                     temporal_transformer_layers=temporal_layers[level],
                     use_temporal_conv=temporal_convs[level],
                     num_attention_heads=heads[level],
                     temporal_num_attention_heads=temporal_heads[level],
+                    cross_attention_dim=cross_attention_dim,
+                    temporal_cross_attention=temporal_cross_attention,
+                    temporal_position_embedding=temporal_position_embedding,
+                    temporal_max_frames=temporal_max_frames,
+                    temporal_conv_dropout=temporal_conv_dropout,
+                    norm_num_groups=norm_num_groups,
+                    norm_eps=norm_eps,
+                    act_fn=act_fn,
+                    use_linear_projection=use_linear_projection,
+                    upcast_attention=upcast_attention,
                     add_upsample=level > 0,
-                    options=options,
                     resolution_idx=up_level,
                 )
             )
@@ -1010,13 +1161,13 @@ class UNetSpatioTemporalModel(
         """Zero-initialises the output projection of every temporal layer (and the fps embedding), so a freshly built
         temporal path is the identity and the model acts as its spatial U-Net frame by frame."""
         for module in self.modules():
-            if isinstance(module, TemporalTransformer):
+            if isinstance(module, VideoLatentTemporalTransformer):
                 nn.init.zeros_(module.proj_out.weight)
                 nn.init.zeros_(module.proj_out.bias)
-            elif isinstance(module, TemporalConvolution):
+            elif isinstance(module, VideoLatentTemporalConvolution):
                 nn.init.zeros_(module.conv4[-1].weight)
                 nn.init.zeros_(module.conv4[-1].bias)
-            elif isinstance(module, LearnedFramePositionalEmbedding):
+            elif isinstance(module, VideoLatentLearnedFrameEmbedding):
                 nn.init.normal_(module.embedding, std=0.02)
         if self.fps_embedding is not None:
             nn.init.zeros_(self.fps_embedding.linear_2.weight)

@@ -15,7 +15,7 @@ from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
 from diffusers_videolatent import UNetSpatioTemporalModel, UNetSpatioTemporalOutput
 from diffusers_videolatent.models.attention import VideoLatentAttention, VideoLatentAttnProcessor
-from diffusers_videolatent.models.unet_spatio_temporal import TemporalTransformer
+from diffusers_videolatent.models.unet_spatio_temporal import VideoLatentTemporalTransformer
 
 
 CROSS_ATTENTION_DIM = 12
@@ -138,7 +138,7 @@ def test_fresh_temporal_path_is_identity():
     """The central init zero-initialises every temporal output projection: frames are then processed independently."""
     torch.manual_seed(0)
     model = UNetSpatioTemporalModel(**tiny_config()).eval()
-    temporal = [m for m in model.modules() if isinstance(m, TemporalTransformer)]
+    temporal = [m for m in model.modules() if isinstance(m, VideoLatentTemporalTransformer)]
     assert len(temporal) == 1 + 1 + 1 + 1 + 2 + 2  # input, down 0, down 1, mid, up 0 and up 1 (two layers each)
     assert all(m.proj_out.weight.abs().sum() == 0 for m in temporal)
     # make everything but the zero-initialised output projections non-zero, so only the init can explain identity
@@ -163,7 +163,7 @@ def test_fresh_temporal_path_is_identity():
 def test_temporal_cross_attention_reads_the_text(temporal_cross_attention):
     """With the spatial cross-attentions silenced, the text reaches the output only through temporal ones."""
     model = build_model(temporal_cross_attention=temporal_cross_attention, temporal_conv_dropout=0.0)
-    temporal = [m for m in model.modules() if isinstance(m, TemporalTransformer)]
+    temporal = [m for m in model.modules() if isinstance(m, VideoLatentTemporalTransformer)]
     text_widths = [m.transformer_blocks[0].attn2.to_k.in_features for m in temporal]
     inner_widths = [m.transformer_blocks[0].attn2.to_q.in_features for m in temporal]
     if temporal_cross_attention:  # every temporal transformer but the input one (ModelScope's transformer_in)
@@ -496,7 +496,7 @@ def test_from_unet2d_without_mid_motion_module():
     randomize_(adapter, seed=8)
     reference = UNetMotionModel.from_unet2d(unet, adapter).eval()
     model = UNetSpatioTemporalModel.from_unet2d(unet, adapter).eval()
-    assert len(model.mid_block.temporal_attentions) == 0
+    assert model.mid_block.temporal_attentions is None
     sample, timestep, encoder_hidden_states = make_inputs(3)
     with torch.no_grad():
         expected = reference(sample, timestep, encoder_hidden_states.repeat_interleave(3, 0)).sample
