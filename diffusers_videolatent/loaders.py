@@ -22,7 +22,7 @@ from diffusers.loaders.lora_pipeline import TEXT_ENCODER_NAME, UNET_NAME, Stable
 from huggingface_hub.utils import validate_hf_hub_args
 
 from .atomic import atomic_file
-from .models.unet_spatio_temporal import (
+from .models.conversion_unet import (
     convert_unet_motion_lora_config,
     convert_unet_motion_lora_state_dict,
     is_unet_motion_lora_state_dict,
