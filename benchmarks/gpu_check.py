@@ -9,7 +9,8 @@ case: fp32, fp16 and bf16 generation, `enable_model_cpu_offload`, `enable_sequen
 every attention backend of `diffusers.models.attention_dispatch` whose requirements are met (Hub-kernel backends are
 left out: they download), and `torch.compile` (full, and regional with `compile_repeated_blocks`). Each case reports
 the time of a generation, the peak of `torch.cuda.max_memory_allocated` (CUDA only), the largest difference between
-our frames and diffusers' frames and, for a backend, how many of our attention layers it reached. A case that cannot
+our frames and diffusers' frames and, for a backend, how many attention layers of each U-Net and VAE it reached (all
+of ours; none of `UNet3DConditionModel`'s, whose classic processors have no backend). A case that cannot
 run on the device is recorded as skipped with the reason; an error is recorded as failed, and the run goes on.
 """
 
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import torch
 from diffusers import TextToVideoSDPipeline
+from diffusers.models.attention import AttentionModuleMixin
 from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
 from diffusers.models.attention_processor import Attention
 
@@ -33,6 +35,11 @@ from diffusers_videolatent.atomic import atomic_file
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 from benchmark_pipeline import build_components  # noqa: E402
+
+
+# what diffusers' `set_attention_backend` walks: its legacy `Attention` (whose `AttnProcessor2_0` has no backend to
+# set, as in `UNet3DConditionModel`) and the `AttentionModuleMixin` layers of newer models and of ours
+ATTENTION_CLASSES = (Attention, AttentionModuleMixin)
 
 
 def load_convert():
@@ -157,12 +164,17 @@ class Check:
     def attention_backend(self, backend: str):
         def prepare(pipe, label):
             pipe.to(self.device)
-            if label == "diffusers":
-                return None
-            layers = [module for module in pipe.unet.modules() if isinstance(module, Attention)]
-            pipe.unet.set_attention_backend(backend)
-            reached = sum(getattr(module.processor, "_attention_backend", None) is not None for module in layers)
-            return f"reached {reached} of {len(layers)} attention layers"
+            notes = []
+            for name in ("unet", "vae"):
+                model = getattr(pipe, name)
+                layers = [module for module in model.modules() if isinstance(module, ATTENTION_CLASSES)]
+                model.set_attention_backend(backend)
+                reached = sum(
+                    getattr(module.processor, "_attention_backend", None) == AttentionBackendName(backend)
+                    for module in layers
+                )
+                notes.append(f"{name} {reached} of {len(layers)}")
+            return "backend reaches " + ", ".join(notes) + " attention layers"
 
         return prepare
 
@@ -188,7 +200,7 @@ class Check:
             if name in ("_native_npu", "_native_xla"):
                 skipped.append(self.skipped(f"backend {name}", "needs an NPU / XLA device"))
                 continue
-            if not self.is_cuda and name not in ("native", "_native_math", "flex"):
+            if not self.is_cuda and name not in ("native", "_native_math", "_native_flash", "flex"):
                 skipped.append(self.skipped(f"backend {name}", "needs CUDA"))
                 continue
             try:
