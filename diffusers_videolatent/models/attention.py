@@ -24,14 +24,23 @@ run on it through `set_attn_processor`.
 import inspect
 
 import torch
+from diffusers.models import attention_processor
 from diffusers.models.attention import AttentionModuleMixin
 from diffusers.models.attention_dispatch import dispatch_attention_fn
-from diffusers.models.attention_processor import SlicedAttnProcessor
+from diffusers.models.attention_processor import (
+    AttnProcessor,
+    AttnProcessor2_0,
+    FusedAttnProcessor2_0,
+    SlicedAttnProcessor,
+)
 from diffusers.utils import logging
 from torch import nn
 
 
 logger = logging.get_logger(__name__)
+
+# diffusers' classic processors that need nothing but what this layer has (tested to give the dispatcher's output)
+CLASSIC_PROCESSORS = (AttnProcessor, AttnProcessor2_0, SlicedAttnProcessor, FusedAttnProcessor2_0)
 
 
 class VideoLatentAttnProcessor:
@@ -165,6 +174,25 @@ class VideoLatentAttention(nn.Module, AttentionModuleMixin):
         self.to_out = nn.ModuleList([nn.Linear(self.inner_dim, query_dim, bias=out_bias), nn.Dropout(dropout)])
 
         self.set_processor(processor if processor is not None else self._default_processor_cls())
+
+    def set_processor(self, processor) -> None:
+        r"""
+        Sets the attention processor: [`VideoLatentAttnProcessor`], one of diffusers' classic processors in
+        `CLASSIC_PROCESSORS`, or a processor of your own. diffusers' other processors need layers this one does not
+        have (added key/value projections, IP-Adapter or custom-diffusion weights) and are refused.
+
+        Args:
+            processor (`VideoLatentAttnProcessor` or a callable processor): The processor to use.
+        """
+        is_diffusers_processor = type(processor).__module__ == attention_processor.__name__
+        if is_diffusers_processor and not isinstance(processor, CLASSIC_PROCESSORS):
+            supported = ", ".join(cls.__name__ for cls in CLASSIC_PROCESSORS)
+            raise ValueError(
+                f"`processor` {type(processor).__name__} cannot run on {type(self).__name__}: it needs layers this "
+                f"attention does not have. Use `VideoLatentAttnProcessor` (with `set_attention_backend` for xFormers, "
+                f"flash or sage attention) or one of {supported}."
+            )
+        super().set_processor(processor)
 
     def set_attention_slice(self, slice_size: int | None) -> None:
         r"""

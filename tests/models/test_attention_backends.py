@@ -16,7 +16,13 @@ import pytest
 import torch
 from conftest import build_random_spatio_temporal_unet, build_video_vae
 from diffusers.models.attention_dispatch import AttentionBackendName, _AttentionBackendRegistry, attention_backend
-from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from diffusers.models.attention_processor import (
+    Attention,
+    AttnAddedKVProcessor2_0,
+    AttnProcessor2_0,
+    FusedAttnProcessor2_0,
+    IPAdapterAttnProcessor2_0,
+)
 
 from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel
 from diffusers_videolatent.models.attention import VideoLatentAttention, VideoLatentAttnProcessor
@@ -194,3 +200,26 @@ def test_the_shipped_model_reaches_every_backend_layer(backend):
     torch.testing.assert_close(output, reference, atol=1e-5, rtol=0)
     # the shipped VAE was trained without mid-block attention (`mid_block_add_attention=False`)
     assert not attention_layers(AutoencoderKLVideo.from_pretrained(DEFAULT_MODEL, subfolder="vae"))
+
+
+def test_diffusers_fused_processor_runs_on_fused_layers():
+    model, forward = build("unet")
+    reference = forward()
+    model.fuse_qkv_projections()
+    model.set_attn_processor(FusedAttnProcessor2_0())
+    torch.testing.assert_close(forward(), reference, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["added_kv", "ip_adapter"])
+def test_processors_that_need_other_layers_are_refused(name):
+    model, _ = build("unet")
+    if name == "added_kv":
+        processor = AttnAddedKVProcessor2_0()
+    else:
+        processor = IPAdapterAttnProcessor2_0(hidden_size=16, cross_attention_dim=16)
+    with pytest.raises(
+        ValueError, match=rf"`processor` {type(processor).__name__} cannot run on VideoLatentAttention"
+    ):
+        model.set_attn_processor(processor)
+    # refused before any layer changed
+    assert all(type(layer.processor) is VideoLatentAttnProcessor for layer in attention_layers(model))
