@@ -21,7 +21,12 @@ import torch
 from diffusers_videolatent import AutoencoderKLVideo
 from diffusers_videolatent.atomic import atomic_file
 from diffusers_videolatent.training.evaluate import score_videos, segment_object
-from diffusers_videolatent.training.moving_shapes import ALL_COMBINATIONS, make_caption, render_moving_shape
+from diffusers_videolatent.training.moving_shapes import (
+    ALL_COMBINATIONS,
+    TRAVEL_FRACTION,
+    make_caption,
+    render_moving_shape,
+)
 
 
 def position_names(ratio: int) -> list[str]:
@@ -38,7 +43,13 @@ def position_of(frame_index: int, ratio: int) -> int:
 
 @torch.no_grad()
 def measure(
-    vae: AutoencoderKLVideo, num_frames: int, size: int, seed: int, videos_per_combination: int, chunk_size: int | None
+    vae: AutoencoderKLVideo,
+    num_frames: int,
+    size: int,
+    seed: int,
+    videos_per_combination: int,
+    chunk_size: int | None,
+    travel_fraction: float = TRAVEL_FRACTION,
 ) -> dict:
     """Reconstructs the videos and returns the per-position PSNR and area, the area CVs and the attribute scores."""
     ratio = vae.temporal_compression_ratio
@@ -48,7 +59,12 @@ def measure(
     for combination in ALL_COMBINATIONS:
         for _ in range(videos_per_combination):
             frames = render_moving_shape(
-                *combination, num_frames=num_frames, height=size, width=size, generator=generator
+                *combination,
+                num_frames=num_frames,
+                height=size,
+                width=size,
+                generator=generator,
+                travel_fraction=travel_fraction,
             )
             video = torch.from_numpy(frames).permute(3, 0, 1, 2)[None] * 2 - 1  # (1, 3, F, H, W) in [-1, 1]
             latents = vae.encode(video, chunk_size=chunk_size).latent_dist.mode()
@@ -110,6 +126,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--videos_per_combination", type=int, default=1)
     parser.add_argument("--chunk_size", type=int, default=None, help="latent frames per streamed step")
+    parser.add_argument(
+        "--travel_fraction",
+        type=float,
+        default=TRAVEL_FRACTION,
+        help="distance the object travels over the clip, as a fraction of the frame (its speed)",
+    )
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
 
@@ -117,7 +139,13 @@ def main() -> None:
     for folder in args.vae:
         vae = AutoencoderKLVideo.from_pretrained(folder).eval()
         results[folder] = measure(
-            vae, args.num_frames, args.size, args.seed, args.videos_per_combination, args.chunk_size
+            vae,
+            args.num_frames,
+            args.size,
+            args.seed,
+            args.videos_per_combination,
+            args.chunk_size,
+            args.travel_fraction,
         )
         print(format_result(folder, results[folder]), flush=True)
     if args.json is not None:
