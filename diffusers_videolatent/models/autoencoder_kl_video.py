@@ -368,23 +368,21 @@ class CausalUpDecoderBlock3D(nn.Module):
         self.temporal_upsamplers = nn.ModuleList([TemporalUpsample(out_channels)] if add_temporal_upsample else [])
         self.upsamplers = nn.ModuleList([SpatialUpsample(out_channels)] if add_spatial_upsample else [])
 
-    def forward(self, hidden_states: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
-        hidden_states = self.upsample_time(hidden_states, cache)
-        hidden_states = self.upsample_space(hidden_states, cache)
-        return hidden_states
-
-    def upsample_time(self, hidden_states: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
-        r"""The resnets and the temporal upsampling: the part of the block that sees the chunk's low frame rate."""
-        for resnet in self.resnets:
-            hidden_states = resnet(hidden_states, cache)
-        for temporal_upsampler in self.temporal_upsamplers:
-            hidden_states = temporal_upsampler(hidden_states, cache)
-        return hidden_states
-
-    def upsample_space(self, hidden_states: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
-        r"""The spatial upsampling, at the block's output frame rate."""
-        for upsampler in self.upsamplers:
-            hidden_states = upsampler(hidden_states, cache)
+    def forward(
+        self, hidden_states: torch.Tensor, cache: CausalCache | None = None, part: str | None = None
+    ) -> torch.Tensor:
+        # `part`: "time" runs the resnets and the temporal upsampling only, "space" the spatial upsampling only (the
+        # decoder streams the latter frame by frame); both go through `forward`, so device hooks onload the block
+        if part not in (None, "time", "space"):
+            raise ValueError(f"`part` must be None, 'time' or 'space', got {part!r}.")
+        if part != "space":
+            for resnet in self.resnets:
+                hidden_states = resnet(hidden_states, cache)
+            for temporal_upsampler in self.temporal_upsamplers:
+                hidden_states = temporal_upsampler(hidden_states, cache)
+        if part != "time":
+            for upsampler in self.upsamplers:
+                hidden_states = upsampler(hidden_states, cache)
         return hidden_states
 
 
@@ -531,13 +529,13 @@ class CausalDecoder3D(nn.Module):
         for up_block in self.up_blocks[: max(full_rate_index, 0)]:
             sample = up_block(sample, cache)
         if full_rate_index >= 0:
-            sample = self.up_blocks[full_rate_index].upsample_time(sample, cache)  # (B, C, F, h', w')
+            sample = self.up_blocks[full_rate_index](sample, cache, part="time")  # (B, C, F, h', w')
 
         # 2. the rest, frame by frame
         frames = []
         for frame in sample.split(1, dim=2):
             if full_rate_index >= 0:
-                frame = self.up_blocks[full_rate_index].upsample_space(frame, cache)
+                frame = self.up_blocks[full_rate_index](frame, cache, part="space")
             for up_block in self.up_blocks[full_rate_index + 1 :]:
                 frame = up_block(frame, cache)  # (B, C_0, 1, h * s, w * s) after the last block
             frame = self.conv_act(self.conv_norm_out(frame))
