@@ -92,6 +92,12 @@ def current_rss_mib() -> float:
     return float("nan")
 
 
+def reset_peak_rss() -> None:
+    # writing 5 to clear_refs resets VmHWM to the current resident size (Linux)
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+
+
 def run_case(args: argparse.Namespace) -> dict:
     import torch
 
@@ -113,13 +119,13 @@ def run_case(args: argparse.Namespace) -> dict:
     latents = latents.to(args.device)
     baseline_mib = current_rss_mib()
 
+    # 1. decode
     with torch.no_grad():
         start = time.perf_counter()
         decoded = model.decode(latents).sample
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-
     result = {
         "model": args.model,
         "frames": args.num_frames,
@@ -131,7 +137,33 @@ def run_case(args: argparse.Namespace) -> dict:
     }
     if args.device.startswith("cuda"):
         result["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+
+    # 2. encode a video of the same size, its peak measured on its own
+    if args.case_encode:
+        video = decoded.clamp(-1, 1)
+        del decoded
+        encode_baseline_mib = current_rss_mib()
+        reset_peak_rss()
+        with torch.no_grad():
+            start = time.perf_counter()
+            model.encode(video).latent_dist.mode()
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            result["encode_seconds"] = time.perf_counter() - start
+        result["encode_peak_mib"] = peak_rss_mib()
+        result["encode_baseline_mib"] = encode_baseline_mib
     return result
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def spread(values: list[float], scale: float = 1.0, digits: int = 0) -> str:
+    """`median [min-max]` of `values` times `scale`."""
+    return f"{median(values) * scale:.{digits}f} [{min(values) * scale:.{digits}f}-{max(values) * scale:.{digits}f}]"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -148,18 +180,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tiling", action="store_true", help="Also enable each model's spatial tiling (tile = size/2)."
     )
     parser.add_argument(
+        "--repeats", type=int, default=3, help="Runs of every case, interleaved (all cases once, then again, ...)."
+    )
+    parser.add_argument("--no_encode", dest="encode", action="store_false", help="Measure decoding only.")
+    parser.add_argument(
         "--default_malloc",
         action="store_true",
         help="Keep glibc's dynamic mmap threshold (peak RSS then also measures heap fragmentation).",
     )
     parser.add_argument("--model", help=argparse.SUPPRESS)  # internal: run one case in this process
     parser.add_argument("--num_frames", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--case_encode", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     for num_frames in args.frames:
         if num_frames < 1 or (num_frames - 1) % TEMPORAL_RATIO != 0:
             parser.error(f"--frames must be 1 + 4k, got {num_frames}.")
     if args.size % 8 != 0:
         parser.error(f"--size must be a multiple of 8, got {args.size}.")
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}.")
     return args
 
 
@@ -175,57 +214,78 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     if args.tiling:
         common.append("--tiling")
+    if args.encode:
+        common.append("--case_encode")
     environment = dict(os.environ, OMP_NUM_THREADS=str(args.threads), TOKENIZERS_PARALLELISM="false")
     if not args.default_malloc:
         # glibc raises its mmap threshold after large frees, after which freed activations stay in the heap and peak
         # RSS grows with fragmentation rather than with what a model holds; a fixed threshold measures the latter.
         environment["MALLOC_MMAP_THRESHOLD_"] = "131072"
 
-    results = []
+    # every repeat runs all cases once, so a change in the machine's load affects all models alike
+    results = {}
     total_start = time.perf_counter()
-    for model in args.models:
+    for repeat in range(args.repeats):
         for num_frames in args.frames:
-            command = [sys.executable, __file__, "--model", model, "--num_frames", str(num_frames)] + common
-            completed = subprocess.run(command, capture_output=True, text=True, env=environment)
-            if completed.returncode != 0:
-                print(f"{model} {num_frames} frames failed:\n{completed.stderr[-2000:]}", file=sys.stderr)
-                continue
-            result = json.loads(completed.stdout.strip().splitlines()[-1])
-            results.append(result)
-            print(
-                f"  {model:<10} {num_frames:>4} frames: {result['seconds']:7.1f} s, peak {result['peak_mib']:7.0f} MiB",
-                file=sys.stderr,
-            )
+            for model in args.models:
+                command = [sys.executable, __file__, "--model", model, "--num_frames", str(num_frames)] + common
+                completed = subprocess.run(command, capture_output=True, text=True, env=environment)
+                if completed.returncode != 0:
+                    print(f"{model} {num_frames} frames failed:\n{completed.stderr[-2000:]}", file=sys.stderr)
+                    continue
+                result = json.loads(completed.stdout.strip().splitlines()[-1])
+                results.setdefault((model, num_frames), []).append(result)
+                print(
+                    f"  repeat {repeat + 1}: {model:<10} {num_frames:>4} frames: decode {result['seconds']:7.1f} s, "
+                    f"peak {result['peak_mib']:7.0f} MiB",
+                    file=sys.stderr,
+                )
 
-    # table
+    # table: medians over the repeats, [min-max]
     print(
-        f"\nDecode of a random latent to {args.size}x{args.size} video, widths {args.widths}, "
+        f"\nDecode of a random latent to {args.size}x{args.size} video (encode: of that video), widths {args.widths}, "
         f"{args.threads} thread(s), device {args.device}{', tiling on' if args.tiling else ''}, "
-        f"{'glibc default malloc' if args.default_malloc else 'MALLOC_MMAP_THRESHOLD_=131072'}"
+        f"{'glibc default malloc' if args.default_malloc else 'MALLOC_MMAP_THRESHOLD_=131072'}; median [min-max] "
+        f"of {args.repeats} interleaved run(s)"
     )
-    header = (
-        f"{'model':<10} {'params':>8} {'frames':>6} {'out':>4} {'time s':>8} {'ms/frame':>9} "
-        f"{'peak RSS MiB':>13} {'decode MiB':>11}"
-    )
-    print(header)
-    print("-" * len(header))
-    for result in results:
-        print(
-            f"{result['model']:<10} {result['parameters'] / 1e6:>7.2f}M {result['frames']:>6} "
-            f"{result['output_frames']:>4} {result['seconds']:>8.2f} {1000 * result['seconds'] / result['frames']:>9.1f} "
-            f"{result['peak_mib']:>13.0f} {result['peak_mib'] - result['baseline_mib']:>11.0f}"
-        )
+    columns = "| model | params | frames | decode ms/frame | decode peak RSS MiB | decode-only MiB |"
+    separator = "|---|---|---|---|---|---|"
+    if args.encode:
+        columns += " encode ms/frame | encode peak RSS MiB |"
+        separator += "---|---|"
+    print(columns)
+    print(separator)
+    for num_frames in args.frames:
+        for model in args.models:
+            runs = results.get((model, num_frames))
+            if not runs:
+                continue
+            row = (
+                f"| {model} | {runs[0]['parameters'] / 1e6:.2f}M | {num_frames} "
+                f"| {spread([run['seconds'] / num_frames for run in runs], 1000)} "
+                f"| {spread([run['peak_mib'] for run in runs])} "
+                f"| {spread([run['peak_mib'] - run['baseline_mib'] for run in runs])} |"
+            )
+            if args.encode:
+                row += (
+                    f" {spread([run['encode_seconds'] / num_frames for run in runs], 1000)} "
+                    f"| {spread([run['encode_peak_mib'] for run in runs])} |"
+                )
+            print(row)
 
     # memory growth from the fewest to the most frames
     fewest, most = min(args.frames), max(args.frames)
-    print(f"\npeak RSS ratio {most}/{fewest} frames (decode-only increase ratio in brackets):")
-    for model in args.models:
-        by_frames = {result["frames"]: result for result in results if result["model"] == model}
-        if fewest in by_frames and most in by_frames and fewest != most:
-            low, high = by_frames[fewest], by_frames[most]
-            ratio = high["peak_mib"] / low["peak_mib"]
-            decode_ratio = (high["peak_mib"] - high["baseline_mib"]) / max(low["peak_mib"] - low["baseline_mib"], 1)
-            target = "  (target <= 1.3)" if model == "ours" else ""
+    if fewest != most:
+        print(f"\nmedian decode peak RSS ratio {most}/{fewest} frames (decode-only increase ratio in brackets):")
+        for model in args.models:
+            low, high = results.get((model, fewest)), results.get((model, most))
+            if not low or not high:
+                continue
+            ratio = median([run["peak_mib"] for run in high]) / median([run["peak_mib"] for run in low])
+            decode_ratio = median([run["peak_mib"] - run["baseline_mib"] for run in high]) / max(
+                median([run["peak_mib"] - run["baseline_mib"] for run in low]), 1
+            )
+            target = "  (target <= 1.15)" if model == "ours" else ""
             print(f"  {model:<10} {ratio:.2f} [{decode_ratio:.2f}]{target}")
     print(f"\ntotal wall time {time.perf_counter() - total_start:.0f} s")
     return 0

@@ -118,7 +118,24 @@ class CausalConv3d(nn.Conv3d):
         # 3. spatial padding and convolution
         if any(self.spatial_padding):
             hidden_states = F.pad(hidden_states, self.spatial_padding)
+        if self._uses_onednn(hidden_states):
+            return torch.ops.aten.mkldnn_convolution(
+                hidden_states, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups
+            )  # (B, C_out, F_out, H_out, W_out)
         return super().forward(hidden_states)  # (B, C_out, F_out, H_out, W_out)
+
+    def _uses_onednn(self, hidden_states: torch.Tensor) -> bool:
+        # PyTorch sends a small batch-1 float32 input on the CPU (a streamed chunk at low resolution) to its
+        # unblocked `slow_conv3d`, several times slower than the oneDNN kernel it picks for larger inputs; a
+        # spatially 1x1 kernel is faster there, so it keeps PyTorch's choice.
+        return (
+            hidden_states.device.type == "cpu"
+            and hidden_states.dtype == torch.float32
+            and self.weight.dtype == torch.float32
+            and self.kernel_size[1:] != (1, 1)
+            and torch.backends.mkldnn.is_available()
+            and torch.backends.mkldnn.enabled
+        )
 
 
 class FrameGroupNorm(nn.GroupNorm):
@@ -353,13 +370,21 @@ class CausalUpDecoderBlock3D(nn.Module):
         self.temporal_upsamplers = nn.ModuleList([TemporalUpsample(out_channels)] if add_temporal_upsample else [])
         self.upsamplers = nn.ModuleList([SpatialUpsample(out_channels)] if add_spatial_upsample else [])
 
-    def forward(self, hidden_states: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
-        for resnet in self.resnets:
-            hidden_states = resnet(hidden_states, cache)
-        for temporal_upsampler in self.temporal_upsamplers:
-            hidden_states = temporal_upsampler(hidden_states, cache)
-        for upsampler in self.upsamplers:
-            hidden_states = upsampler(hidden_states, cache)
+    def forward(
+        self, hidden_states: torch.Tensor, cache: CausalCache | None = None, part: str | None = None
+    ) -> torch.Tensor:
+        # `part`: "time" runs the resnets and the temporal upsampling only, "space" the spatial upsampling only (the
+        # decoder streams the latter frame by frame); both go through `forward`, so device hooks onload the block
+        if part not in (None, "time", "space"):
+            raise ValueError(f"`part` must be None, 'time' or 'space', got {part!r}.")
+        if part != "space":
+            for resnet in self.resnets:
+                hidden_states = resnet(hidden_states, cache)
+            for temporal_upsampler in self.temporal_upsamplers:
+                hidden_states = temporal_upsampler(hidden_states, cache)
+        if part != "time":
+            for upsampler in self.upsamplers:
+                hidden_states = upsampler(hidden_states, cache)
         return hidden_states
 
 
@@ -469,6 +494,10 @@ class CausalDecoder3D(nn.Module):
         self.conv_act = get_activation(act_fn)
         self.conv_out = CausalConv3d(block_out_channels[0], out_channels, kernel_size=3)
 
+        # the up block whose temporal upsampling gives the full frame rate (-1: none, the mid block's output has it)
+        self.full_rate_block_index = max(
+            [index for index, upsample in enumerate(temporal_upsample) if upsample], default=-1
+        )
         self.gradient_checkpointing = False
 
     def forward(self, sample: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
@@ -480,6 +509,8 @@ class CausalDecoder3D(nn.Module):
             sample = self._gradient_checkpointing_func(self.mid_block, sample)
             for up_block in self.up_blocks:
                 sample = self._gradient_checkpointing_func(up_block, sample)
+        elif cache is not None and not torch.is_grad_enabled():
+            return self._streamed_forward(sample, cache)
         else:
             sample = self.mid_block(sample, cache)
             for up_block in self.up_blocks:
@@ -489,6 +520,29 @@ class CausalDecoder3D(nn.Module):
         sample = self.conv_act(self.conv_norm_out(sample))
         sample = self.conv_out(sample, cache)  # (B, C, F, h * s, w * s)
         return sample
+
+    def _streamed_forward(self, sample: torch.Tensor, cache: CausalCache) -> torch.Tensor:
+        # Once the frame rate is full, the remaining layers (the largest activations) run one frame at a time. Every
+        # layer is causal and carries its past frames in the cache, so the frames are those of the whole chunk at once.
+        full_rate_index = self.full_rate_block_index
+
+        # 1. mid block and the up blocks at a low frame rate
+        sample = self.mid_block(sample, cache)
+        for up_block in self.up_blocks[: max(full_rate_index, 0)]:
+            sample = up_block(sample, cache)
+        if full_rate_index >= 0:
+            sample = self.up_blocks[full_rate_index](sample, cache, part="time")  # (B, C, F, h', w')
+
+        # 2. the rest, frame by frame
+        frames = []
+        for frame in sample.split(1, dim=2):
+            if full_rate_index >= 0:
+                frame = self.up_blocks[full_rate_index](frame, cache, part="space")
+            for up_block in self.up_blocks[full_rate_index + 1 :]:
+                frame = up_block(frame, cache)  # (B, C_0, 1, h * s, w * s) after the last block
+            frame = self.conv_act(self.conv_norm_out(frame))
+            frames.append(self.conv_out(frame, cache))  # (B, C, 1, h * s, w * s)
+        return torch.cat(frames, dim=2)  # (B, C, F, h * s, w * s)
 
 
 class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, AutoencoderMixin):

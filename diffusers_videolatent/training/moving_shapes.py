@@ -107,6 +107,7 @@ def render_moving_shape(
     width: int = 64,
     generator: np.random.Generator | None = None,
     supersampling: int = 4,
+    travel_fraction: float = TRAVEL_FRACTION,
 ) -> np.ndarray:
     """
     Renders one video of a shape moving over a black background.
@@ -128,6 +129,9 @@ def render_moving_shape(
             Draws the object's size and start position; a fresh unseeded generator when not given.
         supersampling (`int`, *optional*, defaults to 4):
             Samples per pixel along each axis, for anti-aliased edges and sub-pixel motion.
+        travel_fraction (`float`, *optional*, defaults to `TRAVEL_FRACTION`):
+            Distance travelled over the clip, as a fraction of the frame's extent along the direction of motion; at
+            most `1 - 2 * 0.17` (the largest object must stay inside the frame).
 
     Returns:
         `np.ndarray`: the video, float32 in [0, 1], laid out `[num_frames, height, width, 3]`.
@@ -138,6 +142,9 @@ def render_moving_shape(
     for name, value, minimum in (("num_frames", num_frames, 1), ("height", height, 8), ("width", width, 8)):
         if not isinstance(value, int) or value < minimum:
             raise ValueError(f"`{name}` must be an integer >= {minimum}, but is {value!r}.")
+    max_travel_fraction = 1.0 - 2.0 * OBJECT_HALF_EXTENT_RANGE[1]
+    if not 0.0 <= travel_fraction <= max_travel_fraction:
+        raise ValueError(f"`travel_fraction` must be in [0, {max_travel_fraction:.2f}], but is {travel_fraction!r}.")
     generator = generator if generator is not None else np.random.default_rng()
 
     # 1. draw the size, the path along the direction of motion and the position across it
@@ -145,7 +152,7 @@ def render_moving_shape(
     step_x, step_y = DIRECTIONS[direction]
     along_extent = width if step_x != 0 else height
     across_extent = height if step_x != 0 else width
-    travel = TRAVEL_FRACTION * along_extent
+    travel = travel_fraction * along_extent
     path_start = generator.uniform(half_extent, along_extent - half_extent - travel)
     across = generator.uniform(half_extent, across_extent - half_extent)
     progress = np.linspace(0.0, 1.0, num_frames) if num_frames > 1 else np.zeros(1)
@@ -198,6 +205,10 @@ class MovingShapesDataset(Dataset):
             Frame width in pixels.
         seed (`int`, *optional*, defaults to 0):
             Seed of the per-item generators.
+        travel_fraction_range (`tuple[float, float]`, *optional*):
+            When given, each item's travel over the clip (so its speed) is drawn uniformly from this range, with a
+            generator of its own, so the item's other random draws stay those of the fixed-travel dataset; the
+            default travel is `TRAVEL_FRACTION`.
 
     Items are dictionaries with `pixel_values` (float32 in [-1, 1], `[3, num_frames, height, width]`), `text` (the
     caption) and the `color`, `shape` and `direction` it shows.
@@ -211,6 +222,7 @@ class MovingShapesDataset(Dataset):
         height: int = 64,
         width: int = 64,
         seed: int = 0,
+        travel_fraction_range: tuple[float, float] | None = None,
     ):
         self.combinations = get_combinations(split)
         if num_videos is None:
@@ -227,6 +239,16 @@ class MovingShapesDataset(Dataset):
         self.height = height
         self.width = width
         self.seed = seed
+        if travel_fraction_range is not None:
+            low, high = travel_fraction_range
+            if not low <= high:
+                raise ValueError(
+                    f"`travel_fraction_range` must be (low, high) with low <= high, got {travel_fraction_range}."
+                )
+            # validates the range's ends up front
+            for travel_fraction in (low, high):
+                render_moving_shape(*self.combinations[0], num_frames=2, travel_fraction=travel_fraction)
+        self.travel_fraction_range = travel_fraction_range
 
     def __len__(self) -> int:
         return self.num_videos
@@ -237,8 +259,18 @@ class MovingShapesDataset(Dataset):
         index = index % self.num_videos
         color, shape, direction = self.combinations[index % len(self.combinations)]
         generator = np.random.default_rng((self.seed, index))
+        travel_fraction = TRAVEL_FRACTION
+        if self.travel_fraction_range is not None:
+            travel_fraction = float(np.random.default_rng((self.seed, index, 1)).uniform(*self.travel_fraction_range))
         video = render_moving_shape(
-            color, shape, direction, self.num_frames, self.height, self.width, generator=generator
+            color,
+            shape,
+            direction,
+            self.num_frames,
+            self.height,
+            self.width,
+            generator=generator,
+            travel_fraction=travel_fraction,
         )  # (F, H, W, 3) in [0, 1]
         pixel_values = torch.from_numpy(video).permute(3, 0, 1, 2) * 2.0 - 1.0  # (3, F, H, W) in [-1, 1]
         return {

@@ -170,6 +170,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     losses.add_argument(
         "--temporal_loss_weight", type=float, default=0.0, help="Weight of the L1 loss of frame differences."
     )
+    losses.add_argument(
+        "--travel_fraction_range",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="Moving shapes: draw each clip's travel (a fraction of the frame) from this range, so the VAE sees many "
+        "speeds; a VAE trained at one speed decodes others with a flicker of the temporal ratio's period.",
+    )
 
     final = parser.add_argument_group("latent normalisation and validation")
     final.add_argument(
@@ -208,6 +217,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 "`--train_decoder_only` needs clips (`--num_frames` > 1): single frames would only train the sums of "
                 "the decoder's temporal kernels, and folding them would change the frozen encoder as well."
             )
+    if args.travel_fraction_range is not None and args.train_data_dir is not None:
+        raise ValueError(
+            "`--travel_fraction_range` sets the moving-shapes speeds; it does not apply to --train_data_dir."
+        )
     for name in ("kl_weight", "temporal_loss_weight"):
         if getattr(args, name) < 0:
             raise ValueError(f"`--{name}` must be >= 0, but is {getattr(args, name)}.")
@@ -327,7 +340,9 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.register_for_checkpointing(ema_vae)
 
     # 2. data, optimiser, learning-rate schedule
-    train_dataset = build_dataset(args)
+    train_dataset = build_dataset(
+        args, travel_fraction_range=None if args.travel_fraction_range is None else tuple(args.travel_fraction_range)
+    )
     train_dataloader, optimizer, lr_scheduler, max_train_steps = create_dataloader_and_optimizer(
         args, parameters, train_dataset, collate_videos, accelerator.num_processes
     )
@@ -354,6 +369,8 @@ def main(argv: list[str] | None = None) -> None:
         "dataset": args.train_data_dir or f"moving_shapes(seed={args.dataset_seed}, videos={args.num_train_videos})",
         "max_train_samples": args.max_train_samples,
     }
+    if args.travel_fraction_range is not None:
+        run_config["travel_fraction_range"] = list(args.travel_fraction_range)
     if accelerator.is_main_process:
         accelerator.init_trackers(project_name, config=dict(vars(args)))
 

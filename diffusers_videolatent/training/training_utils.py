@@ -225,8 +225,9 @@ def check_video_size(
             )
 
 
-def build_dataset(args: argparse.Namespace):
-    """The video-folder dataset of `--train_data_dir`, or the moving-shapes training split."""
+def build_dataset(args: argparse.Namespace, travel_fraction_range: tuple[float, float] | None = None):
+    """The video-folder dataset of `--train_data_dir`, or the moving-shapes training split (see its
+    `travel_fraction_range`)."""
     if args.train_data_dir is not None:
         dataset = VideoFolderDataset(
             args.train_data_dir,
@@ -245,6 +246,7 @@ def build_dataset(args: argparse.Namespace):
             height=args.height,
             width=args.width,
             seed=args.dataset_seed,
+            travel_fraction_range=travel_fraction_range,
         )
     if args.max_train_samples is not None and args.max_train_samples < len(dataset):
         from torch.utils.data import Subset

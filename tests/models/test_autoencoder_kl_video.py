@@ -195,6 +195,63 @@ def test_streamed_decode_equals_all_at_once(ratio):
     assert torch.equal(vae.decode(z).sample, vae.decode(z).sample)
 
 
+@pytest.mark.parametrize("ratio", [1, 4])
+@torch.no_grad()
+def test_frame_by_frame_full_rate_decode_equals_whole_chunks(ratio):
+    # Without autograd, the streamed decoder runs the layers after the last temporal upsampling one frame at a time;
+    # with autograd it runs them on whole chunks, as before that change. Same frames, chunk by chunk.
+    vae = tiny_video_vae(ratio)
+    z = latents(4)
+    for chunk_size in (1, 2, 100):
+        frame_by_frame = vae.decode(z, chunk_size=chunk_size).sample
+        with torch.enable_grad():
+            whole_chunks = vae.decode(z, chunk_size=chunk_size).sample.detach()
+        torch.testing.assert_close(frame_by_frame, whole_chunks, rtol=0, atol=1e-5)
+
+
+@torch.no_grad()
+def test_decode_and_encode_equal_the_path_before_the_speedups():
+    # The reference: no oneDNN (PyTorch's own kernel for these small inputs), whole chunks without a cache.
+    vae = tiny_video_vae(4, block_out_channels=(8, 16, 16), temporal_downsample=(False, True, True))
+    z = latents(3, height=4, width=4)
+    x = video(9, height=16, width=16)
+    decoded, moments = vae.decode(z).sample, vae.encode(x).latent_dist.parameters
+    with torch.backends.mkldnn.flags(enabled=False):
+        reference_decoded = all_at_once_decode(vae, z)
+        reference_moments = all_at_once_encode(vae, x)
+    assert decoded.abs().max() > 0.1
+    torch.testing.assert_close(decoded, reference_decoded, rtol=0, atol=1e-5)
+    torch.testing.assert_close(moments, reference_moments, rtol=0, atol=1e-5)
+
+
+def test_onednn_is_used_only_where_it_is_faster_and_gives_the_same_convolution():
+    from diffusers_videolatent.models.autoencoder_kl_video import CausalConv3d
+
+    torch.manual_seed(0)
+    spatial = CausalConv3d(8, 8, kernel_size=3)
+    temporal = CausalConv3d(8, 16, kernel_size=(3, 1, 1))
+    x = torch.randn(1, 8, 3, 8, 8)
+    assert spatial._uses_onednn(x)
+    # a spatially 1x1 kernel, another dtype or disabled oneDNN keep PyTorch's choice
+    assert not temporal._uses_onednn(x)
+    assert not spatial._uses_onednn(x.bfloat16())
+    with torch.backends.mkldnn.flags(enabled=False):
+        assert not spatial._uses_onednn(x)
+        reference = spatial(x)
+    with torch.no_grad():
+        output = spatial(x)
+    assert output.shape == (1, 8, 3, 8, 8)
+    torch.testing.assert_close(output, reference.detach(), rtol=0, atol=1e-5)
+    # gradients flow through the oneDNN path as through PyTorch's
+    x.requires_grad_(True)
+    spatial(x).square().sum().backward()
+    onednn_gradient = x.grad.clone()
+    x.grad = None
+    with torch.backends.mkldnn.flags(enabled=False):
+        spatial(x).square().sum().backward()
+    torch.testing.assert_close(onednn_gradient, x.grad, rtol=1e-5, atol=1e-4)
+
+
 @torch.no_grad()
 def test_tiling_equals_image_vae_tiling():
     # An inflated ratio-1 VAE must tile exactly like diffusers' AutoencoderKL does, frame by frame.

@@ -115,7 +115,57 @@ def test_caption_round_trip():
     assert parse_caption("a red circle") is None
 
 
+def test_travel_fraction_sets_the_speed():
+    generator_seed = 3
+    for travel_fraction, speed in ((0.0, 0.0), (0.25, 1.0), (0.6, 2.4)):
+        video = render_moving_shape(
+            "white",
+            "circle",
+            "right",
+            num_frames=17,
+            height=64,
+            width=64,
+            generator=np.random.default_rng(generator_seed),
+            travel_fraction=travel_fraction,
+        )
+        _, centroids = _mask_and_centroids(video)
+        np.testing.assert_allclose(np.diff(centroids[:, 0]), speed, atol=0.5)
+        np.testing.assert_allclose(np.diff(centroids[:, 1]), 0.0, atol=0.1)
+    # the default travel is the dataset's usual one
+    default = render_moving_shape("red", "square", "up", generator=np.random.default_rng(1))
+    explicit = render_moving_shape("red", "square", "up", generator=np.random.default_rng(1), travel_fraction=0.5)
+    np.testing.assert_array_equal(default, explicit)
+
+
+def test_dataset_travel_fraction_range_draws_many_speeds():
+    fixed = MovingShapesDataset(num_videos=12, num_frames=9, height=32, width=32, seed=0)
+    varied = MovingShapesDataset(
+        num_videos=12, num_frames=9, height=32, width=32, seed=0, travel_fraction_range=(0.0, 0.6)
+    )
+    again = MovingShapesDataset(
+        num_videos=12, num_frames=9, height=32, width=32, seed=0, travel_fraction_range=(0.0, 0.6)
+    )
+    travels = []
+    for index in range(12):
+        assert varied[index]["text"] == fixed[index]["text"]
+        assert torch.equal(varied[index]["pixel_values"], again[index]["pixel_values"])
+        video = (varied[index]["pixel_values"].permute(1, 2, 3, 0).numpy() + 1) / 2
+        _, centroids = _mask_and_centroids(video)
+        travels.append(np.abs(centroids[-1] - centroids[0]).max() / 32)
+    assert 0.0 <= min(travels) and max(travels) <= 0.6 + 0.05
+    assert max(travels) - min(travels) > 0.2
+    # a range of a single value is the fixed travel
+    single = MovingShapesDataset(num_videos=3, num_frames=9, height=32, width=32, travel_fraction_range=(0.5, 0.5))
+    assert torch.equal(single[2]["pixel_values"], fixed[2]["pixel_values"])
+
+
 def test_bad_arguments():
+    with pytest.raises(ValueError, match="travel_fraction"):
+        render_moving_shape("red", "circle", "left", travel_fraction=0.9)
+    with pytest.raises(ValueError, match="travel_fraction_range"):
+        MovingShapesDataset(travel_fraction_range=(0.5, 0.1))
+    with pytest.raises(ValueError, match="travel_fraction"):
+        MovingShapesDataset(travel_fraction_range=(-0.1, 0.5))
     with pytest.raises(ValueError, match="split"):
         MovingShapesDataset(split="test")
     with pytest.raises(ValueError, match="num_videos"):

@@ -279,6 +279,16 @@ def test_bad_options():
         train_video_vae.parse_args(
             ["--output_dir", "o", "--train_decoder_only", "--pretrained_vae_name_or_path", "v", "--num_frames", "1"]
         )
+    with pytest.raises(ValueError, match="`--travel_fraction_range` sets the moving-shapes speeds"):
+        train_video_vae.parse_args(
+            ["--output_dir", "o", "--train_data_dir", "d", "--travel_fraction_range", "0.0", "0.6"]
+        )
+    assert train_video_vae.parse_args(
+        ["--output_dir", "o", "--travel_fraction_range", "0", "0.6"]
+    ).travel_fraction_range == [
+        0.0,
+        0.6,
+    ]
     with pytest.raises(ValueError, match="neither a JSON file nor a JSON object"):
         train_video_vae.load_vae(train_video_vae.parse_args(["--output_dir", "o", "--vae_config", "{bad"]))
 
