@@ -3,7 +3,7 @@
 #
 #   bash scripts/train_default_model.sh [WORK_DIR]      # default WORK_DIR: out/default_model
 #
-# Six stages, all seeded; the times measured on a 2-core CPU are in the model card:
+# Five stages, all seeded; the times measured on a 2-core CPU are in the model card:
 # 1. the video VAE (the script's tiny default config: 17 x 64 x 64 RGB -> 16 x 5 x 8 x 8 latents, spatial ratio 8,
 #    temporal ratio 4, 16 channels as in Wan's and CogVideoX's VAEs) on single frames of the moving-shapes training
 #    split; the script then folds each temporal kernel onto the current frame, so the saved VAE is a per-frame
@@ -13,15 +13,18 @@
 #    the decoded posterior mode, then the latent scaling factor from the training latents;
 # 3. the decoder alone fine-tuned on clips, the encoder frozen (`--train_decoder_only`): the latents, and so the
 #    U-Net's training data, do not change, and the decoder draws sharper edges (squares, not rounded squares);
-# 4. the U-Net (the script's tiny default config, whose temporal transformers also cross-attend to the text) on
-#    cached latents of 1056 training videos of 17 frames (16 per seen combination), flow matching with timestep
-#    shift 20, 10% caption dropout for classifier-free guidance, constant learning rate after warm-up, EMA weights;
-#    the word-level tokenizer and the small frozen CLIP text encoder are built by the script. The large shift is
-#    what teaches direction: the 16-channel latent shows the object's path through the noise up to sigma ~0.98, so
-#    at the usual shift the text is only needed (and learnt) for colour, and motion follows the noise;
-# 5. the same U-Net fine-tuned at shift 3 (more steps at low noise, for colour and shape); the pipeline keeps
-#    that scheduler, and takes the VAE with the decoder of stage 3;
-# 6. the evaluation: 2 videos per combination (66 seen, 6 held out) with the recommended sampling settings.
+# 4. the U-Net for text- AND image-to-video in one stage (the script's tiny default config, whose temporal
+#    transformers also cross-attend to the text, plus 17 conditioning channels: the image's latent at latent frame 0
+#    and a mask, what the pipeline feeds it for `image=`) on cached latents of 1056 training videos of 17 frames (16
+#    per seen combination): half of the videos get their first frame as the image condition, 10% of the captions
+#    are dropped for classifier-free guidance; flow matching whose training sigmas mix timestep shifts 20 and 3 per
+#    video, constant learning rate after warm-up, EMA weights; the word-level tokenizer and the small frozen CLIP
+#    text encoder are built by the script. The shift-20 half is what teaches direction: the 16-channel latent shows
+#    the object's path through the noise up to sigma ~0.98, so at the usual shift the text is only needed (and
+#    learnt) for colour, and motion follows the noise; the shift-3 half trains the low-noise steps (shape). The
+#    saved scheduler has shift 3; the pipeline takes the VAE with the decoder of stage 3;
+# 5. the evaluation: ground truth and VAE reconstructions, text-to-video (2 videos per combination, 66 seen, 6 held
+#    out) and image-to-video from unseen first frames, with the recommended sampling settings.
 # The result is WORK_DIR/t2v, with the recommended settings as `generation_defaults` in its model_index.json.
 set -euo pipefail
 
@@ -29,8 +32,7 @@ WORK_DIR=${1:-out/default_model}
 IMAGE_STEPS=${IMAGE_STEPS:-1200}
 CLIP_STEPS=${CLIP_STEPS:-900}
 DECODER_STEPS=${DECODER_STEPS:-1500}
-UNET_STEPS=${UNET_STEPS:-2000}
-FINETUNE_STEPS=${FINETUNE_STEPS:-4800}
+UNET_STEPS=${UNET_STEPS:-1500}
 STEPS=25
 GUIDANCE=1.5
 
@@ -52,20 +54,14 @@ python -m diffusers_videolatent.training.train_video_vae \
   --lr_scheduler constant_with_warmup --lr_warmup_steps 30 --reconstruction_loss mse --kl_weight 1e-6 \
   --decode_posterior mode --max_train_steps "$DECODER_STEPS" --checkpointing_steps 300 --validation_steps 300
 
-# shared by both U-Net stages
-UNET_ARGS=(--num_frames 17 --height 64 --width 64 --cache_latents --objective flow_matching
-  --conditioning_dropout_prob 0.1 --train_batch_size 32 --lr_scheduler constant_with_warmup --use_ema
-  --ema_decay 0.995 --num_validation_inference_steps 20 --validation_guidance_scale "$GUIDANCE")
-
-python -m diffusers_videolatent.training.train_text_to_video "${UNET_ARGS[@]}" \
-  --pretrained_vae_name_or_path "$WORK_DIR/vae" --output_dir "$WORK_DIR/t2v_shift20" --seed 0 --flow_shift 20.0 \
-  --learning_rate 8e-4 --lr_warmup_steps 100 --max_train_steps "$UNET_STEPS" \
-  --checkpointing_steps 300 --validation_steps 300
-
-python -m diffusers_videolatent.training.train_text_to_video "${UNET_ARGS[@]}" \
-  --pretrained_model_name_or_path "$WORK_DIR/t2v_shift20" --output_dir "$WORK_DIR/t2v" --seed 1 --flow_shift 3.0 \
-  --learning_rate 4e-4 --lr_warmup_steps 50 --max_train_steps "$FINETUNE_STEPS" \
-  --checkpointing_steps 400 --validation_steps 400
+python -m diffusers_videolatent.training.train_text_to_video \
+  --pretrained_vae_name_or_path "$WORK_DIR/vae" --output_dir "$WORK_DIR/t2v" --seed 0 \
+  --num_frames 17 --height 64 --width 64 --cache_latents --objective flow_matching \
+  --conditioning_channels 17 --image_conditioning_prob 0.5 --conditioning_dropout_prob 0.1 \
+  --flow_shift 3.0 --training_flow_shifts 20 3 \
+  --train_batch_size 16 --learning_rate 1e-3 --lr_scheduler constant_with_warmup --lr_warmup_steps 100 \
+  --use_ema --ema_decay 0.995 --max_train_steps "$UNET_STEPS" --checkpointing_steps 500 --validation_steps 500 \
+  --num_validation_inference_steps 20 --validation_guidance_scale "$GUIDANCE"
 
 # the same encoder and latent normalisation, a sharper decoder
 cp "$WORK_DIR/vae_decoder/config.json" "$WORK_DIR/vae_decoder/diffusion_pytorch_model.safetensors" "$WORK_DIR/t2v/vae/"
@@ -94,4 +90,4 @@ pipe.save_pretrained(folder)
 PY
 
 python benchmarks/evaluate_default_model.py --model "$WORK_DIR/t2v" --videos_per_combination 2 --reconstruction \
-  --json "$WORK_DIR/evaluation.json"
+  --image_to_video --json "$WORK_DIR/evaluation.json"
