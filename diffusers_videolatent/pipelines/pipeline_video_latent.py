@@ -1265,8 +1265,9 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
                 channels)` and tensors `(channels, height, width)` hold floats in [0, 1], as everywhere in diffusers,
                 or uint8 values). Images are converted to RGB as diffusers' `load_image` does (L, LA, P, RGBA, CMYK;
                 1, 2 or 4 channels for arrays and tensors, the alpha dropped). It is encoded as a 1-frame video; a
-                U-Net with `conditioning_channels > 0` receives it as extra input channels, otherwise the first latent
-                frame is replaced by it (noised to the current timestep) at every step.
+                U-Net with `conditioning_channels > 0` receives it as extra input channels at every step and the
+                result's first latent frame is the image's latent; otherwise the first latent frame is replaced by it
+                (noised to the current timestep) at every step.
             video (`list[PIL.Image.Image]`, `np.ndarray`, `torch.Tensor` or a list of them, *optional*):
                 Video-to-video: the video to transform, one for all prompts or one per prompt (arrays `(frames,
                 height, width, channels)`, tensors `(frames, channels, height, width)`), converted to RGB as `image`.
@@ -1566,6 +1567,9 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
                     progress_bar.update()
 
         self._current_timestep = None
+        if conditioning_latents is not None and image is not None:
+            # the U-Net drew the other frames from the image's exact latent: frame 0 is that latent, not a redraw
+            latents = torch.cat([condition_latents.to(latents.dtype), latents[:, :, 1:]], dim=2)
 
         # 9. Decode
         if output_type == "latent":
