@@ -710,6 +710,8 @@ def main(argv: list[str] | None = None) -> None:
     train_loss = 0.0
     start_time = time.perf_counter()
     for epoch in range(first_epoch, num_train_epochs):
+        if global_step >= max_train_steps:
+            break  # resumed at the last step (or beyond): nothing left to train, only the saving
         unet.train()
         train_dataloader.set_epoch(epoch)
         if hasattr(train_dataset, "set_epoch"):

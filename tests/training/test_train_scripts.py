@@ -190,29 +190,16 @@ def test_text_to_video_trains_resumes_exactly_and_loads(t2v_runs):
     assert pipeline.scheduler.config.prediction_type == "v_prediction"
     # every caption word is one token of the tokenizer built by the script
     assert len(pipeline.tokenizer("a purple triangle moving left").input_ids) == 7
-    frames = pipeline(
-        "a red circle moving right",
-        num_frames=5,
-        height=16,
-        width=16,
-        num_inference_steps=2,
-        generator=torch.Generator().manual_seed(0),
-    ).frames
+    call = {"num_frames": 5, "height": 16, "width": 16, "num_inference_steps": 2}
+    frames = pipeline("a red circle moving right", generator=torch.Generator().manual_seed(0), **call).frames
     assert frames.shape == (1, 5, 16, 16, 3)
     assert np.isfinite(frames).all()
     # the conditioning channels round-trip through save and load, and image-to-video runs on them
     assert pipeline.unet.config.conditioning_channels == 5
     assert pipeline.unet.conv_in.in_channels == 4 + 5
-    frames = pipeline(
-        "a red circle moving right",
-        image=frames[0, 0],
-        num_frames=5,
-        height=16,
-        width=16,
-        num_inference_steps=2,
-        generator=torch.Generator().manual_seed(0),
-    ).frames
-    assert frames.shape == (1, 5, 16, 16, 3) and np.isfinite(frames).all()
+    image = frames[0, 0]
+    frames = pipeline("a red circle moving right", image=image, generator=torch.Generator().manual_seed(0), **call)
+    assert frames.frames.shape == (1, 5, 16, 16, 3) and np.isfinite(frames.frames).all()
 
 
 def test_text_to_video_fine_tunes_a_pipeline(t2v_runs, tmp_path):
@@ -275,6 +262,24 @@ def test_flow_matching_with_mixed_shifts_validates_both_modes(t2v_runs, tmp_path
     pipeline = VideoLatentPipeline.from_pretrained(str(tmp_path / "flow"))
     assert pipeline.scheduler.config.shift == 3.0
     assert pipeline.unet.config.conditioning_channels == 5
+
+
+def test_resume_at_the_last_step_saves_that_step(t2v_runs, tmp_path):
+    # a run stopped at a checkpoint is finished by resuming it with --max_train_steps set to that step
+    from diffusers_videolatent import UNetSpatioTemporalModel
+    from diffusers_videolatent.training.train_text_to_video import main
+
+    root, arguments = t2v_runs
+    checkpoint = str(root / "full" / f"checkpoint-{CHECKPOINT_STEP}")
+    arguments = [argument if argument != str(TOTAL_STEPS) else str(CHECKPOINT_STEP) for argument in arguments]
+    main(arguments + ["--output_dir", str(tmp_path / "stopped"), "--resume_from_checkpoint", checkpoint])
+    metrics = tmp_path / "stopped" / "logs" / "text_to_video" / "metrics.jsonl"
+    assert not metrics.exists() or "train_loss" not in metrics.read_text()
+    # the saved U-Net holds the checkpoint's EMA weights, not those of one more step
+    unet = UNetSpatioTemporalModel.from_pretrained(str(tmp_path / "stopped" / "unet"))
+    ema = torch.load(os.path.join(checkpoint, "custom_checkpoint_0.pkl"), weights_only=False)
+    for parameter, shadow in zip(unet.parameters(), ema["shadow_params"], strict=True):
+        assert torch.equal(parameter.detach(), shadow)
 
 
 def test_resume_with_another_configuration_is_refused(t2v_runs):
