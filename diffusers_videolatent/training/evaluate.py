@@ -356,7 +356,8 @@ def _table_row(name: str, summary: dict, with_psnr: bool) -> str:
         f"| {summary['flicker_score']:.4f} |"
     )
     if with_psnr:
-        row += f" {summary['first_frame_psnr']:.1f} |"
+        psnr = summary.get("first_frame_psnr")
+        row += " - |" if psnr is None else f" {psnr:.1f} |"
     return row
 
 
@@ -392,10 +393,7 @@ def format_comparison_table(results: dict[str, dict], split: str = "all") -> str
     with_psnr = any("first_frame_psnr" in scores[split] for scores in results.values())
     lines = _table_header(f"videos ({split} combinations)", with_psnr)
     for name, scores in results.items():
-        summary = dict(scores[split])
-        if with_psnr and summary["num_videos"] > 0:
-            summary.setdefault("first_frame_psnr", float("nan"))
-        lines.append(_table_row(name, summary, with_psnr))
+        lines.append(_table_row(name, scores[split], with_psnr))
     return "\n".join(lines)
 
 

@@ -196,3 +196,7 @@ def test_ground_truth_temporal_measures_and_comparison_table():
     table = format_comparison_table({"ground truth": scores, "again": scores}, split="seen")
     assert table.splitlines()[2].startswith("| ground truth | 66 | 100.0% |")
     assert len(table.splitlines()) == 4
+    with_images = score_videos(samples[:2], print_table=False, images=[video[0] for _, video in samples[:2]])
+    rows = format_comparison_table({"ground truth": scores, "image-to-video": with_images}).splitlines()
+    assert rows[2].endswith("| 0.00 | " + f"{summary['flicker_score']:.4f} | - |")
+    assert rows[3].endswith("| inf |")
