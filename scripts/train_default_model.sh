@@ -106,4 +106,4 @@ pipe.save_pretrained(folder)
 PY
 
 python benchmarks/evaluate_default_model.py --model "$WORK_DIR/t2v" --videos_per_combination 2 --reconstruction \
-  --json "$WORK_DIR/evaluation.json"
+  --image_to_video --json "$WORK_DIR/evaluation.json"

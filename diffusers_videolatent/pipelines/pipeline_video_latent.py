@@ -159,6 +159,53 @@ def rescale_guidance(noise_pred: torch.Tensor, noise_pred_text: torch.Tensor, gu
     return guidance_rescale * (noise_pred * ratio) + (1 - guidance_rescale) * noise_pred
 
 
+def build_conditioning_latents(
+    latents: torch.Tensor,
+    conditioning_channels: int,
+    image_latents: torch.Tensor | None = None,
+    image_given: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""
+    The `conditioning_latents` of a U-Net with `conditioning_channels > 0`, as the pipeline feeds them and as
+    training builds them: the image's latent at latent frame 0 and zeros at the other frames, followed, when
+    `conditioning_channels` is the latent channels plus one, by a mask channel that is 1 at latent frame 0 where an
+    image is given and 0 elsewhere.
+
+    Args:
+        latents (`torch.Tensor`):
+            The latents `(batch_size, channels, latent_frames, height, width)` the U-Net denoises (only their shape,
+            dtype and device are used).
+        conditioning_channels (`int`):
+            The U-Net's `conditioning_channels`: `channels` (no mask) or `channels + 1` (with the mask).
+        image_latents (`torch.Tensor`, *optional*):
+            Normalised latents `(batch_size, channels, 1, height, width)` of the images; `None` for text-to-video.
+        image_given (`torch.Tensor`, *optional*):
+            Booleans `(batch_size,)`: which items get their image (the others get zeros, as without an image);
+            every item when not given.
+
+    Returns:
+        `torch.Tensor`: Conditioning latents of shape `(batch_size, conditioning_channels, latent_frames, height,
+        width)`.
+    """
+    batch_size, num_channels = latents.shape[:2]
+    if conditioning_channels not in (num_channels, num_channels + 1):
+        raise ValueError(
+            f"`conditioning_channels` must be the latent channels ({num_channels}) or one more (with a mask), but is"
+            f" {conditioning_channels}."
+        )
+    conditioning_latents = torch.zeros_like(latents)  # (B, C, F, H, W)
+    mask = torch.zeros_like(latents[:, :1])  # (B, 1, F, H, W)
+    if image_latents is not None:
+        if image_given is None:
+            image_given = torch.ones(batch_size, dtype=torch.bool, device=latents.device)
+        weight = image_given.to(device=latents.device, dtype=latents.dtype).view(batch_size, 1, 1, 1, 1)
+        conditioning_latents[:, :, :1] = image_latents.to(latents.dtype) * weight
+        mask[:, :, :1] = weight
+    if conditioning_channels == num_channels + 1:
+        conditioning_latents = torch.cat([conditioning_latents, mask], dim=1)  # (B, C + 1, F, H, W)
+    return conditioning_latents
+
+
 def latent_distribution_mode(encoder_output: Any) -> torch.Tensor:
     r"""The latents of a VAE's `encode` output: the mode of its `latent_dist`, or its `latents` for a deterministic VAE."""
     if hasattr(encoder_output, "latent_dist"):
@@ -1223,8 +1270,9 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
                 channels)` and tensors `(channels, height, width)` hold floats in [0, 1], as everywhere in diffusers,
                 or uint8 values). Images are converted to RGB as diffusers' `load_image` does (L, LA, P, RGBA, CMYK;
                 1, 2 or 4 channels for arrays and tensors, the alpha dropped). It is encoded as a 1-frame video; a
-                U-Net with `conditioning_channels > 0` receives it as extra input channels, otherwise the first latent
-                frame is replaced by it (noised to the current timestep) at every step.
+                U-Net with `conditioning_channels > 0` receives it as extra input channels at every step and the
+                result's first latent frame is the image's latent; otherwise the first latent frame is replaced by it
+                (noised to the current timestep) at every step.
             video (`list[PIL.Image.Image]`, `np.ndarray`, `torch.Tensor` or a list of them, *optional*):
                 Video-to-video: the video to transform, one for all prompts or one per prompt (arrays `(frames,
                 height, width, channels)`, tensors `(frames, channels, height, width)`), converted to RGB as `image`.
@@ -1431,14 +1479,9 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
         image_latents = None
         image_noise = None
         if conditioning_channels > 0:
-            # the first latent frame carries the image (zeros without one), plus a mask channel if the U-Net wants it
-            conditioning_latents = torch.zeros_like(latents)
-            mask = torch.zeros_like(latents[:, :1])
-            if image is not None:
-                conditioning_latents[:, :, :1] = condition_latents
-                mask[:, :, :1] = 1.0
-            if conditioning_channels == latents.shape[1] + 1:
-                conditioning_latents = torch.cat([conditioning_latents, mask], dim=1)
+            conditioning_latents = build_conditioning_latents(
+                latents, conditioning_channels, condition_latents if image is not None else None
+            )
         elif image is not None:
             image_latents = condition_latents
             image_noise = randn_tensor(image_latents.shape, generator=generator, device=device, dtype=dtype)
@@ -1529,6 +1572,9 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
                     progress_bar.update()
 
         self._current_timestep = None
+        if conditioning_latents is not None and image is not None:
+            # the U-Net drew the other frames from the image's exact latent: frame 0 is that latent, not a redraw
+            latents = torch.cat([condition_latents.to(latents.dtype), latents[:, :, 1:]], dim=2)
 
         # 9. Decode
         if output_type == "latent":

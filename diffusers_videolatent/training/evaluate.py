@@ -13,8 +13,17 @@ largest 4-connected region) and then:
   of its horizontal and vertical components gives the direction, or `"static"` when the object moves less than
   `min_travel` (a fraction of the frame size) while the dataset's objects travel half the frame;
 - stability: the IoU of the masks of consecutive frames after moving one onto the other by the difference of their
-  centroids (1 for a rigid object), the relative variation of the object's area, and the fraction of frames where an
-  object is found.
+  centroids (1 for a rigid object), the fraction of frames where an object is found, and three temporal measures:
+  - object-area CV (`area_variation`): the standard deviation of the object's area over the frames divided by its
+    mean (0 for an object of constant size);
+  - centroid-path jitter (`centroid_jitter`): the root mean square, in pixels, of the distance of each frame's
+    centroid from the least-squares line through the centroids (the same line that gives the direction): 0 for a
+    straight path at constant speed, however fast;
+  - VBench's temporal-flickering score (`flicker_score`, see `temporal_flickering_score`): 1 minus the mean absolute
+    difference of consecutive uint8 frames over 255 (1 for a still video).
+
+`score_videos(..., images=...)` adds, for image-to-video, the PSNR of the generated first frame against the given
+image.
 """
 
 from collections.abc import Iterable, Sequence
@@ -23,7 +32,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .moving_shapes import COLORS, DIRECTIONS, HELDOUT_COMBINATIONS, parse_caption
+from .moving_shapes import (
+    ALL_COMBINATIONS,
+    COLORS,
+    DIRECTIONS,
+    HELDOUT_COMBINATIONS,
+    make_caption,
+    parse_caption,
+    render_moving_shape,
+)
 
 
 # Taper below which an object is a triangle (1/3) rather than a circle or a square (1), and fill ratio (object area
@@ -31,6 +48,10 @@ from .moving_shapes import COLORS, DIRECTIONS, HELDOUT_COMBINATIONS, parse_capti
 TRIANGLE_TAPER_BOUNDARY = 0.6
 CIRCLE_SQUARE_FILL_BOUNDARY = 0.89
 ATTRIBUTES = ("color", "shape", "direction")
+# per-video measures averaged over a split; `first_frame_psnr` only for image-to-video
+MEASURES = ("aligned_iou", "area_variation", "centroid_jitter", "flicker_score", "presence")
+# dataset seed of the first frames `evaluate_image_to_video` conditions on: training uses seed 0 (`--dataset_seed`)
+IMAGE_TO_VIDEO_DATASET_SEED = 1000
 
 
 @dataclass
@@ -47,7 +68,9 @@ class VideoAnalysis:
         displacement (`tuple[float, float]`): fitted centroid motion `(dx, dy)` over the clip, in pixels.
         presence (`float`): fraction of frames in which an object was found.
         aligned_iou (`float`): mean IoU of consecutive masks after centroid alignment.
-        area_variation (`float`): standard deviation of the object's area over its mean.
+        area_variation (`float`): object-area CV, the standard deviation of the object's area over its mean.
+        centroid_jitter (`float`): RMS distance in pixels of the centroids from their least-squares line.
+        flicker_score (`float`): VBench's temporal-flickering score, see `temporal_flickering_score`.
     """
 
     color: str | None
@@ -59,6 +82,8 @@ class VideoAnalysis:
     presence: float
     aligned_iou: float
     area_variation: float
+    centroid_jitter: float
+    flicker_score: float
 
 
 def _to_float_frames(frames) -> np.ndarray:
@@ -131,6 +156,72 @@ def _classify_color(frames: np.ndarray, masks: np.ndarray) -> str | None:
     return names[int(np.argmin(((prototypes - chromaticity) ** 2).sum(axis=1)))]
 
 
+def to_uint8_frames(frames) -> np.ndarray:
+    """The video `[F, H, W, 3]` as uint8: float frames in [0, 1] are scaled by 255 and rounded, as videos are saved."""
+    if isinstance(frames, np.ndarray) and frames.dtype == np.uint8:
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(
+                f"`frames` must be laid out [num_frames, height, width, 3], but has shape {frames.shape}."
+            )
+        return frames
+    return (_to_float_frames(frames) * 255.0).round().astype(np.uint8)
+
+
+def temporal_flickering_score(frames) -> float:
+    """
+    VBench's temporal-flickering score of one video, computed as VBench's `temporal_flickering.py` does: the mean
+    absolute difference of each pair of consecutive frames (over all pixels and channels, uint8 values taken as
+    floats), averaged over all pairs of the clip, as `(255 - mean) / 255`. 1 for a still video, 0 for one that
+    alternates between black and white. (VBench reads the frames back from an mp4 file; here they are the frames themselves.)
+
+    Args:
+        frames (`np.ndarray`, `torch.Tensor` or list of images):
+            The video `[F, H, W, 3]` with at least 2 frames, uint8 in [0, 255] or float in [0, 1] (converted with
+            `to_uint8_frames`).
+    """
+    frames = to_uint8_frames(frames).astype(np.float32)
+    if frames.shape[0] < 2:
+        raise ValueError(f"`frames` must hold at least 2 frames for a flickering score, but holds {frames.shape[0]}.")
+    differences = np.abs(frames[1:] - frames[:-1]).mean(axis=(1, 2, 3))  # (F - 1,)
+    return float((255.0 - differences.mean()) / 255.0)
+
+
+def centroid_path_jitter(frame_indices: np.ndarray, centroids_x: np.ndarray, centroids_y: np.ndarray) -> float:
+    """
+    Root mean square, in pixels, of the distance between each centroid and the least-squares line fitted through the
+    centroids against the frame index (one line per axis): 0 for a straight path at constant speed; for a path that
+    steps `a` pixels sideways every other frame it is about `a / 2`.
+
+    Args:
+        frame_indices (`np.ndarray`): the frames `[N]` where an object was found.
+        centroids_x (`np.ndarray`): the object's centroid column `[N]` in those frames, in pixels.
+        centroids_y (`np.ndarray`): the object's centroid row `[N]` in those frames, in pixels.
+    """
+    if len(frame_indices) < 3:
+        return 0.0  # a line passes through any two points
+    residuals = []
+    for centroids in (centroids_x, centroids_y):
+        line = np.polyval(np.polyfit(frame_indices, centroids, 1), frame_indices)
+        residuals.append(centroids - line)
+    return float(np.sqrt(np.mean(residuals[0] ** 2 + residuals[1] ** 2)))
+
+
+def first_frame_psnr(frames, image) -> float:
+    """
+    PSNR in dB of a video's first frame against an image, both scaled to [0, 1] (uint8 divided by 255).
+
+    Args:
+        frames (`np.ndarray`, `torch.Tensor` or list of images): the video `[F, H, W, 3]`.
+        image (`np.ndarray`): the image `[H, W, 3]`, uint8 in [0, 255] or float in [0, 1].
+    """
+    first = _to_float_frames(frames)[0]
+    reference = _to_float_frames(np.asarray(image)[None])[0]
+    if first.shape != reference.shape:
+        raise ValueError(f"`image` has shape {reference.shape}, but the video's frames have shape {first.shape}.")
+    mse = float(np.mean((first.astype(np.float64) - reference) ** 2))
+    return float("inf") if mse == 0 else float(10.0 * np.log10(1.0 / mse))
+
+
 def _fill_ratio(mask: np.ndarray) -> float:
     rows = np.flatnonzero(mask.any(axis=1))
     columns = np.flatnonzero(mask.any(axis=0))
@@ -179,8 +270,9 @@ def analyze_video(frames, min_travel: float = 0.1, min_brightness: float = 0.15)
     masks = segment_object(frames, min_brightness=min_brightness)  # (F, H, W)
     areas = masks.sum(axis=(1, 2))  # (F,)
     present = np.flatnonzero(areas > 0)
+    flicker_score = temporal_flickering_score(frames) if num_frames >= 2 else 1.0
     if present.size == 0:
-        return VideoAnalysis(None, None, "static", 0.0, 0.0, (0.0, 0.0), 0.0, 0.0, 0.0)
+        return VideoAnalysis(None, None, "static", 0.0, 0.0, (0.0, 0.0), 0.0, 0.0, 0.0, 0.0, flicker_score)
 
     # 1. colour and shape
     color = _classify_color(frames, masks)
@@ -211,7 +303,7 @@ def analyze_video(frames, min_travel: float = 0.1, min_brightness: float = 0.15)
     else:
         direction = "down" if displacement[1] > 0 else "up"
 
-    # 3. stability: centroid-aligned IoU of consecutive masks, area variation, presence
+    # 3. stability: centroid-aligned IoU of consecutive masks, area CV, centroid-path jitter, presence
     ious = []
     for index in range(num_frames - 1):
         if areas[index] == 0 or areas[index + 1] == 0:
@@ -224,9 +316,20 @@ def analyze_video(frames, min_travel: float = 0.1, min_brightness: float = 0.15)
         ious.append(float(np.logical_and(masks[index], aligned).sum() / union))
     aligned_iou = float(np.mean(ious)) if ious else 1.0
     area_variation = float(areas.std() / areas.mean())
+    centroid_jitter = centroid_path_jitter(present, centroids_x, centroids_y)
     presence = float(present.size / num_frames)
     return VideoAnalysis(
-        color, shape, direction, fill_ratio, taper, displacement, presence, aligned_iou, area_variation
+        color,
+        shape,
+        direction,
+        fill_ratio,
+        taper,
+        displacement,
+        presence,
+        aligned_iou,
+        area_variation,
+        centroid_jitter,
+        flicker_score,
     )
 
 
@@ -237,27 +340,60 @@ def _summarise(records: list[dict]) -> dict:
     for attribute in ATTRIBUTES:
         summary[attribute] = float(np.mean([record[attribute] for record in records]))
     summary["all_three"] = float(np.mean([all(record[attribute] for attribute in ATTRIBUTES) for record in records]))
-    for measure in ("aligned_iou", "area_variation", "presence"):
-        summary[measure] = float(np.mean([record[measure] for record in records]))
+    for measure in MEASURES + ("first_frame_psnr",):
+        if measure in records[0]:
+            summary[measure] = float(np.mean([record[measure] for record in records]))
     return summary
 
 
+def _table_row(name: str, summary: dict, with_psnr: bool) -> str:
+    if summary["num_videos"] == 0:
+        return f"| {name} | 0 |" + " - |" * (10 if with_psnr else 9)
+    row = (
+        f"| {name} | {summary['num_videos']} | {100 * summary['color']:.1f}% | {100 * summary['shape']:.1f}% "
+        f"| {100 * summary['direction']:.1f}% | {100 * summary['all_three']:.1f}% "
+        f"| {summary['aligned_iou']:.3f} | {summary['area_variation']:.3f} | {summary['centroid_jitter']:.2f} "
+        f"| {summary['flicker_score']:.4f} |"
+    )
+    if with_psnr:
+        psnr = summary.get("first_frame_psnr")
+        row += " - |" if psnr is None else f" {psnr:.1f} |"
+    return row
+
+
+def _table_header(first_column: str, with_psnr: bool) -> list[str]:
+    header = (
+        f"| {first_column} | videos | colour | shape | direction | all three | aligned IoU | area CV "
+        "| centroid jitter (px) | flicker score |"
+    )
+    if with_psnr:
+        header += " frame-0 PSNR (dB) |"
+    return [header, "|---" * header.count(" |") + "|"]
+
+
 def format_table(scores: dict) -> str:
-    """Formats the result of `score_videos` as a Markdown table (accuracies in percent)."""
-    lines = [
-        "| combinations | videos | colour | shape | direction | all three | aligned IoU | area variation |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    """
+    Formats the result of `score_videos` (with `images`: and the first-frame PSNR) as a Markdown table:
+    accuracies in percent, the means of the stability measures, one row per split.
+    """
+    with_psnr = "first_frame_psnr" in scores["all"]
+    lines = _table_header("combinations", with_psnr)
     for split in ("seen", "heldout", "all"):
-        summary = scores[split]
-        if summary["num_videos"] == 0:
-            lines.append(f"| {split} | 0 | - | - | - | - | - | - |")
-            continue
-        lines.append(
-            f"| {split} | {summary['num_videos']} | {100 * summary['color']:.1f}% | {100 * summary['shape']:.1f}% "
-            f"| {100 * summary['direction']:.1f}% | {100 * summary['all_three']:.1f}% "
-            f"| {summary['aligned_iou']:.3f} | {summary['area_variation']:.3f} |"
-        )
+        lines.append(_table_row(split, scores[split], with_psnr))
+    return "\n".join(lines)
+
+
+def format_comparison_table(results: dict[str, dict], split: str = "all") -> str:
+    """
+    One Markdown table of several scored sets of videos, one row each, for one split: for instance
+    `{"ground truth": ..., "VAE reconstruction": ..., "generated": ...}`, each a result of `score_videos`.
+    """
+    if split not in ("seen", "heldout", "all"):
+        raise ValueError(f"`split` must be 'seen', 'heldout' or 'all', but is {split!r}.")
+    with_psnr = any("first_frame_psnr" in scores[split] for scores in results.values())
+    lines = _table_header(f"videos ({split} combinations)", with_psnr)
+    for name, scores in results.items():
+        lines.append(_table_row(name, scores[split], with_psnr))
     return "\n".join(lines)
 
 
@@ -266,6 +402,7 @@ def score_videos(
     heldout_combinations: Sequence[tuple[str, str, str]] = HELDOUT_COMBINATIONS,
     print_table: bool = True,
     min_travel: float = 0.1,
+    images: Sequence | None = None,
 ) -> dict:
     """
     Scores generated videos against their prompts.
@@ -280,15 +417,22 @@ def score_videos(
             Whether to print `format_table` of the scores.
         min_travel (`float`, *optional*, defaults to 0.1):
             See `analyze_video`.
+        images (sequence of `np.ndarray`, *optional*):
+            Image-to-video: the image `[H, W, 3]` each video was generated from, in the order of `samples`; each
+            record then has the `first_frame_psnr` of its video against it.
 
     Returns:
         `dict`: for each of `"seen"`, `"heldout"` and `"all"`: `num_videos`, the accuracies (in [0, 1]) `color`,
-        `shape`, `direction` and `all_three`, and the means of `aligned_iou`, `area_variation` and `presence`; plus
-        `"videos"`, the per-video records (prompt, split, what was found and whether each attribute matches).
+        `shape`, `direction` and `all_three`, and the means of `MEASURES` (`aligned_iou`, `area_variation`,
+        `centroid_jitter`, `flicker_score`, `presence`, and `first_frame_psnr` with `images`); plus `"videos"`, the
+        per-video records (prompt, split, what was found and whether each attribute matches).
     """
     heldout = {tuple(combination) for combination in heldout_combinations}
+    samples = list(samples)
+    if images is not None and len(images) != len(samples):
+        raise ValueError(f"`images` holds {len(images)} images, but there are {len(samples)} videos.")
     records = []
-    for prompt, frames in samples:
+    for index, (prompt, frames) in enumerate(samples):
         expected = parse_caption(prompt)
         if expected is None:
             raise ValueError(
@@ -301,9 +445,10 @@ def score_videos(
         for attribute, expected_value, found_value in zip(ATTRIBUTES, expected, found):
             record[f"found_{attribute}"] = found_value
             record[attribute] = expected_value == found_value
-        record.update(
-            aligned_iou=analysis.aligned_iou, area_variation=analysis.area_variation, presence=analysis.presence
-        )
+        for measure in MEASURES:
+            record[measure] = getattr(analysis, measure)
+        if images is not None:
+            record["first_frame_psnr"] = first_frame_psnr(frames, images[index])
         records.append(record)
 
     scores = {
@@ -349,8 +494,6 @@ def evaluate_pipeline(
     Returns:
         `dict`: what `score_videos` returns.
     """
-    from .moving_shapes import ALL_COMBINATIONS, make_caption
-
     if videos_per_combination < 1 or batch_size < 1:
         raise ValueError(
             f"`videos_per_combination` and `batch_size` must be >= 1, got {videos_per_combination} and {batch_size}."
@@ -364,3 +507,102 @@ def evaluate_pipeline(
         frames = pipeline(batch, generator=generator, output_type="np", **call_kwargs).frames  # (B, F, H, W, 3)
         samples.extend(zip(batch, frames))
     return score_videos(samples, print_table=print_table)
+
+
+def render_evaluation_videos(
+    combinations: Sequence[tuple[str, str, str]] | None = None,
+    videos_per_combination: int = 1,
+    num_frames: int = 17,
+    height: int = 64,
+    width: int = 64,
+    seed: int = IMAGE_TO_VIDEO_DATASET_SEED,
+) -> list[tuple[str, np.ndarray]]:
+    """
+    Ground-truth moving-shapes videos, rendered as the dataset renders its items but with a dataset seed that training
+    does not use (`IMAGE_TO_VIDEO_DATASET_SEED`; training's is 0): video `i` shows combination
+    `combinations[i // videos_per_combination]` with a size and path drawn from `np.random.default_rng((seed, i))`.
+
+    Returns:
+        `list[tuple[str, np.ndarray]]`: pairs of a caption and its video `[F, H, W, 3]`, uint8 (as a saved video).
+    """
+    if videos_per_combination < 1:
+        raise ValueError(f"`videos_per_combination` must be >= 1, but is {videos_per_combination}.")
+    combinations = ALL_COMBINATIONS if combinations is None else combinations
+    samples = []
+    for index, combination in enumerate(c for c in combinations for _ in range(videos_per_combination)):
+        generator = np.random.default_rng((seed, index))
+        video = render_moving_shape(*combination, num_frames, height, width, generator=generator)
+        samples.append((make_caption(*combination), to_uint8_frames(video)))
+    return samples
+
+
+def evaluate_image_to_video(
+    pipeline,
+    combinations: Sequence[tuple[str, str, str]] | None = None,
+    videos_per_combination: int = 1,
+    num_frames: int = 17,
+    height: int = 64,
+    width: int = 64,
+    batch_size: int = 16,
+    seed: int = 0,
+    print_table: bool = True,
+    **call_kwargs,
+) -> dict:
+    """
+    Image-to-video evaluation: each prompt is generated from the first frame of a ground-truth video of its combination
+    (`render_evaluation_videos`: frames training never saw), given as `image=`; `score_videos` scores the videos with
+    these images: colour, shape, direction as the prompt says, the stability measures, and the PSNR of the generated
+    first frame against the given image.
+
+    Args:
+        pipeline (`VideoLatentPipeline` or any pipeline with the same call):
+            Called with a list of prompts, `image` (a list of uint8 arrays `[H, W, 3]`, one per prompt), `generator`
+            and `output_type="np"`; it returns `.frames` `[B, F, H, W, 3]`.
+        combinations (sequence of `(color, shape, direction)`, *optional*):
+            The combinations to prompt; all 72 (seen and held-out) when not given.
+        videos_per_combination (`int`, *optional*, defaults to 1):
+            Videos per combination, each from the first frame of another ground-truth video.
+        num_frames (`int`, *optional*, defaults to 17):
+            Frames of the ground-truth and generated videos.
+        height (`int`, *optional*, defaults to 64):
+            Frame height of both.
+        width (`int`, *optional*, defaults to 64):
+            Frame width of both.
+        batch_size (`int`, *optional*, defaults to 16):
+            Prompts per pipeline call.
+        seed (`int`, *optional*, defaults to 0):
+            Seed of the generator of the first call (call `i` uses `seed + i`); the ground-truth videos use the
+            dataset seed `IMAGE_TO_VIDEO_DATASET_SEED + seed`.
+        print_table (`bool`, *optional*, defaults to `True`):
+            Whether to print the table of `format_table`.
+        call_kwargs:
+            Passed to the pipeline (`num_inference_steps`, `guidance_scale`, ...).
+
+    Returns:
+        `dict`: what `score_videos` returns with `images`, plus `"ground_truth"`: the scores of the ground-truth
+        videos themselves (the reference row).
+    """
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1, but is {batch_size}.")
+    references = render_evaluation_videos(
+        combinations, videos_per_combination, num_frames, height, width, IMAGE_TO_VIDEO_DATASET_SEED + seed
+    )
+    images = [video[0] for _, video in references]  # (H, W, 3) uint8
+    samples = []
+    for call, start in enumerate(range(0, len(references), batch_size)):
+        prompts = [prompt for prompt, _ in references[start : start + batch_size]]
+        generator = torch.Generator("cpu").manual_seed(seed + call)
+        frames = pipeline(
+            prompts,
+            image=images[start : start + batch_size],
+            num_frames=num_frames,
+            height=height,
+            width=width,
+            generator=generator,
+            output_type="np",
+            **call_kwargs,
+        ).frames  # (B, F, H, W, 3)
+        samples.extend(zip(prompts, frames))
+    scores = score_videos(samples, print_table=print_table, images=images)
+    scores["ground_truth"] = score_videos(references, print_table=False)
+    return scores

@@ -41,7 +41,7 @@ from ..atomic import atomic_folder, keep_unless_superseded_weights
 from ..geometry import unet_max_latent_frames
 from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
 from ..pipelines import VideoLatentPipeline
-from ..pipelines.pipeline_video_latent import load_generation_defaults
+from ..pipelines.pipeline_video_latent import build_conditioning_latents, load_generation_defaults
 from .moving_shapes import VOCABULARY, make_caption
 from .training_utils import (
     add_common_arguments,
@@ -266,6 +266,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "`out_channels` and `cross_attention_dim` follow the VAE and text encoder. The tiny default when no U-Net is "
         "loaded.",
     )
+    models.add_argument(
+        "--conditioning_channels",
+        type=int,
+        default=None,
+        help="Image-to-video: channels of the U-Net's `conditioning_latents` (what the pipeline feeds it for "
+        "`image=`): the latent channels C (the image's latent at latent frame 0, zeros elsewhere) or C + 1 (plus a "
+        "mask channel that marks the given frame); 0 for text-to-video only. Default: the loaded U-Net's, or 0 for a "
+        "new one. A loaded U-Net without conditioning channels gets zero-initialised ones (it starts as it was).",
+    )
     models.add_argument("--revision", type=str, default=None)
 
     diffusion = parser.add_argument_group("diffusion")
@@ -275,6 +284,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--flow_shift", type=float, default=1.0, help="Flow matching: timestep shift (saved in the scheduler)."
     )
     diffusion.add_argument(
+        "--training_flow_shifts",
+        type=float,
+        nargs="+",
+        default=None,
+        help="Flow matching: draw each training sigma with one of these timestep shifts, chosen at random per video "
+        "(an equal mixture; e.g. `20 3`: high-noise steps, where the text sets colour and motion, and low-noise ones, "
+        "where shape is drawn). Default: --flow_shift alone. The saved scheduler keeps --flow_shift.",
+    )
+    diffusion.add_argument(
         "--snr_gamma", type=float, default=None, help="epsilon / v: min-SNR loss weighting (5.0 is common)."
     )
     diffusion.add_argument(
@@ -282,6 +300,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0.1,
         help="Probability that a caption is replaced by the empty prompt (for classifier-free guidance).",
+    )
+    diffusion.add_argument(
+        "--image_conditioning_prob",
+        type=float,
+        default=None,
+        help="With conditioning channels: probability that a training video is given its first frame as the image "
+        "condition; the others get none (text-to-video), so one U-Net learns both. Default 0.5.",
     )
     diffusion.add_argument("--fps", type=float, default=8.0, help="Frame rate given to an fps-conditioned U-Net.")
     diffusion.add_argument(
@@ -317,6 +342,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     check_common_arguments(args)
     if not 0.0 <= args.conditioning_dropout_prob <= 1.0:
         raise ValueError(f"`--conditioning_dropout_prob` must be in [0, 1], but is {args.conditioning_dropout_prob}.")
+    if args.conditioning_channels is not None and args.conditioning_channels < 0:
+        raise ValueError(f"`--conditioning_channels` must be >= 0, but is {args.conditioning_channels}.")
+    if args.image_conditioning_prob is not None:
+        if not 0.0 <= args.image_conditioning_prob <= 1.0:
+            raise ValueError(f"`--image_conditioning_prob` must be in [0, 1], but is {args.image_conditioning_prob}.")
+        if args.conditioning_channels == 0:
+            raise ValueError(
+                "`--image_conditioning_prob` needs a U-Net with conditioning channels, but `--conditioning_channels` "
+                "is 0."
+            )
+    if args.training_flow_shifts is not None:
+        if args.objective != "flow_matching":
+            raise ValueError(
+                "`--training_flow_shifts` shifts flow-matching sigmas; use it with --objective flow_matching."
+            )
+        if any(not shift > 0 for shift in args.training_flow_shifts):
+            raise ValueError(f"`--training_flow_shifts` must all be > 0, but are {args.training_flow_shifts}.")
     if args.snr_gamma is not None and args.objective == "flow_matching":
         raise ValueError(
             "`--snr_gamma` weights the epsilon / v_prediction objectives; it has no meaning for flow matching."
@@ -362,6 +404,8 @@ def load_models(args: argparse.Namespace) -> tuple:
     unet_config = _load_json_option(args.unet_config)
     if unet_config is None and pipeline_path is not None:
         unet = UNetSpatioTemporalModel.from_pretrained(pipeline_path, subfolder="unet", revision=args.revision)
+        if args.conditioning_channels is not None and args.conditioning_channels != unet.config.conditioning_channels:
+            unet = add_conditioning_channels(unet, args.conditioning_channels)
     else:
         config = dict(TINY_UNET_CONFIG if unet_config is None else unet_config)
         config.update(
@@ -369,8 +413,49 @@ def load_models(args: argparse.Namespace) -> tuple:
             out_channels=vae.config.latent_channels,
             cross_attention_dim=text_encoder.config.hidden_size,
         )
+        if args.conditioning_channels is not None:
+            config["conditioning_channels"] = args.conditioning_channels
         unet = UNetSpatioTemporalModel.from_config(config)
+    latent_channels = unet.config.in_channels
+    if unet.config.conditioning_channels not in (0, latent_channels, latent_channels + 1):
+        raise ValueError(
+            f"`--conditioning_channels` must be 0, the latent channels ({latent_channels}) or the latent channels "
+            f"plus a mask ({latent_channels + 1}), as the pipeline feeds them, but is "
+            f"{unet.config.conditioning_channels}."
+        )
+    if args.image_conditioning_prob is not None and unet.config.conditioning_channels == 0:
+        raise ValueError(
+            "`--image_conditioning_prob` needs a U-Net with conditioning channels; pass --conditioning_channels."
+        )
     return vae, text_encoder, tokenizer, unet
+
+
+def add_conditioning_channels(unet: UNetSpatioTemporalModel, conditioning_channels: int) -> UNetSpatioTemporalModel:
+    """
+    Gives a U-Net without conditioning channels `conditioning_channels` more input channels in `conv_in`, their
+    weights zero-initialised, so the U-Net predicts exactly what it did before until training changes them (as
+    diffusers' InstructPix2Pix training widens Stable Diffusion's `conv_in`).
+    """
+    if unet.config.conditioning_channels != 0:
+        raise ValueError(
+            f"`--conditioning_channels`={conditioning_channels} differs from the loaded U-Net's "
+            f"{unet.config.conditioning_channels}; only a U-Net without conditioning channels can be given some."
+        )
+    old_conv_in = unet.conv_in
+    new_conv_in = torch.nn.Conv2d(
+        old_conv_in.in_channels + conditioning_channels,
+        old_conv_in.out_channels,
+        kernel_size=old_conv_in.kernel_size,
+        stride=old_conv_in.stride,
+        padding=old_conv_in.padding,
+    )
+    with torch.no_grad():
+        new_conv_in.weight.zero_()
+        new_conv_in.weight[:, : old_conv_in.in_channels].copy_(old_conv_in.weight)
+        new_conv_in.bias.copy_(old_conv_in.bias)
+    unet.conv_in = new_conv_in
+    unet.register_to_config(conditioning_channels=conditioning_channels)
+    return unet
 
 
 def build_schedulers(args: argparse.Namespace) -> tuple:
@@ -391,15 +476,45 @@ def build_schedulers(args: argparse.Namespace) -> tuple:
     return noise_scheduler, DPMSolverMultistepScheduler.from_config(noise_scheduler.config)
 
 
-def diffusion_loss(args, noise_scheduler, unet, latents, encoder_hidden_states, fps) -> torch.Tensor:
-    """One training loss of the chosen objective on normalised `latents` `[B, C, F, H, W]`."""
+def draw_conditioning_latents(
+    latents: torch.Tensor, conditioning_channels: int, image_conditioning_prob: float
+) -> torch.Tensor:
+    """
+    The `conditioning_latents` of one training batch: each video is given its first frame with probability
+    `image_conditioning_prob` (drawn from the global random state), as `image=` gives it to the pipeline, and none
+    otherwise (text-to-video). The image's latent is the clean latent frame 0 of the video: a causal VAE encodes the
+    first frame alone, so it is the latent of the first frame as an image.
+
+    Args:
+        latents (`torch.Tensor`): the clean normalised latents `(batch_size, channels, latent_frames, height, width)`.
+        conditioning_channels (`int`): the U-Net's `conditioning_channels`.
+        image_conditioning_prob (`float`): the probability that a video gets its first frame.
+    """
+    image_given = torch.rand(latents.shape[0]) < image_conditioning_prob  # (B,)
+    return build_conditioning_latents(
+        latents, conditioning_channels, latents[:, :, :1], image_given.to(latents.device)
+    )
+
+
+def diffusion_loss(
+    args, noise_scheduler, unet, latents, encoder_hidden_states, fps, conditioning_latents=None
+) -> torch.Tensor:
+    """
+    One training loss of the chosen objective on normalised `latents` `[B, C, F, H, W]`; `conditioning_latents`
+    (those of `build_conditioning_latents`) go to a U-Net with conditioning channels.
+    """
     batch_size = latents.shape[0]
     noise = torch.randn_like(latents)
     unet_kwargs = {"fps": fps} if fps is not None else {}
+    if conditioning_latents is not None:
+        unet_kwargs["conditioning_latents"] = conditioning_latents
     if args.objective == "flow_matching":
         # x_t = (1 - sigma) x_0 + sigma * noise, target velocity noise - x_0; sigma shifted as the scheduler shifts it
         sigmas = torch.rand(batch_size, device=latents.device)
         shift = noise_scheduler.config.shift
+        if args.training_flow_shifts is not None:
+            shifts = torch.tensor(args.training_flow_shifts, device=latents.device)
+            shift = shifts[torch.randint(len(shifts), (batch_size,), device=latents.device)]
         sigmas = shift * sigmas / (1 + (shift - 1) * sigmas)
         timesteps = sigmas * noise_scheduler.config.num_train_timesteps
         sigmas = sigmas.view(batch_size, 1, 1, 1, 1)
@@ -422,35 +537,56 @@ def diffusion_loss(args, noise_scheduler, unet, latents, encoder_hidden_states, 
     return (loss * weights).mean()
 
 
+def _save_validation_gifs(args, prompts: list[str], frames: np.ndarray, global_step: int, tag: str) -> None:
+    folder = os.path.join(args.output_dir, "validation")
+    os.makedirs(folder, exist_ok=True)
+    for index, (prompt, video) in enumerate(zip(prompts, frames)):
+        images = [PIL.Image.fromarray((frame * 255).round().astype(np.uint8)) for frame in video]
+        name = f"step-{global_step:06d}-{tag}{index}-{prompt.replace(' ', '_')[:60]}.gif"
+        export_to_gif(images, os.path.join(folder, name), fps=int(args.fps))
+
+
 def run_validation(args, accelerator, pipeline, global_step: int) -> dict:
-    """Renders the validation prompts, saves them as gifs and scores moving-shapes prompts."""
-    from .evaluate import score_videos
+    """
+    Renders the validation prompts, saves them as gifs and scores moving-shapes prompts; a U-Net with conditioning
+    channels is validated in both modes: text-to-video, and image-to-video from the first frame of an unseen
+    ground-truth video of each moving-shapes prompt (`validation_i2v_*`, with the first frame's PSNR).
+    """
+    from .evaluate import render_evaluation_videos, score_videos
     from .moving_shapes import parse_caption
 
+    call_kwargs = {
+        "num_frames": args.num_frames,
+        "height": args.height,
+        "width": args.width,
+        "num_inference_steps": args.num_validation_inference_steps,
+        "guidance_scale": args.validation_guidance_scale,
+        "output_type": "np",
+    }
     # the training random state must not depend on whether (or how often) validation ran
     with torch.random.fork_rng(devices=[accelerator.device] if accelerator.device.type == "cuda" else []):
         generator = torch.Generator(device="cpu").manual_seed(args.seed)
-        frames = pipeline(
-            args.validation_prompts,
-            num_frames=args.num_frames,
-            height=args.height,
-            width=args.width,
-            num_inference_steps=args.num_validation_inference_steps,
-            guidance_scale=args.validation_guidance_scale,
-            generator=generator,
-            output_type="np",
-        ).frames  # (B, F, H, W, 3) in [0, 1]
-    folder = os.path.join(args.output_dir, "validation")
-    os.makedirs(folder, exist_ok=True)
-    for index, (prompt, video) in enumerate(zip(args.validation_prompts, frames)):
-        images = [PIL.Image.fromarray((frame * 255).round().astype(np.uint8)) for frame in video]
-        name = f"step-{global_step:06d}-{index}-{prompt.replace(' ', '_')[:60]}.gif"
-        export_to_gif(images, os.path.join(folder, name), fps=int(args.fps))
+        frames = pipeline(args.validation_prompts, generator=generator, **call_kwargs).frames  # (B, F, H, W, 3)
+    _save_validation_gifs(args, args.validation_prompts, frames, global_step, "")
     logs = {}
     scored = [(prompt, video) for prompt, video in zip(args.validation_prompts, frames) if parse_caption(prompt)]
-    if scored:
-        scores = score_videos(scored, print_table=False)["all"]
-        logs = {f"validation_{name}": scores[name] for name in ("color", "shape", "direction", "aligned_iou")}
+    if not scored:
+        return logs
+    scores = score_videos(scored, print_table=False)["all"]
+    logs = {f"validation_{name}": scores[name] for name in ("color", "shape", "direction", "aligned_iou")}
+    if pipeline.unet.config.get("conditioning_channels", 0) == 0:
+        return logs
+
+    combinations = [parse_caption(prompt) for prompt, _ in scored]
+    references = render_evaluation_videos(combinations, 1, args.num_frames, args.height, args.width)
+    prompts, images = [prompt for prompt, _ in references], [video[0] for _, video in references]
+    with torch.random.fork_rng(devices=[accelerator.device] if accelerator.device.type == "cuda" else []):
+        generator = torch.Generator(device="cpu").manual_seed(args.seed)
+        frames = pipeline(prompts, image=images, generator=generator, **call_kwargs).frames
+    _save_validation_gifs(args, prompts, frames, global_step, "image-")
+    scores = score_videos(list(zip(prompts, frames)), print_table=False, images=images)["all"]
+    for name in ("color", "shape", "direction", "area_variation", "first_frame_psnr"):
+        logs[f"validation_i2v_{name}"] = scores[name]
     return logs
 
 
@@ -522,6 +658,12 @@ def main(argv: list[str] | None = None) -> None:
     num_update_steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
     num_train_epochs = math.ceil(max_train_steps / num_update_steps_per_epoch)
 
+    # image-to-video: a share of the videos get their clean first latent frame as the condition, as `image=` does
+    conditioning_channels = accelerator.unwrap_model(unet).config.conditioning_channels
+    image_conditioning_prob = 0.0
+    if conditioning_channels > 0:
+        image_conditioning_prob = 0.5 if args.image_conditioning_prob is None else args.image_conditioning_prob
+
     # what a checkpoint must share with the run that resumes it
     run_config = {
         "script": "train_text_to_video",
@@ -541,6 +683,8 @@ def main(argv: list[str] | None = None) -> None:
         "dataset": args.train_data_dir or f"moving_shapes(seed={args.dataset_seed}, videos={args.num_train_videos})",
         "max_train_samples": args.max_train_samples,
         "cache_latents": args.cache_latents,
+        "image_conditioning_prob": image_conditioning_prob,
+        "training_flow_shifts": args.training_flow_shifts,
     }
     if accelerator.is_main_process:
         tracker_config = {key: value for key, value in vars(args).items() if not isinstance(value, list)}
@@ -566,6 +710,8 @@ def main(argv: list[str] | None = None) -> None:
     train_loss = 0.0
     start_time = time.perf_counter()
     for epoch in range(first_epoch, num_train_epochs):
+        if global_step >= max_train_steps:
+            break  # resumed at the last step (or beyond): nothing left to train, only the saving
         unet.train()
         train_dataloader.set_epoch(epoch)
         if hasattr(train_dataset, "set_epoch"):
@@ -586,7 +732,14 @@ def main(argv: list[str] | None = None) -> None:
                     encoder_hidden_states, _ = helper.encode_prompt(
                         captions, device=accelerator.device, do_classifier_free_guidance=False, dtype=weight_dtype
                     )  # (B, L, D)
-                loss = diffusion_loss(args, noise_scheduler, unet, latents, encoder_hidden_states, fps)
+                    conditioning_latents = None
+                    if conditioning_channels > 0:
+                        conditioning_latents = draw_conditioning_latents(
+                            latents, conditioning_channels, image_conditioning_prob
+                        )  # (B, C_cond, F_lat, H_lat, W_lat)
+                loss = diffusion_loss(
+                    args, noise_scheduler, unet, latents, encoder_hidden_states, fps, conditioning_latents
+                )
 
                 # mean over processes, for logging
                 average_loss = accelerator.gather(loss.detach().repeat(args.train_batch_size)).mean()

@@ -585,6 +585,11 @@ def test_image_to_video_with_conditioning_channels(tokenizer_dir, conditioning_c
     assert conditioning[:, :4, 1:].abs().max() == 0
     if conditioning_channels == 5:
         assert conditioning[:, 4, 0].min() == 1 and conditioning[:, 4, 1:].abs().max() == 0
+    # the result's first latent frame is the image's latent, so frame 0 is the image's VAE reconstruction
+    latents = call(pipe, image=image, output_type="latent").frames
+    torch.testing.assert_close(latents[:, :, :1], image_latents, rtol=0, atol=1e-6)
+    reconstruction = pipe.video_processor.postprocess_video(pipe.decode_latents(image_latents), "pt")
+    assert torch.allclose(frames[:, 0], reconstruction[:, 0], atol=1e-5)
 
     calls.clear()
     call(pipe)

@@ -2,7 +2,17 @@ import numpy as np
 import pytest
 import torch
 
-from diffusers_videolatent.training.evaluate import analyze_video, format_table, score_videos, segment_object
+from diffusers_videolatent.training.evaluate import (
+    analyze_video,
+    centroid_path_jitter,
+    first_frame_psnr,
+    format_comparison_table,
+    format_table,
+    render_evaluation_videos,
+    score_videos,
+    segment_object,
+    temporal_flickering_score,
+)
 from diffusers_videolatent.training.moving_shapes import (
     ALL_COMBINATIONS,
     HELDOUT_COMBINATIONS,
@@ -99,3 +109,94 @@ def test_bad_input():
     with pytest.raises(TypeError, match="dtype"):
         analyze_video(np.zeros((2, 8, 8, 3), dtype=np.int64))
     assert make_caption(*HELDOUT_COMBINATIONS[0]) == "a red triangle moving up"
+
+
+def _white_square_video(top_left: list[tuple[int, int]], side: int = 8, size: int = 64) -> np.ndarray:
+    # one white square per frame, its top-left corner at (row, column) whole pixels, so centroids are exact
+    video = np.zeros((len(top_left), size, size, 3), dtype=np.uint8)
+    for index, (row, column) in enumerate(top_left):
+        video[index, row : row + side, column : column + side] = 255
+    return video
+
+
+def test_temporal_flickering_score_known_videos():
+    still = np.repeat(render_moving_shape("green", "square", "up", 1, 64, 64), 9, axis=0)
+    assert temporal_flickering_score(still) == 1.0
+    alternating = np.zeros((6, 16, 16, 3), dtype=np.uint8)
+    alternating[1::2] = 255
+    assert temporal_flickering_score(alternating) == 0.0
+    # black, grey 51, black: both consecutive pairs differ by 51 at every pixel
+    grey = np.zeros((3, 16, 16, 3), dtype=np.uint8)
+    grey[1] = 51
+    assert temporal_flickering_score(grey) == pytest.approx((255 - 51) / 255)
+    # float frames are quantised as a saved video is: 0.2 * 255 = 51
+    assert temporal_flickering_score(grey.astype(np.float32) / 255) == pytest.approx((255 - 51) / 255)
+    # a half-white pair then an identical pair: mean of 127.5 and 0
+    half = np.zeros((3, 16, 16, 3), dtype=np.uint8)
+    half[1:, :, :8] = 255
+    assert temporal_flickering_score(half) == pytest.approx((255 - 127.5 / 2) / 255)
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        temporal_flickering_score(grey[:1])
+
+
+def test_centroid_jitter_and_area_cv_known_paths():
+    # a straight path at constant speed (3 px right, 1 px down per frame): no jitter, constant area
+    straight = _white_square_video([(10 + index, 4 + 3 * index) for index in range(9)])
+    analysis = analyze_video(straight)
+    assert analysis.centroid_jitter == pytest.approx(0.0, abs=1e-9)
+    assert analysis.area_variation == 0.0
+    assert analysis.direction == "right"
+    # a zig-zag: 2 px right per frame, rows 20, 24, 20, 24, 20. The least-squares line through the rows is flat at
+    # 21.6 (the rows are symmetric in time), so the residuals are -1.6, 2.4, -1.6, 2.4, -1.6: RMS 4 * sqrt(6) / 5
+    zigzag = _white_square_video([(20 + 4 * (index % 2), 10 + 2 * index) for index in range(5)])
+    assert analyze_video(zigzag).centroid_jitter == pytest.approx(4 * np.sqrt(6) / 5)
+    assert centroid_path_jitter(np.arange(5), 2.0 * np.arange(5), 20 + 4.0 * (np.arange(5) % 2)) == pytest.approx(
+        4 * np.sqrt(6) / 5
+    )
+    # sides 8 and 6 in turn: areas 64, 36, 64, 36: CV = std / mean = 14 / 50
+    growing = np.zeros((4, 64, 64, 3), dtype=np.uint8)
+    for index in range(4):
+        side = 8 if index % 2 == 0 else 6
+        growing[index, 20 : 20 + side, 20 + 4 * index : 20 + 4 * index + side] = 255
+    assert analyze_video(growing).area_variation == pytest.approx(14 / 50)
+
+
+def test_first_frame_psnr_and_image_to_video_records():
+    video = render_moving_shape("blue", "square", "down", 5, 64, 64, generator=np.random.default_rng(0))
+    image = np.clip(video[0] + 0.1, 0.0, 1.0)
+    # the video's first frame is 0.1 below the image wherever the image is not clipped at 1
+    expected_mse = np.mean((video[0] - image) ** 2)
+    assert first_frame_psnr(video, image) == pytest.approx(10 * np.log10(1 / expected_mse))
+    assert first_frame_psnr(video, video[0]) == float("inf")
+    with pytest.raises(ValueError, match="image"):
+        first_frame_psnr(video, video[0, :32])
+
+    samples = [("a blue square moving down", video), ("a blue square moving down", video)]
+    scores = score_videos(samples, print_table=False, images=[image, video[0]])
+    assert [record["first_frame_psnr"] for record in scores["videos"]] == [first_frame_psnr(video, image), np.inf]
+    assert "frame-0 PSNR (dB)" in format_table(scores)
+    with pytest.raises(ValueError, match="images"):
+        score_videos(samples, print_table=False, images=[image])
+
+
+def test_ground_truth_temporal_measures_and_comparison_table():
+    samples = render_evaluation_videos(videos_per_combination=1, num_frames=17)
+    assert len(samples) == len(ALL_COMBINATIONS) and samples[0][1].dtype == np.uint8
+    # unseen videos: not those of the training dataset (seed 0)
+    training_first = _dataset_samples("all", 1, num_frames=17, size=64, seed=0)[0][1]
+    assert not np.array_equal(samples[0][1], training_first)
+    scores = score_videos(samples, print_table=False)
+    summary = scores["all"]
+    assert summary["color"] == summary["direction"] == 1.0
+    # rendered objects are rigid, anti-aliased, and glide along a straight line at constant speed
+    assert summary["area_variation"] < 0.03
+    assert summary["centroid_jitter"] < 0.15
+    # a small object on black moving about 2 px a frame changes few pixels
+    assert 0.97 < summary["flicker_score"] < 1.0
+    table = format_comparison_table({"ground truth": scores, "again": scores}, split="seen")
+    assert table.splitlines()[2].startswith("| ground truth | 66 | 100.0% |")
+    assert len(table.splitlines()) == 4
+    with_images = score_videos(samples[:2], print_table=False, images=[video[0] for _, video in samples[:2]])
+    rows = format_comparison_table({"ground truth": scores, "image-to-video": with_images}).splitlines()
+    assert rows[2].endswith("| 0.00 | " + f"{summary['flicker_score']:.4f} | - |")
+    assert rows[3].endswith("| inf |")

@@ -155,6 +155,8 @@ def t2v_runs(vae_runs, tmp_path_factory):
     ]
     arguments += ["--text_encoder_config", json.dumps(TINY_TEXT_ENCODER), "--objective", "v_prediction"]
     arguments += ["--learning_rate", "3e-3", "--use_ema", "--conditioning_dropout_prob", "0.2"]
+    # text- and image-to-video: 4 latent channels plus the mask, half of the videos given their first frame
+    arguments += ["--conditioning_channels", "5", "--image_conditioning_prob", "0.5"]
     arguments += ["--max_train_steps", str(TOTAL_STEPS), "--checkpointing_steps", str(CHECKPOINT_STEP)]
     arguments += ["--validation_steps", "100", "--no_validation"]
     module = "diffusers_videolatent.training.train_text_to_video"
@@ -188,16 +190,16 @@ def test_text_to_video_trains_resumes_exactly_and_loads(t2v_runs):
     assert pipeline.scheduler.config.prediction_type == "v_prediction"
     # every caption word is one token of the tokenizer built by the script
     assert len(pipeline.tokenizer("a purple triangle moving left").input_ids) == 7
-    frames = pipeline(
-        "a red circle moving right",
-        num_frames=5,
-        height=16,
-        width=16,
-        num_inference_steps=2,
-        generator=torch.Generator().manual_seed(0),
-    ).frames
+    call = {"num_frames": 5, "height": 16, "width": 16, "num_inference_steps": 2}
+    frames = pipeline("a red circle moving right", generator=torch.Generator().manual_seed(0), **call).frames
     assert frames.shape == (1, 5, 16, 16, 3)
     assert np.isfinite(frames).all()
+    # the conditioning channels round-trip through save and load, and image-to-video runs on them
+    assert pipeline.unet.config.conditioning_channels == 5
+    assert pipeline.unet.conv_in.in_channels == 4 + 5
+    image = frames[0, 0]
+    frames = pipeline("a red circle moving right", image=image, generator=torch.Generator().manual_seed(0), **call)
+    assert frames.frames.shape == (1, 5, 16, 16, 3) and np.isfinite(frames.frames).all()
 
 
 def test_text_to_video_fine_tunes_a_pipeline(t2v_runs, tmp_path):
@@ -231,6 +233,55 @@ def test_text_to_video_fine_tunes_a_pipeline(t2v_runs, tmp_path):
     assert len(pipeline.tokenizer("a purple triangle moving left").input_ids) == 7
 
 
+def test_flow_matching_with_mixed_shifts_validates_both_modes(t2v_runs, tmp_path):
+    from diffusers_videolatent import VideoLatentPipeline
+    from diffusers_videolatent.training.train_text_to_video import main
+
+    root, _ = t2v_runs
+    arguments = COMMON + ["--pretrained_model_name_or_path", str(root / "full"), "--objective", "flow_matching"]
+    arguments += ["--flow_shift", "3", "--training_flow_shifts", "20", "3", "--max_train_steps", "2"]
+    arguments += [
+        "--validation_steps",
+        "2",
+        "--num_validation_inference_steps",
+        "2",
+        "--validation_guidance_scale",
+        "1",
+    ]
+    arguments += ["--validation_prompts", "a red circle moving right", "--output_dir", str(tmp_path / "flow")]
+    main(arguments)
+
+    logged = _metrics(tmp_path / "flow", "text_to_video")[2]
+    for name in ("validation_color", "validation_direction", "validation_i2v_color", "validation_i2v_area_variation"):
+        assert 0.0 <= logged[name] <= 1.0 or name.endswith("variation"), name
+    # the first frame of an image-to-video validation video against the given image, in dB
+    assert 0.0 < logged["validation_i2v_first_frame_psnr"] < 100.0
+    gifs = sorted(os.listdir(tmp_path / "flow" / "validation"))
+    assert any("-image-0-" in name for name in gifs) and any("-0-a_red" in name for name in gifs)
+    # the saved scheduler keeps --flow_shift, not the training mixture
+    pipeline = VideoLatentPipeline.from_pretrained(str(tmp_path / "flow"))
+    assert pipeline.scheduler.config.shift == 3.0
+    assert pipeline.unet.config.conditioning_channels == 5
+
+
+def test_resume_at_the_last_step_saves_that_step(t2v_runs, tmp_path):
+    # a run stopped at a checkpoint is finished by resuming it with --max_train_steps set to that step
+    from diffusers_videolatent import UNetSpatioTemporalModel
+    from diffusers_videolatent.training.train_text_to_video import main
+
+    root, arguments = t2v_runs
+    checkpoint = str(root / "full" / f"checkpoint-{CHECKPOINT_STEP}")
+    arguments = [argument if argument != str(TOTAL_STEPS) else str(CHECKPOINT_STEP) for argument in arguments]
+    main(arguments + ["--output_dir", str(tmp_path / "stopped"), "--resume_from_checkpoint", checkpoint])
+    metrics = tmp_path / "stopped" / "logs" / "text_to_video" / "metrics.jsonl"
+    assert not metrics.exists() or "train_loss" not in metrics.read_text()
+    # the saved U-Net holds the checkpoint's EMA weights, not those of one more step
+    unet = UNetSpatioTemporalModel.from_pretrained(str(tmp_path / "stopped" / "unet"))
+    ema = torch.load(os.path.join(checkpoint, "custom_checkpoint_0.pkl"), weights_only=False)
+    for parameter, shadow in zip(unet.parameters(), ema["shadow_params"], strict=True):
+        assert torch.equal(parameter.detach(), shadow)
+
+
 def test_resume_with_another_configuration_is_refused(t2v_runs):
     from diffusers_videolatent.training.train_text_to_video import main
 
@@ -258,6 +309,9 @@ def test_frame_count_and_size_the_vae_cannot_take(vae_runs, tmp_path):
     # 18 pixels: a multiple of the VAE's 2, but the latent (9) is not divisible by the U-Net's downsampling 2
     with pytest.raises(ValueError, match=r"`--width` is 18.*VAE's spatial ratio 2 times the U-Net's downsampling 2"):
         train_text_to_video.main(t2v_arguments + ["--num_frames", "5", "--height", "16", "--width", "18"])
+    # the pipeline feeds 0, C or C + 1 conditioning channels (C = 4 latent channels here)
+    with pytest.raises(ValueError, match=r"`--conditioning_channels` must be 0, the latent channels \(4\)"):
+        train_text_to_video.main(t2v_arguments + ["--num_frames", "5", "--conditioning_channels", "7"])
 
 
 def test_bad_options():
@@ -269,6 +323,17 @@ def test_bad_options():
         train_text_to_video.parse_args(
             ["--output_dir", "o", "--pretrained_vae_name_or_path", "v", "--conditioning_dropout_prob", "2"]
         )
+    vae = ["--output_dir", "o", "--pretrained_vae_name_or_path", "v"]
+    with pytest.raises(ValueError, match="image_conditioning_prob"):
+        train_text_to_video.parse_args(vae + ["--image_conditioning_prob", "1.5"])
+    with pytest.raises(ValueError, match="needs a U-Net with conditioning channels"):
+        train_text_to_video.parse_args(vae + ["--conditioning_channels", "0", "--image_conditioning_prob", "0.5"])
+    with pytest.raises(ValueError, match="conditioning_channels"):
+        train_text_to_video.parse_args(vae + ["--conditioning_channels", "-1"])
+    with pytest.raises(ValueError, match="training_flow_shifts"):
+        train_text_to_video.parse_args(vae + ["--objective", "epsilon", "--training_flow_shifts", "3"])
+    with pytest.raises(ValueError, match="training_flow_shifts"):
+        train_text_to_video.parse_args(vae + ["--training_flow_shifts", "3", "0"])
     with pytest.raises(ValueError, match="at most one of"):
         train_video_vae.parse_args(["--output_dir", "o", "--vae_config", "{}", "--pretrained_vae_name_or_path", "v"])
     with pytest.raises(ValueError, match="`--num_frames` must be a positive integer"):

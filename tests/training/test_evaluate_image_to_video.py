@@ -1,0 +1,98 @@
+"""The image-to-video evaluation and the evaluation benchmark, run on a tiny pipeline."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import build_pipeline, build_spatio_temporal_unet, build_video_vae
+from diffusers import FlowMatchEulerDiscreteScheduler
+
+from diffusers_videolatent.training.evaluate import (
+    IMAGE_TO_VIDEO_DATASET_SEED,
+    evaluate_image_to_video,
+    first_frame_psnr,
+    render_evaluation_videos,
+)
+
+
+COMBINATIONS = [("red", "square", "right"), ("blue", "circle", "down"), ("green", "circle", "left")]
+CALL = {"num_inference_steps": 2, "guidance_scale": 1.5}
+
+
+@pytest.fixture
+def pipe(tokenizer_dir):
+    unet = build_spatio_temporal_unet(4, conditioning_channels=5, sample_size=8)
+    return build_pipeline(tokenizer_dir, vae=build_video_vae(), unet=unet, scheduler=FlowMatchEulerDiscreteScheduler())
+
+
+@torch.no_grad()
+def test_image_to_video_evaluation_on_a_tiny_pipeline(pipe):
+    images_seen = []
+    pipe.unet.register_forward_pre_hook(
+        lambda module, args, kwargs: images_seen.append(kwargs["conditioning_latents"][:, :4, 0].clone()),
+        with_kwargs=True,
+    )
+    scores = evaluate_image_to_video(
+        pipe, COMBINATIONS, 2, num_frames=5, height=16, width=16, batch_size=4, seed=3, print_table=False, **CALL
+    )
+    assert scores["all"]["num_videos"] == 6 and scores["heldout"]["num_videos"] == 2  # green circle left
+    # the ground truth: unseen videos (dataset seed 1000 + seed), two per combination, in order
+    references = render_evaluation_videos(COMBINATIONS, 2, 5, 16, 16, seed=IMAGE_TO_VIDEO_DATASET_SEED + 3)
+    assert [record["prompt"] for record in scores["videos"]] == [prompt for prompt, _ in references]
+    assert scores["ground_truth"]["all"]["color"] == 1.0
+
+    # the same calls by hand: the same frames, so the same first-frame PSNR against the same images
+    images = [video[0] for _, video in references]
+    for call, start in enumerate(range(0, 6, 4)):
+        frames = pipe(
+            [prompt for prompt, _ in references[start : start + 4]],
+            image=images[start : start + 4],
+            num_frames=5,
+            height=16,
+            width=16,
+            generator=torch.Generator().manual_seed(3 + call),
+            output_type="np",
+            **CALL,
+        ).frames
+        for offset, video in enumerate(frames):
+            record = scores["videos"][start + offset]
+            assert record["first_frame_psnr"] == pytest.approx(first_frame_psnr(video, images[start + offset]))
+    # each call conditioned on its own images (both halves of guidance), not on one repeated image
+    first_call = images_seen[0]
+    assert first_call.shape[0] == 8 and not torch.equal(first_call[0], first_call[1])
+    assert torch.equal(first_call[:4], first_call[4:])
+    assert all(np.isfinite(record["first_frame_psnr"]) for record in scores["videos"])
+
+
+def test_evaluation_benchmark_runs_every_evaluation(pipe, tmp_path):
+    pipe.register_to_config(
+        generation_defaults={
+            "num_frames": 5,
+            "height": 16,
+            "width": 16,
+            "num_inference_steps": 1,
+            "guidance_scale": 1.0,
+        }
+    )
+    pipe.save_pretrained(tmp_path / "tiny")
+    script = Path(__file__).parents[2] / "benchmarks" / "evaluate_default_model.py"
+    command = [sys.executable, str(script), "--model", str(tmp_path / "tiny"), "--videos_per_combination", "1"]
+    command += ["--reconstruction", "--image_to_video", "--batch_size", "36", "--json", str(tmp_path / "scores.json")]
+    environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[2]))
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    for name in ("ground_truth", "reconstruction", "generation", "image_to_video"):
+        assert scores[name]["all"]["num_videos"] == 72, name
+        assert 0.0 <= scores[name]["all"]["flicker_score"] <= 1.0
+    # the reference row: rendered objects keep their area and glide along a straight line
+    assert scores["ground_truth"]["all"]["area_variation"] < 0.03
+    assert scores["ground_truth"]["all"]["centroid_jitter"] < 0.2
+    assert "first_frame_psnr" in scores["image_to_video"]["all"]
+    assert "| ground truth | 66 | 100.0% |" in result.stdout
+    assert "| image-to-video | 66 |" in result.stdout
