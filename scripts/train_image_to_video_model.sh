@@ -29,27 +29,7 @@ python -m diffusers_videolatent.training.train_text_to_video \
   --num_validation_inference_steps 20 --validation_guidance_scale "$GUIDANCE" --resume_from_checkpoint latest
 
 # the recommended settings live in the saved pipeline: `pipe(prompt)` and the CLI use them
-python - "$WORK_DIR/t2v" "$STEPS" "$GUIDANCE" <<'PY'
-import sys
-
-from diffusers_videolatent import VideoLatentPipeline
-
-folder, steps, guidance = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-vocabulary = "a an moving red green blue yellow white purple circle square triangle left right up down".split()
-pipe = VideoLatentPipeline.from_pretrained(folder)
-pipe.register_to_config(
-    generation_defaults={
-        "num_frames": 17,
-        "height": 64,
-        "width": 64,
-        "fps": 8,
-        "num_inference_steps": steps,
-        "guidance_scale": guidance,
-        "vocabulary": vocabulary,
-    }
-)
-pipe.save_pretrained(folder)
-PY
+python scripts/set_generation_defaults.py "$WORK_DIR/t2v" "$STEPS" "$GUIDANCE"
 
 python benchmarks/evaluate_default_model.py --model "$WORK_DIR/t2v" --videos_per_combination 2 --reconstruction \
   --image_to_video --json "$WORK_DIR/evaluation.json"
