@@ -252,6 +252,47 @@ def test_onednn_is_used_only_where_it_is_faster_and_gives_the_same_convolution()
     torch.testing.assert_close(onednn_gradient, x.grad, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_upsample_convolution_equals_upsampling_then_convolving(bias):
+    # The spatial upsampler convolves the low-resolution frames with four 2x2 kernels folded from its 3x3 one; the
+    # reference upsamples first (nearest neighbour) and convolves with the 3x3 kernel. Odd sizes check the borders.
+    import torch.nn.functional as F
+
+    from diffusers_videolatent.models.autoencoder_kl_video import CausalCache, CausalConv3d, CausalUpsampleConv3d
+
+    torch.manual_seed(0)
+    upsample = CausalUpsampleConv3d(6)
+    reference = CausalConv3d(6, 6, kernel_size=3)
+    if not bias:
+        upsample.bias = reference.bias = None
+    reference.load_state_dict(upsample.state_dict())
+    x = torch.randn(2, 6, 5, 7, 9, requires_grad=True)
+
+    def upsampled(frames):
+        return F.interpolate(frames, scale_factor=(1.0, 2.0, 2.0), mode="nearest")
+
+    output = upsample(x)
+    assert output.shape == (2, 6, 5, 14, 18)
+    torch.testing.assert_close(output, reference(upsampled(x)), rtol=0, atol=1e-5)
+    # the same stream chunk by chunk (the cache keeps low-resolution frames), and the same frames with oneDNN off
+    cache, reference_cache = CausalCache(), CausalCache()
+    chunks = [upsample(x[:, :, :2], cache), upsample(x[:, :, 2:3], cache), upsample(x[:, :, 3:], cache)]
+    reference_chunks = [
+        reference(upsampled(part), reference_cache) for part in (x[:, :, :2], x[:, :, 2:3], x[:, :, 3:])
+    ]
+    torch.testing.assert_close(torch.cat(chunks, 2), torch.cat(reference_chunks, 2), rtol=0, atol=1e-5)
+    assert torch.cat(cache.get(upsample), 2).shape == (2, 6, 2, 7, 9)
+    with torch.backends.mkldnn.flags(enabled=False):
+        torch.testing.assert_close(upsample(x), output, rtol=0, atol=1e-5)
+    # and the same gradients, for the input and for the 3x3 kernel (training updates the saved parameters)
+    output.square().sum().backward()
+    gradients = x.grad.clone(), upsample.weight.grad.clone()
+    x.grad = None
+    reference(upsampled(x)).square().sum().backward()
+    torch.testing.assert_close(gradients[0], x.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(gradients[1], reference.weight.grad, rtol=1e-4, atol=1e-3)
+
+
 @torch.no_grad()
 def test_tiling_equals_image_vae_tiling():
     # An inflated ratio-1 VAE must tile exactly like diffusers' AutoencoderKL does, frame by frame.
