@@ -3,7 +3,7 @@
 #
 #   bash scripts/train_default_model.sh [WORK_DIR]      # default WORK_DIR: out/default_model
 #
-# Six stages, all seeded; the times measured on a 2-core CPU are in the model card:
+# Seven stages, all seeded; the times measured on a 2-core CPU are in the model card:
 # 1. the video VAE (the script's tiny default config: 17 x 64 x 64 RGB -> 16 x 5 x 8 x 8 latents, spatial ratio 8,
 #    temporal ratio 4, 16 channels as in Wan's and CogVideoX's VAEs) on single frames of the moving-shapes training
 #    split; the script then folds each temporal kernel onto the current frame, so the saved VAE is a per-frame
@@ -23,9 +23,16 @@
 #    what teaches direction: the 16-channel latent shows the object's path through the noise up to sigma ~0.98, so
 #    at the usual shift the text is only needed (and learnt) for colour, and motion follows the noise;
 # 5. the same U-Net fine-tuned at shift 3 (more steps at low noise, for colour and shape); the pipeline keeps
-#    that scheduler, and takes the VAE with the decoder of stage 3;
-# 6. the evaluation: 2 videos per combination (66 seen, 6 held out) with the recommended sampling settings.
-# The result is WORK_DIR/t2v, with the recommended settings as `generation_defaults` in its model_index.json.
+#    that scheduler, and takes the VAE with the decoder of stage 3b;
+# 6. the same U-Net given 17 zero-initialised conditioning channels (what the pipeline feeds it for `image=`: the
+#    image's latent at latent frame 0 and a mask channel), so it starts as the text-to-video U-Net, and fine-tuned
+#    for text- AND image-to-video at shift 3: half of the videos get their own first frame as the image condition,
+#    the others none;
+# 7. the evaluation: 2 videos per combination (66 seen, 6 held out) with the recommended sampling settings, the
+#    ground-truth and VAE-reconstruction reference rows and image-to-video from unseen first frames.
+# The result is WORK_DIR/t2i2v, with the recommended settings as `generation_defaults` in its model_index.json.
+# Every stage checkpoints at least every 400 steps and resumes from its newest checkpoint, exactly: rerunning the
+# command after a kill goes on where it stopped (a finished stage restarts from its last checkpoint and saves again).
 set -euo pipefail
 
 WORK_DIR=${1:-out/default_model}
@@ -35,6 +42,7 @@ DECODER_STEPS=${DECODER_STEPS:-1500}
 TEMPORAL_DECODER_STEPS=${TEMPORAL_DECODER_STEPS:-600}
 UNET_STEPS=${UNET_STEPS:-2000}
 FINETUNE_STEPS=${FINETUNE_STEPS:-4800}
+IMAGE_FINETUNE_STEPS=${IMAGE_FINETUNE_STEPS:-2000}
 STEPS=25
 GUIDANCE=1.5
 
@@ -42,21 +50,23 @@ python -m diffusers_videolatent.training.train_video_vae \
   --output_dir "$WORK_DIR/vae_images" --seed 0 --num_frames 1 --height 64 --width 64 \
   --train_batch_size 16 --learning_rate 1e-3 --lr_scheduler constant_with_warmup --lr_warmup_steps 30 \
   --reconstruction_loss mse --kl_weight 1e-6 --decode_posterior mode --latent_normalization scaling \
-  --max_train_steps "$IMAGE_STEPS" --checkpointing_steps 400 --validation_steps 400
+  --max_train_steps "$IMAGE_STEPS" --checkpointing_steps 400 --validation_steps 400 \
+  --resume_from_checkpoint latest
 
 python -m diffusers_videolatent.training.train_video_vae \
   --pretrained_vae_name_or_path "$WORK_DIR/vae_images" --output_dir "$WORK_DIR/vae" --seed 0 --num_frames 9 \
   --height 64 --width 64 --train_batch_size 8 --learning_rate 1e-3 --lr_scheduler constant_with_warmup \
   --lr_warmup_steps 30 --reconstruction_loss mse --kl_weight 1e-6 --decode_posterior mode \
-  --latent_normalization scaling --max_train_steps "$CLIP_STEPS" --checkpointing_steps 300 --validation_steps 300
+  --latent_normalization scaling --max_train_steps "$CLIP_STEPS" --checkpointing_steps 300 --validation_steps 300 \
+  --resume_from_checkpoint latest
 
 python -m diffusers_videolatent.training.train_video_vae \
   --pretrained_vae_name_or_path "$WORK_DIR/vae" --train_decoder_only --output_dir "$WORK_DIR/vae_decoder" --seed 2 \
   --num_frames 9 --height 64 --width 64 --train_batch_size 8 --learning_rate 5e-4 \
   --lr_scheduler constant_with_warmup --lr_warmup_steps 30 --reconstruction_loss mse --kl_weight 1e-6 \
-  --decode_posterior mode --max_train_steps "$DECODER_STEPS" --checkpointing_steps 300 --validation_steps 300
+  --decode_posterior mode --max_train_steps "$DECODER_STEPS" --checkpointing_steps 300 --validation_steps 300 \
+  --resume_from_checkpoint latest
 
-# rerunning the command after a kill resumes from the newest checkpoint
 python -m diffusers_videolatent.training.train_video_vae \
   --pretrained_vae_name_or_path "$WORK_DIR/vae_decoder" --train_decoder_only --output_dir "$WORK_DIR/vae_temporal" \
   --seed 3 --num_frames 17 --height 64 --width 64 --train_batch_size 4 --learning_rate 5e-4 \
@@ -72,12 +82,14 @@ UNET_ARGS=(--num_frames 17 --height 64 --width 64 --cache_latents --objective fl
 python -m diffusers_videolatent.training.train_text_to_video "${UNET_ARGS[@]}" \
   --pretrained_vae_name_or_path "$WORK_DIR/vae" --output_dir "$WORK_DIR/t2v_shift20" --seed 0 --flow_shift 20.0 \
   --learning_rate 8e-4 --lr_warmup_steps 100 --max_train_steps "$UNET_STEPS" \
-  --checkpointing_steps 300 --validation_steps 300
+  --checkpointing_steps 300 --validation_steps 300 \
+  --resume_from_checkpoint latest
 
 python -m diffusers_videolatent.training.train_text_to_video "${UNET_ARGS[@]}" \
   --pretrained_model_name_or_path "$WORK_DIR/t2v_shift20" --output_dir "$WORK_DIR/t2v" --seed 1 --flow_shift 3.0 \
   --learning_rate 4e-4 --lr_warmup_steps 50 --max_train_steps "$FINETUNE_STEPS" \
-  --checkpointing_steps 400 --validation_steps 400
+  --checkpointing_steps 400 --validation_steps 400 \
+  --resume_from_checkpoint latest
 
 # the same encoder and latent normalisation, a sharper decoder that does not flicker
 cp "$WORK_DIR/vae_temporal/config.json" "$WORK_DIR/vae_temporal/diffusion_pytorch_model.safetensors" "$WORK_DIR/t2v/vae/"
@@ -85,5 +97,11 @@ cp "$WORK_DIR/vae_temporal/config.json" "$WORK_DIR/vae_temporal/diffusion_pytorc
 # the recommended settings live in the saved pipeline: `pipe(prompt)` and the CLI use them
 python scripts/set_generation_defaults.py "$WORK_DIR/t2v" "$STEPS" "$GUIDANCE"
 
-python benchmarks/evaluate_default_model.py --model "$WORK_DIR/t2v" --videos_per_combination 2 --reconstruction \
+python -m diffusers_videolatent.training.train_text_to_video "${UNET_ARGS[@]}" \
+  --pretrained_model_name_or_path "$WORK_DIR/t2v" --output_dir "$WORK_DIR/t2i2v" --seed 2 --flow_shift 3.0 \
+  --conditioning_channels 17 --image_conditioning_prob 0.5 --learning_rate 4e-4 --lr_warmup_steps 50 \
+  --max_train_steps "$IMAGE_FINETUNE_STEPS" --checkpointing_steps 200 --validation_steps 1000 \
+  --resume_from_checkpoint latest
+
+python benchmarks/evaluate_default_model.py --model "$WORK_DIR/t2i2v" --videos_per_combination 2 --reconstruction \
   --image_to_video --json "$WORK_DIR/evaluation.json"

@@ -19,6 +19,11 @@ def offline(monkeypatch):
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
 
 
+def centroid(mask: np.ndarray) -> np.ndarray:
+    rows, columns = np.nonzero(mask)
+    return np.array([columns.mean(), rows.mean()])  # (x, y)
+
+
 def read_gif(path) -> np.ndarray:
     return np.stack([frame[..., :3] for frame in imageio.mimread(path)])  # (F, H, W, 3)
 
@@ -55,3 +60,36 @@ def test_words_outside_the_vocabulary_warn_and_still_generate(tmp_path, capsys):
     warnings = [line for line in captured.err.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "'dog' not in the model's vocabulary" in warnings[0], captured.err
     assert read_gif(output).shape == (SETTINGS["num_frames"], SETTINGS["height"], SETTINGS["width"], 3)
+
+
+def test_generate_from_an_image_keeps_the_object_and_moves_it_as_prompted(tmp_path, capsys):
+    # Image-to-video with the shipped U-Net, trained for it (conditioning channels): from the first frame of an unseen
+    # ground-truth video, frame 0 reproduces the image and the object keeps its colour and size while it moves the
+    # way the prompt says, from where the image has it.
+    import PIL.Image
+
+    from diffusers_videolatent.training.evaluate import analyze_video, first_frame_psnr, segment_object
+    from diffusers_videolatent.training.moving_shapes import render_moving_shape
+
+    pipe = VideoLatentPipeline.from_pretrained(cli.DEFAULT_MODEL)
+    assert pipe.unet.config.conditioning_channels == pipe.unet.config.in_channels + 1
+    truth = render_moving_shape("blue", "square", "down", generator=np.random.default_rng(123))  # (F, H, W, 3)
+    truth = np.round(truth * 255).astype(np.uint8)
+    image_path = tmp_path / "first.png"
+    PIL.Image.fromarray(truth[0]).save(image_path)
+    output = tmp_path / "out.gif"
+    code = cli.main(
+        ["generate", "a blue square moving down", "--image", str(image_path), "--output", str(output), "--seed", "0"]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    frames = read_gif(output)
+    assert first_frame_psnr(frames, truth[0]) > 28
+    generated = analyze_video(frames)
+    assert (generated.color, generated.direction) == ("blue", "down")
+    assert generated.area_variation < 0.1
+    # it goes from where the image has it, on the ground truth's path
+    masks, reference_masks = segment_object(frames), segment_object(truth)
+    for index in (0, 8, 16):
+        distance = np.hypot(*(centroid(masks[index]) - centroid(reference_masks[index])))
+        assert distance < 4, (index, distance)
