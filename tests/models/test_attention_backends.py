@@ -189,11 +189,15 @@ def test_the_shipped_model_reaches_every_backend_layer(backend):
     generator = torch.Generator().manual_seed(0)
     sample = torch.randn(1, unet.config.in_channels, 3, 8, 8, generator=generator)
     text = torch.randn(1, 4, unet.config.cross_attention_dim, generator=generator)
-    reference = unet(sample, 500, text).sample
+    # the shipped U-Net also takes an image (image-to-video): its latent at latent frame 0 and the mask channel
+    conditioning = torch.zeros(1, unet.config.conditioning_channels, 3, 8, 8)
+    conditioning[:, :-1, :1] = torch.randn(1, unet.config.conditioning_channels - 1, 1, 8, 8, generator=generator)
+    conditioning[:, -1:, :1] = 1
+    reference = unet(sample, 500, text, conditioning_latents=conditioning).sample
 
     unet.set_attention_backend(backend)
     with counting_backend_calls(unet) as (totals, per_layer):
-        output = unet(sample, 500, text).sample
+        output = unet(sample, 500, text, conditioning_latents=conditioning).sample
     # 2 x (2 down + 1 mid + 4 up) spatial and 2 x 7 temporal attentions, each called once
     assert len(per_layer) == 28 and dict(totals) == {backend: 28}
     assert_each_layer_called(per_layer, backend)
