@@ -8,9 +8,7 @@
 import sys
 
 from diffusers_videolatent import VideoLatentPipeline
-
-
-VOCABULARY = "a an moving red green blue yellow white purple circle square triangle left right up down".split()
+from diffusers_videolatent.training.moving_shapes import VOCABULARY
 
 
 def main(folder: str, num_inference_steps: int, guidance_scale: float) -> None:
@@ -23,7 +21,7 @@ def main(folder: str, num_inference_steps: int, guidance_scale: float) -> None:
             "fps": 8,
             "num_inference_steps": num_inference_steps,
             "guidance_scale": guidance_scale,
-            "vocabulary": VOCABULARY,
+            "vocabulary": list(VOCABULARY),
         }
     )
     pipe.save_pretrained(folder)

@@ -26,6 +26,7 @@ from diffusers.models.attention_processor import (
 
 from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel
 from diffusers_videolatent.models.attention import VideoLatentAttention, VideoLatentAttnProcessor
+from diffusers_videolatent.pipelines.pipeline_video_latent import build_conditioning_latents
 
 
 pytestmark = pytest.mark.usefixtures("no_grad")
@@ -189,10 +190,9 @@ def test_the_shipped_model_reaches_every_backend_layer(backend):
     generator = torch.Generator().manual_seed(0)
     sample = torch.randn(1, unet.config.in_channels, 3, 8, 8, generator=generator)
     text = torch.randn(1, 4, unet.config.cross_attention_dim, generator=generator)
-    # the shipped U-Net also takes an image (image-to-video): its latent at latent frame 0 and the mask channel
-    conditioning = torch.zeros(1, unet.config.conditioning_channels, 3, 8, 8)
-    conditioning[:, :-1, :1] = torch.randn(1, unet.config.conditioning_channels - 1, 1, 8, 8, generator=generator)
-    conditioning[:, -1:, :1] = 1
+    # the shipped U-Net also takes an image (image-to-video), as the pipeline feeds it
+    image_latents = torch.randn(1, unet.config.in_channels, 1, 8, 8, generator=generator)
+    conditioning = build_conditioning_latents(sample, unet.config.conditioning_channels, image_latents)
     reference = unet(sample, 500, text, conditioning_latents=conditioning).sample
 
     unet.set_attention_backend(backend)
