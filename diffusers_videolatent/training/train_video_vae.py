@@ -32,7 +32,7 @@ from diffusers.training_utils import EMAModel
 from diffusers.utils import export_to_gif
 from tqdm.auto import tqdm
 
-from ..geometry import num_latent_frames
+from ..geometry import is_valid_num_frames, num_latent_frames
 from ..models import AutoencoderKLVideo
 from ..models.autoencoder_kl_video import CausalConv3d, TemporalDownsample, TemporalUpsample
 from .training_utils import (
@@ -179,6 +179,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Moving shapes: draw each clip's travel (a fraction of the frame) from this range, so the VAE sees many "
         "speeds; a VAE trained at one speed decodes others with a flicker of the temporal ratio's period.",
     )
+    losses.add_argument(
+        "--alternate_num_frames",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="FRAMES",
+        help="Train on clips of these frame counts in turn, one count per optimisation step: each is the "
+        "`--num_frames` clip subsampled in time over the same span (so shorter clips move faster per frame), and "
+        "`--num_frames` - 1 must be a multiple of each count - 1. A decoder trained on one clip length flickers on "
+        "the later latent frames of other lengths.",
+    )
 
     final = parser.add_argument_group("latent normalisation and validation")
     final.add_argument(
@@ -221,6 +232,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise ValueError(
             "`--travel_fraction_range` sets the moving-shapes speeds; it does not apply to --train_data_dir."
         )
+    if args.alternate_num_frames is not None:
+        for num_frames in args.alternate_num_frames:
+            if not 1 < num_frames <= args.num_frames or (args.num_frames - 1) % (num_frames - 1) != 0:
+                raise ValueError(
+                    f"`--alternate_num_frames` takes frame counts n in [2, --num_frames] with --num_frames - 1 a "
+                    f"multiple of n - 1 (a subsampling of the --num_frames {args.num_frames} clip), but got "
+                    f"{num_frames}."
+                )
     for name in ("kl_weight", "temporal_loss_weight"):
         if getattr(args, name) < 0:
             raise ValueError(f"`--{name}` must be >= 0, but is {getattr(args, name)}.")
@@ -328,6 +347,12 @@ def main(argv: list[str] | None = None) -> None:
     check_video_size(
         args.num_frames, args.height, args.width, vae.temporal_compression_ratio, vae.spatial_compression_ratio
     )
+    for num_frames in args.alternate_num_frames or ():
+        if not is_valid_num_frames(num_frames, vae.temporal_compression_ratio):
+            raise ValueError(
+                f"`--alternate_num_frames` holds {num_frames}, but the VAE's temporal compression ratio "
+                f"{vae.temporal_compression_ratio} needs 1 + k * {vae.temporal_compression_ratio} frames."
+            )
     parameters = trained_parameters(vae, args.train_decoder_only)
     vae.train()
     if args.gradient_checkpointing:
@@ -371,6 +396,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.travel_fraction_range is not None:
         run_config["travel_fraction_range"] = list(args.travel_fraction_range)
+    if args.alternate_num_frames is not None:
+        run_config["alternate_num_frames"] = list(args.alternate_num_frames)
     if accelerator.is_main_process:
         accelerator.init_trackers(project_name, config=dict(vars(args)))
 
@@ -401,6 +428,10 @@ def main(argv: list[str] | None = None) -> None:
         for batch in epoch_dataloader:
             with accelerator.accumulate(model):
                 pixel_values = batch["pixel_values"]  # (B, 3, F, H, W) in [-1, 1]
+                if args.alternate_num_frames is not None:
+                    # chosen by the step, so a resumed run (and every process) picks the same count
+                    num_frames = args.alternate_num_frames[global_step % len(args.alternate_num_frames)]
+                    pixel_values = pixel_values[:, :, :: (args.num_frames - 1) // (num_frames - 1)]  # (B, 3, n, H, W)
                 reconstruction, kl = model(pixel_values)
                 losses = reconstruction_losses(
                     reconstruction, pixel_values, args.reconstruction_loss, args.temporal_loss_weight
@@ -432,7 +463,7 @@ def main(argv: list[str] | None = None) -> None:
                 ema_vae.step(parameters)
             progress_bar.update(1)
             global_step += 1
-            logs = dict(step_logs, lr=lr_scheduler.get_last_lr()[0])
+            logs = dict(step_logs, lr=lr_scheduler.get_last_lr()[0], num_frames=pixel_values.shape[2])
             progress_bar.set_postfix(loss=step_logs["loss"])
             step_logs = {}
 

@@ -163,6 +163,19 @@ def test_dataset_travel_fraction_range_draws_many_speeds():
     assert torch.equal(single[2]["pixel_values"], fixed[2]["pixel_values"])
 
 
+def test_a_subsampled_clip_is_the_clip_rendered_at_that_length():
+    # what `train_video_vae --alternate_num_frames` relies on: every k-th frame of a (1 + m * k)-frame clip is the
+    # same object on the same path, rendered at 1 + m frames (so k times faster per frame)
+    long_clips = MovingShapesDataset(num_videos=6, num_frames=25, height=32, width=32, travel_fraction_range=(0, 0.6))
+    for num_frames in (5, 7, 9, 13):
+        clips = MovingShapesDataset(
+            num_videos=6, num_frames=num_frames, height=32, width=32, travel_fraction_range=(0, 0.6)
+        )
+        for index in range(6):
+            subsampled = long_clips[index]["pixel_values"][:, :: 24 // (num_frames - 1)]
+            torch.testing.assert_close(subsampled, clips[index]["pixel_values"], rtol=0, atol=1e-6)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="travel_fraction"):
         render_moving_shape("red", "circle", "left", travel_fraction=0.9)

@@ -89,7 +89,7 @@ def vae_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("vae")
     arguments = COMMON + ["--vae_config", json.dumps(TINY_VAE), "--learning_rate", "2e-3", "--use_ema"]
     arguments += ["--max_train_steps", str(TOTAL_STEPS), "--checkpointing_steps", str(CHECKPOINT_STEP)]
-    arguments += ["--validation_steps", "100", "--temporal_loss_weight", "0.5"]
+    arguments += ["--validation_steps", "100", "--temporal_loss_weight", "0.5", "--alternate_num_frames", "3", "5"]
     _launch("diffusers_videolatent.training.train_video_vae", arguments + ["--output_dir", str(root / "full")], root)
     checkpoint = str(root / "full" / f"checkpoint-{CHECKPOINT_STEP}")
     resumed = arguments + ["--output_dir", str(root / "resumed"), "--resume_from_checkpoint", checkpoint]
@@ -106,8 +106,10 @@ def test_vae_overfits_resumes_exactly_and_saves(vae_runs):
     print(f"VAE reconstruction loss: steps 1-2 {first:.4f}, steps {TOTAL_STEPS - 1}-{TOTAL_STEPS} {last:.4f}")
     assert last < 0.6 * first
     assert "temporal_loss" in full[1] and "kl_loss" in full[1]
+    # `--alternate_num_frames 3 5`: the 5-frame clips and every other frame of them, in turn
+    assert [full[step]["num_frames"] for step in range(1, TOTAL_STEPS + 1)] == [3, 5] * (TOTAL_STEPS // 2)
 
-    # the resumed run continues at step 6 with the same batches, noise and state
+    # the resumed run continues at step 6 with the same batches, clip lengths, noise and state
     resumed = _metrics(vae_runs / "resumed", "video_vae")
     assert min(step for step in resumed if "loss" in resumed[step]) == CHECKPOINT_STEP + 1
     for step in range(CHECKPOINT_STEP + 1, TOTAL_STEPS + 1):
@@ -303,6 +305,11 @@ def test_frame_count_and_size_the_vae_cannot_take(vae_runs, tmp_path):
         train_video_vae.main(vae_arguments + ["--num_frames", "6", "--height", "16", "--width", "16"])
     with pytest.raises(ValueError, match=r"`--height` is 15.*multiple of 2: use 14 or 16"):
         train_video_vae.main(vae_arguments + ["--num_frames", "5", "--height", "15", "--width", "16"])
+    # 7 frames subsample to 4 (every other one), but the VAE's temporal ratio 2 needs 1 + 2k frames
+    with pytest.raises(ValueError, match=r"`--alternate_num_frames` holds 4.*ratio 2 needs 1 \+ k \* 2 frames"):
+        train_video_vae.main(
+            vae_arguments + ["--num_frames", "7", "--alternate_num_frames", "4", "--height", "16", "--width", "16"]
+        )
 
     t2v_arguments = ["--pretrained_vae_name_or_path", str(vae_runs / "full"), "--unet_config", json.dumps(TINY_UNET)]
     t2v_arguments += ["--text_encoder_config", json.dumps(TINY_TEXT_ENCODER), "--output_dir", str(tmp_path / "t2v")]
@@ -354,6 +361,9 @@ def test_bad_options():
         0.0,
         0.6,
     ]
+    for counts in (["4"], ["3", "1"], ["19"]):
+        with pytest.raises(ValueError, match=f"`--alternate_num_frames` takes .* but got {counts[-1]}"):
+            train_video_vae.parse_args(["--output_dir", "o", "--num_frames", "17", "--alternate_num_frames", *counts])
     with pytest.raises(ValueError, match="neither a JSON file nor a JSON object"):
         train_video_vae.load_vae(train_video_vae.parse_args(["--output_dir", "o", "--vae_config", "{bad"]))
 
