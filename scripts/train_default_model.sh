@@ -13,9 +13,11 @@
 #    the decoded posterior mode, then the latent scaling factor from the training latents;
 # 3. the decoder alone fine-tuned on clips, the encoder frozen (`--train_decoder_only`): the latents, and so the
 #    U-Net's training data, do not change, and the decoder draws sharper edges (squares, not rounded squares);
-#    then (3b) fine-tuned again on 17-frame clips of many speeds (`--travel_fraction_range 0 0.6`, 0 to 2.4 pixels
-#    per frame) with a temporal loss: a decoder that has seen one speed (the 9-frame clips' 4 pixels per frame)
-#    decodes the 17-frame clips' 2 pixels per frame with a period-4 flicker (README, "The VAE's period-4 flicker");
+#    then (3b) fine-tuned again on clips of several lengths and many speeds with a temporal loss: 9-, 13- and
+#    17-frame clips in turn (`--num_frames 49 --alternate_num_frames 9 13 17`, each subsampled from a 49-frame clip),
+#    travel 0 to 0.6 of the frame (`--travel_fraction_range 0 0.6`: up to 4.8, 3.2 and 2.4 pixels per frame): a
+#    decoder that has seen one speed decodes others with a period-4 flicker, and one that has seen one length
+#    flickers on the later latent frames of other lengths (README, "The VAE's period-4 flicker");
 # 4. the U-Net (the script's tiny default config, whose temporal transformers also cross-attend to the text) on
 #    cached latents of 1056 training videos of 17 frames (16 per seen combination), flow matching with timestep
 #    shift 20, 10% caption dropout for classifier-free guidance, constant learning rate after warm-up, EMA weights;
@@ -39,7 +41,7 @@ WORK_DIR=${1:-out/default_model}
 IMAGE_STEPS=${IMAGE_STEPS:-1200}
 CLIP_STEPS=${CLIP_STEPS:-900}
 DECODER_STEPS=${DECODER_STEPS:-1500}
-TEMPORAL_DECODER_STEPS=${TEMPORAL_DECODER_STEPS:-600}
+TEMPORAL_DECODER_STEPS=${TEMPORAL_DECODER_STEPS:-2700}
 UNET_STEPS=${UNET_STEPS:-2000}
 FINETUNE_STEPS=${FINETUNE_STEPS:-4800}
 IMAGE_FINETUNE_STEPS=${IMAGE_FINETUNE_STEPS:-3000}
@@ -69,8 +71,9 @@ python -m diffusers_videolatent.training.train_video_vae \
 
 python -m diffusers_videolatent.training.train_video_vae \
   --pretrained_vae_name_or_path "$WORK_DIR/vae_decoder" --train_decoder_only --output_dir "$WORK_DIR/vae_temporal" \
-  --seed 3 --num_frames 17 --height 64 --width 64 --train_batch_size 4 --learning_rate 5e-4 \
-  --lr_scheduler constant_with_warmup --lr_warmup_steps 30 --reconstruction_loss mse --temporal_loss_weight 0.1 \
+  --seed 3 --num_frames 49 --alternate_num_frames 9 13 17 --height 64 --width 64 --train_batch_size 4 \
+  --learning_rate 5e-4 --lr_scheduler constant_with_warmup --lr_warmup_steps 30 --reconstruction_loss mse \
+  --temporal_loss_weight 0.1 \
   --travel_fraction_range 0.0 0.6 --kl_weight 1e-6 --decode_posterior mode --max_train_steps "$TEMPORAL_DECODER_STEPS" \
   --checkpointing_steps 100 --validation_steps 500 --resume_from_checkpoint latest
 
