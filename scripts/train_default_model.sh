@@ -73,9 +73,9 @@ python -m diffusers_videolatent.training.train_video_vae \
   --pretrained_vae_name_or_path "$WORK_DIR/vae_decoder" --train_decoder_only --output_dir "$WORK_DIR/vae_temporal" \
   --seed 3 --num_frames 49 --alternate_num_frames 9 13 17 --height 64 --width 64 --train_batch_size 4 \
   --learning_rate 5e-4 --lr_scheduler constant_with_warmup --lr_warmup_steps 30 --reconstruction_loss mse \
-  --temporal_loss_weight 0.1 \
-  --travel_fraction_range 0.0 0.6 --kl_weight 1e-6 --decode_posterior mode --max_train_steps "$TEMPORAL_DECODER_STEPS" \
-  --checkpointing_steps 100 --validation_steps 500 --resume_from_checkpoint latest
+  --temporal_loss_weight 0.1 --travel_fraction_range 0.0 0.6 --kl_weight 1e-6 --decode_posterior mode \
+  --max_train_steps "$TEMPORAL_DECODER_STEPS" --checkpointing_steps 100 --validation_steps 500 \
+  --resume_from_checkpoint latest
 
 # shared by both U-Net stages
 UNET_ARGS=(--num_frames 17 --height 64 --width 64 --cache_latents --objective flow_matching
