@@ -69,6 +69,25 @@ def default_permissions(path: str, is_folder: bool) -> None:
     os.chmod(path, (0o777 if is_folder else 0o666) & ~umask)
 
 
+def default_permissions_tree(folder: str) -> None:
+    r"""
+    Gives `folder` and everything in it the permissions a plain `open`/`mkdir` would give: for what a writer put into a
+    temporary folder of ours, before anything of the user's is carried over. Writers that go through a private
+    temporary of their own (safetensors since 0.8 saves its files with mode 0600) would otherwise leave weights only
+    their owner can read, beside a `config.json` that everyone can.
+    """
+    default_permissions(folder, is_folder=True)
+    for parent, folders, files in os.walk(folder):
+        for name in folders:
+            path = os.path.join(parent, name)
+            if not os.path.islink(path):
+                default_permissions(path, is_folder=True)
+        for name in files:
+            path = os.path.join(parent, name)
+            if not os.path.islink(path):
+                default_permissions(path, is_folder=False)
+
+
 def remove_stale_temporaries(path: str | os.PathLike, name_pattern: str | None = None) -> list[str]:
     r"""
     Removes the temporary siblings of `path` left by processes that no longer run; returns what it removed.
@@ -225,8 +244,8 @@ def atomic_folder(
         raise FileExistsError(f"{path} exists and is not empty")
     temporary = temporary_sibling(path, folder=True)
     try:
-        default_permissions(temporary, is_folder=True)
         yield temporary
+        default_permissions_tree(temporary)
         if keep_existing and os.path.isdir(path):
             _carry_over(path, temporary, keep or (lambda relative, new: True))
         move_into_place(temporary, path)

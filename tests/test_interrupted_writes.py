@@ -120,6 +120,21 @@ def test_pipeline_save_pretrained_killed_then_rerun(tmp_path, kill_on):
     assert debris(tmp_path) == []
 
 
+def modes(folder: Path) -> dict[str, int]:
+    """The permission bits of `folder` and of everything in it, by path relative to `folder`."""
+    return {str(path.relative_to(folder)): path.stat().st_mode & 0o777 for path in [folder, *folder.rglob("*")]}
+
+
+def default_modes(folder: Path) -> dict[str, int]:
+    """What `modes` reads when every entry has the permissions a plain `open`/`mkdir` gives under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return {
+        str(path.relative_to(folder)): (0o777 if path.is_dir() else 0o666) & ~umask
+        for path in [folder, *folder.rglob("*")]
+    }
+
+
 def test_save_pretrained_keeps_other_files_and_drops_stale_weights(tmp_path):
     target = tmp_path / "saved"
     pipe = VideoLatentPipeline.from_pretrained(DEFAULT_MODEL)
@@ -128,6 +143,7 @@ def test_save_pretrained_keeps_other_files_and_drops_stale_weights(tmp_path):
     (target / "unet" / "diffusion_pytorch_model.fp16.safetensors").write_text("another variant")
     (target / "my_results").mkdir()
     (target / "my_results" / "scores.json").write_text("{}")
+    (target / "my_results" / "scores.json").chmod(0o640)
     pipe.save_pretrained(target)
     unet_files = sorted(os.listdir(target / "unet"))
     assert unet_files == [
@@ -137,6 +153,11 @@ def test_save_pretrained_keeps_other_files_and_drops_stale_weights(tmp_path):
         "videolatent_loader.py",
     ]
     assert (target / "my_results" / "scores.json").read_text() == "{}"
+    # what the save wrote (safetensors writes its files 0600 since 0.8) is readable as a plain write's would be, and
+    # the kept file keeps its own mode
+    expected = default_modes(target)
+    expected["my_results/scores.json"] = 0o640
+    assert modes(target) == expected
     assert debris(tmp_path) == []
 
 
@@ -201,6 +222,8 @@ def test_training_checkpoint_killed_then_resumed(tmp_path):
     assert sorted(name for name in os.listdir(output) if name.startswith("checkpoint-")) == ["checkpoint-4"]
     assert (output / "diffusion_pytorch_model.safetensors").is_file()
     assert debris(output) == [] and debris(tmp_path) == []
+    for saved in output / "checkpoint-4", output / "diffusion_pytorch_model.safetensors":
+        assert modes(saved) == default_modes(saved)
 
 
 def test_latest_skips_incomplete_checkpoints(tmp_path, capsys):

@@ -14,7 +14,13 @@ from accelerate.tracking import GeneralTracker
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broadcast_object_list
 from diffusers.optimization import get_scheduler
 
-from ..atomic import atomic_file, move_into_place, remove_stale_temporaries, temporary_sibling
+from ..atomic import (
+    atomic_file,
+    default_permissions_tree,
+    move_into_place,
+    remove_stale_temporaries,
+    temporary_sibling,
+)
 from ..geometry import (
     format_choices,
     is_valid_num_frames,
@@ -436,6 +442,7 @@ def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, run_conf
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_run_config(temporary, run_config, global_step)
+        default_permissions_tree(temporary)
         move_into_place(temporary, save_path)
         prune_checkpoints(args.output_dir, args.checkpoints_total_limit)
     accelerator.wait_for_everyone()
