@@ -26,6 +26,7 @@ from diffusers_videolatent.conversion import (
     run_conversion,
     verify_close,
 )
+from diffusers_videolatent.geometry import num_pixel_frames
 
 
 PROG = "convert_image_vae"
@@ -100,9 +101,11 @@ def verify(
     generator = torch.Generator().manual_seed(seed)
     ratio = video_vae.temporal_compression_ratio
     size = 4 * video_vae.spatial_compression_ratio
-    num_frames = 3 if ratio == 1 else 1 + ratio
+    # three latent frames at ratio 1 (every frame is compared), else two: the image frame and one group of `ratio`
+    latent_frames = 3 if ratio == 1 else 2
+    num_frames = num_pixel_frames(latent_frames, ratio)
     video = torch.rand(1, vae.config.in_channels, num_frames, size, size, generator=generator) * 2 - 1
-    latents = torch.randn(1, vae.config.latent_channels, 1 + (num_frames - 1) // ratio, 4, 4, generator=generator)
+    latents = torch.randn(1, vae.config.latent_channels, latent_frames, 4, 4, generator=generator)
     compared = num_frames if ratio == 1 else 1
 
     video_means = video_vae.encode(video).latent_dist.mean
