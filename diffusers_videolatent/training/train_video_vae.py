@@ -102,13 +102,36 @@ def trained_parameters(vae: AutoencoderKLVideo, decoder_only: bool) -> list[torc
     return parameters
 
 
+def frame_weights(num_frames: int, position_weights: list[float]) -> torch.Tensor:
+    """
+    The loss weight of each frame: 1 for the image frame, then `position_weights[(f - 1) % r]` for frame f > 0 (its
+    place in its latent frame's group of r = `len(position_weights)`), normalised to a mean of 1.
+    """
+    weights = torch.ones(num_frames)
+    for frame in range(1, num_frames):
+        weights[frame] = position_weights[(frame - 1) % len(position_weights)]
+    return weights / weights.mean()
+
+
 def reconstruction_losses(
-    reconstruction: torch.Tensor, target: torch.Tensor, kind: str, temporal_weight: float
+    reconstruction: torch.Tensor,
+    target: torch.Tensor,
+    kind: str,
+    temporal_weight: float,
+    position_weights: list[float] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The pixel loss (`"l1"` or `"mse"`) and, when `temporal_weight` > 0, the L1 loss of frame differences."""
+    """
+    The pixel loss (`"l1"` or `"mse"`), its frames weighted by their place in their latent frame's group when
+    `position_weights` is given (see `frame_weights`), and, when `temporal_weight` > 0, the L1 loss of frame
+    differences.
+    """
     reconstruction, target = reconstruction.float(), target.float()
     losses = {}
-    if kind == "l1":
+    if position_weights is not None:
+        errors = (reconstruction - target).abs() if kind == "l1" else (reconstruction - target).square()
+        weights = frame_weights(target.shape[2], position_weights).to(errors.device)
+        losses["reconstruction_loss"] = (errors.mean(dim=(0, 1, 3, 4)) * weights).mean()
+    elif kind == "l1":
         losses["reconstruction_loss"] = F.l1_loss(reconstruction, target)
     else:
         losses["reconstruction_loss"] = F.mse_loss(reconstruction, target)
@@ -191,6 +214,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "the later latent frames of other lengths.",
     )
 
+    losses.add_argument(
+        "--frame_position_weights",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="WEIGHT",
+        help="Weights of the pixel loss by a frame's place in its latent frame's group: one per place, for the "
+        "frames f with f mod r = 1, ..., r - 1, 0 (r the VAE's temporal compression ratio; the image frame weighs "
+        "1), normalised to a mean of 1 over each clip. A weight above 1 on the last place (f mod r = 0) evens out "
+        "a decoder whose last frame of each group is the worst.",
+    )
+
     final = parser.add_argument_group("latent normalisation and validation")
     final.add_argument(
         "--latent_normalization",
@@ -243,6 +278,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("kl_weight", "temporal_loss_weight"):
         if getattr(args, name) < 0:
             raise ValueError(f"`--{name}` must be >= 0, but is {getattr(args, name)}.")
+    if args.frame_position_weights is not None:
+        if not all(weight > 0 and math.isfinite(weight) for weight in args.frame_position_weights):
+            raise ValueError(f"`--frame_position_weights` must all be > 0, but are {args.frame_position_weights}.")
+        if args.num_frames == 1:
+            raise ValueError("`--frame_position_weights` weighs the frames of clips; it needs `--num_frames` > 1.")
     return args
 
 
@@ -353,6 +393,11 @@ def main(argv: list[str] | None = None) -> None:
                 f"`--alternate_num_frames` holds {num_frames}, but the VAE's temporal compression ratio "
                 f"{vae.temporal_compression_ratio} needs 1 + k * {vae.temporal_compression_ratio} frames."
             )
+    if args.frame_position_weights is not None and len(args.frame_position_weights) != vae.temporal_compression_ratio:
+        raise ValueError(
+            f"`--frame_position_weights` needs one weight per place in a latent frame's group: "
+            f"{vae.temporal_compression_ratio} for this VAE, but got {len(args.frame_position_weights)}."
+        )
     parameters = trained_parameters(vae, args.train_decoder_only)
     vae.train()
     if args.gradient_checkpointing:
@@ -434,7 +479,11 @@ def main(argv: list[str] | None = None) -> None:
                     pixel_values = pixel_values[:, :, :: (args.num_frames - 1) // (num_frames - 1)]  # (B, 3, n, H, W)
                 reconstruction, kl = model(pixel_values)
                 losses = reconstruction_losses(
-                    reconstruction, pixel_values, args.reconstruction_loss, args.temporal_loss_weight
+                    reconstruction,
+                    pixel_values,
+                    args.reconstruction_loss,
+                    args.temporal_loss_weight,
+                    args.frame_position_weights,
                 )
                 # KL summed over the latent, averaged per pixel value like the reconstruction loss
                 losses["kl_loss"] = kl.mean() / pixel_values[0].numel()

@@ -90,6 +90,7 @@ def vae_runs(tmp_path_factory):
     arguments = COMMON + ["--vae_config", json.dumps(TINY_VAE), "--learning_rate", "2e-3", "--use_ema"]
     arguments += ["--max_train_steps", str(TOTAL_STEPS), "--checkpointing_steps", str(CHECKPOINT_STEP)]
     arguments += ["--validation_steps", "100", "--temporal_loss_weight", "0.5", "--alternate_num_frames", "3", "5"]
+    arguments += ["--frame_position_weights", "1", "2"]
     _launch("diffusers_videolatent.training.train_video_vae", arguments + ["--output_dir", str(root / "full")], root)
     checkpoint = str(root / "full" / f"checkpoint-{CHECKPOINT_STEP}")
     resumed = arguments + ["--output_dir", str(root / "resumed"), "--resume_from_checkpoint", checkpoint]
@@ -311,6 +312,12 @@ def test_frame_count_and_size_the_vae_cannot_take(vae_runs, tmp_path):
             vae_arguments + ["--num_frames", "7", "--alternate_num_frames", "4", "--height", "16", "--width", "16"]
         )
 
+    # one weight per place in a latent frame's group: 2 for temporal ratio 2
+    with pytest.raises(ValueError, match=r"`--frame_position_weights` needs one weight .* 2 for this VAE, but got 3"):
+        train_video_vae.main(
+            vae_arguments + ["--num_frames", "5", "--frame_position_weights", "1", "1", "2", "--height", "16"]
+        )
+
     t2v_arguments = ["--pretrained_vae_name_or_path", str(vae_runs / "full"), "--unet_config", json.dumps(TINY_UNET)]
     t2v_arguments += ["--text_encoder_config", json.dumps(TINY_TEXT_ENCODER), "--output_dir", str(tmp_path / "t2v")]
     # 18 pixels: a multiple of the VAE's 2, but the latent (9) is not divisible by the U-Net's downsampling 2
@@ -364,8 +371,34 @@ def test_bad_options():
     for counts in (["4"], ["3", "1"], ["19"]):
         with pytest.raises(ValueError, match=f"`--alternate_num_frames` takes .* but got {counts[-1]}"):
             train_video_vae.parse_args(["--output_dir", "o", "--num_frames", "17", "--alternate_num_frames", *counts])
+    with pytest.raises(ValueError, match=r"`--frame_position_weights` must all be > 0, but are \[1.0, 0.0\]"):
+        train_video_vae.parse_args(["--output_dir", "o", "--num_frames", "5", "--frame_position_weights", "1", "0"])
+    with pytest.raises(ValueError, match=r"`--frame_position_weights` weighs the frames of clips"):
+        train_video_vae.parse_args(["--output_dir", "o", "--num_frames", "1", "--frame_position_weights", "1", "2"])
     with pytest.raises(ValueError, match="neither a JSON file nor a JSON object"):
         train_video_vae.load_vae(train_video_vae.parse_args(["--output_dir", "o", "--vae_config", "{bad"]))
+
+
+def test_frame_position_weights_weigh_each_frame_by_its_place_in_its_group():
+    from diffusers_videolatent.training.train_video_vae import frame_weights, reconstruction_losses
+
+    # temporal ratio 2, 5 frames: the image frame, then places 1, 2 (= mod 0), 1, 2; normalised to a mean of 1
+    torch.testing.assert_close(frame_weights(5, [1.0, 3.0]), torch.tensor([1.0, 1.0, 3.0, 1.0, 3.0]) / 1.8)
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 3, 5, 4, 4, generator=generator) * 2 - 1
+    reconstruction = target.clone()
+    reconstruction[:, :, 4] += 0.5  # only the last frame (place 2) is wrong
+    for kind, error in (("mse", 0.25), ("l1", 0.5)):
+        plain = reconstruction_losses(reconstruction, target, kind, 0.0)["reconstruction_loss"]
+        weighted = reconstruction_losses(reconstruction, target, kind, 0.0, [1.0, 3.0])["reconstruction_loss"]
+        assert plain.item() == pytest.approx(error / 5, rel=1e-5)
+        assert weighted.item() == pytest.approx(error * (3 / 1.8) / 5, rel=1e-5)
+    # weights of 1 (those of the image frame) are the plain mean
+    noisy = target + 0.1 * torch.randn(target.shape, generator=generator)
+    torch.testing.assert_close(
+        reconstruction_losses(noisy, target, "mse", 0.0, [1.0, 1.0])["reconstruction_loss"],
+        reconstruction_losses(noisy, target, "mse", 0.0)["reconstruction_loss"],
+    )
 
 
 def test_word_level_tokenizer(tmp_path):
