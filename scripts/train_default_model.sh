@@ -17,7 +17,9 @@
 #    17-frame clips in turn (`--num_frames 49 --alternate_num_frames 9 13 17`, each subsampled from a 49-frame clip),
 #    travel 0 to 0.6 of the frame (`--travel_fraction_range 0 0.6`: up to 4.8, 3.2 and 2.4 pixels per frame): a
 #    decoder that has seen one speed decodes others with a period-4 flicker, and one that has seen one length
-#    flickers on the later latent frames of other lengths (README, "The VAE's period-4 flicker");
+#    flickers on the later latent frames of other lengths (README, "The VAE's period-4 flicker"); then (3c) once
+#    more on 9-, 13-, 17- and 25-frame clips at half the learning rate, the last frame of each latent frame's group
+#    (the worst decoded) weighted 4 times the others in the pixel loss (`--frame_position_weights 1 1 1 4`);
 # 4. the U-Net (the script's tiny default config, whose temporal transformers also cross-attend to the text) on
 #    cached latents of 1056 training videos of 17 frames (16 per seen combination), flow matching with timestep
 #    shift 20, 10% caption dropout for classifier-free guidance, constant learning rate after warm-up, EMA weights;
@@ -25,7 +27,7 @@
 #    what teaches direction: the 16-channel latent shows the object's path through the noise up to sigma ~0.98, so
 #    at the usual shift the text is only needed (and learnt) for colour, and motion follows the noise;
 # 5. the same U-Net fine-tuned at shift 3 (more steps at low noise, for colour and shape); the pipeline keeps
-#    that scheduler, and takes the VAE with the decoder of stage 3b;
+#    that scheduler, and takes the VAE with the decoder of stage 3c;
 # 6. the same U-Net given 17 zero-initialised conditioning channels (what the pipeline feeds it for `image=`: the
 #    image's latent at latent frame 0 and a mask channel), so it starts as the text-to-video U-Net, and fine-tuned
 #    for text- AND image-to-video at shift 3: half of the videos get their own first frame as the image condition,
@@ -42,6 +44,7 @@ IMAGE_STEPS=${IMAGE_STEPS:-1200}
 CLIP_STEPS=${CLIP_STEPS:-900}
 DECODER_STEPS=${DECODER_STEPS:-1500}
 TEMPORAL_DECODER_STEPS=${TEMPORAL_DECODER_STEPS:-2700}
+EVEN_DECODER_STEPS=${EVEN_DECODER_STEPS:-600}
 UNET_STEPS=${UNET_STEPS:-2000}
 FINETUNE_STEPS=${FINETUNE_STEPS:-4800}
 IMAGE_FINETUNE_STEPS=${IMAGE_FINETUNE_STEPS:-3000}
@@ -77,6 +80,14 @@ python -m diffusers_videolatent.training.train_video_vae \
   --max_train_steps "$TEMPORAL_DECODER_STEPS" --checkpointing_steps 100 --validation_steps 500 \
   --resume_from_checkpoint latest
 
+python -m diffusers_videolatent.training.train_video_vae \
+  --pretrained_vae_name_or_path "$WORK_DIR/vae_temporal" --train_decoder_only --output_dir "$WORK_DIR/vae_even" \
+  --seed 4 --num_frames 49 --alternate_num_frames 9 13 17 25 --frame_position_weights 1 1 1 4 --height 64 \
+  --width 64 --train_batch_size 4 --learning_rate 2.5e-4 --lr_scheduler constant_with_warmup --lr_warmup_steps 30 \
+  --reconstruction_loss mse --temporal_loss_weight 0.1 --travel_fraction_range 0.0 0.6 --kl_weight 1e-6 \
+  --decode_posterior mode --max_train_steps "$EVEN_DECODER_STEPS" --checkpointing_steps 100 --validation_steps 600 \
+  --resume_from_checkpoint latest
+
 # shared by both U-Net stages
 UNET_ARGS=(--num_frames 17 --height 64 --width 64 --cache_latents --objective flow_matching
   --conditioning_dropout_prob 0.1 --train_batch_size 32 --lr_scheduler constant_with_warmup --use_ema
@@ -95,7 +106,7 @@ python -m diffusers_videolatent.training.train_text_to_video "${UNET_ARGS[@]}" \
   --resume_from_checkpoint latest
 
 # the same encoder and latent normalisation, a sharper decoder that does not flicker
-cp "$WORK_DIR/vae_temporal/config.json" "$WORK_DIR/vae_temporal/diffusion_pytorch_model.safetensors" "$WORK_DIR/t2v/vae/"
+cp "$WORK_DIR/vae_even/config.json" "$WORK_DIR/vae_even/diffusion_pytorch_model.safetensors" "$WORK_DIR/t2v/vae/"
 
 # the recommended settings live in the saved pipeline: `pipe(prompt)` and the CLI use them
 python scripts/set_generation_defaults.py "$WORK_DIR/t2v" "$STEPS" "$GUIDANCE"
