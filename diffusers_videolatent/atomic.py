@@ -62,10 +62,16 @@ def _remove(path: str) -> None:
         os.remove(path)
 
 
-def default_permissions(path: str, is_folder: bool) -> None:
-    r"""Gives a file or folder made by `tempfile` (private) the permissions a plain `open`/`mkdir` would give."""
+def _current_umask() -> int:
+    # read by setting it, so read once per save: the process-wide umask is 0 until it is restored
     umask = os.umask(0)
     os.umask(umask)
+    return umask
+
+
+def default_permissions(path: str, is_folder: bool, umask: int | None = None) -> None:
+    r"""Gives a file or folder made by `tempfile` (private) the permissions a plain `open`/`mkdir` would give."""
+    umask = _current_umask() if umask is None else umask
     os.chmod(path, (0o777 if is_folder else 0o666) & ~umask)
 
 
@@ -76,16 +82,17 @@ def default_permissions_tree(folder: str) -> None:
     temporary of their own (safetensors since 0.8 saves its files with mode 0600) would otherwise leave weights only
     their owner can read, beside a `config.json` that everyone can.
     """
-    default_permissions(folder, is_folder=True)
+    umask = _current_umask()
+    default_permissions(folder, is_folder=True, umask=umask)
     for parent, folders, files in os.walk(folder):
         for name in folders:
             path = os.path.join(parent, name)
             if not os.path.islink(path):
-                default_permissions(path, is_folder=True)
+                default_permissions(path, is_folder=True, umask=umask)
         for name in files:
             path = os.path.join(parent, name)
             if not os.path.islink(path):
-                default_permissions(path, is_folder=False)
+                default_permissions(path, is_folder=False, umask=umask)
 
 
 def remove_stale_temporaries(path: str | os.PathLike, name_pattern: str | None = None) -> list[str]:
