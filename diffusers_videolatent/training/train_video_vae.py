@@ -280,7 +280,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             raise ValueError(f"`--{name}` must be >= 0, but is {getattr(args, name)}.")
     if args.frame_position_weights is not None:
         if not all(weight > 0 and math.isfinite(weight) for weight in args.frame_position_weights):
-            raise ValueError(f"`--frame_position_weights` must all be > 0, but are {args.frame_position_weights}.")
+            raise ValueError(
+                f"`--frame_position_weights` must all be finite and > 0, but are {args.frame_position_weights}."
+            )
         if args.num_frames == 1:
             raise ValueError("`--frame_position_weights` weighs the frames of clips; it needs `--num_frames` > 1.")
     return args

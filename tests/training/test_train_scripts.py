@@ -371,8 +371,9 @@ def test_bad_options():
     for counts in (["4"], ["3", "1"], ["19"]):
         with pytest.raises(ValueError, match=f"`--alternate_num_frames` takes .* but got {counts[-1]}"):
             train_video_vae.parse_args(["--output_dir", "o", "--num_frames", "17", "--alternate_num_frames", *counts])
-    with pytest.raises(ValueError, match=r"`--frame_position_weights` must all be > 0, but are \[1.0, 0.0\]"):
-        train_video_vae.parse_args(["--output_dir", "o", "--num_frames", "5", "--frame_position_weights", "1", "0"])
+    for bad in (["1", "0"], ["1", "inf"], ["nan", "1"]):
+        with pytest.raises(ValueError, match=r"`--frame_position_weights` must all be finite and > 0, but are \["):
+            train_video_vae.parse_args(["--output_dir", "o", "--num_frames", "5", "--frame_position_weights", *bad])
     with pytest.raises(ValueError, match=r"`--frame_position_weights` weighs the frames of clips"):
         train_video_vae.parse_args(["--output_dir", "o", "--num_frames", "1", "--frame_position_weights", "1", "2"])
     with pytest.raises(ValueError, match="neither a JSON file nor a JSON object"):
