@@ -371,8 +371,10 @@ def test_bad_options():
     for counts in (["4"], ["3", "1"], ["19"]):
         with pytest.raises(ValueError, match=f"`--alternate_num_frames` takes .* but got {counts[-1]}"):
             train_video_vae.parse_args(["--output_dir", "o", "--num_frames", "17", "--alternate_num_frames", *counts])
-    for bad in (["1", "0"], ["1", "inf"], ["nan", "1"]):
-        with pytest.raises(ValueError, match=r"`--frame_position_weights` must all be finite and > 0, but are \["):
+    for bad, shown in ((["1", "0"], "1.0, 0.0"), (["1", "inf"], "1.0, inf"), (["nan", "1"], "nan, 1.0")):
+        with pytest.raises(
+            ValueError, match=rf"`--frame_position_weights` must all be finite and > 0, but are \[{shown}\]"
+        ):
             train_video_vae.parse_args(["--output_dir", "o", "--num_frames", "5", "--frame_position_weights", *bad])
     with pytest.raises(ValueError, match=r"`--frame_position_weights` weighs the frames of clips"):
         train_video_vae.parse_args(["--output_dir", "o", "--num_frames", "1", "--frame_position_weights", "1", "2"])
