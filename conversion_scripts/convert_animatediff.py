@@ -35,7 +35,7 @@ from diffusers_videolatent.conversion import (
     run_pipelines_side_by_side,
     verify_close,
 )
-from diffusers_videolatent.model_card import call_defaults
+from diffusers_videolatent.generation_defaults import call_defaults
 
 
 PROG = "convert_animatediff"

@@ -33,7 +33,7 @@ from diffusers_videolatent.conversion import (
     verification_frame_size,
     verify_close,
 )
-from diffusers_videolatent.model_card import call_defaults
+from diffusers_videolatent.generation_defaults import call_defaults
 
 
 PROG = "convert_text_to_video_sd"

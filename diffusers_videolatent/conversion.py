@@ -21,10 +21,10 @@ from diffusers import DDIMScheduler, DiffusionPipeline, ModelMixin
 from huggingface_hub import hf_hub_download
 
 from .atomic import atomic_folder, remove_stale_temporaries
+from .generation_defaults import check_generation_defaults
 from .geometry import size_multiple, unet_downsample_factor, vae_compression_ratios_from_config
 from .hub import push_folder_to_hub
 from .model_card import ConversionProvenance, combine_licenses, is_hub_id, load_source_card_data, save_model_card
-from .pipelines.pipeline_video_latent import check_generation_defaults
 
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

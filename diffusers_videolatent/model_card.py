@@ -11,8 +11,6 @@ it (see `remote_code.py`). The tag `diffusers` keeps the repository findable nex
 shows the snippets that work.
 """
 
-import importlib
-import inspect
 import json
 import os
 import re
@@ -23,7 +21,9 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData, hf_hub_download
 
+from . import __version__
 from .atomic import atomic_file
+from .generation_defaults import GENERATION_SETTING_KEYS, resolve_generation_settings
 from .geometry import (
     is_valid_num_frames,
     largest_num_frames,
@@ -42,7 +42,6 @@ PACKAGE_NAME = "diffusers_videolatent"
 PIPELINE_CLASS_NAME = "VideoLatentPipeline"
 MODEL_CLASS_NAMES = ("UNetSpatioTemporalModel", "AutoencoderKLVideo")
 DEFAULT_TAGS = ("diffusers-videolatent", "diffusers", "text-to-video", "video-latent-diffusion")
-RECOMMENDED_KEYS = ("num_frames", "height", "width", "fps", "num_inference_steps", "guidance_scale")
 DEFAULT_PROMPT = "a red circle moving right"
 DEFAULT_INSTALL_HINT = "from a checkout of its repository: `pip install .`"
 TEMPLATE_RESOURCE = ("templates", "model_card.md")
@@ -146,10 +145,6 @@ def folder_kind(folder: str | os.PathLike) -> str:
     )
 
 
-def _import_class(library: str, class_name: str) -> type:
-    return getattr(importlib.import_module(library), class_name)
-
-
 def _vae_ratios(config: dict[str, Any]) -> tuple[int | None, int | None]:
     try:
         spatial, temporal, _ = vae_compression_ratios_from_config(config)
@@ -177,19 +172,6 @@ def frame_rule(temporal_ratio: int) -> str:
     )
 
 
-def call_defaults(pipeline_class: type) -> dict[str, Any]:
-    """The defaults of `pipeline_class.__call__` for the settings a card recommends."""
-    try:
-        parameters = inspect.signature(pipeline_class.__call__).parameters
-    except (TypeError, ValueError):
-        return {}
-    return {
-        key: parameters[key].default
-        for key in RECOMMENDED_KEYS
-        if key in parameters and parameters[key].default not in (None, inspect.Parameter.empty)
-    }
-
-
 def _describe_folder(folder: Path, kind: str) -> dict[str, Any]:
     """Read the saved configs: components, VAE ratios, latent channels, U-Net facts, tokenizer length."""
     facts: dict[str, Any] = {"components": [], "vae": None, "unet": None, "max_length": None}
@@ -201,17 +183,16 @@ def _describe_folder(folder: Path, kind: str) -> dict[str, Any]:
             facts["components"].append((name, entry[0], entry[1]))
         entries = {name: (library, class_name) for name, library, class_name in facts["components"]}
         if "vae" in entries and (folder / "vae" / "config.json").is_file():
-            facts["vae"] = (_import_class(*entries["vae"]), _read_json(folder / "vae" / "config.json"))
+            facts["vae"] = (entries["vae"][1], _read_json(folder / "vae" / "config.json"))
         if "unet" in entries and (folder / "unet" / "config.json").is_file():
-            facts["unet"] = (_import_class(*entries["unet"]), _read_json(folder / "unet" / "config.json"))
+            facts["unet"] = (entries["unet"][1], _read_json(folder / "unet" / "config.json"))
         tokenizer_config = folder / "tokenizer" / "tokenizer_config.json"
         if tokenizer_config.is_file():
             facts["max_length"] = _read_json(tokenizer_config).get("model_max_length")
-        facts["pipeline_class"] = _import_class(PACKAGE_NAME, PIPELINE_CLASS_NAME)
         facts["generation_defaults"] = index.get("generation_defaults") or {}
     else:
         config = _read_json(folder / "config.json")
-        model = (_import_class(PACKAGE_NAME, kind), config)
+        model = (kind, config)
         facts["vae" if kind == "AutoencoderKLVideo" else "unet"] = model
     return facts
 
@@ -220,26 +201,19 @@ def _recommended_settings(
     facts: dict[str, Any], spatial: int | None, temporal: int | None, recommended: dict[str, Any] | None
 ) -> dict[str, Any]:
     recommended = dict(recommended or {})
-    unknown = sorted(set(recommended) - set(RECOMMENDED_KEYS))
+    unknown = sorted(set(recommended) - set(GENERATION_SETTING_KEYS))
     if unknown:
-        raise ValueError(f"`recommended` has unknown key(s) {unknown}; allowed: {list(RECOMMENDED_KEYS)}.")
-    # what a plain call of the saved pipeline uses: its fallbacks, the U-Net's sample size, its `generation_defaults`
-    from .pipelines.pipeline_video_latent import FALLBACK_GENERATION_SETTINGS
-
-    settings = dict(FALLBACK_GENERATION_SETTINGS)
-    if facts["unet"] is not None and spatial is not None:
-        sample_size = facts["unet"][1].get("sample_size")
-        if isinstance(sample_size, int):
-            settings["height"] = settings["width"] = sample_size * spatial
-    settings.update(facts.get("generation_defaults") or {})
-    settings.update({key: value for key, value in recommended.items() if value is not None})
+        raise ValueError(f"`recommended` has unknown key(s) {unknown}; allowed: {list(GENERATION_SETTING_KEYS)}.")
+    # what a plain call of the saved pipeline uses, given the caller's recommendations
+    unet_config = facts["unet"][1] if facts["unet"] is not None else None
+    settings = resolve_generation_settings(recommended, facts.get("generation_defaults"), unet_config, spatial)
     num_frames = settings.get("num_frames")
     if num_frames is not None and temporal is not None and not is_valid_num_frames(num_frames, temporal):
         raise ValueError(
             f"`recommended['num_frames']` is {num_frames}, which breaks the frame rule of a VAE with temporal ratio "
             f"{temporal}; use 1 + k * {temporal} frames."
         )
-    return {key: settings[key] for key in RECOMMENDED_KEYS if key in settings}
+    return {key: settings[key] for key in GENERATION_SETTING_KEYS if key in settings}
 
 
 def _format_float(value: float) -> str:
@@ -389,7 +363,7 @@ def create_model_card(
     if facts["vae"] is not None and spatial is not None and temporal is not None:
         vae_class, vae_config = facts["vae"]
         latent = {
-            "vae_class": vae_class.__name__,
+            "vae_class": vae_class,
             "latent_channels": vae_config.get("latent_channels"),
             "spatial_ratio": spatial,
             "temporal_ratio": temporal,
@@ -458,7 +432,7 @@ def create_model_card(
             "verification": conversion.verification,
             "max_abs_diff_text": None if conversion.max_abs_diff is None else _format_float(conversion.max_abs_diff),
             "tolerance": conversion.tolerance,
-            "package_version": _package_version(),
+            "package_version": __version__,
         }
     model_name = repo_id.rstrip("/").split("/")[-1] if repo_id else folder_path.name
     return ModelCard.from_template(
@@ -484,13 +458,6 @@ def _default_description(kind: str) -> str:
     if kind == "UNetSpatioTemporalModel":
         return "A spatio-temporal U-Net that denoises video latents `[B, C, F, H, W]`, conditioned on text."
     return "A causal video VAE that compresses videos `[B, 3, F, H, W]` in space and time into video latents."
-
-
-def _package_version() -> str | None:
-    try:
-        return importlib.import_module(PACKAGE_NAME).__version__
-    except AttributeError:
-        return None
 
 
 def save_model_card(folder: str | os.PathLike, repo_id: str | None = None, **kwargs) -> Path:

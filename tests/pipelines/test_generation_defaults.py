@@ -1,6 +1,5 @@
 """The recommended call settings live in the saved pipeline (`generation_defaults` in `model_index.json`): they are the
-defaults of a plain `pipe(prompt)`, explicit arguments override them, and save/load, older `videolatent.json` folders
-and the model card keep them."""
+defaults of a plain `pipe(prompt)`, explicit arguments override them, and save/load and the model card keep them."""
 
 import json
 import shutil
@@ -9,6 +8,7 @@ import pytest
 
 from diffusers_videolatent import VideoLatentPipeline
 from diffusers_videolatent.cli import DEFAULT_MODEL
+from diffusers_videolatent.generation_defaults import load_generation_defaults
 from diffusers_videolatent.model_card import create_model_card
 
 
@@ -70,19 +70,28 @@ def test_the_card_shows_the_saved_defaults(pipe, tmp_path):
     assert "num_frames=5," in card.text and "width=24," in card.text and "num_inference_steps=3," in card.text
 
 
-def test_an_older_folder_with_videolatent_json_still_loads_its_settings(tmp_path):
-    legacy = tmp_path / "legacy"
-    shutil.copytree(DEFAULT_MODEL, legacy)
-    index = json.loads((legacy / "model_index.json").read_text())
-    settings = index.pop("generation_defaults")
-    (legacy / "model_index.json").write_text(json.dumps(index))
-    (legacy / "videolatent.json").write_text(json.dumps(settings))
+def test_the_card_and_the_pipeline_resolve_a_rectangular_sample_size_alike(tiny_pipeline_components, tmp_path):
+    # one resolver: the card recommends what a plain call of the saved pipeline uses, (height, width) sizes included
+    unet = tiny_pipeline_components["unet"]
+    unet.register_to_config(sample_size=(8, 12))
+    pipe = VideoLatentPipeline(**tiny_pipeline_components)
+    settings = pipe.resolve_generation_settings()
+    assert (settings["height"], settings["width"]) == (16, 24)
+    pipe.save_pretrained(tmp_path / "saved")
+    card = create_model_card(tmp_path / "saved")
+    assert "height=16," in card.text and "width=24," in card.text
 
-    pipe = VideoLatentPipeline.from_pretrained(legacy)
-    assert pipe.config.generation_defaults == settings
-    assert pipe.resolve_generation_settings()["num_inference_steps"] == 25
-    pipe.save_pretrained(tmp_path / "resaved")
-    assert json.loads((tmp_path / "resaved" / "model_index.json").read_text())["generation_defaults"] == settings
+
+def test_settings_are_read_from_model_index_json_only(tmp_path):
+    # a `videolatent.json` beside `model_index.json` (never shipped in a release) is not read
+    folder = tmp_path / "folder"
+    shutil.copytree(DEFAULT_MODEL, folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    settings = index.pop("generation_defaults")
+    (folder / "model_index.json").write_text(json.dumps(index))
+    (folder / "videolatent.json").write_text(json.dumps(settings))
+    assert load_generation_defaults(folder) is None
+    assert VideoLatentPipeline.from_pretrained(folder).config.generation_defaults is None
 
 
 def test_the_shipped_model_generates_with_its_recommended_settings():
