@@ -156,3 +156,13 @@ def unet_max_latent_frames(config: Mapping[str, Any]) -> int | None:
 def format_choices(values: tuple[int, ...] | list[int]) -> str:
     r"""Joins candidate values for an error message: `"13 or 17"`."""
     return " or ".join(str(value) for value in values)
+
+
+def check_num_frames(num_frames: int, temporal_ratio: int, name: str = "num_frames") -> None:
+    r"""Raises a `ValueError` naming `name` unless `num_frames` follows the frame rule `1 + k * temporal_ratio`."""
+    if not is_valid_num_frames(num_frames, temporal_ratio):
+        lower, upper = nearest_valid_num_frames(num_frames, temporal_ratio)
+        raise ValueError(
+            f"`{name}` must be 1 + k * {temporal_ratio} for the VAE's temporal ratio {temporal_ratio}, got"
+            f" {num_frames}; the nearest valid counts are {lower} and {upper}."
+        )

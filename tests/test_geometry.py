@@ -30,7 +30,6 @@ from diffusers_videolatent.geometry import (
     vae_compression_ratios_from_config,
 )
 from diffusers_videolatent.model_card import create_model_card
-from diffusers_videolatent.pipelines.pipeline_video_latent import nearest_valid_num_frames as pipeline_nearest
 
 
 DEFAULT_MODEL = Path(diffusers_videolatent.__file__).parent / "default_model"
@@ -56,8 +55,6 @@ def test_nearest_counts_multiples_and_largest():
     assert nearest_multiples(1, 8) == (8,)
     assert largest_num_frames(16, 4) == 61 and largest_num_frames(8, 1) == 8
     assert size_multiple(8, 2) == 16
-    # the pipeline module's public name is the same function
-    assert pipeline_nearest is nearest_valid_num_frames
 
 
 def our_vae(ratio: int) -> AutoencoderKLVideo:

@@ -1522,3 +1522,50 @@ class UNetSpatioTemporalModel(
             allow_missing = ()
         load_converted_state_dict(model, state_dict, allow_missing=allow_missing)
         return match_device_and_dtype(model, unet)
+
+
+def build_conditioning_latents(
+    latents: torch.Tensor,
+    conditioning_channels: int,
+    image_latents: torch.Tensor | None = None,
+    image_given: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""
+    The `conditioning_latents` of a U-Net with `conditioning_channels > 0`, as the pipeline feeds them and as
+    training builds them: the image's latent at latent frame 0 and zeros at the other frames, followed, when
+    `conditioning_channels` is the latent channels plus one, by a mask channel that is 1 at latent frame 0 where an
+    image is given and 0 elsewhere.
+
+    Args:
+        latents (`torch.Tensor`):
+            The latents `(batch_size, channels, latent_frames, height, width)` the U-Net denoises (only their shape,
+            dtype and device are used).
+        conditioning_channels (`int`):
+            The U-Net's `conditioning_channels`: `channels` (no mask) or `channels + 1` (with the mask).
+        image_latents (`torch.Tensor`, *optional*):
+            Normalised latents `(batch_size, channels, 1, height, width)` of the images; `None` for text-to-video.
+        image_given (`torch.Tensor`, *optional*):
+            Booleans `(batch_size,)`: which items get their image (the others get zeros, as without an image);
+            every item when not given.
+
+    Returns:
+        `torch.Tensor`: Conditioning latents of shape `(batch_size, conditioning_channels, latent_frames, height,
+        width)`.
+    """
+    batch_size, num_channels = latents.shape[:2]
+    if conditioning_channels not in (num_channels, num_channels + 1):
+        raise ValueError(
+            f"`conditioning_channels` must be the latent channels ({num_channels}) or one more (with a mask), but is"
+            f" {conditioning_channels}."
+        )
+    conditioning_latents = torch.zeros_like(latents)  # (B, C, F, H, W)
+    mask = torch.zeros_like(latents[:, :1])  # (B, 1, F, H, W)
+    if image_latents is not None:
+        if image_given is None:
+            image_given = torch.ones(batch_size, dtype=torch.bool, device=latents.device)
+        weight = image_given.to(device=latents.device, dtype=latents.dtype).view(batch_size, 1, 1, 1, 1)
+        conditioning_latents[:, :, :1] = image_latents.to(latents.dtype) * weight
+        mask[:, :, :1] = weight
+    if conditioning_channels == num_channels + 1:
+        conditioning_latents = torch.cat([conditioning_latents, mask], dim=1)  # (B, C + 1, F, H, W)
+    return conditioning_latents

@@ -13,38 +13,40 @@
 # limitations under the License.
 
 import inspect
-import json
 import math
-import numbers
-import os
 from contextlib import nullcontext
 from typing import Any, Callable
 
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import (
-    AutoencoderKL,
-    AutoencoderKLCogVideoX,
-    AutoencoderKLWan,
-    DiffusionPipeline,
-    UNet3DConditionModel,
-)
+from diffusers import AutoencoderKL, AutoencoderKLCogVideoX, AutoencoderKLWan, DiffusionPipeline, UNet3DConditionModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.guiders.guider_utils import rescale_noise_cfg
 from diffusers.models.cache_utils import CacheMixin
 from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
 from diffusers.schedulers import SchedulerMixin
 from diffusers.utils import logging, replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
-from diffusers.video_processor import VideoProcessor
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from .._checks import (
+    check_finite_number,
+    check_finite_tensor,
+    check_generator,
+    check_integer,
+    check_latents,
+    check_prompt,
+    check_sampling_schedule,
+    check_strings,
+    is_integer,
+    is_real_number,
+)
+from ..generation_defaults import check_generation_defaults, resolve_generation_settings
 from ..geometry import (
-    _is_property,
+    check_num_frames,
     get_vae_compression_ratios,
-    is_valid_num_frames,
     largest_num_frames,
-    nearest_valid_num_frames,
     num_latent_frames,
     size_multiple,
     unet_downsample_factor,
@@ -53,24 +55,16 @@ from ..geometry import (
 from ..hub import ModelCardHubMixin
 from ..loaders import VideoLatentLoraLoaderMixin
 from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
+from ..models.unet_spatio_temporal import build_conditioning_latents
+from ..models.video_latents import decode_latents, encode_video
 from .pipeline_output import VideoLatentPipelineOutput
+from .schedules import dynamic_shift_kwargs, retrieve_timesteps
+from .video_processor import VideoLatentVideoProcessor
 
 
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
-
-# The call settings a saved pipeline may recommend (`generation_defaults` in its `model_index.json`), plus the words its
-# text encoder was trained on; what a call uses when neither the caller nor the pipeline gives a value.
-GENERATION_SETTING_KEYS = ("num_frames", "height", "width", "fps", "num_inference_steps", "guidance_scale")
-GENERATION_DEFAULT_KEYS = GENERATION_SETTING_KEYS + ("vocabulary",)
-FALLBACK_GENERATION_SETTINGS = {"num_frames": 17, "fps": 8, "num_inference_steps": 50, "guidance_scale": 7.5}
-# older folders kept the recommended settings in this file beside `model_index.json`
-LEGACY_SETTINGS_NAME = "videolatent.json"
-
-# Image and video values beyond this are not pixels in [0, 1] (nor diffusers' older [-1, 1]): most likely 8-bit values
-# passed as floats. The slack above 1 keeps the overshoot of bicubic or Lanczos resampling.
-PIXEL_VALUE_LIMIT = 1.5
 
 # Classifier-free guidance scales above this are far outside what text-to-video models use (about 1 to 20); named as
 # the likely cause when a video comes out non-finite.
@@ -92,382 +86,6 @@ EXAMPLE_DOC_STRING = """
         >>> export_to_video(frames, "red_panda.mp4", fps=8)
         ```
 """
-
-
-def _is_real_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_finite_number(name: str, value: Any) -> None:
-    # a real number that is neither NaN nor infinite; the callers check its range
-    if not _is_real_number(value):
-        raise TypeError(f"`{name}` must be a number, got {type(value).__name__}: {value!r}.")
-    if not math.isfinite(value):
-        raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
-
-
-def timestep_shift_for_tokens(
-    num_tokens: int,
-    base_num_tokens: int = 256,
-    max_num_tokens: int = 4096,
-    base_shift: float = 0.5,
-    max_shift: float = 1.15,
-) -> float:
-    r"""
-    The `mu` of a flow-matching schedule with `use_dynamic_shifting`: linear in the number of latent tokens, `base_shift`
-    at `base_num_tokens` and `max_shift` at `max_num_tokens` (the scheduler config's `base_image_seq_len`, ...).
-    """
-    slope = (max_shift - base_shift) / (max_num_tokens - base_num_tokens)
-    return num_tokens * slope + (base_shift - slope * base_num_tokens)
-
-
-def set_scheduler_timesteps(
-    scheduler: SchedulerMixin,
-    num_inference_steps: int | None,
-    device: torch.device,
-    timesteps: list[int] | None = None,
-    sigmas: list[float] | None = None,
-    **kwargs,
-) -> tuple[torch.Tensor, int]:
-    r"""
-    Sets the scheduler's schedule from a step count, or from explicit `timesteps` or `sigmas` where its
-    `set_timesteps` takes them; returns the scheduler's timesteps and their number. `kwargs` go to `set_timesteps`.
-    """
-    accepted = inspect.signature(scheduler.set_timesteps).parameters
-    for name, schedule in (("timesteps", timesteps), ("sigmas", sigmas)):
-        if schedule is None:
-            continue
-        if name not in accepted:
-            raise ValueError(
-                f"`{name}` cannot be used with {type(scheduler).__name__}, whose `set_timesteps` takes no `{name}`;"
-                " pass `num_inference_steps` instead."
-            )
-        scheduler.set_timesteps(**{name: schedule}, device=device, **kwargs)
-        return scheduler.timesteps, len(scheduler.timesteps)
-    scheduler.set_timesteps(num_inference_steps, device=device, **kwargs)
-    return scheduler.timesteps, num_inference_steps
-
-
-def rescale_guidance(noise_pred: torch.Tensor, noise_pred_text: torch.Tensor, guidance_rescale: float) -> torch.Tensor:
-    r"""
-    Guidance rescale of [Common Diffusion Noise Schedules and Sample Steps are
-    Flawed](https://huggingface.co/papers/2305.08891) (section 3.4): the guided prediction is scaled to the standard
-    deviation of the text-conditioned one, then blended with the unscaled prediction by `guidance_rescale`.
-    """
-    sample_dims = list(range(1, noise_pred_text.ndim))
-    ratio = noise_pred_text.std(dim=sample_dims, keepdim=True) / noise_pred.std(dim=sample_dims, keepdim=True)
-    return guidance_rescale * (noise_pred * ratio) + (1 - guidance_rescale) * noise_pred
-
-
-def build_conditioning_latents(
-    latents: torch.Tensor,
-    conditioning_channels: int,
-    image_latents: torch.Tensor | None = None,
-    image_given: torch.Tensor | None = None,
-) -> torch.Tensor:
-    r"""
-    The `conditioning_latents` of a U-Net with `conditioning_channels > 0`, as the pipeline feeds them and as
-    training builds them: the image's latent at latent frame 0 and zeros at the other frames, followed, when
-    `conditioning_channels` is the latent channels plus one, by a mask channel that is 1 at latent frame 0 where an
-    image is given and 0 elsewhere.
-
-    Args:
-        latents (`torch.Tensor`):
-            The latents `(batch_size, channels, latent_frames, height, width)` the U-Net denoises (only their shape,
-            dtype and device are used).
-        conditioning_channels (`int`):
-            The U-Net's `conditioning_channels`: `channels` (no mask) or `channels + 1` (with the mask).
-        image_latents (`torch.Tensor`, *optional*):
-            Normalised latents `(batch_size, channels, 1, height, width)` of the images; `None` for text-to-video.
-        image_given (`torch.Tensor`, *optional*):
-            Booleans `(batch_size,)`: which items get their image (the others get zeros, as without an image);
-            every item when not given.
-
-    Returns:
-        `torch.Tensor`: Conditioning latents of shape `(batch_size, conditioning_channels, latent_frames, height,
-        width)`.
-    """
-    batch_size, num_channels = latents.shape[:2]
-    if conditioning_channels not in (num_channels, num_channels + 1):
-        raise ValueError(
-            f"`conditioning_channels` must be the latent channels ({num_channels}) or one more (with a mask), but is"
-            f" {conditioning_channels}."
-        )
-    conditioning_latents = torch.zeros_like(latents)  # (B, C, F, H, W)
-    mask = torch.zeros_like(latents[:, :1])  # (B, 1, F, H, W)
-    if image_latents is not None:
-        if image_given is None:
-            image_given = torch.ones(batch_size, dtype=torch.bool, device=latents.device)
-        weight = image_given.to(device=latents.device, dtype=latents.dtype).view(batch_size, 1, 1, 1, 1)
-        conditioning_latents[:, :, :1] = image_latents.to(latents.dtype) * weight
-        mask[:, :, :1] = weight
-    if conditioning_channels == num_channels + 1:
-        conditioning_latents = torch.cat([conditioning_latents, mask], dim=1)  # (B, C + 1, F, H, W)
-    return conditioning_latents
-
-
-def latent_distribution_mode(encoder_output: Any) -> torch.Tensor:
-    r"""The latents of a VAE's `encode` output: the mode of its `latent_dist`, or its `latents` for a deterministic VAE."""
-    if hasattr(encoder_output, "latent_dist"):
-        return encoder_output.latent_dist.mode()
-    if hasattr(encoder_output, "latents"):
-        return encoder_output.latents
-    raise AttributeError(f"The VAE's `encode` returned {type(encoder_output).__name__}, with no latents to read.")
-
-
-def _check_finite_tensor(name: str, value: torch.Tensor) -> None:
-    # a floating-point tensor without NaN or infinite entries; the callers check its shape
-    if not value.is_floating_point():
-        raise TypeError(f"`{name}` must be a floating-point tensor, got dtype {value.dtype}.")
-    finite = torch.isfinite(value)
-    if not finite.all():
-        raise ValueError(
-            f"`{name}` holds {int((~finite).sum())} non-finite values (NaN or inf) of {value.numel()}; pass finite"
-            " numbers."
-        )
-
-
-def _check_schedule(name: str, values: Any) -> None:
-    # custom `timesteps` or `sigmas`: a non-empty sequence of finite numbers >= 0
-    if isinstance(values, (torch.Tensor, np.ndarray)):
-        values = values.tolist()
-    if not isinstance(values, (list, tuple)):
-        raise TypeError(f"`{name}` must be a list of numbers, got {type(values).__name__}.")
-    if len(values) == 0:
-        raise ValueError(f"`{name}` is empty; pass at least one value or use `num_inference_steps`.")
-    for index, value in enumerate(values):
-        _check_finite_number(f"{name}[{index}]", value)
-        if value < 0:
-            raise ValueError(f"`{name}[{index}]` must be >= 0, got {value!r}.")
-
-
-def _media_kind(value: Any) -> type | None:
-    # the kind of one image or video frame: a PIL image, a NumPy array or a torch tensor
-    for kind in (PIL.Image.Image, np.ndarray, torch.Tensor):
-        if isinstance(value, kind):
-            return kind
-    return None
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, (np.ndarray, torch.Tensor)):
-        return f"{type(value).__name__} of shape {tuple(value.shape)}"
-    return type(value).__name__
-
-
-def _same_kind(name: str, entries: list) -> type:
-    # the list entries of `image` or `video` must all be of one supported kind
-    kinds = {_media_kind(entry) for entry in entries}
-    if None in kinds or len(kinds) != 1:
-        found = sorted({type(entry).__name__ for entry in entries})
-        raise TypeError(
-            f"`{name}` must hold PIL images, NumPy arrays or torch tensors, all of one kind, got a list of {found}."
-        )
-    return kinds.pop()
-
-
-def _image_items(image: Any) -> list:
-    r"""
-    Splits a user's `image` into one entry per image: a PIL image, an array `(height, width[, channels])` or a tensor
-    `([channels, ]height, width)`, raising a `TypeError`/`ValueError` that names `image` for anything else.
-    """
-    if isinstance(image, PIL.Image.Image):
-        return [image]
-    if isinstance(image, (np.ndarray, torch.Tensor)):
-        if image.ndim in (2, 3):
-            return [image]
-        if image.ndim == 4:
-            return list(image)
-        raise ValueError(f"`image` must be a 2-, 3- or 4-D array or tensor, got {_describe(image)}.")
-    if not isinstance(image, list):
-        raise TypeError(f"`image` must be a PIL image, array, tensor or list of them, got {type(image).__name__}.")
-    if len(image) == 0:
-        raise ValueError("`image` is an empty list; pass at least one image.")
-    if _same_kind("image", image) is not PIL.Image.Image and any(entry.ndim not in (2, 3) for entry in image):
-        raise ValueError(
-            f"`image` as a list must hold single images (2- or 3-D), got {[_describe(entry) for entry in image]}."
-        )
-    return image
-
-
-def _video_items(video: Any) -> list:
-    r"""
-    Splits a user's `video` into one entry per video: a list of frames (PIL images, arrays or tensors of one image
-    each), an array `(frames, height, width, channels)` or a tensor `(frames, channels, height, width)`, raising a
-    `TypeError`/`ValueError` that names `video` for anything else.
-    """
-    if isinstance(video, (np.ndarray, torch.Tensor)):
-        if video.ndim == 4:
-            videos = [video]
-        elif video.ndim == 5:
-            videos = list(video)
-        else:
-            raise ValueError(
-                f"`video` must be a 4-D (one video) or 5-D (a batch) array or tensor, got {_describe(video)}."
-            )
-    elif isinstance(video, list):
-        if len(video) == 0:
-            raise ValueError("`video` is an empty list; pass at least one frame.")
-        if all(isinstance(entry, list) for entry in video):
-            videos = video
-        else:
-            kind = _same_kind("video", video)
-            if kind is PIL.Image.Image or all(entry.ndim in (2, 3) for entry in video):
-                videos = [video]
-            elif all(entry.ndim == 4 for entry in video):
-                videos = video
-            else:
-                raise ValueError(
-                    "`video` as a list must hold frames (2- or 3-D) or videos (4-D), got"
-                    f" {[_describe(entry) for entry in video]}."
-                )
-    else:
-        raise TypeError(
-            f"`video` must be a list of PIL images, an array, a tensor or a list of them, got {type(video).__name__}."
-        )
-    for index, item in enumerate(videos):
-        if isinstance(item, list):
-            if len(item) == 0:
-                raise ValueError(f"`video[{index}]` is an empty list; a video needs at least one frame.")
-            kind = _same_kind(f"video[{index}]", item)
-            if kind is not PIL.Image.Image and any(frame.ndim not in (2, 3) for frame in item):
-                raise ValueError(
-                    f"`video[{index}]` must hold frames (2- or 3-D), got {[_describe(frame) for frame in item]}."
-                )
-        elif len(item) == 0:
-            raise ValueError(f"`video` has 0 frames ({_describe(item)}); a video needs at least one frame.")
-    kinds = {_media_kind(item[0]) if isinstance(item, list) else type(item) for item in videos}
-    if len(kinds) != 1:
-        raise TypeError(f"`video` must hold videos of one kind, got {sorted(kind.__name__ for kind in kinds)}.")
-    return videos
-
-
-def check_generation_defaults(generation_defaults: dict[str, Any] | None) -> dict[str, Any] | None:
-    r"""
-    Checks the recommended call settings of a pipeline and returns them as a plain dict.
-
-    Args:
-        generation_defaults (`dict`, *optional*):
-            Any of `num_frames`, `height`, `width`, `num_inference_steps` (positive integers), `fps`, `guidance_scale`
-            (finite numbers, `fps` positive) and `vocabulary` (a list of words).
-    """
-    if generation_defaults is None:
-        return None
-    if not isinstance(generation_defaults, dict):
-        raise TypeError(
-            f"`generation_defaults` must be a dict or None, got {type(generation_defaults).__name__}: "
-            f"{generation_defaults!r}."
-        )
-    unknown = sorted(set(generation_defaults) - set(GENERATION_DEFAULT_KEYS))
-    if unknown:
-        raise ValueError(
-            f"`generation_defaults` has unknown key(s) {unknown}; allowed are {list(GENERATION_DEFAULT_KEYS)}."
-        )
-    for key, value in generation_defaults.items():
-        if key == "vocabulary":
-            valid = isinstance(value, list) and all(isinstance(word, str) for word in value)
-        elif key in ("fps", "guidance_scale"):
-            valid = _is_real_number(value) and math.isfinite(value)
-            valid = valid and (key != "fps" or value > 0)
-        else:
-            valid = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-        if not valid:
-            raise ValueError(f"`generation_defaults['{key}']` is not a valid value: {value!r}.")
-    return dict(generation_defaults)
-
-
-def load_generation_defaults(folder: str | os.PathLike) -> dict[str, Any] | None:
-    r"""
-    Reads the recommended settings of a saved pipeline folder: `generation_defaults` of its `model_index.json`, else
-    (a folder saved by an older version) its `videolatent.json`; `None` when it has neither.
-    """
-    index_path = os.path.join(folder, "model_index.json")
-    legacy_path = os.path.join(folder, LEGACY_SETTINGS_NAME)
-    for path in (index_path, legacy_path):
-        if not os.path.isfile(path):
-            continue
-        try:
-            with open(path, encoding="utf-8") as file:
-                content = json.load(file)
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{path}: cannot read it as JSON ({error}).") from error
-        settings = content.get("generation_defaults") if path == index_path else content
-        if settings is not None:
-            return check_generation_defaults(settings)
-    return None
-
-
-def _video_length(video: Any) -> int | None:
-    # the number of frames of the first video of a user input, or None when `video` is not a valid video
-    try:
-        return len(_video_items(video)[0])
-    except (TypeError, ValueError):
-        return None
-
-
-def _channel_axis(pixels: np.ndarray | torch.Tensor) -> int:
-    # diffusers' layouts: arrays are channels-last, tensors channels-first per frame
-    return -1 if isinstance(pixels, np.ndarray) else -3
-
-
-def _check_pixels(name: str, pixels: Any) -> None:
-    # the values of an image or video given as an array or tensor: floats in [0, 1] or uint8, finite, 1 to 4 channels
-    if isinstance(pixels, PIL.Image.Image):
-        return
-    dtype_name = str(pixels.dtype).replace("torch.", "")
-    is_float = (
-        pixels.is_floating_point() if isinstance(pixels, torch.Tensor) else np.issubdtype(pixels.dtype, np.floating)
-    )
-    if dtype_name != "uint8" and not is_float:
-        raise TypeError(f"`{name}` must hold floats in [0, 1] (or uint8 values), got dtype {dtype_name}.")
-    if min(pixels.shape) == 0:
-        raise ValueError(f"`{name}` is empty ({_describe(pixels)}).")
-    if pixels.ndim > 2 and pixels.shape[_channel_axis(pixels)] not in (1, 2, 3, 4):
-        layout = "(height, width, channels)" if isinstance(pixels, np.ndarray) else "(channels, height, width)"
-        raise ValueError(
-            f"`{name}` has {pixels.shape[_channel_axis(pixels)]} channels ({_describe(pixels)}); its frames are laid"
-            f" out {layout} with 1 (L), 2 (LA), 3 (RGB) or 4 (RGBA) channels."
-        )
-    if dtype_name == "uint8":
-        return
-    values = torch.as_tensor(pixels)
-    # one pass: the extremes are NaN or infinite exactly when some value is
-    low, high = (float(extreme) for extreme in torch.aminmax(values))
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError(
-            f"`{name}` holds {int((~torch.isfinite(values)).sum())} non-finite values (NaN or inf) of"
-            f" {values.numel()}; pass finite pixel values."
-        )
-    if low < -PIXEL_VALUE_LIMIT or high > PIXEL_VALUE_LIMIT:
-        raise ValueError(
-            f"`{name}` holds values in [{low:.4g}, {high:.4g}]; arrays and tensors hold pixels in [0, 1] (divide"
-            " 8-bit values by 255)."
-        )
-
-
-def _to_rgb(pixels: Any) -> Any:
-    r"""
-    Converts one image or one video's frames to 3 channels, as diffusers' `load_image` does with `convert("RGB")`: L is
-    repeated, the alpha of LA and RGBA is dropped; uint8 arrays and tensors become floats in [0, 1].
-    """
-    if isinstance(pixels, PIL.Image.Image):
-        return pixels if pixels.mode == "RGB" else pixels.convert("RGB")
-    axis = _channel_axis(pixels)
-    if isinstance(pixels, torch.Tensor):
-        if pixels.dtype == torch.uint8:
-            pixels = pixels.float() / 255.0
-        if pixels.ndim == 2:
-            pixels = pixels.unsqueeze(axis)
-        if pixels.shape[axis] in (1, 2):
-            return pixels.narrow(axis, 0, 1).repeat_interleave(3, dim=axis)
-        return pixels.narrow(axis, 0, 3)
-    if pixels.dtype == np.uint8:
-        pixels = pixels.astype(np.float32) / 255.0
-    if pixels.ndim == 2:
-        pixels = pixels[..., None]
-    if pixels.shape[axis] in (1, 2):
-        return np.repeat(pixels[..., :1], 3, axis=axis)
-    return pixels[..., :3]
 
 
 class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionMixin, VideoLatentLoraLoaderMixin):
@@ -516,44 +134,20 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
     ):
         super().__init__()
 
-        self.register_modules(
-            vae=vae,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-            unet=unet,
-            scheduler=scheduler,
-        )
+        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
         self.register_to_config(generation_defaults=check_generation_defaults(generation_defaults))
-        if getattr(self, "vae", None) is not None:
-            ratios = get_vae_compression_ratios(self.vae)
-        else:
-            ratios = (8, 4, False)
+        ratios = get_vae_compression_ratios(self.vae) if getattr(self, "vae", None) is not None else (8, 4, False)
         self.vae_scale_factor_spatial, self.vae_scale_factor_temporal, self.vae_encodes_single_frames = ratios
 
-        if getattr(self, "unet", None) is None:
-            self.unet_downsample_factor = 8
-        elif _is_property(self.unet, "downsample_factor"):
-            self.unet_downsample_factor = self.unet.downsample_factor
-        else:
-            self.unet_downsample_factor = unet_downsample_factor(self.unet.config)
+        has_unet = getattr(self, "unet", None) is not None
+        self.unet_downsample_factor = unet_downsample_factor(self.unet.config) if has_unet else 8
 
-        self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "VideoLatentPipeline":
-        r"""
-        Loads a saved pipeline like [`~DiffusionPipeline.from_pretrained`]. A local folder saved by an older version,
-        with its recommended settings in `videolatent.json` rather than in `model_index.json`, gets them as
-        `generation_defaults` (so `save_pretrained` then keeps them in `model_index.json`).
-        """
-        folder = os.fspath(pretrained_model_name_or_path)
-        if "generation_defaults" not in kwargs and os.path.isdir(folder):
-            kwargs["generation_defaults"] = load_generation_defaults(folder)
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        self.video_processor = VideoLatentVideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
 
     def resolve_generation_settings(self, **settings: Any) -> dict[str, Any]:
         r"""
-        Fills the call settings left `None` from the pipeline's `generation_defaults`, then from the fallbacks.
+        Fills the call settings left `None` from the pipeline's `generation_defaults`, then from the fallbacks (see
+        [`~diffusers_videolatent.generation_defaults.resolve_generation_settings`]).
 
         Args:
             settings:
@@ -564,22 +158,12 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
             `dict`: Every one of those settings. `height`/`width` fall back to the U-Net's `sample_size` times the
             VAE's spatial ratio; `num_frames` to 17.
         """
-        unknown = sorted(set(settings) - set(GENERATION_SETTING_KEYS))
-        if unknown:
-            raise TypeError(f"Unknown generation setting(s) {unknown}; allowed are {list(GENERATION_SETTING_KEYS)}.")
-        defaults = dict(FALLBACK_GENERATION_SETTINGS)
-        sample_size = 32
-        if getattr(self, "unet", None) is not None:
-            sample_size = self.unet.config.get("sample_size") or sample_size
-        sample_height, sample_width = (sample_size, sample_size) if isinstance(sample_size, int) else sample_size
-        defaults["height"] = sample_height * self.vae_scale_factor_spatial
-        defaults["width"] = sample_width * self.vae_scale_factor_spatial
-        defaults.update(self.config.get("generation_defaults") or {})
-        resolved = {}
-        for key in GENERATION_SETTING_KEYS:
-            value = settings.get(key)
-            resolved[key] = value if value is not None else defaults[key]
-        return resolved
+        return resolve_generation_settings(
+            settings,
+            self.config.get("generation_defaults"),
+            self.unet.config if getattr(self, "unet", None) is not None else None,
+            self.vae_scale_factor_spatial,
+        )
 
     def enable_vae_slicing(self) -> None:
         r"""
@@ -706,7 +290,7 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
         self._check_clip_skip(clip_skip)
         for name, embeds in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
             if isinstance(embeds, torch.Tensor):
-                _check_finite_tensor(name, embeds)
+                check_finite_tensor(name, embeds)
 
         if prompt_embeds is None:
             if self.text_encoder is None or self.tokenizer is None:
@@ -766,191 +350,58 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
     ) -> None:
         r"""Raises a `ValueError` or `TypeError` naming the first invalid argument; see `__call__` for their meaning."""
         # 1. prompt and its embeddings
-        if prompt is not None and prompt_embeds is not None:
-            raise ValueError(
-                f"Pass only one of `prompt` and `prompt_embeds`, got `prompt`={prompt!r} and `prompt_embeds` of shape"
-                f" {tuple(getattr(prompt_embeds, 'shape', ()))}."
-            )
-        if prompt is None and prompt_embeds is None:
-            raise ValueError("Pass one of `prompt` or `prompt_embeds`; both are None.")
-        if prompt is not None and not (
-            isinstance(prompt, str) or (isinstance(prompt, list) and all(isinstance(p, str) for p in prompt))
-        ):
-            raise TypeError(
-                f"`prompt` must be a string or a list of strings, got {type(prompt).__name__}: {prompt!r}."
-            )
-        if isinstance(prompt, list) and len(prompt) == 0:
-            raise ValueError("`prompt` is an empty list; pass at least one prompt.")
-        if prompt is not None:
-            batch_size = 1 if isinstance(prompt, str) else len(prompt)
-        else:
-            if not isinstance(prompt_embeds, torch.Tensor) or prompt_embeds.ndim != 3:
-                raise ValueError(
-                    "`prompt_embeds` must be a tensor of shape (batch_size, sequence_length, hidden_size), got"
-                    f" {getattr(prompt_embeds, 'shape', type(prompt_embeds).__name__)}."
-                )
-            batch_size = prompt_embeds.shape[0]
-
+        batch_size = check_prompt(prompt, prompt_embeds)
         if negative_prompt is not None and negative_prompt_embeds is not None:
             raise ValueError("Pass only one of `negative_prompt` and `negative_prompt_embeds`, not both.")
         if negative_prompt is not None:
-            if not (
-                isinstance(negative_prompt, str)
-                or (isinstance(negative_prompt, list) and all(isinstance(p, str) for p in negative_prompt))
-            ):
-                raise TypeError(
-                    "`negative_prompt` must be a string or a list of strings, got"
-                    f" {type(negative_prompt).__name__}: {negative_prompt!r}."
-                )
+            check_strings("negative_prompt", negative_prompt)
             if isinstance(negative_prompt, list) and len(negative_prompt) != batch_size:
                 raise ValueError(
                     f"`negative_prompt` has {len(negative_prompt)} entries but the prompt batch has {batch_size};"
                     " pass one string or one negative prompt per prompt."
                 )
-
-        cross_attention_dim = self.unet.config.cross_attention_dim
-        for name, embeds in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
-            if embeds is None:
-                continue
-            if not isinstance(embeds, torch.Tensor) or embeds.ndim != 3 or embeds.shape[-1] != cross_attention_dim:
-                raise ValueError(
-                    f"`{name}` must have shape (batch_size, sequence_length, {cross_attention_dim}) to match the"
-                    f" U-Net's `cross_attention_dim`, got {tuple(getattr(embeds, 'shape', ()))}."
-                )
-            _check_finite_tensor(name, embeds)
-        if prompt_embeds is not None and negative_prompt_embeds is not None:
-            if prompt_embeds.shape != negative_prompt_embeds.shape:
-                raise ValueError(
-                    "`prompt_embeds` and `negative_prompt_embeds` must have the same shape, got"
-                    f" {tuple(prompt_embeds.shape)} and {tuple(negative_prompt_embeds.shape)}."
-                )
-        elif negative_prompt_embeds is not None and self.tokenizer is not None:
-            # the prompt is encoded to (batch_size, model_max_length, hidden_size); guidance concatenates both
-            expected_shape = (batch_size, getattr(self.tokenizer, "model_max_length", None), cross_attention_dim)
-            if tuple(negative_prompt_embeds.shape) != expected_shape:
-                raise ValueError(
-                    f"`negative_prompt_embeds` must have shape {expected_shape} to match the encoded `prompt`, got"
-                    f" {tuple(negative_prompt_embeds.shape)}."
-                )
+        self._check_prompt_embeds(prompt_embeds, negative_prompt_embeds, batch_size)
         self._check_clip_skip(clip_skip)
 
         # 2. conditioning inputs
         if image is not None and video is not None:
             raise ValueError("Pass only one of `image` (image-to-video) and `video` (video-to-video), not both.")
-        for name, items in (
-            ("image", _image_items(image) if image is not None else None),
-            ("video", _video_items(video) if video is not None else None),
-        ):
-            if items is None:
-                continue
-            if len(items) not in (1, batch_size):
-                raise ValueError(
-                    f"`{name}` holds {len(items)} items but the prompt batch has {batch_size}; pass one {name} or one"
-                    " per prompt."
-                )
-            for index, item in enumerate(items):
-                item_name = name if len(items) == 1 else f"{name}[{index}]"
-                for pixels in item if isinstance(item, list) else [item]:
-                    _check_pixels(item_name, pixels)
-            if name == "video" and len({len(item) for item in items}) > 1:
-                raise ValueError(
-                    f"`video` holds videos of {sorted({len(item) for item in items})} frames; pass videos of one length."
-                )
-        if not _is_real_number(strength) or not 0.0 <= strength <= 1.0:
+        if image is not None:
+            self.video_processor.check_items("image", self.video_processor.split_images(image), batch_size)
+        if video is not None:
+            self.video_processor.check_items("video", self.video_processor.split_videos(video), batch_size)
+        if not is_real_number(strength) or not 0.0 <= strength <= 1.0:
             raise ValueError(f"`strength` must be a number in [0.0, 1.0], got {strength!r}.")
 
         # 3. sizes
-        temporal_ratio = self.vae_scale_factor_temporal
-        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
-            raise ValueError(f"`num_frames` must be an integer >= 1, got {num_frames!r}.")
-        if not is_valid_num_frames(num_frames, temporal_ratio):
-            lower, upper = nearest_valid_num_frames(num_frames, temporal_ratio)
-            raise ValueError(
-                f"`num_frames` must be 1 + k * {temporal_ratio} for the VAE's temporal ratio {temporal_ratio}, got"
-                f" {num_frames}; the nearest valid counts are {lower} and {upper}."
-            )
-        max_latent_frames = unet_max_latent_frames(self.unet.config)
-        if max_latent_frames is not None and num_latent_frames(num_frames, temporal_ratio) > max_latent_frames:
-            largest = largest_num_frames(max_latent_frames, temporal_ratio)
-            raise ValueError(
-                f"`num_frames` is {num_frames}, but the U-Net's frame-position table holds {max_latent_frames} latent"
-                f" frames (`temporal_max_frames`): the largest `num_frames` it takes is {largest}"
-                + (f"; trim `video` to at most {largest} frames." if video is not None else ".")
-            )
-        if video is not None and _video_length(video) != num_frames:
-            raise ValueError(
-                f"`video` has {_video_length(video)} frames but `num_frames` is {num_frames}; leave `num_frames` unset"
-                " in video-to-video to use the video's length."
-            )
+        self._check_num_frames(num_frames, video)
         multiple = size_multiple(self.vae_scale_factor_spatial, self.unet_downsample_factor)
         for name, size in (("height", height), ("width", width)):
-            if isinstance(size, bool) or not isinstance(size, int) or size < 1 or size % multiple != 0:
+            if not is_integer(size) or size < 1 or size % multiple != 0:
                 raise ValueError(
                     f"`{name}` must be a positive multiple of {multiple} (the VAE's spatial ratio"
                     f" {self.vae_scale_factor_spatial} times the U-Net's downsampling {self.unet_downsample_factor}),"
                     f" got {size!r}."
                 )
-        _check_finite_number("fps", fps)
-        if fps <= 0:
-            raise ValueError(f"`fps` must be a positive number, got {fps!r}.")
+        check_finite_number("fps", fps, minimum=0, inclusive=False)
 
         # 4. sampling
-        if timesteps is not None and sigmas is not None:
-            raise ValueError("Pass only one of `timesteps` and `sigmas`, not both.")
-        set_timesteps_parameters = inspect.signature(self.scheduler.set_timesteps).parameters
-        for name, value in (("timesteps", timesteps), ("sigmas", sigmas)):
-            if value is None:
-                continue
-            _check_schedule(name, value)
-            if name not in set_timesteps_parameters:
-                raise ValueError(
-                    f"`{name}` was passed but {type(self.scheduler).__name__}.set_timesteps does not accept custom"
-                    f" {name}; use a scheduler that does or pass `num_inference_steps`."
-                )
-        if timesteps is None and sigmas is None:
-            if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
-                raise TypeError(f"`num_inference_steps` must be an integer, got {num_inference_steps!r}.")
-            if num_inference_steps < 1:
-                raise ValueError(f"`num_inference_steps` must be >= 1, got {num_inference_steps}.")
-            if video is not None and strength > 0 and int(num_inference_steps * strength) == 0:
-                raise ValueError(
-                    f"`strength`={strength} keeps none of the {num_inference_steps} steps (`num_inference_steps`);"
-                    " raise one of them, or pass `strength=0` for the video's reconstruction."
-                )
-        for name, value in (("guidance_scale", guidance_scale), ("guidance_rescale", guidance_rescale)):
-            _check_finite_number(name, value)
+        check_sampling_schedule(
+            self.scheduler.set_timesteps,
+            num_inference_steps,
+            timesteps,
+            sigmas,
+            strength if video is not None else None,
+        )
+        check_finite_number("guidance_scale", guidance_scale)
+        check_finite_number("guidance_rescale", guidance_rescale)
         if not 0.0 <= guidance_rescale <= 1.0:
             raise ValueError(f"`guidance_rescale` must be in [0.0, 1.0], got {guidance_rescale}.")
-        _check_finite_number("eta", eta)
-        if eta < 0:
-            raise ValueError(f"`eta` must be >= 0, got {eta!r}.")
-        if isinstance(num_videos_per_prompt, bool) or not isinstance(num_videos_per_prompt, int):
-            raise TypeError(f"`num_videos_per_prompt` must be an integer, got {num_videos_per_prompt!r}.")
-        if num_videos_per_prompt < 1:
-            raise ValueError(f"`num_videos_per_prompt` must be >= 1, got {num_videos_per_prompt}.")
-        total_batch_size = batch_size * num_videos_per_prompt
-        if generator is not None and not (
-            isinstance(generator, torch.Generator)
-            or (isinstance(generator, list) and all(isinstance(g, torch.Generator) for g in generator))
-        ):
-            raise TypeError(
-                "`generator` must be a `torch.Generator` or a list of them (e.g. `torch.Generator().manual_seed(0)`),"
-                f" got {type(generator).__name__}: {generator!r}."
-            )
-        if isinstance(generator, list) and len(generator) != total_batch_size:
-            raise ValueError(
-                f"`generator` is a list of {len(generator)} generators but the batch has {total_batch_size} videos"
-                f" ({batch_size} prompts x {num_videos_per_prompt} videos per prompt); pass one generator or one per"
-                " video."
-            )
+        check_finite_number("eta", eta, minimum=0)
+        check_integer("num_videos_per_prompt", num_videos_per_prompt)
+        check_generator(generator, batch_size * num_videos_per_prompt, batch_size)
         if latents is not None:
-            expected_shape = self.latents_shape(total_batch_size, num_frames, height, width)
-            if not isinstance(latents, torch.Tensor) or tuple(latents.shape) != expected_shape:
-                raise ValueError(
-                    f"`latents` must have shape {expected_shape} for this call, got"
-                    f" {tuple(getattr(latents, 'shape', ()))}."
-                )
-            _check_finite_tensor("latents", latents)
+            check_latents(latents, self.latents_shape(batch_size * num_videos_per_prompt, num_frames, height, width))
         if cross_attention_kwargs is not None and not isinstance(cross_attention_kwargs, dict):
             raise TypeError(
                 f"`cross_attention_kwargs` must be a dict or None, got {type(cross_attention_kwargs).__name__}."
@@ -964,16 +415,13 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
                 f"`callback_on_step_end` must be callable (a function or a `PipelineCallback`), got"
                 f" {type(callback_on_step_end).__name__}."
             )
-        if callback_on_step_end_tensor_inputs is not None:
-            unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
-            if unknown:
-                raise ValueError(
-                    f"`callback_on_step_end_tensor_inputs` has unknown entries {unknown}; allowed are"
-                    f" {self._callback_tensor_inputs}."
-                )
-        if decode_chunk_size is not None and (
-            isinstance(decode_chunk_size, bool) or not isinstance(decode_chunk_size, int) or decode_chunk_size < 1
-        ):
+        unknown = [k for k in callback_on_step_end_tensor_inputs or [] if k not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(
+                f"`callback_on_step_end_tensor_inputs` has unknown entries {unknown}; allowed are"
+                f" {self._callback_tensor_inputs}."
+            )
+        if decode_chunk_size is not None and (not is_integer(decode_chunk_size) or decode_chunk_size < 1):
             raise ValueError(f"`decode_chunk_size` must be an integer >= 1 or None, got {decode_chunk_size!r}.")
 
         # 6. the U-Net's extra conditioning input
@@ -985,17 +433,65 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
                 f" channels ({num_channels_latents}) or the latent channels plus a mask ({num_channels_latents + 1})."
             )
 
+    def _check_prompt_embeds(self, prompt_embeds: Any, negative_prompt_embeds: Any, batch_size: int) -> None:
+        # the embeddings' width is the U-Net's `cross_attention_dim`; guidance concatenates both halves
+        cross_attention_dim = self.unet.config.cross_attention_dim
+        for name, embeds in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
+            if embeds is None:
+                continue
+            if not isinstance(embeds, torch.Tensor) or embeds.ndim != 3 or embeds.shape[-1] != cross_attention_dim:
+                raise ValueError(
+                    f"`{name}` must have shape (batch_size, sequence_length, {cross_attention_dim}) to match the"
+                    f" U-Net's `cross_attention_dim`, got {tuple(getattr(embeds, 'shape', ()))}."
+                )
+            check_finite_tensor(name, embeds)
+        if prompt_embeds is not None and negative_prompt_embeds is not None:
+            if prompt_embeds.shape != negative_prompt_embeds.shape:
+                raise ValueError(
+                    "`prompt_embeds` and `negative_prompt_embeds` must have the same shape, got"
+                    f" {tuple(prompt_embeds.shape)} and {tuple(negative_prompt_embeds.shape)}."
+                )
+        elif negative_prompt_embeds is not None and self.tokenizer is not None:
+            # the prompt is encoded to (batch_size, model_max_length, hidden_size)
+            expected_shape = (batch_size, getattr(self.tokenizer, "model_max_length", None), cross_attention_dim)
+            if tuple(negative_prompt_embeds.shape) != expected_shape:
+                raise ValueError(
+                    f"`negative_prompt_embeds` must have shape {expected_shape} to match the encoded `prompt`, got"
+                    f" {tuple(negative_prompt_embeds.shape)}."
+                )
+
     def _check_clip_skip(self, clip_skip: int | None) -> None:
         # `clip_skip` layers are skipped from the end, so at least one layer of the text encoder must remain
         if clip_skip is None:
             return
-        if isinstance(clip_skip, bool) or not isinstance(clip_skip, int) or clip_skip < 0:
+        if not is_integer(clip_skip) or clip_skip < 0:
             raise ValueError(f"`clip_skip` must be an integer >= 0 or None, got {clip_skip!r}.")
         num_layers = getattr(getattr(self.text_encoder, "config", None), "num_hidden_layers", None)
         if num_layers is not None and clip_skip >= num_layers:
             raise ValueError(
                 f"`clip_skip` is {clip_skip}, but the text encoder has {num_layers} layers: skip at most"
                 f" {num_layers - 1}."
+            )
+
+    def _check_num_frames(self, num_frames: Any, video: Any) -> None:
+        # the VAE's frame rule, the U-Net's frame-position table and the length of `video`
+        temporal_ratio = self.vae_scale_factor_temporal
+        if not is_integer(num_frames) or num_frames < 1:
+            raise ValueError(f"`num_frames` must be an integer >= 1, got {num_frames!r}.")
+        check_num_frames(num_frames, temporal_ratio)
+        max_latent_frames = unet_max_latent_frames(self.unet.config)
+        if max_latent_frames is not None and num_latent_frames(num_frames, temporal_ratio) > max_latent_frames:
+            largest = largest_num_frames(max_latent_frames, temporal_ratio)
+            raise ValueError(
+                f"`num_frames` is {num_frames}, but the U-Net's frame-position table holds {max_latent_frames} latent"
+                f" frames (`temporal_max_frames`): the largest `num_frames` it takes is {largest}"
+                + (f"; trim `video` to at most {largest} frames." if video is not None else ".")
+            )
+        video_length = len(self.video_processor.split_videos(video)[0]) if video is not None else num_frames
+        if video_length != num_frames:
+            raise ValueError(
+                f"`video` has {video_length} frames but `num_frames` is {num_frames}; leave `num_frames` unset in"
+                " video-to-video to use the video's length."
             )
 
     def latents_shape(self, batch_size: int, num_frames: int, height: int, width: int) -> tuple[int, ...]:
@@ -1008,102 +504,19 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
             width // self.vae_scale_factor_spatial,
         )
 
-    def _latents_statistics(self, latents: torch.Tensor) -> tuple[torch.Tensor | float, ...]:
-        # the VAE's normalisation: `(z - shift - mean) * scaling / std`, each part optional in its config
-        config = self.vae.config
-        scaling_factor = config.get("scaling_factor") or 1.0
-        shift_factor = config.get("shift_factor") or 0.0
-        latents_mean, latents_std = config.get("latents_mean"), config.get("latents_std")
-        stats_shape = (1, latents.shape[1], 1, 1, 1)
-        if latents_mean is not None:
-            latents_mean = torch.tensor(latents_mean, device=latents.device, dtype=latents.dtype).view(stats_shape)
-        else:
-            latents_mean = 0.0
-        if latents_std is not None:
-            latents_std = torch.tensor(latents_std, device=latents.device, dtype=latents.dtype).view(stats_shape)
-        else:
-            latents_std = 1.0
-        return scaling_factor, shift_factor, latents_mean, latents_std
-
     def encode_video(self, video: torch.Tensor) -> torch.Tensor:
         r"""
-        Encodes pixels to normalised latents (the mode of the VAE's latent distribution).
-
-        Args:
-            video (`torch.Tensor`):
-                Pixels in [-1, 1] of shape `(batch_size, 3, num_frames, height, width)`; an image is a 1-frame video.
-
-        Returns:
-            `torch.Tensor`: Latents of shape `(batch_size, channels, latent_frames, latent_height, latent_width)`.
+        Encodes pixels in [-1, 1] of shape `(batch_size, 3, num_frames, height, width)` to normalised latents (see
+        [`~diffusers_videolatent.models.video_latents.encode_video`]).
         """
-        video = video.to(device=self.vae.device, dtype=self.vae.dtype)
-        batch_size, _, num_frames, height, width = video.shape
-        if self.vae_encodes_single_frames:
-            frames = video.permute(0, 2, 1, 3, 4).reshape(batch_size * num_frames, -1, height, width)
-            latents = latent_distribution_mode(self.vae.encode(frames))
-            latents = latents.reshape(batch_size, num_frames, *latents.shape[1:]).permute(0, 2, 1, 3, 4)
-        else:
-            latents = latent_distribution_mode(self.vae.encode(video))
-
-        scaling_factor, shift_factor, latents_mean, latents_std = self._latents_statistics(latents)
-        return (latents - shift_factor - latents_mean) * scaling_factor / latents_std
+        return encode_video(self.vae, video, self.vae_encodes_single_frames)
 
     def decode_latents(self, latents: torch.Tensor, decode_chunk_size: int | None = None) -> torch.Tensor:
         r"""
-        Decodes normalised latents to pixels.
-
-        Args:
-            latents (`torch.Tensor`):
-                Latents of shape `(batch_size, channels, latent_frames, latent_height, latent_width)`.
-            decode_chunk_size (`int`, *optional*):
-                The number of latent frames decoded at once (all by default). Passed as `chunk_size` to VAEs whose
-                `decode` accepts it; diffusers' video VAEs stream their decode on their own.
-
-        Returns:
-            `torch.Tensor`: Float32 pixels in [-1, 1] of shape `(batch_size, 3, num_frames, height, width)`.
+        Decodes normalised latents to float32 pixels in [-1, 1] of shape `(batch_size, 3, num_frames, height, width)`,
+        `decode_chunk_size` latent frames at once (see [`~diffusers_videolatent.models.video_latents.decode_latents`]).
         """
-        latents = latents.to(self.vae.dtype)
-        scaling_factor, shift_factor, latents_mean, latents_std = self._latents_statistics(latents)
-        latents = latents * latents_std / scaling_factor + latents_mean + shift_factor
-
-        batch_size, _, latent_frames, latent_height, latent_width = latents.shape
-        if self.vae_encodes_single_frames:
-            frames = latents.permute(0, 2, 1, 3, 4).reshape(
-                batch_size * latent_frames, -1, latent_height, latent_width
-            )
-            chunk_size = decode_chunk_size or frames.shape[0]
-            decoded = [
-                self.vae.decode(frames[start : start + chunk_size], return_dict=False)[0]
-                for start in range(0, frames.shape[0], chunk_size)
-            ]
-            video = torch.cat(decoded)
-            video = video.reshape(batch_size, latent_frames, *video.shape[1:]).permute(0, 2, 1, 3, 4)
-        elif "chunk_size" in inspect.signature(self.vae.decode).parameters:
-            video = self.vae.decode(latents, return_dict=False, chunk_size=decode_chunk_size)[0]
-        else:
-            video = self.vae.decode(latents, return_dict=False)[0]
-        # float32 output works for every output type and costs little next to the decode
-        return video.float()
-
-    def preprocess_conditioning(self, image: Any, video: Any, height: int, width: int) -> torch.Tensor | None:
-        r"""
-        Turns `image` or `video` into pixels of shape `(batch, 3, frames, height, width)` in [-1, 1].
-
-        Images and frames are converted to RGB first, as diffusers' `load_image` does: PIL images with
-        `convert("RGB")`, arrays and tensors with 1 (L) or 2 (LA) channels by repeating the first, with 4 (RGBA) by
-        dropping the alpha; uint8 arrays and tensors are divided by 255.
-        """
-        if image is not None:
-            images = [_to_rgb(item) for item in _image_items(image)]
-            pixels = torch.cat([self.video_processor.preprocess(item, height=height, width=width) for item in images])
-            return pixels.unsqueeze(2)
-        if video is not None:
-            videos = []
-            for item in _video_items(video):
-                frames = [_to_rgb(frame) for frame in item] if isinstance(item, list) else _to_rgb(item)
-                videos.append(self.video_processor.preprocess_video(frames, height=height, width=width))
-            return torch.cat(videos)
-        return None
+        return decode_latents(self.vae, latents, self.vae_encodes_single_frames, decode_chunk_size)
 
     def _warn_if_not_finite(
         self, output: torch.Tensor, name: str, guidance_scale: float, timesteps_given: bool
@@ -1345,9 +758,13 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
         if callback_on_step_end_tensor_inputs is None:
             callback_on_step_end_tensor_inputs = ["latents"]
 
-        # 0. Default settings: the caller's, else the video's length, else the pipeline's `generation_defaults`
-        if num_frames is None:
-            num_frames = _video_length(video)
+        # 0. Split `image` and `video` into one entry per item, once; then the default settings: the caller's, else
+        # the video's length, else the pipeline's `generation_defaults`
+        if image is not None:
+            image = self.video_processor.split_images(image)
+        if video is not None:
+            video = self.video_processor.split_videos(video)
+            num_frames = num_frames if num_frames is not None else len(video[0])
         settings = self.resolve_generation_settings(
             num_frames=num_frames,
             height=height,
@@ -1356,12 +773,7 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
         )
-        num_frames, height, width = settings["num_frames"], settings["height"], settings["width"]
-        fps, num_inference_steps, guidance_scale = (
-            settings["fps"],
-            settings["num_inference_steps"],
-            settings["guidance_scale"],
-        )
+        num_frames, height, width, fps, num_inference_steps, guidance_scale = settings.values()
 
         # 1. Check inputs. Raise error if not correct
         self.check_inputs(
@@ -1425,7 +837,7 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
             prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
 
         # 4. Encode the image or video conditioning
-        conditioning_pixels = self.preprocess_conditioning(image, video, height, width)
+        conditioning_pixels = self.video_processor.preprocess_conditioning(image, video, height, width)
         condition_latents = None
         if conditioning_pixels is not None:
             condition_latents = self.encode_video(conditioning_pixels).to(device=device, dtype=dtype)
@@ -1435,21 +847,12 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
 
         # 5. Prepare timesteps
         latents_shape = self.latents_shape(num_videos, num_frames, height, width)
-        scheduler_kwargs = {}
-        if self.scheduler.config.get("use_dynamic_shifting", False):
-            # resolution-dependent shift of flow-matching schedules, from the number of latent tokens
-            image_seq_len = latents_shape[2] * latents_shape[3] * latents_shape[4]
-            scheduler_kwargs["mu"] = timestep_shift_for_tokens(
-                image_seq_len,
-                self.scheduler.config.get("base_image_seq_len", 256),
-                self.scheduler.config.get("max_image_seq_len", 4096),
-                self.scheduler.config.get("base_shift", 0.5),
-                self.scheduler.config.get("max_shift", 1.15),
-            )
+        # flow-matching schedules with `use_dynamic_shifting` shift with the number of latent tokens
+        scheduler_kwargs = dynamic_shift_kwargs(self.scheduler, math.prod(latents_shape[2:]))
         timesteps_given = timesteps is not None or sigmas is not None
         if timesteps_given:
             num_inference_steps = None
-        timesteps, num_inference_steps = set_scheduler_timesteps(
+        timesteps, num_inference_steps = retrieve_timesteps(
             self.scheduler, num_inference_steps, device, timesteps, sigmas, **scheduler_kwargs
         )
         video_latents = None
@@ -1462,16 +865,7 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
 
         # 6. Prepare latent variables
         latents = self.prepare_latents(
-            num_videos,
-            num_frames,
-            height,
-            width,
-            dtype,
-            device,
-            generator,
-            latents,
-            video_latents=video_latents,
-            timestep=latent_timestep,
+            num_videos, num_frames, height, width, dtype, device, generator, latents, video_latents, latent_timestep
         )
 
         conditioning_channels = self.unet.config.get("conditioning_channels", 0) or 0
@@ -1542,7 +936,7 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
                     noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
                     noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
                     if self.guidance_rescale > 0.0:
-                        noise_pred = rescale_guidance(noise_pred, noise_pred_text, self.guidance_rescale)
+                        noise_pred = rescale_noise_cfg(noise_pred, noise_pred_text, self.guidance_rescale)
 
                 # compute the previous noisy sample x_t -> x_t-1
                 latents_dtype = latents.dtype

@@ -38,10 +38,11 @@ from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from ..atomic import atomic_folder, keep_unless_superseded_weights
+from ..generation_defaults import load_generation_defaults
 from ..geometry import unet_max_latent_frames
 from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
+from ..models.unet_spatio_temporal import build_conditioning_latents
 from ..pipelines import VideoLatentPipeline
-from ..pipelines.pipeline_video_latent import build_conditioning_latents, load_generation_defaults
 from .moving_shapes import VOCABULARY, make_caption
 from .training_utils import (
     add_common_arguments,

@@ -26,7 +26,7 @@ from diffusers.models.attention_processor import (
 
 from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel
 from diffusers_videolatent.models.attention import VideoLatentAttention, VideoLatentAttnProcessor
-from diffusers_videolatent.pipelines.pipeline_video_latent import build_conditioning_latents
+from diffusers_videolatent.models.unet_spatio_temporal import build_conditioning_latents
 
 
 pytestmark = pytest.mark.usefixtures("no_grad")

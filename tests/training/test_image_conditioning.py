@@ -7,7 +7,7 @@ import torch
 from conftest import build_pipeline, build_spatio_temporal_unet, build_video_vae
 
 from diffusers_videolatent import UNetSpatioTemporalModel
-from diffusers_videolatent.pipelines.pipeline_video_latent import build_conditioning_latents
+from diffusers_videolatent.models.unet_spatio_temporal import build_conditioning_latents
 from diffusers_videolatent.training.moving_shapes import render_moving_shape
 from diffusers_videolatent.training.train_text_to_video import add_conditioning_channels, draw_conditioning_latents
 
