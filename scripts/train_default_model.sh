@@ -3,7 +3,7 @@
 #
 #   bash scripts/train_default_model.sh [WORK_DIR]      # default WORK_DIR: out/default_model
 #
-# Seven stages, all seeded; the times measured on a 2-core CPU are in the model card:
+# Seven stages, all seeded; the times measured on a 2-core CPU are in docs/default_model.md:
 # 1. the video VAE (the script's tiny default config: 17 x 64 x 64 RGB -> 16 x 5 x 8 x 8 latents, spatial ratio 8,
 #    temporal ratio 4, 16 channels as in Wan's and CogVideoX's VAEs) on single frames of the moving-shapes training
 #    split; the script then folds each temporal kernel onto the current frame, so the saved VAE is a per-frame
@@ -17,7 +17,7 @@
 #    17-frame clips in turn (`--num_frames 49 --alternate_num_frames 9 13 17`, each subsampled from a 49-frame clip),
 #    travel 0 to 0.6 of the frame (`--travel_fraction_range 0 0.6`: up to 4.8, 3.2 and 2.4 pixels per frame): a
 #    decoder that has seen one speed decodes others with a period-4 flicker, and one that has seen one length
-#    flickers on the later latent frames of other lengths (README, "The VAE's period-4 flicker"); then (3c) once
+#    flickers on the later latent frames of other lengths (docs/vae_flicker.md); then (3c) once
 #    more on 9-, 13-, 17- and 25-frame clips at half the learning rate, the last frame of each latent frame's group
 #    (the worst decoded) weighted 4 times the others in the pixel loss (`--frame_position_weights 1 1 1 4`);
 # 4. the U-Net (the script's tiny default config, whose temporal transformers also cross-attend to the text) on

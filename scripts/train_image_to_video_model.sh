@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the experimental text- AND image-to-video U-Net from scratch, in one stage, on the latents of an existing VAE,
-# then scores it. It is not the shipped default model: on the measured run (README, "Text- and image-to-video from one
-# U-Net") it reached image-to-video direction 100% and frame-0 PSNR 35 dB but text-to-video stayed far below. The
+# then scores it. It is not the shipped default model: on the measured run (docs/default_model.md, "Text- and
+# image-to-video from one U-Net") it reached image-to-video direction 100% and frame-0 PSNR 35 dB but text-to-video stayed far below. The
 # shipped U-Net does both tasks too, but gets there in two steps (scripts/train_default_model.sh, stage 6): a
 # text-to-video U-Net first, then zero-initialised conditioning channels and a fine-tune with half of the videos given
 # their first frame.
