@@ -981,7 +981,6 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
         self,
         z: torch.Tensor,
         return_dict: bool = True,
-        generator: torch.Generator | None = None,
         chunk_size: int | None = None,
     ) -> DecoderOutput | tuple[torch.Tensor]:
         r"""
@@ -992,8 +991,6 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
                 Latents (already divided by `scaling_factor` and shifted back by the caller).
             return_dict (`bool`, *optional*, defaults to `True`):
                 Whether to return a [`~models.vae.DecoderOutput`] instead of a plain tuple.
-            generator (`torch.Generator`, *optional*):
-                Unused; accepted for signature compatibility with `AutoencoderKL.decode`.
             chunk_size (`int`, *optional*):
                 Latent frames decoded per streamed step; defaults to `self.decode_chunk_size`. The result does not
                 depend on it, peak memory does.
