@@ -913,7 +913,11 @@ class UNetSpatioTemporalModel(
     order; the up path mirrors them (with one more layer per level, as in diffusers' U-Nets).
 
     Parameters:
-        sample_size (`int`, *optional*, defaults to `None`): Height and width of the latent, for documentation only.
+        sample_size (`int` or `tuple[int, int]`, *optional*, defaults to `None`):
+            The default latent height and width (one int for both, or `(height, width)`): when a call gives no
+            `height`/`width` (and its `generation_defaults` set none), [`VideoLatentPipeline`] generates
+            `sample_size * vae_scale_factor_spatial` pixels; `None` leaves the pipeline's fallback. `forward` takes
+            any multiple of `downsample_factor`.
         in_channels (`int`, *optional*, defaults to 4): Channels of the noisy latent `sample`.
         out_channels (`int`, *optional*, defaults to 4): Channels of the prediction.
         conditioning_channels (`int`, *optional*, defaults to 0):
@@ -976,7 +980,7 @@ class UNetSpatioTemporalModel(
     @register_to_config
     def __init__(
         self,
-        sample_size: int | None = None,
+        sample_size: int | tuple[int, int] | None = None,
         in_channels: int = 4,
         out_channels: int = 4,
         conditioning_channels: int = 0,
