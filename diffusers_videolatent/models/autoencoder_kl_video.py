@@ -354,24 +354,25 @@ class CausalMidBlock3D(nn.Module):
                 CausalResnetBlock3D(channels, channels, norm_num_groups, norm_eps, act_fn),
             ]
         )
-        self.attentions = nn.ModuleList()
+        # a list of one, `None` without attention, as in `UNetMidBlock2D` (the key stays `attentions.0`)
+        attention = None
         if add_attention:
-            self.attentions.append(
-                VideoLatentAttention(
-                    channels,
-                    heads=1,
-                    dim_head=channels,
-                    bias=True,
-                    norm_num_groups=norm_num_groups,
-                    eps=norm_eps,
-                    residual_connection=True,
-                    upcast_softmax=True,
-                )
+            attention = VideoLatentAttention(
+                channels,
+                heads=1,
+                dim_head=channels,
+                bias=True,
+                norm_num_groups=norm_num_groups,
+                eps=norm_eps,
+                residual_connection=True,
+                upcast_softmax=True,
             )
+        self.attentions = nn.ModuleList([attention])
 
     def forward(self, hidden_states: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         hidden_states = self.resnets[0](hidden_states, cache)
-        for attention in self.attentions:
+        attention = self.attentions[0]
+        if attention is not None:
             batch_size, channels, num_frames, height, width = hidden_states.shape
             hidden_states = hidden_states.transpose(1, 2).reshape(batch_size * num_frames, channels, height, width)
             hidden_states = attention(hidden_states)  # (B * F, C, H, W)
@@ -402,18 +403,22 @@ class CausalDownEncoderBlock3D(nn.Module):
                 for i in range(num_layers)
             ]
         )
-        self.downsamplers = nn.ModuleList([SpatialDownsample(out_channels)] if add_spatial_downsample else [])
-        self.temporal_downsamplers = nn.ModuleList(
-            [TemporalDownsample(out_channels)] if add_temporal_downsample else []
-        )
+        self.downsamplers = None
+        if add_spatial_downsample:
+            self.downsamplers = nn.ModuleList([SpatialDownsample(out_channels)])
+        self.temporal_downsamplers = None
+        if add_temporal_downsample:
+            self.temporal_downsamplers = nn.ModuleList([TemporalDownsample(out_channels)])
 
     def forward(self, hidden_states: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         for resnet in self.resnets:
             hidden_states = resnet(hidden_states, cache)
-        for downsampler in self.downsamplers:
-            hidden_states = downsampler(hidden_states, cache)
-        for temporal_downsampler in self.temporal_downsamplers:
-            hidden_states = temporal_downsampler(hidden_states, cache)
+        if self.downsamplers is not None:
+            for downsampler in self.downsamplers:
+                hidden_states = downsampler(hidden_states, cache)
+        if self.temporal_downsamplers is not None:
+            for temporal_downsampler in self.temporal_downsamplers:
+                hidden_states = temporal_downsampler(hidden_states, cache)
         return hidden_states
 
 
@@ -439,8 +444,12 @@ class CausalUpDecoderBlock3D(nn.Module):
                 for i in range(num_layers)
             ]
         )
-        self.temporal_upsamplers = nn.ModuleList([TemporalUpsample(out_channels)] if add_temporal_upsample else [])
-        self.upsamplers = nn.ModuleList([SpatialUpsample(out_channels)] if add_spatial_upsample else [])
+        self.temporal_upsamplers = None
+        if add_temporal_upsample:
+            self.temporal_upsamplers = nn.ModuleList([TemporalUpsample(out_channels)])
+        self.upsamplers = None
+        if add_spatial_upsample:
+            self.upsamplers = nn.ModuleList([SpatialUpsample(out_channels)])
 
     def forward(
         self, hidden_states: torch.Tensor, cache: CausalCache | None = None, part: str | None = None
@@ -452,9 +461,10 @@ class CausalUpDecoderBlock3D(nn.Module):
         if part != "space":
             for resnet in self.resnets:
                 hidden_states = resnet(hidden_states, cache)
-            for temporal_upsampler in self.temporal_upsamplers:
-                hidden_states = temporal_upsampler(hidden_states, cache)
-        if part != "time":
+            if self.temporal_upsamplers is not None:
+                for temporal_upsampler in self.temporal_upsamplers:
+                    hidden_states = temporal_upsampler(hidden_states, cache)
+        if part != "time" and self.upsamplers is not None:
             for upsampler in self.upsamplers:
                 hidden_states = upsampler(hidden_states, cache)
         return hidden_states
