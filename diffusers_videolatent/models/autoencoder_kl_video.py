@@ -714,9 +714,9 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
                 f"`temporal_downsample` must have one entry per level ({len(block_out_channels)}), got "
                 f"{tuple(temporal_downsample)}."
             )
-        temporal_ratio = vae_compression_ratios_from_config(
+        spatial_ratio, temporal_ratio, _ = vae_compression_ratios_from_config(
             {"block_out_channels": block_out_channels, "temporal_downsample": temporal_downsample}
-        )[1]
+        )
         if temporal_ratio not in (1, 2, 4, 8):
             raise ValueError(
                 f"`temporal_downsample` {tuple(temporal_downsample)} gives a temporal compression ratio of "
@@ -729,6 +729,9 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
                     f"{tuple(block_out_channels)}."
                 )
         temporal_downsample = tuple(bool(flag) for flag in temporal_downsample)
+        # derived from the config once, for the `*_compression_ratio` properties that every call reads
+        self._spatial_compression_ratio = spatial_ratio
+        self._temporal_compression_ratio = temporal_ratio
 
         self.encoder = CausalEncoder3D(
             in_channels,
@@ -769,11 +772,13 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
 
     @property
     def spatial_compression_ratio(self) -> int:
-        return vae_compression_ratios_from_config(self.config)[0]
+        """Height and width shrink by this factor in the latents: `2 ** (len(block_out_channels) - 1)`."""
+        return self._spatial_compression_ratio
 
     @property
     def temporal_compression_ratio(self) -> int:
-        return vae_compression_ratios_from_config(self.config)[1]
+        """Frames per latent frame after the first, which is encoded alone: `2 ** sum(temporal_downsample)`."""
+        return self._temporal_compression_ratio
 
     def enable_tiling(
         self,

@@ -1037,6 +1037,10 @@ class UNetSpatioTemporalModel(
                     f"({heads[level]}) and `temporal_num_attention_heads[{level}]` ({temporal_heads[level]})."
                 )
 
+        # derived from the config once, for the `downsample_factor` and `max_num_frames` properties `forward` reads
+        self._downsample_factor = unet_downsample_factor(self.config)
+        self._max_num_frames = unet_max_latent_frames(self.config)
+
         time_embed_dim = block_out_channels[0] * 4
         # time (and frame rate)
         self.time_proj = Timesteps(block_out_channels[0], flip_sin_to_cos, freq_shift)
@@ -1179,12 +1183,12 @@ class UNetSpatioTemporalModel(
     @property
     def downsample_factor(self) -> int:
         """Total spatial downsampling of the U-Net: `H` and `W` of `sample` must be multiples of it."""
-        return unet_downsample_factor(self.config)
+        return self._downsample_factor
 
     @property
     def max_num_frames(self) -> int | None:
         """The most frames `sample` may have (`temporal_max_frames` with a frame-position table), `None` for any."""
-        return unet_max_latent_frames(self.config)
+        return self._max_num_frames
 
     # ----------------------------------------------------------------------------------------------------------------
     # Attention helpers (`attn_processors`, `set_attn_processor`, `fuse_qkv_projections` and
