@@ -43,7 +43,6 @@ from diffusers.models.attention import AttentionMixin, FeedForward, _chunked_fee
 from diffusers.models.cache_utils import CacheMixin
 from diffusers.models.embeddings import SinusoidalPositionalEmbedding, TimestepEmbedding, Timesteps
 from diffusers.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
-from diffusers.models.unets.unet_3d_condition import UNet3DConditionModel
 from diffusers.utils import BaseOutput, apply_lora_scale
 from diffusers.utils.torch_utils import apply_freeu
 from torch import nn
@@ -1200,8 +1199,39 @@ class UNetSpatioTemporalModel(
         attention layer, replacing any custom or sliced one."""
         self.set_attn_processor(VideoLatentAttnProcessor())
 
-    # diffusers' own: every attention layer of the model gets a `SlicedAttnProcessor` (`"auto"`, `"max"`, an int, a list)
-    set_attention_slice = UNet3DConditionModel.set_attention_slice
+    def set_attention_slice(self, slice_size: str | int | list[int | None] | None) -> None:
+        r"""
+        Computes attention in slices to save memory, as diffusers' U-Nets do: every attention layer gets diffusers'
+        `SlicedAttnProcessor`, which computes `slice_size` (batch * head) entries of the scores at a time.
+
+        Args:
+            slice_size (`str`, `int` or `list[int]`):
+                `"auto"` halves each layer's heads, so attention takes two steps; `"max"` computes one entry at a time
+                (the least memory); an int slices every layer by that many entries, at most its number of heads; a
+                list gives one per attention layer, in the order of `attn_processors`; `None` turns slicing off.
+        """
+        layers = [module for module in self.modules() if isinstance(module, VideoLatentAttention)]
+        head_dims = [layer.sliceable_head_dim for layer in layers]
+        if slice_size == "auto":
+            # a one-head layer cannot be halved: it keeps one entry per slice
+            slice_sizes = [max(dim // 2, 1) for dim in head_dims]
+        elif slice_size == "max":
+            slice_sizes = [1] * len(layers)
+        elif isinstance(slice_size, list):
+            slice_sizes = slice_size
+        else:
+            slice_sizes = [slice_size] * len(layers)
+        if len(slice_sizes) != len(layers):
+            raise ValueError(
+                f"`slice_size` holds {len(slice_sizes)} sizes, but this model has {len(layers)} attention layers: "
+                "give one per layer."
+            )
+        # every size is checked before any layer changes, so a bad one leaves the model as it was
+        for size, dim in zip(slice_sizes, head_dims):
+            if size is not None and size > dim:
+                raise ValueError(f"`slice_size` {size} has to be smaller or equal to {dim}.")
+        for layer, size in zip(layers, slice_sizes):
+            layer.set_attention_slice(size)
 
     def enable_freeu(self, s1: float, s2: float, b1: float, b2: float) -> None:
         r"""
