@@ -50,6 +50,17 @@ from torch import nn
 from ..geometry import unet_downsample_factor, unet_max_latent_frames
 from ..hub import ModelCardHubMixin
 from .attention import VideoLatentAttention, VideoLatentAttnProcessor
+from .config_utils import per_level
+from .conversion_unet import (
+    convert_motion_adapter_state_dict,
+    convert_unet2d_state_dict,
+    convert_unet3d_state_dict,
+    load_converted_state_dict,
+    match_device_and_dtype,
+    motion_adapter_config_to_spatio_temporal,
+    unet2d_config_to_spatio_temporal,
+    unet3d_config_to_spatio_temporal,
+)
 
 
 TEMPORAL_POSITION_EMBEDDINGS = ("none", "sinusoidal", "learned")
@@ -868,17 +879,6 @@ class VideoLatentUpBlock(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _per_level(value: Any, name: str, num_levels: int) -> tuple:
-    if isinstance(value, (list, tuple)):
-        if len(value) != num_levels:
-            raise ValueError(
-                f"`{name}` must have one entry per level ({num_levels} levels, from `block_out_channels`), "
-                f"got {len(value)}: {value}."
-            )
-        return tuple(value)
-    return (value,) * num_levels
-
-
 def _with_attention_identifiers(config):
     """A copy of a cache `config` whose block identifiers left at diffusers' defaults name this model's attention."""
     defaults = type(config)()
@@ -1016,14 +1016,14 @@ class UNetSpatioTemporalModel(
         super().__init__()
 
         num_levels = len(block_out_channels)
-        layers_per_block = _per_level(layers_per_block, "layers_per_block", num_levels)
-        transformer_layers = _per_level(transformer_layers_per_block, "transformer_layers_per_block", num_levels)
-        temporal_layers = _per_level(
+        layers_per_block = per_level(layers_per_block, "layers_per_block", num_levels)
+        transformer_layers = per_level(transformer_layers_per_block, "transformer_layers_per_block", num_levels)
+        temporal_layers = per_level(
             temporal_transformer_layers_per_block, "temporal_transformer_layers_per_block", num_levels
         )
-        temporal_convs = _per_level(temporal_conv_per_block, "temporal_conv_per_block", num_levels)
-        heads = _per_level(num_attention_heads, "num_attention_heads", num_levels)
-        temporal_heads = _per_level(temporal_num_attention_heads, "temporal_num_attention_heads", num_levels)
+        temporal_convs = per_level(temporal_conv_per_block, "temporal_conv_per_block", num_levels)
+        heads = per_level(num_attention_heads, "num_attention_heads", num_levels)
+        temporal_heads = per_level(temporal_num_attention_heads, "temporal_num_attention_heads", num_levels)
         if temporal_position_embedding not in TEMPORAL_POSITION_EMBEDDINGS:
             raise ValueError(
                 f"`temporal_position_embedding` must be one of {TEMPORAL_POSITION_EMBEDDINGS}, "
@@ -1489,13 +1489,6 @@ class UNetSpatioTemporalModel(
         Args:
             unet (`UNet3DConditionModel`): The source model.
         """
-        from .conversion_unet import (
-            convert_unet3d_state_dict,
-            load_converted_state_dict,
-            match_device_and_dtype,
-            unet3d_config_to_spatio_temporal,
-        )
-
         model = cls.from_config(unet3d_config_to_spatio_temporal(unet.config))
         state_dict = convert_unet3d_state_dict(unet.state_dict())
         load_converted_state_dict(model, state_dict, allow_missing=())
@@ -1530,15 +1523,6 @@ class UNetSpatioTemporalModel(
             temporal_conv (`bool`, *optional*, defaults to `False`):
                 Also add zero-initialised temporal convolutions after each resnet (not with a `motion_adapter`).
         """
-        from .conversion_unet import (
-            convert_motion_adapter_state_dict,
-            convert_unet2d_state_dict,
-            load_converted_state_dict,
-            match_device_and_dtype,
-            motion_adapter_config_to_spatio_temporal,
-            unet2d_config_to_spatio_temporal,
-        )
-
         config = unet2d_config_to_spatio_temporal(unet.config)
         if motion_adapter is None:
             config.update(
