@@ -25,7 +25,7 @@ from huggingface_hub import ModelCard, ModelCardData, hf_hub_download
 
 from .atomic import atomic_file
 from .geometry import (
-    is_valid_num_frames,
+    check_num_frames,
     largest_num_frames,
     num_latent_frames,
     num_pixel_frames,
@@ -234,11 +234,8 @@ def _recommended_settings(
     settings.update(facts.get("generation_defaults") or {})
     settings.update({key: value for key, value in recommended.items() if value is not None})
     num_frames = settings.get("num_frames")
-    if num_frames is not None and temporal is not None and not is_valid_num_frames(num_frames, temporal):
-        raise ValueError(
-            f"`recommended['num_frames']` is {num_frames}, which breaks the frame rule of a VAE with temporal ratio "
-            f"{temporal}; use 1 + k * {temporal} frames."
-        )
+    if num_frames is not None and temporal is not None:
+        check_num_frames(num_frames, temporal, name="recommended['num_frames']")
     return {key: settings[key] for key in RECOMMENDED_KEYS if key in settings}
 
 

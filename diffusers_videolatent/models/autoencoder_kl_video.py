@@ -32,10 +32,9 @@ from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.utils.accelerate_utils import apply_forward_hook
 
 from ..geometry import (
+    check_num_frames,
     format_choices,
-    is_valid_num_frames,
     nearest_multiples,
-    nearest_valid_num_frames,
     num_pixel_frames,
     vae_compression_ratios_from_config,
 )
@@ -843,15 +842,9 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
                 f"`x` has {channels} channels (shape {tuple(x.shape)}); this VAE expects in_channels="
                 f"{self.config.in_channels}."
             )
-        ratio = self.temporal_compression_ratio
         if num_frames == 0:
-            raise ValueError(f"`x` has 0 frames; a video needs 1 + k * {ratio} frames (1, {1 + ratio}, ...).")
-        if not is_valid_num_frames(num_frames, ratio):
-            raise ValueError(
-                f"`x` has {num_frames} frames; with temporal_compression_ratio={ratio} the number of frames must be "
-                f"1 + k * {ratio}: the nearest valid counts are "
-                f"{format_choices(nearest_valid_num_frames(num_frames, ratio))}."
-            )
+            raise ValueError(f"`x` has 0 frames (shape {tuple(x.shape)}); a video needs at least one.")
+        check_num_frames(num_frames, self.temporal_compression_ratio, name="x.shape[2]")
         spatial = self.spatial_compression_ratio
         for name, size in (("height", height), ("width", width)):
             if size == 0 or size % spatial != 0:

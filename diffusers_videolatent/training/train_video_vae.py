@@ -32,7 +32,7 @@ from diffusers.training_utils import EMAModel
 from diffusers.utils import export_to_gif
 from tqdm.auto import tqdm
 
-from ..geometry import is_valid_num_frames, num_latent_frames
+from ..geometry import check_num_frames, num_latent_frames
 from ..models import AutoencoderKLVideo
 from ..models.autoencoder_kl_video import CausalConv3d, TemporalDownsample, TemporalUpsample
 from .training_utils import (
@@ -389,12 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     check_video_size(
         args.num_frames, args.height, args.width, vae.temporal_compression_ratio, vae.spatial_compression_ratio
     )
-    for num_frames in args.alternate_num_frames or ():
-        if not is_valid_num_frames(num_frames, vae.temporal_compression_ratio):
-            raise ValueError(
-                f"`--alternate_num_frames` holds {num_frames}, but the VAE's temporal compression ratio "
-                f"{vae.temporal_compression_ratio} needs 1 + k * {vae.temporal_compression_ratio} frames."
-            )
+    check_num_frames(args.alternate_num_frames or (), vae.temporal_compression_ratio, name="--alternate_num_frames")
     if args.frame_position_weights is not None and len(args.frame_position_weights) != vae.temporal_compression_ratio:
         raise ValueError(
             f"`--frame_position_weights` needs one weight per place in a latent frame's group: "

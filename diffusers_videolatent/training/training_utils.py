@@ -22,11 +22,10 @@ from ..atomic import (
     temporary_sibling,
 )
 from ..geometry import (
+    check_num_frames,
     format_choices,
-    is_valid_num_frames,
     largest_num_frames,
     nearest_multiples,
-    nearest_valid_num_frames,
     num_latent_frames,
     size_multiple,
 )
@@ -209,11 +208,7 @@ def check_video_size(
     frames (the U-Net's frame-position table, when it has one), and height and width multiples of
     `spatial_ratio * unet_downsample_factor`.
     """
-    if not is_valid_num_frames(num_frames, temporal_ratio):
-        raise ValueError(
-            f"`--num_frames` is {num_frames}, but the VAE's temporal compression ratio {temporal_ratio} needs "
-            f"1 + k * {temporal_ratio} frames: use {format_choices(nearest_valid_num_frames(num_frames, temporal_ratio))}."
-        )
+    check_num_frames(num_frames, temporal_ratio, name="--num_frames")
     if max_latent_frames is not None and num_latent_frames(num_frames, temporal_ratio) > max_latent_frames:
         raise ValueError(
             f"`--num_frames` is {num_frames}, but the U-Net's frame-position table holds {max_latent_frames} latent "
