@@ -51,6 +51,7 @@ from .training_utils import (
     collate_videos,
     create_accelerator,
     create_dataloader_and_optimizer,
+    load_json_option,
     resume_training,
     save_checkpoint,
 )
@@ -224,18 +225,6 @@ def collate_latents(examples: list[dict]) -> dict:
     }
 
 
-def _load_json_option(value: str | None) -> dict | None:
-    if value is None:
-        return None
-    if os.path.isfile(value):
-        with open(value) as file:
-            return json.load(file)
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        raise ValueError(f"{value!r} is neither a JSON file nor a JSON object.") from None
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     models = parser.add_argument_group("models")
@@ -399,9 +388,9 @@ def load_models(args: argparse.Namespace) -> tuple:
         text_encoder = CLIPTextModel.from_pretrained(pipeline_path, subfolder="text_encoder", revision=args.revision)
     else:
         tokenizer = build_word_level_tokenizer(VOCABULARY, os.path.join(args.output_dir, "tokenizer"))
-        text_encoder = build_text_encoder(tokenizer, _load_json_option(args.text_encoder_config))
+        text_encoder = build_text_encoder(tokenizer, load_json_option(args.text_encoder_config))
 
-    unet_config = _load_json_option(args.unet_config)
+    unet_config = load_json_option(args.unet_config)
     if unet_config is None and pipeline_path is not None:
         unet = UNetSpatioTemporalModel.from_pretrained(pipeline_path, subfolder="unet", revision=args.revision)
         if args.conditioning_channels is not None and args.conditioning_channels != unet.config.conditioning_channels:

@@ -17,7 +17,6 @@ working and decodes sharper.
 """
 
 import argparse
-import json
 import math
 import os
 
@@ -43,6 +42,7 @@ from .training_utils import (
     collate_videos,
     create_accelerator,
     create_dataloader_and_optimizer,
+    load_json_option,
     resume_training,
     save_checkpoint,
 )
@@ -139,18 +139,6 @@ def reconstruction_losses(
         # motion must be reproduced, not only each frame: compare consecutive-frame differences
         losses["temporal_loss"] = F.l1_loss(torch.diff(reconstruction, dim=2), torch.diff(target, dim=2))
     return losses
-
-
-def _load_json_option(value: str | None) -> dict | None:
-    if value is None:
-        return None
-    if os.path.isfile(value):
-        with open(value) as file:
-            return json.load(file)
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        raise ValueError(f"{value!r} is neither a JSON file nor a JSON object.") from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -299,7 +287,7 @@ def load_vae(args: argparse.Namespace) -> AutoencoderKLVideo:
             args.image_vae_name_or_path, subfolder=args.image_vae_subfolder, revision=args.revision
         )
         return AutoencoderKLVideo.from_image_vae(image_vae, temporal_compression_ratio=args.temporal_compression_ratio)
-    config = _load_json_option(args.vae_config)
+    config = load_json_option(args.vae_config)
     return AutoencoderKLVideo.from_config(TINY_VAE_CONFIG if config is None else config)
 
 

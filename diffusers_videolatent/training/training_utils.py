@@ -193,6 +193,19 @@ def check_common_arguments(args: argparse.Namespace) -> None:
             raise ValueError(f"`--{name}` must be a positive integer, but is {getattr(args, name)}.")
 
 
+def load_json_option(value: str | None) -> dict | None:
+    """Reads an option given as a JSON file or as a JSON object in the text itself (`None` stays `None`)."""
+    if value is None:
+        return None
+    if os.path.isfile(value):
+        with open(value) as file:
+            return json.load(file)
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        raise ValueError(f"{value!r} is neither a JSON file nor a JSON object.") from None
+
+
 def check_video_size(
     num_frames: int,
     height: int,
