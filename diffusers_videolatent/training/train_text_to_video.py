@@ -49,8 +49,10 @@ from .training_utils import (
     check_common_arguments,
     check_video_size,
     collate_videos,
+    common_run_config,
     create_accelerator,
     create_dataloader_and_optimizer,
+    epoch_batches,
     load_json_option,
     resume_training,
     save_checkpoint,
@@ -662,15 +664,7 @@ def main(argv: list[str] | None = None) -> None:
         "vae": {key: value for key, value in vae.config.items() if not key.startswith("_")},
         "text_encoder_hidden_size": text_encoder.config.hidden_size,
         "objective": args.objective,
-        "num_frames": args.num_frames,
-        "height": args.height,
-        "width": args.width,
-        "train_batch_size": args.train_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "num_processes": accelerator.num_processes,
-        "use_ema": args.use_ema,
-        "dataset": args.train_data_dir or f"moving_shapes(seed={args.dataset_seed}, videos={args.num_train_videos})",
-        "max_train_samples": args.max_train_samples,
+        **common_run_config(args, accelerator.num_processes),
         "cache_latents": args.cache_latents,
         "image_conditioning_prob": image_conditioning_prob,
         "training_flow_shifts": args.training_flow_shifts,
@@ -702,13 +696,7 @@ def main(argv: list[str] | None = None) -> None:
         if global_step >= max_train_steps:
             break  # resumed at the last step (or beyond): nothing left to train, only the saving
         unet.train()
-        train_dataloader.set_epoch(epoch)
-        if hasattr(train_dataset, "set_epoch"):
-            train_dataset.set_epoch(epoch)
-        epoch_dataloader = train_dataloader
-        if epoch == first_epoch and resume_batches > 0:
-            epoch_dataloader = accelerator.skip_first_batches(train_dataloader, resume_batches)
-        for batch in epoch_dataloader:
+        for batch in epoch_batches(accelerator, train_dataloader, train_dataset, epoch, first_epoch, resume_batches):
             with accelerator.accumulate(unet):
                 with torch.no_grad():
                     if "latents" in batch:

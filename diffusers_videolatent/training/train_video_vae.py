@@ -40,8 +40,10 @@ from .training_utils import (
     check_common_arguments,
     check_video_size,
     collate_videos,
+    common_run_config,
     create_accelerator,
     create_dataloader_and_optimizer,
+    epoch_batches,
     load_json_option,
     resume_training,
     save_checkpoint,
@@ -413,16 +415,8 @@ def main(argv: list[str] | None = None) -> None:
     run_config = {
         "script": "train_video_vae",
         "vae": {key: value for key, value in vae.config.items() if not key.startswith("_")},
-        "num_frames": args.num_frames,
-        "height": args.height,
-        "width": args.width,
-        "train_batch_size": args.train_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "num_processes": accelerator.num_processes,
-        "use_ema": args.use_ema,
+        **common_run_config(args, accelerator.num_processes),
         "train_decoder_only": args.train_decoder_only,
-        "dataset": args.train_data_dir or f"moving_shapes(seed={args.dataset_seed}, videos={args.num_train_videos})",
-        "max_train_samples": args.max_train_samples,
     }
     if args.travel_fraction_range is not None:
         run_config["travel_fraction_range"] = list(args.travel_fraction_range)
@@ -449,13 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     step_logs = {}
     for epoch in range(first_epoch, num_train_epochs):
         model.train()
-        train_dataloader.set_epoch(epoch)
-        if hasattr(train_dataset, "set_epoch"):
-            train_dataset.set_epoch(epoch)
-        epoch_dataloader = train_dataloader
-        if epoch == first_epoch and resume_batches > 0:
-            epoch_dataloader = accelerator.skip_first_batches(train_dataloader, resume_batches)
-        for batch in epoch_dataloader:
+        for batch in epoch_batches(accelerator, train_dataloader, train_dataset, epoch, first_epoch, resume_batches):
             with accelerator.accumulate(model):
                 pixel_values = batch["pixel_values"]  # (B, 3, F, H, W) in [-1, 1]
                 if args.alternate_num_frames is not None:

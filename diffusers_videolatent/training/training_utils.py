@@ -362,6 +362,46 @@ def resume_training(
     return global_step, first_epoch, resume_batches
 
 
+def common_run_config(args: argparse.Namespace, num_processes: int) -> dict:
+    r"""
+    The entries of a run config (what a checkpoint must share with the run that resumes it) that come from the
+    options of `add_common_arguments`: the clip size, the batch, the data and whether an EMA is kept. Each script adds
+    its models and its own options.
+    """
+    return {
+        "num_frames": args.num_frames,
+        "height": args.height,
+        "width": args.width,
+        "train_batch_size": args.train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "num_processes": num_processes,
+        "use_ema": args.use_ema,
+        "dataset": args.train_data_dir or f"moving_shapes(seed={args.dataset_seed}, videos={args.num_train_videos})",
+        "max_train_samples": args.max_train_samples,
+    }
+
+
+def epoch_batches(
+    accelerator: Accelerator,
+    train_dataloader: torch.utils.data.DataLoader,
+    train_dataset: torch.utils.data.Dataset,
+    epoch: int,
+    first_epoch: int,
+    resume_batches: int,
+):
+    r"""
+    Starts `epoch` (the loader's shuffling and, where the dataset has one, its per-epoch sampling) and returns the
+    batches to train on: in the epoch a run resumes in, those after the `resume_batches` it had already seen (see
+    `resume_training`).
+    """
+    train_dataloader.set_epoch(epoch)
+    if hasattr(train_dataset, "set_epoch"):
+        train_dataset.set_epoch(epoch)
+    if epoch == first_epoch and resume_batches > 0:
+        return accelerator.skip_first_batches(train_dataloader, resume_batches)
+    return train_dataloader
+
+
 def collate_videos(examples: list[dict]) -> dict:
     """Stacks `pixel_values` and lists the captions."""
     import torch
