@@ -20,7 +20,7 @@ of the VAE's spatial ratio times the U-Net's downsampling. A U-Net with a frame-
 and the model card all ask these functions.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -43,6 +43,30 @@ def nearest_valid_num_frames(num_frames: int, temporal_ratio: int) -> tuple[int,
     r"""Returns the valid frame counts `1 + k * temporal_ratio` just below and just above `num_frames`."""
     lower = num_pixel_frames(max(num_latent_frames(num_frames, temporal_ratio), 1), temporal_ratio)
     return lower, lower + temporal_ratio
+
+
+def check_num_frames(num_frames: int | Sequence[int], temporal_ratio: int, name: str = "num_frames") -> None:
+    r"""
+    Raises a `ValueError` unless a VAE of temporal ratio `temporal_ratio` takes `num_frames` frames (`1 + k *
+    temporal_ratio`). The message names the argument, its value, the rule and the nearest valid counts; every check of
+    the frame rule goes through here, so it reads the same wherever it is broken.
+
+    Args:
+        num_frames (`int` or `Sequence[int]`):
+            A frame count, or the counts an option holds (each is checked; the first invalid one is named).
+        temporal_ratio (`int`):
+            The VAE's temporal compression ratio.
+        name (`str`, *optional*, defaults to `"num_frames"`):
+            The argument as its user spells it: `"num_frames"`, `"--num_frames"`, `"recommended['num_frames']"`.
+    """
+    is_sequence = isinstance(num_frames, Sequence)
+    for count in num_frames if is_sequence else (num_frames,):
+        if not is_valid_num_frames(count, temporal_ratio):
+            raise ValueError(
+                f"`{name}` {'holds' if is_sequence else 'is'} {count}, which breaks the frame rule; a VAE with "
+                f"temporal compression ratio {temporal_ratio} needs 1 + k * {temporal_ratio} frames: use "
+                f"{format_choices(nearest_valid_num_frames(count, temporal_ratio))}."
+            )
 
 
 def nearest_multiples(size: int, multiple: int) -> tuple[int, ...]:
@@ -157,12 +181,3 @@ def format_choices(values: tuple[int, ...] | list[int]) -> str:
     r"""Joins candidate values for an error message: `"13 or 17"`."""
     return " or ".join(str(value) for value in values)
 
-
-def check_num_frames(num_frames: int, temporal_ratio: int, name: str = "num_frames") -> None:
-    r"""Raises a `ValueError` naming `name` unless `num_frames` follows the frame rule `1 + k * temporal_ratio`."""
-    if not is_valid_num_frames(num_frames, temporal_ratio):
-        lower, upper = nearest_valid_num_frames(num_frames, temporal_ratio)
-        raise ValueError(
-            f"`{name}` must be 1 + k * {temporal_ratio} for the VAE's temporal ratio {temporal_ratio}, got"
-            f" {num_frames}; the nearest valid counts are {lower} and {upper}."
-        )

@@ -25,7 +25,7 @@ from . import __version__
 from .atomic import atomic_file
 from .generation_defaults import GENERATION_SETTING_KEYS, resolve_generation_settings
 from .geometry import (
-    is_valid_num_frames,
+    check_num_frames,
     largest_num_frames,
     num_latent_frames,
     num_pixel_frames,
@@ -208,11 +208,8 @@ def _recommended_settings(
     unet_config = facts["unet"][1] if facts["unet"] is not None else None
     settings = resolve_generation_settings(recommended, facts.get("generation_defaults"), unet_config, spatial)
     num_frames = settings.get("num_frames")
-    if num_frames is not None and temporal is not None and not is_valid_num_frames(num_frames, temporal):
-        raise ValueError(
-            f"`recommended['num_frames']` is {num_frames}, which breaks the frame rule of a VAE with temporal ratio "
-            f"{temporal}; use 1 + k * {temporal} frames."
-        )
+    if num_frames is not None and temporal is not None:
+        check_num_frames(num_frames, temporal, name="recommended['num_frames']")
     return {key: settings[key] for key in GENERATION_SETTING_KEYS if key in settings}
 
 

@@ -32,10 +32,9 @@ from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.utils.accelerate_utils import apply_forward_hook
 
 from ..geometry import (
+    check_num_frames,
     format_choices,
-    is_valid_num_frames,
     nearest_multiples,
-    nearest_valid_num_frames,
     num_pixel_frames,
     vae_compression_ratios_from_config,
 )
@@ -354,24 +353,25 @@ class CausalMidBlock3D(nn.Module):
                 CausalResnetBlock3D(channels, channels, norm_num_groups, norm_eps, act_fn),
             ]
         )
-        self.attentions = nn.ModuleList()
+        # a list of one, `None` without attention, as in `UNetMidBlock2D` (the key stays `attentions.0`)
+        attention = None
         if add_attention:
-            self.attentions.append(
-                VideoLatentAttention(
-                    channels,
-                    heads=1,
-                    dim_head=channels,
-                    bias=True,
-                    norm_num_groups=norm_num_groups,
-                    eps=norm_eps,
-                    residual_connection=True,
-                    upcast_softmax=True,
-                )
+            attention = VideoLatentAttention(
+                channels,
+                heads=1,
+                dim_head=channels,
+                bias=True,
+                norm_num_groups=norm_num_groups,
+                eps=norm_eps,
+                residual_connection=True,
+                upcast_softmax=True,
             )
+        self.attentions = nn.ModuleList([attention])
 
     def forward(self, hidden_states: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         hidden_states = self.resnets[0](hidden_states, cache)
-        for attention in self.attentions:
+        attention = self.attentions[0]
+        if attention is not None:
             batch_size, channels, num_frames, height, width = hidden_states.shape
             hidden_states = hidden_states.transpose(1, 2).reshape(batch_size * num_frames, channels, height, width)
             hidden_states = attention(hidden_states)  # (B * F, C, H, W)
@@ -402,18 +402,22 @@ class CausalDownEncoderBlock3D(nn.Module):
                 for i in range(num_layers)
             ]
         )
-        self.downsamplers = nn.ModuleList([SpatialDownsample(out_channels)] if add_spatial_downsample else [])
-        self.temporal_downsamplers = nn.ModuleList(
-            [TemporalDownsample(out_channels)] if add_temporal_downsample else []
-        )
+        self.downsamplers = None
+        if add_spatial_downsample:
+            self.downsamplers = nn.ModuleList([SpatialDownsample(out_channels)])
+        self.temporal_downsamplers = None
+        if add_temporal_downsample:
+            self.temporal_downsamplers = nn.ModuleList([TemporalDownsample(out_channels)])
 
     def forward(self, hidden_states: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         for resnet in self.resnets:
             hidden_states = resnet(hidden_states, cache)
-        for downsampler in self.downsamplers:
-            hidden_states = downsampler(hidden_states, cache)
-        for temporal_downsampler in self.temporal_downsamplers:
-            hidden_states = temporal_downsampler(hidden_states, cache)
+        if self.downsamplers is not None:
+            for downsampler in self.downsamplers:
+                hidden_states = downsampler(hidden_states, cache)
+        if self.temporal_downsamplers is not None:
+            for temporal_downsampler in self.temporal_downsamplers:
+                hidden_states = temporal_downsampler(hidden_states, cache)
         return hidden_states
 
 
@@ -439,8 +443,12 @@ class CausalUpDecoderBlock3D(nn.Module):
                 for i in range(num_layers)
             ]
         )
-        self.temporal_upsamplers = nn.ModuleList([TemporalUpsample(out_channels)] if add_temporal_upsample else [])
-        self.upsamplers = nn.ModuleList([SpatialUpsample(out_channels)] if add_spatial_upsample else [])
+        self.temporal_upsamplers = None
+        if add_temporal_upsample:
+            self.temporal_upsamplers = nn.ModuleList([TemporalUpsample(out_channels)])
+        self.upsamplers = None
+        if add_spatial_upsample:
+            self.upsamplers = nn.ModuleList([SpatialUpsample(out_channels)])
 
     def forward(
         self, hidden_states: torch.Tensor, cache: CausalCache | None = None, part: str | None = None
@@ -452,9 +460,10 @@ class CausalUpDecoderBlock3D(nn.Module):
         if part != "space":
             for resnet in self.resnets:
                 hidden_states = resnet(hidden_states, cache)
-            for temporal_upsampler in self.temporal_upsamplers:
-                hidden_states = temporal_upsampler(hidden_states, cache)
-        if part != "time":
+            if self.temporal_upsamplers is not None:
+                for temporal_upsampler in self.temporal_upsamplers:
+                    hidden_states = temporal_upsampler(hidden_states, cache)
+        if part != "time" and self.upsamplers is not None:
             for upsampler in self.upsamplers:
                 hidden_states = upsampler(hidden_states, cache)
         return hidden_states
@@ -704,9 +713,9 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
                 f"`temporal_downsample` must have one entry per level ({len(block_out_channels)}), got "
                 f"{tuple(temporal_downsample)}."
             )
-        temporal_ratio = vae_compression_ratios_from_config(
+        spatial_ratio, temporal_ratio, _ = vae_compression_ratios_from_config(
             {"block_out_channels": block_out_channels, "temporal_downsample": temporal_downsample}
-        )[1]
+        )
         if temporal_ratio not in (1, 2, 4, 8):
             raise ValueError(
                 f"`temporal_downsample` {tuple(temporal_downsample)} gives a temporal compression ratio of "
@@ -719,6 +728,9 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
                     f"{tuple(block_out_channels)}."
                 )
         temporal_downsample = tuple(bool(flag) for flag in temporal_downsample)
+        # derived from the config once, for the `*_compression_ratio` properties that every call reads
+        self._spatial_compression_ratio = spatial_ratio
+        self._temporal_compression_ratio = temporal_ratio
 
         self.encoder = CausalEncoder3D(
             in_channels,
@@ -759,11 +771,13 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
 
     @property
     def spatial_compression_ratio(self) -> int:
-        return vae_compression_ratios_from_config(self.config)[0]
+        """Height and width shrink by this factor in the latents: `2 ** (len(block_out_channels) - 1)`."""
+        return self._spatial_compression_ratio
 
     @property
     def temporal_compression_ratio(self) -> int:
-        return vae_compression_ratios_from_config(self.config)[1]
+        """Frames per latent frame after the first, which is encoded alone: `2 ** sum(temporal_downsample)`."""
+        return self._temporal_compression_ratio
 
     def enable_tiling(
         self,
@@ -828,15 +842,9 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
                 f"`x` has {channels} channels (shape {tuple(x.shape)}); this VAE expects in_channels="
                 f"{self.config.in_channels}."
             )
-        ratio = self.temporal_compression_ratio
         if num_frames == 0:
-            raise ValueError(f"`x` has 0 frames; a video needs 1 + k * {ratio} frames (1, {1 + ratio}, ...).")
-        if not is_valid_num_frames(num_frames, ratio):
-            raise ValueError(
-                f"`x` has {num_frames} frames; with temporal_compression_ratio={ratio} the number of frames must be "
-                f"1 + k * {ratio}: the nearest valid counts are "
-                f"{format_choices(nearest_valid_num_frames(num_frames, ratio))}."
-            )
+            raise ValueError(f"`x` has 0 frames (shape {tuple(x.shape)}); a video needs at least one.")
+        check_num_frames(num_frames, self.temporal_compression_ratio, name="x.shape[2]")
         spatial = self.spatial_compression_ratio
         for name, size in (("height", height), ("width", width)):
             if size == 0 or size % spatial != 0:
@@ -981,7 +989,6 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
         self,
         z: torch.Tensor,
         return_dict: bool = True,
-        generator: torch.Generator | None = None,
         chunk_size: int | None = None,
     ) -> DecoderOutput | tuple[torch.Tensor]:
         r"""
@@ -992,8 +999,6 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
                 Latents (already divided by `scaling_factor` and shifted back by the caller).
             return_dict (`bool`, *optional*, defaults to `True`):
                 Whether to return a [`~models.vae.DecoderOutput`] instead of a plain tuple.
-            generator (`torch.Generator`, *optional*):
-                Unused; accepted for signature compatibility with `AutoencoderKL.decode`.
             chunk_size (`int`, *optional*):
                 Latent frames decoded per streamed step; defaults to `self.decode_chunk_size`. The result does not
                 depend on it, peak memory does.

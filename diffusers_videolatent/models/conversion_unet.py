@@ -15,7 +15,8 @@
 Bringing diffusers' U-Nets into [`UNetSpatioTemporalModel`]: config conversions and state-dict key maps for
 `UNet3DConditionModel` (ModelScope / Zeroscope), `UNet2DConditionModel` (Stable Diffusion 1.x/2.x) and `MotionAdapter`
 (AnimateDiff), the key maps of AnimateDiff motion LoRAs, and strict loading of the converted weights.
-[`UNetSpatioTemporalModel.from_unet3d`] and [`UNetSpatioTemporalModel.from_unet2d`] call these.
+[`UNetSpatioTemporalModel.from_unet3d`] and [`UNetSpatioTemporalModel.from_unet2d`] call these. This module works
+on configs and state dicts and knows no model class, so the model imports it and never the other way round.
 """
 
 import re
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 from diffusers import ModelMixin
 
-from .unet_spatio_temporal import UNetSpatioTemporalModel, _per_level
+from .config_utils import per_level
 
 
 def _require(config, name: str, allowed: tuple, source: str) -> None:
@@ -47,7 +48,7 @@ def unet3d_config_to_spatio_temporal(config) -> dict:
         raise ValueError(f"{source} up blocks {up_types} must mirror down blocks {down_types}.")
     num_levels = len(config["block_out_channels"])
     # `UNet3DConditionModel` calls its per-head width `attention_head_dim` and builds (channels // it) heads.
-    head_dims = _per_level(config["attention_head_dim"], "attention_head_dim", num_levels)
+    head_dims = per_level(config["attention_head_dim"], "attention_head_dim", num_levels)
     heads = tuple(channels // dim for channels, dim in zip(config["block_out_channels"], head_dims))
     return {
         "sample_size": config.get("sample_size"),
@@ -112,7 +113,7 @@ def unet2d_config_to_spatio_temporal(config) -> dict:
         _require(config, name, allowed, source)
     if config["norm_num_groups"] is None:
         raise ValueError(f"{source} config `norm_num_groups`=None is not supported.")
-    if any(_per_level(config["only_cross_attention"], "only_cross_attention", len(config["block_out_channels"]))):
+    if any(per_level(config["only_cross_attention"], "only_cross_attention", len(config["block_out_channels"]))):
         raise ValueError(f"{source} config `only_cross_attention` is not supported.")
     down_types, up_types = list(config["down_block_types"]), list(config["up_block_types"])
     if not set(down_types) <= {"CrossAttnDownBlock2D", "DownBlock2D"} or not set(up_types) <= {
@@ -124,10 +125,10 @@ def unet2d_config_to_spatio_temporal(config) -> dict:
     if cross[::-1] != ["CrossAttn" in block_type for block_type in up_types]:
         raise ValueError(f"{source} up blocks {up_types} must mirror down blocks {down_types}.")
     num_levels = len(config["block_out_channels"])
-    cross_attention_dim = _per_level(config["cross_attention_dim"], "cross_attention_dim", num_levels)
+    cross_attention_dim = per_level(config["cross_attention_dim"], "cross_attention_dim", num_levels)
     if len(set(cross_attention_dim)) != 1:
         raise ValueError(f"{source} config `cross_attention_dim`={cross_attention_dim} must be the same everywhere.")
-    transformer_layers = _per_level(config["transformer_layers_per_block"], "transformer_layers_per_block", num_levels)
+    transformer_layers = per_level(config["transformer_layers_per_block"], "transformer_layers_per_block", num_levels)
     if not all(isinstance(layers, int) for layers in transformer_layers):
         raise ValueError(f"{source} config `transformer_layers_per_block` must hold one int per level.")
     # `UNet2DConditionModel` falls back to `attention_head_dim` as the number of heads (diffusers issue #2011).
@@ -171,11 +172,11 @@ def motion_adapter_config_to_spatio_temporal(adapter_config, unet_config) -> dic
             f"{source} `block_out_channels`={adapter_config['block_out_channels']} does not match the U-Net's "
             f"{unet_config['block_out_channels']}."
         )
-    adapter_layers = _per_level(adapter_config["motion_layers_per_block"], "motion_layers_per_block", num_levels)
-    unet_layers = _per_level(unet_config["layers_per_block"], "layers_per_block", num_levels)
+    adapter_layers = per_level(adapter_config["motion_layers_per_block"], "motion_layers_per_block", num_levels)
+    unet_layers = per_level(unet_config["layers_per_block"], "layers_per_block", num_levels)
     if adapter_layers != unet_layers:
         raise ValueError(f"{source} `motion_layers_per_block`={adapter_layers} does not match {unet_layers}.")
-    temporal_layers = _per_level(
+    temporal_layers = per_level(
         adapter_config["motion_transformer_layers_per_block"], "motion_transformer_layers_per_block", num_levels
     )
     mid_layers = adapter_config["motion_transformer_layers_per_mid_block"]
@@ -265,7 +266,7 @@ def convert_unet_motion_lora_config(config: dict[str, Any]) -> dict[str, Any]:
     return {key: rename(value) if key.rsplit(".", 1)[-1] in names else value for key, value in config.items()}
 
 
-def match_device_and_dtype(model: UNetSpatioTemporalModel, source: ModelMixin) -> UNetSpatioTemporalModel:
+def match_device_and_dtype(model: ModelMixin, source: ModelMixin) -> ModelMixin:
     """Moves a converted `model` to the device and dtype of the `source` it was converted from."""
     model = model.to(source.device)
     if source.dtype != model.dtype:
@@ -274,7 +275,7 @@ def match_device_and_dtype(model: UNetSpatioTemporalModel, source: ModelMixin) -
 
 
 def load_converted_state_dict(
-    model: UNetSpatioTemporalModel, state_dict: dict[str, torch.Tensor], allow_missing: tuple[str, ...]
+    model: ModelMixin, state_dict: dict[str, torch.Tensor], allow_missing: tuple[str, ...]
 ) -> None:
     """Loads `state_dict` strictly; keys containing one of `allow_missing` may keep their fresh initialisation."""
     own = model.state_dict()

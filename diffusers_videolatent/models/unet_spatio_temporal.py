@@ -43,7 +43,6 @@ from diffusers.models.attention import AttentionMixin, FeedForward, _chunked_fee
 from diffusers.models.cache_utils import CacheMixin
 from diffusers.models.embeddings import SinusoidalPositionalEmbedding, TimestepEmbedding, Timesteps
 from diffusers.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
-from diffusers.models.unets.unet_3d_condition import UNet3DConditionModel
 from diffusers.utils import BaseOutput, apply_lora_scale
 from diffusers.utils.torch_utils import apply_freeu
 from torch import nn
@@ -51,6 +50,17 @@ from torch import nn
 from ..geometry import unet_downsample_factor, unet_max_latent_frames
 from ..hub import ModelCardHubMixin
 from .attention import VideoLatentAttention, VideoLatentAttnProcessor
+from .config_utils import per_level
+from .conversion_unet import (
+    convert_motion_adapter_state_dict,
+    convert_unet2d_state_dict,
+    convert_unet3d_state_dict,
+    load_converted_state_dict,
+    match_device_and_dtype,
+    motion_adapter_config_to_spatio_temporal,
+    unet2d_config_to_spatio_temporal,
+    unet3d_config_to_spatio_temporal,
+)
 
 
 TEMPORAL_POSITION_EMBEDDINGS = ("none", "sinusoidal", "learned")
@@ -869,17 +879,6 @@ class VideoLatentUpBlock(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _per_level(value: Any, name: str, num_levels: int) -> tuple:
-    if isinstance(value, (list, tuple)):
-        if len(value) != num_levels:
-            raise ValueError(
-                f"`{name}` must have one entry per level ({num_levels} levels, from `block_out_channels`), "
-                f"got {len(value)}: {value}."
-            )
-        return tuple(value)
-    return (value,) * num_levels
-
-
 def _with_attention_identifiers(config):
     """A copy of a cache `config` whose block identifiers left at diffusers' defaults name this model's attention."""
     defaults = type(config)()
@@ -913,7 +912,11 @@ class UNetSpatioTemporalModel(
     order; the up path mirrors them (with one more layer per level, as in diffusers' U-Nets).
 
     Parameters:
-        sample_size (`int`, *optional*, defaults to `None`): Height and width of the latent, for documentation only.
+        sample_size (`int` or `tuple[int, int]`, *optional*, defaults to `None`):
+            The default latent height and width (one int for both, or `(height, width)`): when a call gives no
+            `height`/`width` (and its `generation_defaults` set none), [`VideoLatentPipeline`] generates
+            `sample_size * vae_scale_factor_spatial` pixels; `None` leaves the pipeline's fallback. `forward` takes
+            any multiple of `downsample_factor`.
         in_channels (`int`, *optional*, defaults to 4): Channels of the noisy latent `sample`.
         out_channels (`int`, *optional*, defaults to 4): Channels of the prediction.
         conditioning_channels (`int`, *optional*, defaults to 0):
@@ -976,7 +979,7 @@ class UNetSpatioTemporalModel(
     @register_to_config
     def __init__(
         self,
-        sample_size: int | None = None,
+        sample_size: int | tuple[int, int] | None = None,
         in_channels: int = 4,
         out_channels: int = 4,
         conditioning_channels: int = 0,
@@ -1013,14 +1016,14 @@ class UNetSpatioTemporalModel(
         super().__init__()
 
         num_levels = len(block_out_channels)
-        layers_per_block = _per_level(layers_per_block, "layers_per_block", num_levels)
-        transformer_layers = _per_level(transformer_layers_per_block, "transformer_layers_per_block", num_levels)
-        temporal_layers = _per_level(
+        layers_per_block = per_level(layers_per_block, "layers_per_block", num_levels)
+        transformer_layers = per_level(transformer_layers_per_block, "transformer_layers_per_block", num_levels)
+        temporal_layers = per_level(
             temporal_transformer_layers_per_block, "temporal_transformer_layers_per_block", num_levels
         )
-        temporal_convs = _per_level(temporal_conv_per_block, "temporal_conv_per_block", num_levels)
-        heads = _per_level(num_attention_heads, "num_attention_heads", num_levels)
-        temporal_heads = _per_level(temporal_num_attention_heads, "temporal_num_attention_heads", num_levels)
+        temporal_convs = per_level(temporal_conv_per_block, "temporal_conv_per_block", num_levels)
+        heads = per_level(num_attention_heads, "num_attention_heads", num_levels)
+        temporal_heads = per_level(temporal_num_attention_heads, "temporal_num_attention_heads", num_levels)
         if temporal_position_embedding not in TEMPORAL_POSITION_EMBEDDINGS:
             raise ValueError(
                 f"`temporal_position_embedding` must be one of {TEMPORAL_POSITION_EMBEDDINGS}, "
@@ -1032,6 +1035,10 @@ class UNetSpatioTemporalModel(
                     f"`block_out_channels[{level}]` ({channels}) must be divisible by `num_attention_heads[{level}]` "
                     f"({heads[level]}) and `temporal_num_attention_heads[{level}]` ({temporal_heads[level]})."
                 )
+
+        # derived from the config once, for the `downsample_factor` and `max_num_frames` properties `forward` reads
+        self._downsample_factor = unet_downsample_factor(self.config)
+        self._max_num_frames = unet_max_latent_frames(self.config)
 
         time_embed_dim = block_out_channels[0] * 4
         # time (and frame rate)
@@ -1175,12 +1182,12 @@ class UNetSpatioTemporalModel(
     @property
     def downsample_factor(self) -> int:
         """Total spatial downsampling of the U-Net: `H` and `W` of `sample` must be multiples of it."""
-        return unet_downsample_factor(self.config)
+        return self._downsample_factor
 
     @property
     def max_num_frames(self) -> int | None:
         """The most frames `sample` may have (`temporal_max_frames` with a frame-position table), `None` for any."""
-        return unet_max_latent_frames(self.config)
+        return self._max_num_frames
 
     # ----------------------------------------------------------------------------------------------------------------
     # Attention helpers (`attn_processors`, `set_attn_processor`, `fuse_qkv_projections` and
@@ -1192,8 +1199,39 @@ class UNetSpatioTemporalModel(
         attention layer, replacing any custom or sliced one."""
         self.set_attn_processor(VideoLatentAttnProcessor())
 
-    # diffusers' own: every attention layer of the model gets a `SlicedAttnProcessor` (`"auto"`, `"max"`, an int, a list)
-    set_attention_slice = UNet3DConditionModel.set_attention_slice
+    def set_attention_slice(self, slice_size: str | int | list[int | None] | None) -> None:
+        r"""
+        Computes attention in slices to save memory, as diffusers' U-Nets do: every attention layer gets diffusers'
+        `SlicedAttnProcessor`, which computes `slice_size` (batch * head) entries of the scores at a time.
+
+        Args:
+            slice_size (`str`, `int` or `list[int]`):
+                `"auto"` halves each layer's heads, so attention takes two steps; `"max"` computes one entry at a time
+                (the least memory); an int slices every layer by that many entries, at most its number of heads; a
+                list gives one per attention layer, in the order of `attn_processors`; `None` turns slicing off.
+        """
+        layers = [module for module in self.modules() if isinstance(module, VideoLatentAttention)]
+        head_dims = [layer.sliceable_head_dim for layer in layers]
+        if slice_size == "auto":
+            # a one-head layer cannot be halved: it keeps one entry per slice
+            slice_sizes = [max(dim // 2, 1) for dim in head_dims]
+        elif slice_size == "max":
+            slice_sizes = [1] * len(layers)
+        elif isinstance(slice_size, list):
+            slice_sizes = slice_size
+        else:
+            slice_sizes = [slice_size] * len(layers)
+        if len(slice_sizes) != len(layers):
+            raise ValueError(
+                f"`slice_size` holds {len(slice_sizes)} sizes, but this model has {len(layers)} attention layers: "
+                "give one per layer."
+            )
+        # every size is checked before any layer changes, so a bad one leaves the model as it was
+        for size, dim in zip(slice_sizes, head_dims):
+            if size is not None and size > dim:
+                raise ValueError(f"`slice_size` {size} has to be smaller or equal to {dim}.")
+        for layer, size in zip(layers, slice_sizes):
+            layer.set_attention_slice(size)
 
     def enable_freeu(self, s1: float, s2: float, b1: float, b2: float) -> None:
         r"""
@@ -1451,13 +1489,6 @@ class UNetSpatioTemporalModel(
         Args:
             unet (`UNet3DConditionModel`): The source model.
         """
-        from .conversion_unet import (
-            convert_unet3d_state_dict,
-            load_converted_state_dict,
-            match_device_and_dtype,
-            unet3d_config_to_spatio_temporal,
-        )
-
         model = cls.from_config(unet3d_config_to_spatio_temporal(unet.config))
         state_dict = convert_unet3d_state_dict(unet.state_dict())
         load_converted_state_dict(model, state_dict, allow_missing=())
@@ -1492,15 +1523,6 @@ class UNetSpatioTemporalModel(
             temporal_conv (`bool`, *optional*, defaults to `False`):
                 Also add zero-initialised temporal convolutions after each resnet (not with a `motion_adapter`).
         """
-        from .conversion_unet import (
-            convert_motion_adapter_state_dict,
-            convert_unet2d_state_dict,
-            load_converted_state_dict,
-            match_device_and_dtype,
-            motion_adapter_config_to_spatio_temporal,
-            unet2d_config_to_spatio_temporal,
-        )
-
         config = unet2d_config_to_spatio_temporal(unet.config)
         if motion_adapter is None:
             config.update(

@@ -50,8 +50,11 @@ from .training_utils import (
     check_common_arguments,
     check_video_size,
     collate_videos,
+    common_run_config,
     create_accelerator,
     create_dataloader_and_optimizer,
+    epoch_batches,
+    load_json_option,
     resume_training,
     save_checkpoint,
 )
@@ -225,18 +228,6 @@ def collate_latents(examples: list[dict]) -> dict:
     }
 
 
-def _load_json_option(value: str | None) -> dict | None:
-    if value is None:
-        return None
-    if os.path.isfile(value):
-        with open(value) as file:
-            return json.load(file)
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        raise ValueError(f"{value!r} is neither a JSON file nor a JSON object.") from None
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     models = parser.add_argument_group("models")
@@ -400,9 +391,9 @@ def load_models(args: argparse.Namespace) -> tuple:
         text_encoder = CLIPTextModel.from_pretrained(pipeline_path, subfolder="text_encoder", revision=args.revision)
     else:
         tokenizer = build_word_level_tokenizer(VOCABULARY, os.path.join(args.output_dir, "tokenizer"))
-        text_encoder = build_text_encoder(tokenizer, _load_json_option(args.text_encoder_config))
+        text_encoder = build_text_encoder(tokenizer, load_json_option(args.text_encoder_config))
 
-    unet_config = _load_json_option(args.unet_config)
+    unet_config = load_json_option(args.unet_config)
     if unet_config is None and pipeline_path is not None:
         unet = UNetSpatioTemporalModel.from_pretrained(pipeline_path, subfolder="unet", revision=args.revision)
         if args.conditioning_channels is not None and args.conditioning_channels != unet.config.conditioning_channels:
@@ -674,15 +665,7 @@ def main(argv: list[str] | None = None) -> None:
         "vae": {key: value for key, value in vae.config.items() if not key.startswith("_")},
         "text_encoder_hidden_size": text_encoder.config.hidden_size,
         "objective": args.objective,
-        "num_frames": args.num_frames,
-        "height": args.height,
-        "width": args.width,
-        "train_batch_size": args.train_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "num_processes": accelerator.num_processes,
-        "use_ema": args.use_ema,
-        "dataset": args.train_data_dir or f"moving_shapes(seed={args.dataset_seed}, videos={args.num_train_videos})",
-        "max_train_samples": args.max_train_samples,
+        **common_run_config(args, accelerator.num_processes),
         "cache_latents": args.cache_latents,
         "image_conditioning_prob": image_conditioning_prob,
         "training_flow_shifts": args.training_flow_shifts,
@@ -714,13 +697,7 @@ def main(argv: list[str] | None = None) -> None:
         if global_step >= max_train_steps:
             break  # resumed at the last step (or beyond): nothing left to train, only the saving
         unet.train()
-        train_dataloader.set_epoch(epoch)
-        if hasattr(train_dataset, "set_epoch"):
-            train_dataset.set_epoch(epoch)
-        epoch_dataloader = train_dataloader
-        if epoch == first_epoch and resume_batches > 0:
-            epoch_dataloader = accelerator.skip_first_batches(train_dataloader, resume_batches)
-        for batch in epoch_dataloader:
+        for batch in epoch_batches(accelerator, train_dataloader, train_dataset, epoch, first_epoch, resume_batches):
             with accelerator.accumulate(unet):
                 with torch.no_grad():
                     if "latents" in batch:

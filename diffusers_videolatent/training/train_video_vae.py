@@ -17,7 +17,6 @@ working and decodes sharper.
 """
 
 import argparse
-import json
 import math
 import os
 
@@ -32,7 +31,7 @@ from diffusers.training_utils import EMAModel
 from diffusers.utils import export_to_gif
 from tqdm.auto import tqdm
 
-from ..geometry import is_valid_num_frames, num_latent_frames
+from ..geometry import check_num_frames, num_latent_frames
 from ..models import AutoencoderKLVideo
 from ..models.autoencoder_kl_video import CausalConv3d, TemporalDownsample, TemporalUpsample
 from .training_utils import (
@@ -41,8 +40,11 @@ from .training_utils import (
     check_common_arguments,
     check_video_size,
     collate_videos,
+    common_run_config,
     create_accelerator,
     create_dataloader_and_optimizer,
+    epoch_batches,
+    load_json_option,
     resume_training,
     save_checkpoint,
 )
@@ -139,18 +141,6 @@ def reconstruction_losses(
         # motion must be reproduced, not only each frame: compare consecutive-frame differences
         losses["temporal_loss"] = F.l1_loss(torch.diff(reconstruction, dim=2), torch.diff(target, dim=2))
     return losses
-
-
-def _load_json_option(value: str | None) -> dict | None:
-    if value is None:
-        return None
-    if os.path.isfile(value):
-        with open(value) as file:
-            return json.load(file)
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        raise ValueError(f"{value!r} is neither a JSON file nor a JSON object.") from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -299,7 +289,7 @@ def load_vae(args: argparse.Namespace) -> AutoencoderKLVideo:
             args.image_vae_name_or_path, subfolder=args.image_vae_subfolder, revision=args.revision
         )
         return AutoencoderKLVideo.from_image_vae(image_vae, temporal_compression_ratio=args.temporal_compression_ratio)
-    config = _load_json_option(args.vae_config)
+    config = load_json_option(args.vae_config)
     return AutoencoderKLVideo.from_config(TINY_VAE_CONFIG if config is None else config)
 
 
@@ -389,12 +379,7 @@ def main(argv: list[str] | None = None) -> None:
     check_video_size(
         args.num_frames, args.height, args.width, vae.temporal_compression_ratio, vae.spatial_compression_ratio
     )
-    for num_frames in args.alternate_num_frames or ():
-        if not is_valid_num_frames(num_frames, vae.temporal_compression_ratio):
-            raise ValueError(
-                f"`--alternate_num_frames` holds {num_frames}, but the VAE's temporal compression ratio "
-                f"{vae.temporal_compression_ratio} needs 1 + k * {vae.temporal_compression_ratio} frames."
-            )
+    check_num_frames(args.alternate_num_frames or (), vae.temporal_compression_ratio, name="--alternate_num_frames")
     if args.frame_position_weights is not None and len(args.frame_position_weights) != vae.temporal_compression_ratio:
         raise ValueError(
             f"`--frame_position_weights` needs one weight per place in a latent frame's group: "
@@ -430,16 +415,8 @@ def main(argv: list[str] | None = None) -> None:
     run_config = {
         "script": "train_video_vae",
         "vae": {key: value for key, value in vae.config.items() if not key.startswith("_")},
-        "num_frames": args.num_frames,
-        "height": args.height,
-        "width": args.width,
-        "train_batch_size": args.train_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "num_processes": accelerator.num_processes,
-        "use_ema": args.use_ema,
+        **common_run_config(args, accelerator.num_processes),
         "train_decoder_only": args.train_decoder_only,
-        "dataset": args.train_data_dir or f"moving_shapes(seed={args.dataset_seed}, videos={args.num_train_videos})",
-        "max_train_samples": args.max_train_samples,
     }
     if args.travel_fraction_range is not None:
         run_config["travel_fraction_range"] = list(args.travel_fraction_range)
@@ -466,13 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     step_logs = {}
     for epoch in range(first_epoch, num_train_epochs):
         model.train()
-        train_dataloader.set_epoch(epoch)
-        if hasattr(train_dataset, "set_epoch"):
-            train_dataset.set_epoch(epoch)
-        epoch_dataloader = train_dataloader
-        if epoch == first_epoch and resume_batches > 0:
-            epoch_dataloader = accelerator.skip_first_batches(train_dataloader, resume_batches)
-        for batch in epoch_dataloader:
+        for batch in epoch_batches(accelerator, train_dataloader, train_dataset, epoch, first_epoch, resume_batches):
             with accelerator.accumulate(model):
                 pixel_values = batch["pixel_values"]  # (B, 3, F, H, W) in [-1, 1]
                 if args.alternate_num_frames is not None:

@@ -22,11 +22,10 @@ from ..atomic import (
     temporary_sibling,
 )
 from ..geometry import (
+    check_num_frames,
     format_choices,
-    is_valid_num_frames,
     largest_num_frames,
     nearest_multiples,
-    nearest_valid_num_frames,
     num_latent_frames,
     size_multiple,
 )
@@ -194,6 +193,19 @@ def check_common_arguments(args: argparse.Namespace) -> None:
             raise ValueError(f"`--{name}` must be a positive integer, but is {getattr(args, name)}.")
 
 
+def load_json_option(value: str | None) -> dict | None:
+    """Reads an option given as a JSON file or as a JSON object in the text itself (`None` stays `None`)."""
+    if value is None:
+        return None
+    if os.path.isfile(value):
+        with open(value) as file:
+            return json.load(file)
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        raise ValueError(f"{value!r} is neither a JSON file nor a JSON object.") from None
+
+
 def check_video_size(
     num_frames: int,
     height: int,
@@ -209,11 +221,7 @@ def check_video_size(
     frames (the U-Net's frame-position table, when it has one), and height and width multiples of
     `spatial_ratio * unet_downsample_factor`.
     """
-    if not is_valid_num_frames(num_frames, temporal_ratio):
-        raise ValueError(
-            f"`--num_frames` is {num_frames}, but the VAE's temporal compression ratio {temporal_ratio} needs "
-            f"1 + k * {temporal_ratio} frames: use {format_choices(nearest_valid_num_frames(num_frames, temporal_ratio))}."
-        )
+    check_num_frames(num_frames, temporal_ratio, name="--num_frames")
     if max_latent_frames is not None and num_latent_frames(num_frames, temporal_ratio) > max_latent_frames:
         raise ValueError(
             f"`--num_frames` is {num_frames}, but the U-Net's frame-position table holds {max_latent_frames} latent "
@@ -352,6 +360,46 @@ def resume_training(
     first_epoch = global_step // num_update_steps_per_epoch
     resume_batches = (global_step % num_update_steps_per_epoch) * args.gradient_accumulation_steps
     return global_step, first_epoch, resume_batches
+
+
+def common_run_config(args: argparse.Namespace, num_processes: int) -> dict:
+    r"""
+    The entries of a run config (what a checkpoint must share with the run that resumes it) that come from the
+    options of `add_common_arguments`: the clip size, the batch, the data and whether an EMA is kept. Each script adds
+    its models and its own options.
+    """
+    return {
+        "num_frames": args.num_frames,
+        "height": args.height,
+        "width": args.width,
+        "train_batch_size": args.train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "num_processes": num_processes,
+        "use_ema": args.use_ema,
+        "dataset": args.train_data_dir or f"moving_shapes(seed={args.dataset_seed}, videos={args.num_train_videos})",
+        "max_train_samples": args.max_train_samples,
+    }
+
+
+def epoch_batches(
+    accelerator: Accelerator,
+    train_dataloader: torch.utils.data.DataLoader,
+    train_dataset: torch.utils.data.Dataset,
+    epoch: int,
+    first_epoch: int,
+    resume_batches: int,
+):
+    r"""
+    Starts `epoch` (the loader's shuffling and, where the dataset has one, its per-epoch sampling) and returns the
+    batches to train on: in the epoch a run resumes in, those after the `resume_batches` it had already seen (see
+    `resume_training`).
+    """
+    train_dataloader.set_epoch(epoch)
+    if hasattr(train_dataset, "set_epoch"):
+        train_dataset.set_epoch(epoch)
+    if epoch == first_epoch and resume_batches > 0:
+        return accelerator.skip_first_batches(train_dataloader, resume_batches)
+    return train_dataloader
 
 
 def collate_videos(examples: list[dict]) -> dict:
