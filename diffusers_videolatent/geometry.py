@@ -180,4 +180,3 @@ def unet_max_latent_frames(config: Mapping[str, Any]) -> int | None:
 def format_choices(values: tuple[int, ...] | list[int]) -> str:
     r"""Joins candidate values for an error message: `"13 or 17"`."""
     return " or ".join(str(value) for value in values)
-
