@@ -186,12 +186,17 @@ def load_and_convert(args: argparse.Namespace) -> Conversion:
         print(f"verified: max abs difference of the pipeline outputs {max_abs_diff:.2e} ({description})")
         return max_abs_diff, description
 
+    # AnimateDiff's defaults, with at most the frames its motion modules' position table holds (the image VAE keeps
+    # every frame, so frames are latent frames)
+    generation_defaults = {**call_defaults(AnimateDiffPipeline), "fps": 8}
+    if converted.unet.max_num_frames is not None:
+        generation_defaults["num_frames"] = min(generation_defaults["num_frames"], converted.unet.max_num_frames)
     return Conversion(
         converted=converted,
         name="VideoLatentPipeline",
         sources=[("Base model", args.base_model_path), ("Motion adapter", args.motion_adapter_path)],
         verify=verify_and_report,
-        generation_defaults={**call_defaults(AnimateDiffPipeline), "fps": 8},
+        generation_defaults=generation_defaults,
         card_kwargs={"tags": ["animatediff"]},
         local_files_only=args.local_files_only,
     )

@@ -57,6 +57,7 @@ from ..loaders import VideoLatentLoraLoaderMixin
 from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
 from ..models.unet_spatio_temporal import build_conditioning_latents
 from ..models.video_latents import decode_latents, encode_video
+from .component_checks import check_components_fit
 from .pipeline_output import VideoLatentPipelineOutput
 from .schedules import dynamic_shift_kwargs, retrieve_timesteps
 from .video_processor import VideoLatentVideoProcessor
@@ -136,13 +137,24 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
 
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
         self.register_to_config(generation_defaults=check_generation_defaults(generation_defaults))
+        self._derive_from_components()
+
+    def _derive_from_components(self) -> None:
+        # the ratios and the video processor derive from the VAE and the U-Net, which must fit the other components
         ratios = get_vae_compression_ratios(self.vae) if getattr(self, "vae", None) is not None else (8, 4, False)
         self.vae_scale_factor_spatial, self.vae_scale_factor_temporal, self.vae_encodes_single_frames = ratios
-
         has_unet = getattr(self, "unet", None) is not None
         self.unet_downsample_factor = unet_downsample_factor(self.unet.config) if has_unet else 8
-
         self.video_processor = VideoLatentVideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
+        components = [getattr(self, name, None) for name in ("vae", "text_encoder", "tokenizer", "unet")]
+        generation_defaults = self.config.get("generation_defaults")
+        check_components_fit(*components, self.vae_scale_factor_temporal, generation_defaults)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # `pipe.vae = other_vae` and the like: check the new component and derive the ratios from it again
+        super().__setattr__(name, value)
+        if name in ("vae", "text_encoder", "tokenizer", "unet") and "video_processor" in self.__dict__:
+            self._derive_from_components()
 
     def resolve_generation_settings(self, **settings: Any) -> dict[str, Any]:
         r"""
@@ -423,15 +435,6 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
             )
         if decode_chunk_size is not None and (not is_integer(decode_chunk_size) or decode_chunk_size < 1):
             raise ValueError(f"`decode_chunk_size` must be an integer >= 1 or None, got {decode_chunk_size!r}.")
-
-        # 6. the U-Net's extra conditioning input
-        conditioning_channels = self.unet.config.get("conditioning_channels", 0) or 0
-        num_channels_latents = self.unet.config.in_channels
-        if conditioning_channels not in (0, num_channels_latents, num_channels_latents + 1):
-            raise ValueError(
-                f"The U-Net's `conditioning_channels`={conditioning_channels} is not supported: use 0, the latent"
-                f" channels ({num_channels_latents}) or the latent channels plus a mask ({num_channels_latents + 1})."
-            )
 
     def _check_prompt_embeds(self, prompt_embeds: Any, negative_prompt_embeds: Any, batch_size: int) -> None:
         # the embeddings' width is the U-Net's `cross_attention_dim`; guidance concatenates both halves
