@@ -70,6 +70,8 @@ OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 # Classifier-free guidance scales above this are far outside what text-to-video models use (about 1 to 20); named as
 # the likely cause when a video comes out non-finite.
 LARGE_GUIDANCE_SCALE = 100.0
+# the components whose interfaces must fit each other (see `component_checks`)
+INTERFACE_COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet")
 
 EXAMPLE_DOC_STRING = """
     Examples:
@@ -139,22 +141,27 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
         self.register_to_config(generation_defaults=check_generation_defaults(generation_defaults))
         self._derive_from_components()
 
-    def _derive_from_components(self) -> None:
-        # the ratios and the video processor derive from the VAE and the U-Net, which must fit the other components
-        ratios = get_vae_compression_ratios(self.vae) if getattr(self, "vae", None) is not None else (8, 4, False)
+    def _derive_from_components(self, **replacing: Any) -> None:
+        # the ratios and the video processor derive from the VAE and the U-Net, which must fit the other components;
+        # `replacing` is checked before it is set, so a component that does not fit leaves the pipeline as it was
+        components = {name: replacing.get(name, getattr(self, name, None)) for name in INTERFACE_COMPONENTS}
+        ratios = get_vae_compression_ratios(components["vae"]) if components["vae"] is not None else (8, 4, False)
+        check_components_fit(
+            **components, temporal_ratio=ratios[1], generation_defaults=self.config.generation_defaults
+        )
+        for name, value in replacing.items():
+            super().__setattr__(name, value)
         self.vae_scale_factor_spatial, self.vae_scale_factor_temporal, self.vae_encodes_single_frames = ratios
-        has_unet = getattr(self, "unet", None) is not None
-        self.unet_downsample_factor = unet_downsample_factor(self.unet.config) if has_unet else 8
+        unet = components["unet"]
+        self.unet_downsample_factor = unet_downsample_factor(unet.config) if unet is not None else 8
         self.video_processor = VideoLatentVideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
-        components = [getattr(self, name, None) for name in ("vae", "text_encoder", "tokenizer", "unet")]
-        generation_defaults = self.config.get("generation_defaults")
-        check_components_fit(*components, self.vae_scale_factor_temporal, generation_defaults)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        # `pipe.vae = other_vae` and the like: check the new component and derive the ratios from it again
-        super().__setattr__(name, value)
-        if name in ("vae", "text_encoder", "tokenizer", "unet") and "video_processor" in self.__dict__:
-            self._derive_from_components()
+        # `pipe.vae = other_vae` and the like: the new component is checked, and the ratios follow it
+        if name in INTERFACE_COMPONENTS and "video_processor" in self.__dict__:
+            self._derive_from_components(**{name: value})
+        else:
+            super().__setattr__(name, value)
 
     def resolve_generation_settings(self, **settings: Any) -> dict[str, Any]:
         r"""
