@@ -6,13 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import (
-    build_cogvideox_vae,
-    build_image_vae,
-    build_spatio_temporal_unet,
-    build_unet3d,
-    build_wan_vae,
-)
 
 import diffusers_videolatent
 from diffusers_videolatent import AutoencoderKLVideo
@@ -31,6 +24,8 @@ from diffusers_videolatent.geometry import (
 )
 from diffusers_videolatent.model_card import create_model_card
 from diffusers_videolatent.pipelines.pipeline_video_latent import nearest_valid_num_frames as pipeline_nearest
+
+from .testing_utils import build_cogvideox_vae, build_image_vae, build_unet, build_unet3d, build_wan_vae
 
 
 DEFAULT_MODEL = Path(diffusers_videolatent.__file__).parent / "default_model"
@@ -90,7 +85,7 @@ def test_ratios_from_config_equal_the_models(build_vae, ratios):
 
 
 def test_unet_geometry_from_config():
-    unet = build_spatio_temporal_unet(temporal_max_frames=6)
+    unet = build_unet(temporal_max_frames=6)
     assert unet.downsample_factor == unet_downsample_factor(unet.config) == 2
     assert unet.max_num_frames == unet_max_latent_frames(unet.config) == 6
     # diffusers' U-Net 3D has no frame table: any number of frames

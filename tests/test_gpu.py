@@ -5,7 +5,8 @@
 
 import pytest
 import torch
-from conftest import build_pipeline, build_random_spatio_temporal_unet, build_video_vae
+
+from .testing_utils import build_pipeline, build_unet, build_video_vae
 
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -18,8 +19,8 @@ def generate(pipe, device="cpu") -> torch.Tensor:
 
 
 @pytest.fixture
-def pipe(tokenizer_dir):
-    return build_pipeline(tokenizer_dir, unet=build_random_spatio_temporal_unet(), vae=build_video_vae())
+def pipe():
+    return build_pipeline(unet=build_unet(identity_init=False), vae=build_video_vae())
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -9,26 +9,27 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import (
-    build_image_vae,
-    build_pipeline_components,
-    build_random_spatio_temporal_unet,
-    build_video_vae,
-    recording_attention_scores,
-)
 from diffusers.models.attention_processor import AttnProcessor, FusedAttnProcessor2_0, SlicedAttnProcessor
 
 from diffusers_videolatent import VideoLatentPipeline
 from diffusers_videolatent.models.attention import VideoLatentAttention, VideoLatentAttnProcessor
+
+from ..testing_utils import (
+    build_image_vae,
+    build_pipeline_components,
+    build_unet,
+    build_video_vae,
+    recording_attention_scores,
+)
 
 
 pytestmark = pytest.mark.usefixtures("no_grad")
 CALL = {"num_frames": 5, "height": 16, "width": 16, "num_inference_steps": 2, "output_type": "np"}
 
 
-def make_pipeline(tokenizer_dir, vae=None) -> VideoLatentPipeline:
+def make_pipeline(vae=None) -> VideoLatentPipeline:
     vae = vae if vae is not None else build_video_vae()
-    components = build_pipeline_components(tokenizer_dir, vae=vae, unet=build_random_spatio_temporal_unet())
+    components = build_pipeline_components(vae=vae, unet=build_unet(identity_init=False))
     pipe = VideoLatentPipeline(**components)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -46,8 +47,8 @@ def record_decoder_inputs(vae) -> list[tuple[int, ...]]:
     return shapes
 
 
-def test_vae_slicing_decodes_one_video_at_a_time(tokenizer_dir):
-    pipe = make_pipeline(tokenizer_dir)
+def test_vae_slicing_decodes_one_video_at_a_time():
+    pipe = make_pipeline()
     shapes = record_decoder_inputs(pipe.vae)
     whole = run(pipe, num_videos_per_prompt=2)
     assert {shape[0] for shape in shapes} == {2}
@@ -65,8 +66,8 @@ def test_vae_slicing_decodes_one_video_at_a_time(tokenizer_dir):
     assert not pipe.vae.use_slicing and {shape[0] for shape in shapes} == {2}
 
 
-def test_vae_tiling_decodes_tiles_no_larger_than_the_tile_size(tokenizer_dir):
-    pipe = make_pipeline(tokenizer_dir)
+def test_vae_tiling_decodes_tiles_no_larger_than_the_tile_size():
+    pipe = make_pipeline()
     # the VAE's tile size (its own setting, 256 pixels by default) scaled down to the tiny frames of this test
     pipe.vae.tile_sample_min_height = pipe.vae.tile_sample_min_width = 16
     latents = torch.randn(1, 4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -87,8 +88,8 @@ def test_vae_tiling_decodes_tiles_no_larger_than_the_tile_size(tokenizer_dir):
     torch.testing.assert_close(pipe.decode_latents(latents), whole)
 
 
-def test_freeu_changes_the_video_and_disable_restores_it_bit_for_bit(tokenizer_dir):
-    pipe = make_pipeline(tokenizer_dir)
+def test_freeu_changes_the_video_and_disable_restores_it_bit_for_bit():
+    pipe = make_pipeline()
     plain = run(pipe)
     pipe.enable_freeu(s1=0.9, s2=0.2, b1=1.2, b2=1.4)
     assert all(block.b1 == 1.2 for block in pipe.unet.up_blocks)
@@ -99,8 +100,8 @@ def test_freeu_changes_the_video_and_disable_restores_it_bit_for_bit(tokenizer_d
 
 
 @pytest.mark.parametrize("vae_kind", ["video", "image"])
-def test_fused_qkv_projections_equal_unfused(tokenizer_dir, vae_kind):
-    pipe = make_pipeline(tokenizer_dir, vae=build_video_vae() if vae_kind == "video" else build_image_vae())
+def test_fused_qkv_projections_equal_unfused(vae_kind):
+    pipe = make_pipeline(vae=build_video_vae() if vae_kind == "video" else build_image_vae())
     unfused = run(pipe)
     pipe.fuse_qkv_projections()
     layers = [module for module in pipe.unet.modules() if isinstance(module, VideoLatentAttention)]
@@ -119,8 +120,8 @@ def test_fused_qkv_projections_equal_unfused(tokenizer_dir, vae_kind):
     np.testing.assert_allclose(run(pipe), unfused, atol=1e-5, rtol=0)
 
 
-def test_attention_slicing_slices_every_unet_processor_and_bounds_the_scores(tokenizer_dir):
-    pipe = make_pipeline(tokenizer_dir)
+def test_attention_slicing_slices_every_unet_processor_and_bounds_the_scores():
+    pipe = make_pipeline()
     processors = pipe.unet.attn_processors
     assert len(processors) == 22  # 4 spatial and 7 temporal transformers, two attentions each
     pipe.unet.set_attn_processor(AttnProcessor())  # forms every full score tensor, the reference for memory

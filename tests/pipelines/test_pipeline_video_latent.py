@@ -2,8 +2,6 @@
 
 import inspect
 import json
-import sys
-from pathlib import Path
 
 import diffusers
 import numpy as np
@@ -21,28 +19,21 @@ from diffusers_videolatent import (
     VideoLatentPipelineOutput,
 )
 
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import (  # noqa: E402
+from ..testing_utils import (
     build_cogvideox_vae,
     build_image_vae,
     build_pipeline,
     build_pipeline_components,
-    build_spatio_temporal_unet,
+    build_unet,
     build_wan_vae,
+    needs_cuda,
 )
 
 
 CALL = {"num_frames": 5, "height": 16, "width": 16, "num_inference_steps": 2}
 
 
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("tokenizer")
-
-
-def build_our_unet(in_channels: int = 4, conditioning_channels: int = 0, use_fps_conditioning: bool = False):
-    return build_spatio_temporal_unet(in_channels, conditioning_channels, use_fps_conditioning)
+pytestmark = pytest.mark.usefixtures("no_grad")
 
 
 def call(pipe, seed: int = 0, **kwargs):
@@ -62,17 +53,6 @@ def record_unet_calls(pipe) -> list[dict]:
 
     pipe.unet.register_forward_pre_hook(hook, with_kwargs=True)
     return calls
-
-
-@pytest.fixture(autouse=True)
-def no_grad():
-    with torch.no_grad():
-        yield
-
-
-@pytest.fixture
-def pipe(tokenizer_dir):
-    return build_pipeline(tokenizer_dir)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -96,8 +76,8 @@ def test_call_signature_has_every_documented_parameter():
 
 
 @pytest.mark.parametrize("models", ["diffusers", "ours"])
-def test_equals_text_to_video_sd_pipeline(tokenizer_dir, models):
-    components = build_pipeline_components(tokenizer_dir)
+def test_equals_text_to_video_sd_pipeline(models):
+    components = build_pipeline_components()
     reference = TextToVideoSDPipeline(**components)
     reference.set_progress_bar_config(disable=True)
     expected = reference(
@@ -120,10 +100,8 @@ def test_equals_text_to_video_sd_pipeline(tokenizer_dir, models):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def test_save_load_local_with_our_models(tokenizer_dir, tmp_path):
-    pipe = build_pipeline(
-        tokenizer_dir, unet=build_our_unet(), vae=AutoencoderKLVideo.from_image_vae(build_image_vae())
-    )
+def test_save_load_local_with_our_models(tmp_path):
+    pipe = build_pipeline(unet=build_unet(), vae=AutoencoderKLVideo.from_image_vae(build_image_vae()))
     expected = call(pipe).frames
     pipe.save_pretrained(tmp_path / "saved")
 
@@ -178,7 +156,7 @@ def test_optional_components_save_load(pipe, tmp_path):
         call(loaded)
 
 
-def test_components_and_from_pipe(pipe, tokenizer_dir):
+def test_components_and_from_pipe(pipe):
     assert set(pipe.components) == {"vae", "text_encoder", "tokenizer", "unet", "scheduler"}
     expected = call(pipe).frames
 
@@ -192,7 +170,7 @@ def test_components_and_from_pipe(pipe, tokenizer_dir):
     assert np.abs(call(derived).frames - expected).max() == 0
 
     # diffusers' own text-to-video pipeline has the same components, so it converts too
-    reference = TextToVideoSDPipeline(**build_pipeline_components(tokenizer_dir))
+    reference = TextToVideoSDPipeline(**build_pipeline_components())
     from_reference = VideoLatentPipeline.from_pipe(reference)
     from_reference.set_progress_bar_config(disable=True)
     assert np.abs(call(from_reference).frames - expected).max() < 1e-6
@@ -488,8 +466,8 @@ VAES = [
 
 
 @pytest.mark.parametrize("name, build_vae, ratios, latent_shape", VAES, ids=lambda v: v if isinstance(v, str) else "")
-def test_vae_kinds(tokenizer_dir, name, build_vae, ratios, latent_shape):
-    pipe = build_pipeline(tokenizer_dir, vae=build_vae())
+def test_vae_kinds(name, build_vae, ratios, latent_shape):
+    pipe = build_pipeline(vae=build_vae())
     assert (pipe.vae_scale_factor_spatial, pipe.vae_scale_factor_temporal, pipe.vae_encodes_single_frames) == ratios
 
     latents = call(pipe, output_type="latent").frames
@@ -531,8 +509,8 @@ def test_vae_kinds(tokenizer_dir, name, build_vae, ratios, latent_shape):
     [build_image_vae, lambda: our_vae(4)],
     ids=["AutoencoderKL", "AutoencoderKLVideo-r4"],
 )
-def test_decode_chunk_size_gives_the_same_video(tokenizer_dir, build_vae):
-    pipe = build_pipeline(tokenizer_dir, vae=build_vae())
+def test_decode_chunk_size_gives_the_same_video(build_vae):
+    pipe = build_pipeline(vae=build_vae())
     latents = call(pipe, num_frames=9, output_type="latent").frames
     full = pipe.decode_latents(latents)
     chunked = pipe.decode_latents(latents, decode_chunk_size=1)
@@ -571,8 +549,8 @@ def test_image_to_video_with_flow_scheduler(pipe):
 
 
 @pytest.mark.parametrize("conditioning_channels", [4, 5])
-def test_image_to_video_with_conditioning_channels(tokenizer_dir, conditioning_channels):
-    pipe = build_pipeline(tokenizer_dir, unet=build_our_unet(conditioning_channels=conditioning_channels))
+def test_image_to_video_with_conditioning_channels(conditioning_channels):
+    pipe = build_pipeline(unet=build_unet(conditioning_channels=conditioning_channels))
     calls = record_unet_calls(pipe)
     image = torch.rand(3, 16, 16)
     frames = call(pipe, image=image, output_type="pt").frames
@@ -633,20 +611,20 @@ def test_video_to_video_strength(pipe, scheduler):
     assert torch.allclose(calls[0]["sample"], expected.repeat(2, 1, 1, 1, 1), atol=1e-5)
 
 
-def test_fps_reaches_the_unet_only_when_enabled(tokenizer_dir):
-    unet = build_our_unet(use_fps_conditioning=True)
+def test_fps_reaches_the_unet_only_when_enabled():
+    unet = build_unet(use_fps_conditioning=True)
     # the fps embedding starts at zero (inert); give it weights so that fps changes the output
     torch.manual_seed(1)
     for name, parameter in unet.named_parameters():
         if "fps" in name:
             parameter.data.normal_(0.0, 0.5)
-    pipe = build_pipeline(tokenizer_dir, unet=unet)
+    pipe = build_pipeline(unet=unet)
     calls = record_unet_calls(pipe)
     call(pipe, fps=12)
     assert calls[0]["kwargs"]["fps"].tolist() == [12.0, 12.0]
     assert not torch.equal(call(pipe, fps=12, output_type="pt").frames, call(pipe, fps=24, output_type="pt").frames)
 
-    plain = build_pipeline(tokenizer_dir, unet=build_our_unet())
+    plain = build_pipeline(unet=build_unet())
     calls = record_unet_calls(plain)
     call(plain, fps=12)
     assert "fps" not in calls[0]["kwargs"] and "conditioning_latents" not in calls[0]["kwargs"]
@@ -704,8 +682,8 @@ def test_bad_input_raises_naming_the_argument(pipe, overrides, error, name):
     assert calls == []
 
 
-def test_num_frames_error_names_nearest_valid_counts(tokenizer_dir):
-    pipe = build_pipeline(tokenizer_dir, vae=build_wan_vae())
+def test_num_frames_error_names_nearest_valid_counts():
+    pipe = build_pipeline(vae=build_wan_vae())
     with pytest.raises(ValueError, match="`num_frames`.*got 6.*5 and 7"):
         call(pipe, num_frames=6)
     with pytest.raises(ValueError, match="`height` must be a positive multiple of 8"):
@@ -716,15 +694,13 @@ def test_num_frames_error_names_nearest_valid_counts(tokenizer_dir):
 # Offloading (through the base class; needs an accelerator)
 # ----------------------------------------------------------------------------------------------------------------------
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="offloading needs an accelerator")
-
 
 @needs_cuda
 @pytest.mark.parametrize("offload", ["model", "sequential", "group"])
-def test_offloading_gives_the_same_video(tokenizer_dir, offload):
-    pipe = build_pipeline(tokenizer_dir).to("cuda")
+def test_offloading_gives_the_same_video(offload):
+    pipe = build_pipeline().to("cuda")
     expected = call(pipe, output_type="pt").frames
-    pipe = build_pipeline(tokenizer_dir)
+    pipe = build_pipeline()
     if offload == "model":
         pipe.enable_model_cpu_offload()
     elif offload == "sequential":
