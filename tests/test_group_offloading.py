@@ -1,4 +1,4 @@
-"""Diffusers' group offloading on both models and the pipeline, run on the CPU.
+"""Diffusers' group offloading on both models, run on the CPU (the pipeline's: `tests/pipelines/testing_utils.py`).
 
 With `offload_to_disk_path`, an offloaded group's weights are replaced by uninitialised tensors until its hook loads
 them back from disk, so a layer that runs without its group being onloaded gives a wrong result (in practice NaN or
@@ -10,7 +10,7 @@ import torch
 
 from diffusers_videolatent import AutoencoderKLVideo
 
-from .testing_utils import build_pipeline, build_unet, build_video_vae, needs_diffusers_hooks_0_42
+from .testing_utils import build_unet, build_video_vae, needs_diffusers_hooks_0_42
 
 
 CPU = torch.device("cpu")
@@ -64,13 +64,3 @@ def test_unet_predicts_the_same_with_group_offloading(tmp_path, offload_type, nu
     )
     for _ in range(2):
         assert torch.equal(unet(sample, 10, text).sample, reference)
-
-
-@pytest.mark.usefixtures("no_grad")
-def test_pipeline_generates_the_same_with_group_offloading(tmp_path):
-    pipe = build_pipeline(unet=build_unet(identity_init=False), vae=build_video_vae())
-    call = {"num_frames": 5, "height": 16, "width": 16, "num_inference_steps": 2, "output_type": "pt"}
-    reference = pipe("a red circle", generator=torch.Generator().manual_seed(0), **call).frames
-    pipe.enable_group_offload(CPU, CPU, num_blocks_per_group=1, offload_to_disk_path=str(tmp_path))
-    frames = pipe("a red circle", generator=torch.Generator().manual_seed(0), **call).frames
-    assert torch.equal(frames, reference)
