@@ -366,6 +366,16 @@ def load_conversion_script(name: str) -> ModuleType:
     return module
 
 
+def script_error(script: ModuleType, argv: list[str], capsys) -> str:
+    """The error line `script.main(argv)` prints when it refuses its arguments (exit code 2)."""
+    assert script.main(argv) == 2
+    # diffusers' loading progress bars may precede it; the error itself is one line, and the last one.
+    lines = [line for line in capsys.readouterr().err.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(f"{script.PROG}: error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], lines
+    return errors[0]
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Training runs (the scripts' tiny models, as their `--vae_config`, `--unet_config` and `--text_encoder_config`)
 # ----------------------------------------------------------------------------------------------------------------------
@@ -427,13 +437,17 @@ def run_vae_training(root: Path) -> Path:
     return root
 
 
+def text_to_video_model_arguments(vae_folder: Path) -> list[str]:
+    """The models `train_text_to_video` trains with: a saved VAE, and the U-Net and text encoder of their configs."""
+    arguments = ["--pretrained_vae_name_or_path", str(vae_folder), "--unet_config", json.dumps(TRAINING_UNET_CONFIG)]
+    return arguments + ["--text_encoder_config", json.dumps(TRAINING_TEXT_ENCODER_CONFIG)]
+
+
 def run_text_to_video_training(root: Path, vae_folder: Path) -> tuple[Path, list[str]]:
     """Trains the tiny text- and image-to-video U-Net on `vae_folder`'s VAE for `TOTAL_STEPS` steps (`root/full`),
     then resumes the run from its checkpoint at `CHECKPOINT_STEP` (`root/resumed`); returns `root` and the
     arguments."""
-    arguments = TRAINING_ARGUMENTS + ["--pretrained_vae_name_or_path", str(vae_folder)]
-    arguments += ["--unet_config", json.dumps(TRAINING_UNET_CONFIG)]
-    arguments += ["--text_encoder_config", json.dumps(TRAINING_TEXT_ENCODER_CONFIG), "--objective", "v_prediction"]
+    arguments = TRAINING_ARGUMENTS + text_to_video_model_arguments(vae_folder) + ["--objective", "v_prediction"]
     arguments += ["--learning_rate", "3e-3", "--use_ema", "--conditioning_dropout_prob", "0.2"]
     # text- and image-to-video: 4 latent channels plus the mask, half of the videos given their first frame
     arguments += ["--conditioning_channels", "5", "--image_conditioning_prob", "0.5"]

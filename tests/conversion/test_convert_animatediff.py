@@ -14,7 +14,7 @@ from safetensors import safe_open
 
 from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel, VideoLatentPipeline
 
-from ..testing_utils import REPOSITORY, build_motion_adapter, load_conversion_script
+from ..testing_utils import REPOSITORY, build_motion_adapter, load_conversion_script, script_error
 
 
 convert_script = load_conversion_script("convert_animatediff")
@@ -64,15 +64,6 @@ def test_subprocess_run(animatediff_sources, tmp_path):
     assert VideoLatentPipeline.from_pretrained(output, torch_dtype=torch.bfloat16).unet.dtype == torch.bfloat16
 
 
-def bad_input(argv: list[str], capsys) -> str:
-    assert convert_script.main(argv) == 2
-    # diffusers' loading progress bars may precede it; the error itself is one line, and the last one.
-    lines = [line for line in capsys.readouterr().err.strip().splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith(f"{convert_script.PROG}: error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], lines
-    return errors[0]
-
-
 def test_bad_inputs(animatediff_sources, tmp_path, capsys):
     base, adapter = animatediff_sources
     output = tmp_path / "out"
@@ -88,37 +79,39 @@ def test_bad_inputs(animatediff_sources, tmp_path, capsys):
             *extra,
         ]
 
-    assert "`--dtype` must be one of" in bad_input(argv(base, adapter, "--dtype", "int8"), capsys)
+    assert "`--dtype` must be one of" in script_error(convert_script, argv(base, adapter, "--dtype", "int8"), capsys)
     # adapter block widths that do not match the U-Net
     wide = tmp_path / "wide-adapter"
     build_motion_adapter(block_out_channels=(16, 32)).save_pretrained(wide)
-    assert "block widths [16, 32] do not match the U-Net's [8, 16]" in bad_input(argv(base, wide), capsys)
+    assert "block widths [16, 32] do not match the U-Net's [8, 16]" in script_error(
+        convert_script, argv(base, wide), capsys
+    )
     # not a MotionAdapter
-    assert "holds a 'UNet2DConditionModel', not a diffusers MotionAdapter" in bad_input(
-        argv(base, base / "unet"), capsys
+    assert "holds a 'UNet2DConditionModel', not a diffusers MotionAdapter" in script_error(
+        convert_script, argv(base, base / "unet"), capsys
     )
     # wrong _class_name of the base: a text-to-video pipeline
     t2v = tmp_path / "t2v"
     shutil.copytree(base, t2v)
     index = json.loads((t2v / "model_index.json").read_text())
     (t2v / "model_index.json").write_text(json.dumps({**index, "unet": ["diffusers", "UNet3DConditionModel"]}))
-    assert "use convert_text_to_video_sd.py" in bad_input(argv(t2v, adapter), capsys)
+    assert "use convert_text_to_video_sd.py" in script_error(convert_script, argv(t2v, adapter), capsys)
     # missing subfolder
     missing = tmp_path / "missing"
     shutil.copytree(base, missing)
     shutil.rmtree(missing / "text_encoder")
-    assert "lacks the 'text_encoder' sub-folder" in bad_input(argv(missing, adapter), capsys)
+    assert "lacks the 'text_encoder' sub-folder" in script_error(convert_script, argv(missing, adapter), capsys)
     # truncated safetensors
     truncated = tmp_path / "truncated-adapter"
     shutil.copytree(adapter, truncated)
     weights = truncated / "diffusion_pytorch_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    assert "cannot load the sources" in bad_input(argv(base, truncated), capsys)
+    assert "cannot load the sources" in script_error(convert_script, argv(base, truncated), capsys)
     assert not output.exists()
     # existing non-empty output without --overwrite
     output.mkdir()
     (output / "keep.txt").write_text("mine")
-    assert "exists and is not empty" in bad_input(argv(), capsys)
+    assert "exists and is not empty" in script_error(convert_script, argv(), capsys)
     assert os.listdir(output) == ["keep.txt"]
 
 

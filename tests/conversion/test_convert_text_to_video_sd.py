@@ -13,7 +13,7 @@ from huggingface_hub import ModelCard
 
 from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel, VideoLatentPipeline
 
-from ..testing_utils import REPOSITORY, build_unet2d, load_conversion_script
+from ..testing_utils import REPOSITORY, build_unet2d, load_conversion_script, script_error
 
 
 convert_script = load_conversion_script("convert_text_to_video_sd")
@@ -105,15 +105,6 @@ def test_push_to_hub_hands_the_folder_to_huggingface_hub(text_to_video_sd_folder
     assert "Not verified" in card
 
 
-def bad_input(argv: list[str], capsys) -> str:
-    assert convert_script.main(argv) == 2
-    # diffusers' loading progress bars may precede it; the error itself is one line, and the last one.
-    lines = [line for line in capsys.readouterr().err.strip().splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith(f"{convert_script.PROG}: error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], lines
-    return errors[0]
-
-
 def copy_source(source: Path, destination: Path) -> Path:
     import shutil
 
@@ -126,22 +117,24 @@ def test_bad_inputs(text_to_video_sd_folder, tmp_path, capsys):
     base = ["--output_path", str(output)]
 
     # unknown dtype
-    assert "`--dtype` must be one of fp32, fp16, bf16, got 'fp64'" in bad_input(
-        ["--checkpoint_path", str(text_to_video_sd_folder), *base, "--dtype", "fp64"], capsys
+    assert "`--dtype` must be one of fp32, fp16, bf16, got 'fp64'" in script_error(
+        convert_script, ["--checkpoint_path", str(text_to_video_sd_folder), *base, "--dtype", "fp64"], capsys
     )
     # wrong _class_name
     wrong_class = copy_source(text_to_video_sd_folder, tmp_path / "wrong-class")
     index = json.loads((wrong_class / "model_index.json").read_text())
     (wrong_class / "model_index.json").write_text(json.dumps({**index, "_class_name": "StableDiffusionPipeline"}))
-    assert "holds a 'StableDiffusionPipeline', not a TextToVideoSDPipeline" in bad_input(
-        ["--checkpoint_path", str(wrong_class), *base], capsys
+    assert "holds a 'StableDiffusionPipeline', not a TextToVideoSDPipeline" in script_error(
+        convert_script, ["--checkpoint_path", str(wrong_class), *base], capsys
     )
     # missing subfolder
     missing = copy_source(text_to_video_sd_folder, tmp_path / "missing")
     import shutil
 
     shutil.rmtree(missing / "vae")
-    assert "lacks the 'vae' sub-folder" in bad_input(["--checkpoint_path", str(missing), *base], capsys)
+    assert "lacks the 'vae' sub-folder" in script_error(
+        convert_script, ["--checkpoint_path", str(missing), *base], capsys
+    )
     # an image U-Net handed to the text-to-video script
     image_unet = copy_source(text_to_video_sd_folder, tmp_path / "image-unet")
     shutil.rmtree(image_unet / "unet")
@@ -149,29 +142,33 @@ def test_bad_inputs(text_to_video_sd_folder, tmp_path, capsys):
     index = json.loads((image_unet / "model_index.json").read_text())
     index["unet"] = ["diffusers", "UNet2DConditionModel"]
     (image_unet / "model_index.json").write_text(json.dumps(index))
-    assert "use convert_animatediff.py" in bad_input(["--checkpoint_path", str(image_unet), *base], capsys)
+    assert "use convert_animatediff.py" in script_error(
+        convert_script, ["--checkpoint_path", str(image_unet), *base], capsys
+    )
     # truncated safetensors
     truncated = copy_source(text_to_video_sd_folder, tmp_path / "truncated")
     weights = truncated / "unet" / "diffusion_pytorch_model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    assert "cannot load `--checkpoint_path`" in bad_input(["--checkpoint_path", str(truncated), *base], capsys)
+    assert "cannot load `--checkpoint_path`" in script_error(
+        convert_script, ["--checkpoint_path", str(truncated), *base], capsys
+    )
     # not a folder, not a Hub id
-    assert "neither an existing folder nor a Hub id" in bad_input(
-        ["--checkpoint_path", str(tmp_path / "nope" / "x" / "y"), *base], capsys
+    assert "neither an existing folder nor a Hub id" in script_error(
+        convert_script, ["--checkpoint_path", str(tmp_path / "nope" / "x" / "y"), *base], capsys
     )
     # --push_to_hub without --repo_id
-    assert "`--push_to_hub` needs `--repo_id`" in bad_input(
-        ["--checkpoint_path", str(text_to_video_sd_folder), *base, "--push_to_hub"], capsys
+    assert "`--push_to_hub` needs `--repo_id`" in script_error(
+        convert_script, ["--checkpoint_path", str(text_to_video_sd_folder), *base, "--push_to_hub"], capsys
     )
     # a missing required argument is one line too
-    assert "--checkpoint_path" in bad_input(base, capsys)
+    assert "--checkpoint_path" in script_error(convert_script, base, capsys)
     assert not output.exists()
 
     # an existing non-empty output folder without --overwrite
     output.mkdir()
     (output / "keep.txt").write_text("mine")
-    assert "exists and is not empty; pass --overwrite" in bad_input(
-        ["--checkpoint_path", str(text_to_video_sd_folder), *base], capsys
+    assert "exists and is not empty; pass --overwrite" in script_error(
+        convert_script, ["--checkpoint_path", str(text_to_video_sd_folder), *base], capsys
     )
     assert os.listdir(output) == ["keep.txt"]
     assert (

@@ -17,9 +17,9 @@ from ..testing_utils import (
     CHECKPOINT_STEP,
     TOTAL_STEPS,
     TRAINING_ARGUMENTS,
-    TRAINING_TEXT_ENCODER_CONFIG,
     TRAINING_UNET_CONFIG,
     TRAINING_VAE_CONFIG,
+    text_to_video_model_arguments,
 )
 
 
@@ -248,18 +248,7 @@ def test_frame_count_and_size_the_vae_cannot_take(vae_runs, tmp_path):
             vae_arguments + ["--num_frames", "5", "--frame_position_weights", "1", "1", "2", "--height", "16"]
         )
 
-    t2v_arguments = [
-        "--pretrained_vae_name_or_path",
-        str(vae_runs / "full"),
-        "--unet_config",
-        json.dumps(TRAINING_UNET_CONFIG),
-    ]
-    t2v_arguments += [
-        "--text_encoder_config",
-        json.dumps(TRAINING_TEXT_ENCODER_CONFIG),
-        "--output_dir",
-        str(tmp_path / "t2v"),
-    ]
+    t2v_arguments = text_to_video_model_arguments(vae_runs / "full") + ["--output_dir", str(tmp_path / "t2v")]
     # 18 pixels: a multiple of the VAE's 2, but the latent (9) is not divisible by the U-Net's downsampling 2
     with pytest.raises(ValueError, match=r"`--width` is 18.*VAE's spatial ratio 2 times the U-Net's downsampling 2"):
         train_text_to_video.main(t2v_arguments + ["--num_frames", "5", "--height", "16", "--width", "18"])
