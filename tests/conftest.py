@@ -1,237 +1,65 @@
-"""Shared builders of tiny, real components (a few thousand parameters each) for the whole test suite.
+"""The fixtures of the test suite, all of them; the tiny models and helpers they use are in `testing_utils.py`."""
 
-Nothing here downloads anything: the CLIP tokenizer is written to a temporary folder from a hand-made vocabulary.
-Builders are plain functions (seeded, so two calls give identical weights) plus a few fixtures wrapping them.
-"""
-
-import contextlib
 import json
-import string
+import shutil
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from unittest import mock
 
-import diffusers
+import imageio.v3 as iio
+import numpy as np
 import pytest
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel, UNet3DConditionModel
-from packaging import version
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from diffusers import (
+    EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    StableDiffusionPipeline,
+    TextToVideoSDPipeline,
+)
+from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+from diffusers.utils import hub_utils
+from huggingface_hub import ModelCard, ModelCardData
 
-from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel
+import diffusers_videolatent.hub as hub
+from diffusers_videolatent import VideoLatentPipeline, cli
 from diffusers_videolatent.models.attention import VideoLatentAttention
+from diffusers_videolatent.training.moving_shapes import render_moving_shape
 
-
-# The tiny models of this suite run fastest on one thread: on the shared 2-core machine, intra-op parallelism on
-# tensors this small costs far more in synchronisation than it gains (measured 90x slower per `linear` under load).
-torch.set_num_threads(1)
-
-# diffusers 0.38's hooks cannot run these on the CPU (group offloading to disk: its onload device is None on the
-# module's first call; TaylorSeer: its state is read before the cache context is set); tested on 0.42
-needs_diffusers_hooks_0_42 = pytest.mark.skipif(
-    version.parse(diffusers.__version__) < version.parse("0.42"),
-    reason="diffusers < 0.42 cannot run group offloading to disk or TaylorSeer on the CPU",
+from .testing_utils import (
+    HubRecorder,
+    build_image_vae,
+    build_motion_adapter,
+    build_pipeline,
+    build_pipeline_components,
+    build_scheduler,
+    build_text_encoder,
+    build_tokenizer,
+    build_unet,
+    build_unet2d,
+    build_unet3d,
+    build_video_vae,
+    load_conversion_script,
+    ramp_video,
+    randomize_weights_,
+    run_text_to_video_training,
+    run_vae_training,
+    write_motion_lora_files,
 )
 
-TEXT_HIDDEN_SIZE = 16
-TOKENIZER_MAX_LENGTH = 16
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Every test
+# ----------------------------------------------------------------------------------------------------------------------
 
 
-def write_tiny_clip_tokenizer(folder: str | Path, model_max_length: int = TOKENIZER_MAX_LENGTH) -> Path:
-    """Writes `vocab.json`, `merges.txt` and `tokenizer_config.json` of a character-level CLIP tokenizer."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    characters = string.ascii_lowercase + string.digits + ".,!?'-"
-    tokens = ["<|startoftext|>", "<|endoftext|>"]
-    tokens += list(characters) + [character + "</w>" for character in characters]
-    # a few merges so that byte-pair encoding really runs
-    merges = ["t h", "th e</w>", "a n", "an d</w>", "i n", "in g</w>"]
-    tokens += [merge.replace(" ", "") for merge in merges]
-    (folder / "vocab.json").write_text(json.dumps({token: index for index, token in enumerate(tokens)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    (folder / "tokenizer_config.json").write_text(
-        json.dumps({"model_max_length": model_max_length, "tokenizer_class": "CLIPTokenizer"})
-    )
-    return folder
-
-
-def build_tokenizer(folder: str | Path) -> CLIPTokenizer:
-    return CLIPTokenizer.from_pretrained(str(write_tiny_clip_tokenizer(folder)))
-
-
-def build_text_encoder(vocab_size: int = 100, seed: int = 0) -> CLIPTextModel:
-    torch.manual_seed(seed)
-    config = CLIPTextConfig(
-        vocab_size=vocab_size,
-        hidden_size=TEXT_HIDDEN_SIZE,
-        intermediate_size=32,
-        num_attention_heads=2,
-        num_hidden_layers=2,
-        max_position_embeddings=TOKENIZER_MAX_LENGTH,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
-        projection_dim=TEXT_HIDDEN_SIZE,
-    )
-    return CLIPTextModel(config).eval()
-
-
-def build_unet3d(
-    in_channels: int = 4, cross_attention_dim: int = TEXT_HIDDEN_SIZE, seed: int = 0
-) -> UNet3DConditionModel:
-    """A two-level diffusers `UNet3DConditionModel` (spatial downsampling 2)."""
-    torch.manual_seed(seed)
-    return UNet3DConditionModel(
-        sample_size=8,
-        in_channels=in_channels,
-        out_channels=in_channels,
-        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
-        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        cross_attention_dim=cross_attention_dim,
-        attention_head_dim=4,
-    ).eval()
-
-
-def fill_zero_parameters_(model: torch.nn.Module, seed: int = 0, scale: float = 0.1) -> torch.nn.Module:
-    """Replaces the zero-initialised parameters (temporal output projections, motion modules) by small random ones, so
-    that the temporal layers change the output and a comparison that involves them can fail."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if not parameter.any():
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
-    return model
-
-
-def build_unet2d(seed: int = 0) -> UNet2DConditionModel:
-    """A two-level SD 1.x-like image U-Net (spatial downsampling 2)."""
-    torch.manual_seed(seed)
-    return UNet2DConditionModel(
-        sample_size=8,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        cross_attention_dim=TEXT_HIDDEN_SIZE,
-        attention_head_dim=2,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-    ).eval()
-
-
-def build_motion_adapter(block_out_channels=(8, 16), seed: int = 0) -> MotionAdapter:
-    """A tiny AnimateDiff `MotionAdapter` for `build_unet2d`, with random (not zero) output projections."""
-    torch.manual_seed(seed)
-    adapter = MotionAdapter(
-        block_out_channels=block_out_channels,
-        motion_layers_per_block=1,
-        motion_num_attention_heads=2,
-        motion_norm_num_groups=4,
-        motion_max_seq_length=8,
-    )
-    return fill_zero_parameters_(adapter, seed + 1)
-
-
-def build_random_spatio_temporal_unet(seed: int = 0) -> UNetSpatioTemporalModel:
-    """`build_spatio_temporal_unet` with its zero-initialised layers random, so temporal layers are not identity."""
-    return fill_zero_parameters_(build_spatio_temporal_unet(sample_size=8, seed=seed), seed + 1).eval()
-
-
-def build_video_vae(seed: int = 0) -> AutoencoderKLVideo:
-    """Our two-level causal video VAE (spatial ratio 2, temporal ratio 2), with a mid-block attention."""
-    torch.manual_seed(seed)
-    return AutoencoderKLVideo(
-        block_out_channels=(8, 16), layers_per_block=1, temporal_downsample=(False, True), norm_num_groups=4
-    ).eval()
-
-
-def build_image_vae(latent_channels: int = 4, seed: int = 0) -> AutoencoderKL:
-    """A two-level diffusers `AutoencoderKL` (spatial ratio 2)."""
-    torch.manual_seed(seed)
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(8, 8),
-        layers_per_block=1,
-        latent_channels=latent_channels,
-        norm_num_groups=4,
-        sample_size=16,
-    ).eval()
-
-
-def build_wan_vae(seed: int = 0):
-    """A tiny diffusers `AutoencoderKLWan` (spatial ratio 4, temporal ratio 2, 4 latent channels)."""
-    from diffusers import AutoencoderKLWan
-
-    torch.manual_seed(seed)
-    return AutoencoderKLWan(
-        base_dim=4,
-        z_dim=4,
-        dim_mult=[1, 1, 1],
-        num_res_blocks=1,
-        temperal_downsample=[False, True],
-        latents_mean=[0.1, -0.2, 0.3, 0.0],
-        latents_std=[1.5, 0.5, 2.0, 1.0],
-        scale_factor_temporal=2,
-        scale_factor_spatial=4,
-    ).eval()
-
-
-def build_cogvideox_vae(seed: int = 0):
-    """A tiny diffusers `AutoencoderKLCogVideoX` (spatial ratio 2, temporal ratio 2, 4 latent channels)."""
-    from diffusers import AutoencoderKLCogVideoX
-
-    torch.manual_seed(seed)
-    return AutoencoderKLCogVideoX(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("CogVideoXDownBlock3D", "CogVideoXDownBlock3D"),
-        up_block_types=("CogVideoXUpBlock3D", "CogVideoXUpBlock3D"),
-        block_out_channels=(8, 8),
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=2,
-        temporal_compression_ratio=2,
-        scaling_factor=0.7,
-    ).eval()
-
-
-def build_scheduler() -> DDIMScheduler:
-    return DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
-    )
-
-
-def build_pipeline_components(tmp_path: str | Path, vae=None, unet=None, scheduler=None) -> dict:
-    """The five components of a `VideoLatentPipeline`; defaults are diffusers' U-Net 3D and image VAE."""
-    return {
-        "vae": vae if vae is not None else build_image_vae(),
-        "text_encoder": build_text_encoder(),
-        "tokenizer": build_tokenizer(Path(tmp_path) / "tokenizer"),
-        "unet": unet if unet is not None else build_unet3d(),
-        "scheduler": scheduler if scheduler is not None else build_scheduler(),
-    }
-
-
-@contextlib.contextmanager
-def recording_attention_scores() -> Iterator[list[tuple[int, ...]]]:
-    """Records the shape of every attention-score tensor our attention layers form under diffusers' classic
-    processors (`AttnProcessor`, `SlicedAttnProcessor`, through `get_attention_scores`; the real method still computes
-    them): how large the attention maps of a forward pass get, sliced or not."""
-    shapes = []
-    get_attention_scores = VideoLatentAttention.get_attention_scores
-
-    def recording(self, query, key, attention_mask=None):
-        scores = get_attention_scores(self, query, key, attention_mask)
-        shapes.append(tuple(scores.shape))
-        return scores
-
-    with mock.patch.object(VideoLatentAttention, "get_attention_scores", recording):
-        yield shapes
+@pytest.fixture(autouse=True, scope="session")
+def single_thread() -> Iterator[None]:
+    """The tiny models of this suite run fastest on one thread: on the shared 2-core machine, intra-op parallelism on
+    tensors this small costs far more in synchronisation than it gains (measured 90x slower per `linear` under load)."""
+    num_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(num_threads)
 
 
 @pytest.fixture
@@ -241,72 +69,268 @@ def no_grad() -> Iterator[None]:
         yield
 
 
+@pytest.fixture
+def offline(monkeypatch) -> None:
+    """No Hub access: what loads must load from local files."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture
+def restore_active_backend() -> Iterator[None]:
+    """`ModelMixin.set_attention_backend` also sets diffusers' process-wide active backend; put it back."""
+    active = _AttentionBackendRegistry._active_backend
+    yield
+    _AttentionBackendRegistry.set_active_backend(active)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Pipelines
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pipe() -> VideoLatentPipeline:
+    """The tiny pipeline on diffusers' U-Net 3D and image VAE (`build_pipeline()`)."""
+    return build_pipeline()
+
+
 @pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory) -> Path:
-    """A folder for the tiny tokenizer, shared by the tests of a module."""
-    return tmp_path_factory.mktemp("tokenizer")
+def euler_pipe() -> VideoLatentPipeline:
+    """The tiny pipeline with an Euler scheduler (it takes custom `sigmas` and `timesteps`), shared by a module."""
+    return build_pipeline(scheduler=EulerDiscreteScheduler(beta_schedule="scaled_linear"))
+
+
+@pytest.fixture(scope="module")
+def random_unet_pipe() -> VideoLatentPipeline:
+    """The tiny pipeline with our U-Net, its temporal layers random (not identity), shared by a module."""
+    return build_pipeline(unet=build_unet(identity_init=False))
+
+
+@pytest.fixture(scope="module")
+def attention_calls(random_unet_pipe) -> Counter:
+    """How often each attention layer of `random_unet_pipe`'s U-Net ran, by name (clear it before a run)."""
+    counts = Counter()
+    for name, module in random_unet_pipe.unet.named_modules():
+        if isinstance(module, VideoLatentAttention):
+            module.to_out[0].register_forward_hook(lambda *_, name=name: counts.update([name]))
+    return counts
 
 
 @pytest.fixture
-def tiny_tokenizer(tmp_path) -> CLIPTokenizer:
-    return build_tokenizer(tmp_path / "tokenizer")
+def image_to_video_pipe() -> VideoLatentPipeline:
+    """A flow-matching pipeline on our U-Net with 4 + 1 conditioning channels and our video VAE."""
+    unet = build_unet(conditioning_channels=5, sample_size=8)
+    return build_pipeline(vae=build_video_vae(), unet=unet, scheduler=FlowMatchEulerDiscreteScheduler())
 
 
 @pytest.fixture
-def tiny_text_encoder() -> CLIPTextModel:
-    return build_text_encoder()
+def moving_square_video() -> torch.Tensor:
+    """5 frames of 16x16 of a red square moving right, in [0, 1], laid out (1, 3, F, H, W)."""
+    frames = render_moving_shape("red", "square", "right", 5, 16, 16, generator=np.random.default_rng(0))
+    return torch.from_numpy(frames).permute(3, 0, 1, 2)[None]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Saved folders
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """The default tiny pipeline saved to a folder, for the command line."""
+    folder = tmp_path_factory.mktemp("model") / "pipeline"
+    VideoLatentPipeline(**build_pipeline_components()).save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture
-def tiny_unet3d() -> UNet3DConditionModel:
-    return build_unet3d()
+def vae_folder(tmp_path) -> Path:
+    folder = tmp_path / "vae"
+    build_video_vae().save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture
-def tiny_image_vae() -> AutoencoderKL:
-    return build_image_vae()
+def unet_folder(tmp_path) -> Path:
+    folder = tmp_path / "unet"
+    build_unet(temporal_max_frames=32, sample_size=8).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def saved_pipeline(tmp_path_factory) -> tuple[VideoLatentPipeline, Path]:
+    """A pipeline of our models (a 32-frame table, sample size 8) and the folder it was saved to, shared by a module
+    (do not change either)."""
+    folder = tmp_path_factory.mktemp("saved") / "pipeline"
+    pipe = build_pipeline(vae=build_video_vae(), unet=build_unet(temporal_max_frames=32, sample_size=8))
+    pipe.save_pretrained(folder)
+    return pipe, folder
 
 
 @pytest.fixture
-def tiny_pipeline_components(tmp_path) -> dict:
-    return build_pipeline_components(tmp_path)
+def pipeline_folder(saved_pipeline, tmp_path) -> Path:
+    """A copy of `saved_pipeline`'s folder, for a test to change."""
+    return Path(shutil.copytree(saved_pipeline[1], tmp_path / "pipeline"))
 
 
-def build_spatio_temporal_unet(
-    in_channels: int = 4,
-    conditioning_channels: int = 0,
-    use_fps_conditioning: bool = False,
-    temporal_max_frames: int = 8,
-    sample_size: int | None = None,
-    seed: int = 0,
-):
-    """A two-level `UNetSpatioTemporalModel` (spatial downsampling 2) with a sinusoidal frame table."""
-    from diffusers_videolatent import UNetSpatioTemporalModel
-
-    torch.manual_seed(seed)
-    return UNetSpatioTemporalModel(
-        sample_size=sample_size,
-        in_channels=in_channels,
-        out_channels=in_channels,
-        conditioning_channels=conditioning_channels,
-        use_fps_conditioning=use_fps_conditioning,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        transformer_layers_per_block=(1, 0),
-        num_attention_heads=2,
-        temporal_num_attention_heads=2,
-        cross_attention_dim=TEXT_HIDDEN_SIZE,
-        norm_num_groups=4,
-        temporal_max_frames=temporal_max_frames,
-    ).eval()
+@pytest.fixture
+def video_folder(tmp_path) -> Path:
+    """A folder of grey-ramp videos (a gif too short, a broken mp4, a missing one) with `metadata.jsonl`."""
+    iio.imwrite(tmp_path / "long.gif", ramp_video(8, 24, 32), duration=100, loop=0)
+    iio.imwrite(tmp_path / "short.gif", ramp_video(3, 24, 32), duration=100, loop=0)
+    iio.imwrite(tmp_path / "clip.mp4", ramp_video(6, 32, 48), fps=8, macro_block_size=1)
+    (tmp_path / "broken.mp4").write_bytes(b"this is not a video")
+    rows = [
+        {"file_name": "long.gif", "text": "a grey ramp"},
+        {"file_name": "short.gif", "text": "too short"},
+        {"file_name": "clip.mp4", "text": "an mp4 clip"},
+        {"file_name": "broken.mp4", "text": "cannot be decoded"},
+        {"file_name": "missing.mp4", "text": "no such file"},
+        {"file_name": "long.gif", "text": ""},
+        {"file_name": "long.gif"},
+    ]
+    with open(tmp_path / "metadata.jsonl", "w") as file:
+        file.writelines(json.dumps(row) + "\n" for row in rows)
+    return tmp_path
 
 
-def build_pipeline(tokenizer_dir: str | Path, **overrides):
-    """A `VideoLatentPipeline` of the tiny components (`overrides` replace some), its progress bar off."""
-    from diffusers_videolatent import VideoLatentPipeline
+# ----------------------------------------------------------------------------------------------------------------------
+# The command line and the Hub
+# ----------------------------------------------------------------------------------------------------------------------
 
-    components = build_pipeline_components(tokenizer_dir)
-    components.update(overrides)
-    pipe = VideoLatentPipeline(**components)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+
+@pytest.fixture
+def no_debug_environment(monkeypatch) -> None:
+    monkeypatch.delenv(cli.DEBUG_ENVIRONMENT_VARIABLE, raising=False)
+
+
+@pytest.fixture
+def no_model_load(monkeypatch) -> None:
+    """Fails the test if the command line loads a model."""
+
+    def fail(model, dtype):
+        pytest.fail(f"the model {model} was loaded for an error that needs no model")
+
+    monkeypatch.setattr(cli, "_load_pipeline", fail)
+
+
+@pytest.fixture
+def hub_recorder(monkeypatch) -> HubRecorder:
+    """`diffusers_videolatent.hub`'s `create_repo` and `upload_folder`, recorded instead of run."""
+    recorder = HubRecorder()
+    monkeypatch.setattr(hub, "create_repo", recorder.create_repo)
+    monkeypatch.setattr(hub, "upload_folder", recorder.upload_folder)
+    return recorder
+
+
+@pytest.fixture
+def diffusers_hub_recorder(monkeypatch) -> HubRecorder:
+    """diffusers' own `push_to_hub` without the network: `create_repo` and `upload_folder` recorded, and
+    `load_or_create_model_card` giving what it gives for a repository without a card (it asks the Hub first)."""
+    recorder = HubRecorder()
+    monkeypatch.setattr(hub_utils, "create_repo", recorder.create_repo)
+    monkeypatch.setattr(hub_utils, "upload_folder", recorder.upload_folder)
+
+    def generic_card(repo_id_or_path, token=None, is_pipeline=False, **kwargs) -> ModelCard:
+        kind = "pipeline" if is_pipeline else "model"
+        description = (
+            f"This is the model card of a 🧨 diffusers {kind} that has been pushed on the Hub. This model card has"
+            " been automatically generated."
+        )
+        return ModelCard.from_template(ModelCardData(), model_description=description)
+
+    monkeypatch.setattr(hub_utils, "load_or_create_model_card", generic_card)
+    return recorder
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Conversion scripts and LoRA files
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def text_to_video_sd_folder(tmp_path_factory) -> Path:
+    """A tiny diffusers `TextToVideoSDPipeline`, its temporal layers random, saved with a model card."""
+    unet = randomize_weights_(build_unet3d(), seed=1, zero_only=True)
+    pipe = TextToVideoSDPipeline(
+        vae=build_image_vae(),
+        text_encoder=build_text_encoder(),
+        tokenizer=build_tokenizer(),
+        unet=unet,
+        scheduler=build_scheduler(),
+    )
+    folder = tmp_path_factory.mktemp("t2v") / "source"
+    pipe.save_pretrained(folder)
+    (folder / "README.md").write_text("---\nlicense: cc-by-nc-4.0\n---\n# A tiny source\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def converted_text_to_video_sd_folder(text_to_video_sd_folder, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("converted") / "pipeline"
+    argv = ["--checkpoint_path", str(text_to_video_sd_folder), "--output_path", str(output)]
+    assert load_conversion_script("convert_text_to_video_sd").main(argv) == 0
+    return output
+
+
+@pytest.fixture(scope="module")
+def animatediff_sources(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny SD 1.x-like pipeline and a tiny motion adapter, each saved with a model card."""
+    root = tmp_path_factory.mktemp("animatediff")
+    base = StableDiffusionPipeline(
+        vae=build_image_vae(),
+        text_encoder=build_text_encoder(),
+        tokenizer=build_tokenizer(),
+        unet=build_unet2d(),
+        scheduler=build_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    base.save_pretrained(root / "base")
+    (root / "base" / "README.md").write_text("---\nlicense: creativeml-openrail-m\n---\n")
+    build_motion_adapter().save_pretrained(root / "adapter")
+    (root / "adapter" / "README.md").write_text("---\nlicense: apache-2.0\n---\n")
+    return root / "base", root / "adapter"
+
+
+@pytest.fixture(scope="module")
+def converted_animatediff_folder(animatediff_sources, tmp_path_factory) -> Path:
+    base, adapter = animatediff_sources
+    output = tmp_path_factory.mktemp("converted") / "pipeline"
+    argv = ["--base_model_path", str(base), "--motion_adapter_path", str(adapter), "--output_path", str(output)]
+    assert load_conversion_script("convert_animatediff").main(argv) == 0
+    return output
+
+
+@pytest.fixture(scope="module")
+def image_vae_path(tmp_path_factory) -> Path:
+    """A folder holding a random tiny `AutoencoderKL` in `vae/`."""
+    path = tmp_path_factory.mktemp("image_vae")
+    vae = build_image_vae(block_out_channels=(8, 16), scaling_factor=0.3)
+    randomize_weights_(vae, fan_in=True).save_pretrained(path / "vae")
+    return path
+
+
+@pytest.fixture(scope="module")
+def motion_lora_files(tmp_path_factory) -> dict[str, Path]:
+    """One motion LoRA made on a tiny `UNetMotionModel`, saved by diffusers three ways."""
+    return write_motion_lora_files(tmp_path_factory.mktemp("motion-lora"))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Training runs
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def vae_runs(tmp_path_factory) -> Path:
+    """A tiny VAE trained with two processes (`full/`), and the same run resumed from a checkpoint (`resumed/`)."""
+    return run_vae_training(tmp_path_factory.mktemp("vae"))
+
+
+@pytest.fixture(scope="module")
+def t2v_runs(vae_runs, tmp_path_factory) -> tuple[Path, list[str]]:
+    """A tiny text-to-video U-Net trained on `vae_runs`' VAE (`full/`), the run resumed (`resumed/`), its arguments."""
+    return run_text_to_video_training(tmp_path_factory.mktemp("t2v"), vae_runs / "full")

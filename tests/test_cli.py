@@ -14,28 +14,14 @@ import torch
 from diffusers_videolatent import VideoLatentPipeline, cli
 from diffusers_videolatent.atomic import TEMPORARY_MARK
 
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import build_pipeline_components  # noqa: E402
+from .testing_utils import REPOSITORY, build_pipeline_components
 
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("no_debug_environment")
 SMALL = ["--num_frames", "5", "--height", "32", "--width", "32", "--steps", "2", "--seed", "0"]
 # one thread: tiny models on a shared machine run far faster without intra-op parallelism
 ENVIRONMENT = {**os.environ, "OMP_NUM_THREADS": "1"}
 ENVIRONMENT.pop(cli.DEBUG_ENVIRONMENT_VARIABLE, None)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("model")
-    VideoLatentPipeline(**build_pipeline_components(folder / "tokenizer_source")).save_pretrained(folder / "pipeline")
-    return folder / "pipeline"
-
-
-@pytest.fixture(autouse=True)
-def no_debug_environment(monkeypatch):
-    monkeypatch.delenv(cli.DEBUG_ENVIRONMENT_VARIABLE, raising=False)
 
 
 def run_main(capsys, *argv: str) -> tuple[int, str, str]:
@@ -226,7 +212,7 @@ def test_mp4_in_a_subprocess_prints_nothing_on_stderr(model_dir, tmp_path):
 
 def test_options_not_given_take_the_pipelines_generation_defaults(tmp_path, capsys):
     defaults = {"num_frames": 3, "height": 16, "width": 24, "fps": 4, "num_inference_steps": 2, "guidance_scale": 1.0}
-    components = build_pipeline_components(tmp_path / "tokenizer_source")
+    components = build_pipeline_components()
     pipe = VideoLatentPipeline(**components, generation_defaults={**defaults, "vocabulary": ["a", "cat"]})
     pipe.save_pretrained(tmp_path / "model")
     capsys.readouterr()
@@ -322,14 +308,6 @@ def test_version_and_help_through_main(capsys):
 # ----------------------------------------------------------------------------------------------------------------------
 # Hostile input: one line naming the flag, the right exit code, nothing written, no model loaded for what needs none
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def no_model_load(monkeypatch):
-    def fail(model, dtype):
-        pytest.fail(f"the model {model} was loaded for an error that needs no model")
-
-    monkeypatch.setattr(cli, "_load_pipeline", fail)
 
 
 # (extra arguments, fragments of the error line); `{name}` is replaced by a path prepared in the test

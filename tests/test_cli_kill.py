@@ -13,17 +13,13 @@ from pathlib import Path
 
 import imageio.v2 as imageio
 import PIL.Image
-import pytest
 
-from diffusers_videolatent import VideoLatentPipeline, cli
+from diffusers_videolatent import cli
 from diffusers_videolatent.atomic import TEMPORARY_MARK
 
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import build_pipeline_components  # noqa: E402
+from .testing_utils import REPOSITORY
 
 
-REPOSITORY = Path(__file__).resolve().parents[1]
 SMALL = ["--num_frames", "5", "--height", "32", "--width", "32", "--steps", "2", "--seed", "0"]
 
 CHILD = r"""
@@ -95,13 +91,6 @@ else:
 
 sys.exit(cli.main(argv))
 """
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("model")
-    VideoLatentPipeline(**build_pipeline_components(folder / "tokenizer_source")).save_pretrained(folder / "pipeline")
-    return folder / "pipeline"
 
 
 def leftovers(folder: Path) -> list[str]:

@@ -13,10 +13,7 @@ from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel, V
 SETTINGS = json.loads((cli.DEFAULT_MODEL / "model_index.json").read_text())["generation_defaults"]
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline")
 
 
 def centroid(mask: np.ndarray) -> np.ndarray:

@@ -6,17 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import (
-    build_cogvideox_vae,
-    build_image_vae,
-    build_spatio_temporal_unet,
-    build_unet3d,
-    build_wan_vae,
-)
 
 import diffusers_videolatent
-from diffusers_videolatent import AutoencoderKLVideo
+from diffusers_videolatent import AutoencoderKLVideo, VideoLatentPipeline
 from diffusers_videolatent.geometry import (
+    check_num_frames,
     get_vae_compression_ratios,
     is_valid_num_frames,
     largest_num_frames,
@@ -30,6 +24,16 @@ from diffusers_videolatent.geometry import (
     vae_compression_ratios_from_config,
 )
 from diffusers_videolatent.model_card import create_model_card
+
+from .testing_utils import (
+    build_cogvideox_vae,
+    build_image_vae,
+    build_pipeline_components,
+    build_unet,
+    build_unet3d,
+    build_video_vae,
+    build_wan_vae,
+)
 
 
 DEFAULT_MODEL = Path(diffusers_videolatent.__file__).parent / "default_model"
@@ -87,7 +91,7 @@ def test_ratios_from_config_equal_the_models(build_vae, ratios):
 
 
 def test_unet_geometry_from_config():
-    unet = build_spatio_temporal_unet(temporal_max_frames=6)
+    unet = build_unet(temporal_max_frames=6)
     assert unet.downsample_factor == unet_downsample_factor(unet.config) == 2
     assert unet.max_num_frames == unet_max_latent_frames(unet.config) == 6
     # diffusers' U-Net 3D has no frame table: any number of frames
@@ -106,3 +110,20 @@ def test_default_model_geometry_and_card():
     card = create_model_card(DEFAULT_MODEL)
     assert "holds 16 latent frames, so `num_frames` is at most 61" in card.text
     assert "must be multiples of 16" in card.text
+
+
+def test_the_frame_rule_reads_the_same_wherever_it_is_broken():
+    # the pipeline, the VAE and the model card all raise geometry.check_num_frames' message
+    with pytest.raises(ValueError) as expected:
+        check_num_frames(6, 2)
+    with pytest.raises(ValueError) as from_vae:
+        build_video_vae().encode(torch.zeros(1, 3, 6, 8, 8))
+    assert str(from_vae.value) == str(expected.value).replace("`num_frames`", "`x.shape[2]`")
+    pipe = VideoLatentPipeline(**build_pipeline_components(vae=build_video_vae(), unet=build_unet()))
+    with pytest.raises(ValueError) as from_pipeline:
+        pipe("a red circle", num_frames=6, num_inference_steps=1, output_type="latent")
+    assert str(from_pipeline.value) == str(expected.value)
+    assert str(expected.value) == (
+        "`num_frames` is 6, which breaks the frame rule; a VAE with temporal compression ratio 2 needs 1 + k * 2"
+        " frames: use 5 or 7."
+    )

@@ -1,4 +1,4 @@
-"""Diffusers' group offloading on both models and the pipeline, run on the CPU.
+"""Diffusers' group offloading on both models, run on the CPU (the pipeline's: `tests/pipelines/testing_utils.py`).
 
 With `offload_to_disk_path`, an offloaded group's weights are replaced by uninitialised tensors until its hook loads
 them back from disk, so a layer that runs without its group being onloaded gives a wrong result (in practice NaN or
@@ -7,9 +7,10 @@ garbage) even though onload and offload devices are both the CPU.
 
 import pytest
 import torch
-from conftest import build_pipeline, build_random_spatio_temporal_unet, build_video_vae, needs_diffusers_hooks_0_42
 
 from diffusers_videolatent import AutoencoderKLVideo
+
+from .testing_utils import build_unet, build_video_vae, needs_diffusers_hooks_0_42
 
 
 CPU = torch.device("cpu")
@@ -55,7 +56,7 @@ def test_vae_without_its_block_declaration_is_not_onloaded(tmp_path, monkeypatch
 @pytest.mark.usefixtures("no_grad")
 @pytest.mark.parametrize("offload_type, num_blocks_per_group", OFFLOAD_TYPES)
 def test_unet_predicts_the_same_with_group_offloading(tmp_path, offload_type, num_blocks_per_group):
-    unet = build_random_spatio_temporal_unet()
+    unet = build_unet(identity_init=False)
     sample, text = torch.randn(2, 4, 3, 8, 8), torch.randn(2, 5, 16)
     reference = unet(sample, 10, text).sample
     unet.enable_group_offload(
@@ -63,13 +64,3 @@ def test_unet_predicts_the_same_with_group_offloading(tmp_path, offload_type, nu
     )
     for _ in range(2):
         assert torch.equal(unet(sample, 10, text).sample, reference)
-
-
-@pytest.mark.usefixtures("no_grad")
-def test_pipeline_generates_the_same_with_group_offloading(tokenizer_dir, tmp_path):
-    pipe = build_pipeline(tokenizer_dir, unet=build_random_spatio_temporal_unet(), vae=build_video_vae())
-    call = {"num_frames": 5, "height": 16, "width": 16, "num_inference_steps": 2, "output_type": "pt"}
-    reference = pipe("a red circle", generator=torch.Generator().manual_seed(0), **call).frames
-    pipe.enable_group_offload(CPU, CPU, num_blocks_per_group=1, offload_to_disk_path=str(tmp_path))
-    frames = pipe("a red circle", generator=torch.Generator().manual_seed(0), **call).frames
-    assert torch.equal(frames, reference)

@@ -7,75 +7,24 @@ Hub cache lays it out, with `HF_HUB_OFFLINE=1`.
 
 import json
 import shutil
-from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from conftest import build_scheduler, build_spatio_temporal_unet, build_text_encoder, build_tokenizer
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import ModelCard
 
-import diffusers_videolatent.hub as hub
-from diffusers_videolatent import AutoencoderKLVideo, VideoLatentPipeline
+from diffusers_videolatent import VideoLatentPipeline
 from diffusers_videolatent.hub import push_folder_to_hub
 
-
-def tiny_pipeline(tmp_path: Path) -> VideoLatentPipeline:
-    torch.manual_seed(0)
-    vae = AutoencoderKLVideo(
-        block_out_channels=(8, 16), layers_per_block=1, temporal_downsample=(False, True), norm_num_groups=4
-    )
-    unet = build_spatio_temporal_unet(temporal_max_frames=32, sample_size=8)
-    return VideoLatentPipeline(
-        vae=vae,
-        text_encoder=build_text_encoder(),
-        tokenizer=build_tokenizer(tmp_path / "tokenizer-source"),
-        unet=unet,
-        scheduler=build_scheduler(),
-    )
+from .testing_utils import build_video_vae
 
 
-@pytest.fixture
-def pipeline_folder(tmp_path) -> Path:
-    folder = tmp_path / "pipeline"
-    tiny_pipeline(tmp_path).save_pretrained(folder)
-    return folder
-
-
-class HubRecorder:
-    """Stands in for `create_repo` / `upload_folder`: records the calls and the uploaded README.md."""
-
-    def __init__(self, namespace: str = "me"):
-        self.namespace = namespace
-        self.calls = []
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", repo_id, kwargs))
-        full_id = repo_id if "/" in repo_id else f"{self.namespace}/{repo_id}"
-        return SimpleNamespace(repo_id=full_id)
-
-    def upload_folder(self, **kwargs):
-        folder = Path(kwargs["folder_path"])
-        readme = folder / "README.md"
-        self.calls.append(("upload_folder", kwargs, sorted(p.name for p in folder.iterdir()), readme.read_text()))
-        return "https://huggingface.co/commit/0123"
-
-
-@pytest.fixture
-def recorder(monkeypatch) -> HubRecorder:
-    recorder = HubRecorder()
-    monkeypatch.setattr(hub, "create_repo", recorder.create_repo)
-    monkeypatch.setattr(hub, "upload_folder", recorder.upload_folder)
-    return recorder
-
-
-def test_push_folder_writes_card_and_uploads(pipeline_folder, recorder):
+def test_push_folder_writes_card_and_uploads(pipeline_folder, hub_recorder):
     result = push_folder_to_hub(
         pipeline_folder, "tiny-video", private=True, token="hf_x", card_kwargs={"license": "mit"}
     )
     assert result == "https://huggingface.co/commit/0123"
-    (name, repo_id, kwargs), upload = recorder.calls
+    (name, repo_id, kwargs), upload = hub_recorder.calls
     assert (name, repo_id) == ("create_repo", "tiny-video")
     assert kwargs == {"token": "hf_x", "private": True, "exist_ok": True, "repo_type": "model"}
     _, upload_kwargs, files, readme = upload
@@ -97,10 +46,10 @@ def test_push_folder_writes_card_and_uploads(pipeline_folder, recorder):
     assert 'VideoLatentPipeline.from_pretrained("me/tiny-video"' in card.text
 
 
-def test_push_folder_keeps_existing_card(pipeline_folder, recorder):
+def test_push_folder_keeps_existing_card(pipeline_folder, hub_recorder):
     (pipeline_folder / "README.md").write_text("---\nlicense: mit\n---\n# My own card\n")
     push_folder_to_hub(pipeline_folder, "org/tiny", revision="dev", commit_message="v1", create_pr=True)
-    _, upload_kwargs, _, readme = recorder.calls[1]
+    _, upload_kwargs, _, readme = hub_recorder.calls[1]
     assert readme == "---\nlicense: mit\n---\n# My own card\n"
     assert (upload_kwargs["revision"], upload_kwargs["commit_message"], upload_kwargs["create_pr"]) == (
         "dev",
@@ -109,19 +58,16 @@ def test_push_folder_keeps_existing_card(pipeline_folder, recorder):
     )
 
 
-def test_push_single_model_folder(tmp_path, recorder):
+def test_push_single_model_folder(tmp_path, hub_recorder):
     folder = tmp_path / "vae"
-    vae = AutoencoderKLVideo(
-        block_out_channels=(8, 16), layers_per_block=1, temporal_downsample=(False, True), norm_num_groups=4
-    )
-    vae.save_pretrained(folder)
+    build_video_vae().save_pretrained(folder)
     push_folder_to_hub(folder, "org/vae")
-    _, upload_kwargs, files, readme = recorder.calls[1]
+    _, upload_kwargs, files, readme = hub_recorder.calls[1]
     assert upload_kwargs["commit_message"] == "Upload AutoencoderKLVideo with diffusers-videolatent"
     assert "README.md" in files and 'AutoencoderKLVideo.from_pretrained("org/vae")' in readme
 
 
-def test_push_refuses_bad_folders_before_any_hub_call(tmp_path, pipeline_folder, recorder):
+def test_push_refuses_bad_folders_before_any_hub_call(tmp_path, pipeline_folder, hub_recorder):
     with pytest.raises(ValueError, match="should be an existing directory"):
         push_folder_to_hub(tmp_path / "missing", "org/x")
     with pytest.raises(ValueError, match="`repo_id` should be a non-empty string"):
@@ -134,48 +80,22 @@ def test_push_refuses_bad_folders_before_any_hub_call(tmp_path, pipeline_folder,
     shutil.rmtree(pipeline_folder / "vae")
     with pytest.raises(ValueError, match=r"lacks the component sub-folder\(s\) \['vae'\]"):
         push_folder_to_hub(pipeline_folder, "org/x")
-    assert recorder.calls == []
+    assert hub_recorder.calls == []
     assert not (pipeline_folder / "README.md").exists()
 
 
-def test_pipeline_push_to_hub_uploads_our_card(tmp_path, monkeypatch):
-    import diffusers.utils.hub_utils as hub_utils
-
-    recorder = HubRecorder()
-    monkeypatch.setattr(hub_utils, "create_repo", recorder.create_repo)
-    monkeypatch.setattr(hub_utils, "upload_folder", recorder.upload_folder)
-    # What diffusers' `load_or_create_model_card` returns for a repository without a card (it asks the Hub first).
-    generic = "This is the model card of a 🧨 diffusers pipeline that has been pushed on the Hub. This model card has been automatically generated."
-    monkeypatch.setattr(
-        hub_utils,
-        "load_or_create_model_card",
-        lambda *args, **kwargs: ModelCard.from_template(ModelCardData(), model_description=generic),
-    )
-    tiny_pipeline(tmp_path).push_to_hub("org/tiny")
-    _, upload_kwargs, files, readme = recorder.calls[1]
+def test_pipeline_push_to_hub_uploads_our_card(pipeline_folder, diffusers_hub_recorder):
+    VideoLatentPipeline.from_pretrained(pipeline_folder).push_to_hub("org/tiny")
+    _, upload_kwargs, files, readme = diffusers_hub_recorder.calls[1]
     assert upload_kwargs["repo_id"] == "org/tiny"
     assert "model_index.json" in files
     assert ModelCard(readme).data.library_name == "diffusers-videolatent"
     assert 'VideoLatentPipeline.from_pretrained("org/tiny"' in readme
 
 
-def test_model_push_to_hub_uploads_our_card(monkeypatch):
-    import diffusers.utils.hub_utils as hub_utils
-
-    recorder = HubRecorder()
-    monkeypatch.setattr(hub_utils, "create_repo", recorder.create_repo)
-    monkeypatch.setattr(hub_utils, "upload_folder", recorder.upload_folder)
-    generic = "This is the model card of a 🧨 diffusers model that has been pushed on the Hub. This model card has been automatically generated."
-    monkeypatch.setattr(
-        hub_utils,
-        "load_or_create_model_card",
-        lambda *args, **kwargs: ModelCard.from_template(ModelCardData(), model_description=generic),
-    )
-    vae = AutoencoderKLVideo(
-        block_out_channels=(8, 16), layers_per_block=1, temporal_downsample=(False, True), norm_num_groups=4
-    )
-    vae.push_to_hub("org/tiny-vae")
-    _, upload_kwargs, files, readme = recorder.calls[1]
+def test_model_push_to_hub_uploads_our_card(diffusers_hub_recorder):
+    build_video_vae().push_to_hub("org/tiny-vae")
+    _, upload_kwargs, files, readme = diffusers_hub_recorder.calls[1]
     assert upload_kwargs["repo_id"] == "org/tiny-vae"
     assert "config.json" in files and "diffusion_pytorch_model.safetensors" in files
     assert ModelCard(readme).data.library_name == "diffusers-videolatent"

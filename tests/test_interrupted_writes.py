@@ -22,6 +22,8 @@ from diffusers_videolatent.atomic import TEMPORARY_MARK, atomic_file, atomic_fol
 from diffusers_videolatent.cli import DEFAULT_MODEL
 from diffusers_videolatent.training.training_utils import find_checkpoint
 
+from .testing_utils import TRAINING_VAE_CONFIG
+
 
 REPO = Path(__file__).resolve().parents[1]
 RUNNER = textwrap.dedent(
@@ -191,19 +193,14 @@ def test_conversion_killed_then_rerun(tmp_path):
     assert debris(tmp_path) == []
 
 
-TINY_VAE = {
-    "block_out_channels": [8, 8],
-    "layers_per_block": 1,
-    "temporal_downsample": [False, True],
-    "latent_channels": 4,
-    "norm_num_groups": 4,
-    "mid_block_add_attention": False,
-}
-
-
 def test_training_checkpoint_killed_then_resumed(tmp_path):
     output = tmp_path / "vae_run"
-    arguments = ["-m", "diffusers_videolatent.training.train_video_vae", "--vae_config", json.dumps(TINY_VAE)]
+    arguments = [
+        "-m",
+        "diffusers_videolatent.training.train_video_vae",
+        "--vae_config",
+        json.dumps(TRAINING_VAE_CONFIG),
+    ]
     arguments += ["--num_frames", "5", "--height", "16", "--width", "16", "--train_batch_size", "1"]
     arguments += ["--max_train_samples", "4", "--seed", "3", "--report_to", "jsonl", "--no_validation"]
     arguments += ["--max_train_steps", "4", "--checkpointing_steps", "2", "--checkpoints_total_limit", "1"]

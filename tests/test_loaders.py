@@ -12,18 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import (
-    build_image_vae,
-    build_motion_adapter,
-    build_pipeline_components,
-    build_random_spatio_temporal_unet,
-    build_scheduler,
-    build_text_encoder,
-    build_tokenizer,
-    build_unet2d,
-    build_video_vae,
-)
-from diffusers import AnimateDiffPipeline, UNetMotionModel
+from diffusers import AnimateDiffPipeline
 from peft import LoraConfig
 from peft.tuners.lora import LoraLayer
 from peft.utils import get_peft_model_state_dict
@@ -33,6 +22,18 @@ from transformers.utils import is_peft_available
 from transformers.utils.peft_utils import check_peft_version
 
 from diffusers_videolatent import UNetSpatioTemporalModel, VideoLatentPipeline
+
+from .testing_utils import (
+    build_image_vae,
+    build_motion_adapter,
+    build_pipeline_components,
+    build_scheduler,
+    build_text_encoder,
+    build_tokenizer,
+    build_unet,
+    build_unet2d,
+    build_video_vae,
+)
 
 
 pytestmark = pytest.mark.usefixtures("no_grad")
@@ -50,10 +51,8 @@ def transformers_peft_integration_available() -> bool:
     return is_peft_available()
 
 
-def make_pipeline(tokenizer_dir) -> VideoLatentPipeline:
-    components = build_pipeline_components(
-        tokenizer_dir, vae=build_video_vae(), unet=build_random_spatio_temporal_unet()
-    )
+def make_pipeline() -> VideoLatentPipeline:
+    components = build_pipeline_components(vae=build_video_vae(), unet=build_unet(identity_init=False))
     pipe = VideoLatentPipeline(**components)
     # Loading a LoRA freezes the base weights (peft), and on CPU torch picks another matmul kernel for frozen weights
     # (about 1e-7 apart); freezing first makes "unloading restores the output" an exact comparison.
@@ -69,7 +68,7 @@ def run(pipe, **kwargs) -> np.ndarray:
 
 def write_unet_lora(folder: Path, seed: int, target_modules=UNET_TARGETS) -> Path:
     """A LoRA of our U-Net, made with peft (random A and B) and saved in diffusers' format."""
-    unet = build_random_spatio_temporal_unet()
+    unet = build_unet(identity_init=False)
     torch.manual_seed(seed)
     unet.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=target_modules, init_lora_weights=False))
     VideoLatentPipeline.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(unet))
@@ -90,13 +89,13 @@ def merge_by_hand_(model: torch.nn.Module, lora_file: Path, prefix: str, weight:
     return merged
 
 
-def test_load_changes_the_video_and_unload_restores_it_exactly(tokenizer_dir, tmp_path):
+def test_load_changes_the_video_and_unload_restores_it_exactly(tmp_path):
     folder = write_unet_lora(tmp_path / "lora", seed=1)
     assert os.listdir(folder) == [WEIGHT_NAME]
     keys = load_file(folder / WEIGHT_NAME).keys()
     assert all(key.startswith("unet.") and (".lora_A." in key or ".lora_B." in key) for key in keys)
 
-    pipe = make_pipeline(tokenizer_dir)
+    pipe = make_pipeline()
     base_weights = {name: value.clone() for name, value in pipe.unet.state_dict().items()}
     base = run(pipe)
     pipe.load_lora_weights(folder, adapter_name="style")
@@ -113,34 +112,34 @@ def test_load_changes_the_video_and_unload_restores_it_exactly(tokenizer_dir, tm
     assert np.array_equal(run(pipe), base)
 
 
-def test_two_adapters_with_weights_equal_the_weighted_deltas_merged_by_hand(tokenizer_dir, tmp_path):
+def test_two_adapters_with_weights_equal_the_weighted_deltas_merged_by_hand(tmp_path):
     first, second = write_unet_lora(tmp_path / "first", seed=1), write_unet_lora(tmp_path / "second", seed=2)
-    pipe = make_pipeline(tokenizer_dir)
+    pipe = make_pipeline()
     pipe.load_lora_weights(first, adapter_name="first")
     pipe.load_lora_weights(second, adapter_name="second")
     pipe.set_adapters(["first", "second"], adapter_weights=[0.5, 1.5])
     assert pipe.get_active_adapters() == ["first", "second"]
     combined = run(pipe)
 
-    reference = make_pipeline(tokenizer_dir)
+    reference = make_pipeline()
     assert merge_by_hand_(reference.unet, first / WEIGHT_NAME, "unet", 0.5) == 4 * 22
     merge_by_hand_(reference.unet, second / WEIGHT_NAME, "unet", 1.5)
     expected = run(reference)
-    assert np.abs(expected - run(make_pipeline(tokenizer_dir))).max() > 1e-3
+    assert np.abs(expected - run(make_pipeline())).max() > 1e-3
     np.testing.assert_allclose(combined, expected, atol=1e-5, rtol=0)
 
     pipe.set_adapters("second")
-    reference = make_pipeline(tokenizer_dir)
+    reference = make_pipeline()
     merge_by_hand_(reference.unet, second / WEIGHT_NAME, "unet", 1.0)
     np.testing.assert_allclose(run(pipe), run(reference), atol=1e-5, rtol=0)
 
 
-def test_lora_scale_from_cross_attention_kwargs(tokenizer_dir, tmp_path):
+def test_lora_scale_from_cross_attention_kwargs(tmp_path):
     folder = write_unet_lora(tmp_path / "lora", seed=1)
-    pipe = make_pipeline(tokenizer_dir)
+    pipe = make_pipeline()
     base = run(pipe)
     pipe.load_lora_weights(folder)
-    reference = make_pipeline(tokenizer_dir)
+    reference = make_pipeline()
     merge_by_hand_(reference.unet, folder / WEIGHT_NAME, "unet", 0.3)
     np.testing.assert_allclose(run(pipe, cross_attention_kwargs={"scale": 0.3}), run(reference), atol=1e-5, rtol=0)
     np.testing.assert_allclose(run(pipe, cross_attention_kwargs={"scale": 0.0}), base, atol=1e-6, rtol=0)
@@ -148,9 +147,9 @@ def test_lora_scale_from_cross_attention_kwargs(tokenizer_dir, tmp_path):
     assert all(module.scaling["default_0"] == 1.0 for module in pipe.unet.modules() if isinstance(module, LoraLayer))
 
 
-def test_fuse_lora_equals_unfused(tokenizer_dir, tmp_path):
+def test_fuse_lora_equals_unfused(tmp_path):
     folder = write_unet_lora(tmp_path / "lora", seed=1)
-    pipe = make_pipeline(tokenizer_dir)
+    pipe = make_pipeline()
     base = run(pipe)
     pipe.load_lora_weights(folder, adapter_name="style")
     unfused = run(pipe)
@@ -170,8 +169,8 @@ def test_fuse_lora_equals_unfused(tokenizer_dir, tmp_path):
     np.testing.assert_allclose(run(pipe), base, atol=1e-5, rtol=0)
 
 
-def test_save_lora_weights_round_trip_and_atomic_write(tokenizer_dir, tmp_path):
-    pipe = make_pipeline(tokenizer_dir)
+def test_save_lora_weights_round_trip_and_atomic_write(tmp_path):
+    pipe = make_pipeline()
     pipe.load_lora_weights(write_unet_lora(tmp_path / "lora", seed=1), adapter_name="style")
     expected = run(pipe)
 
@@ -179,7 +178,7 @@ def test_save_lora_weights_round_trip_and_atomic_write(tokenizer_dir, tmp_path):
     layers = get_peft_model_state_dict(pipe.unet, adapter_name="style")
     pipe.save_lora_weights(saved, unet_lora_layers=layers)
     assert os.listdir(saved) == [WEIGHT_NAME]  # no temporary sibling is left
-    reloaded = make_pipeline(tokenizer_dir)
+    reloaded = make_pipeline()
     reloaded.load_lora_weights(saved)
     np.testing.assert_allclose(run(reloaded), expected, atol=1e-6, rtol=0)
 
@@ -201,12 +200,12 @@ def test_save_lora_weights_round_trip_and_atomic_write(tokenizer_dir, tmp_path):
         pipe.save_lora_weights(tmp_path / "empty")
 
 
-def test_a_failed_text_encoder_load_leaves_the_unet_unchanged(tokenizer_dir, tmp_path):
+def test_a_failed_text_encoder_load_leaves_the_unet_unchanged(tmp_path):
     unet_layers = load_file(write_unet_lora(tmp_path / "unet", seed=1) / WEIGHT_NAME)
     # a text-encoder part that cannot load (transformers refuses peft < 0.22; with a newer peft, no such module)
     broken = {**unet_layers, "text_encoder.no_such_layer.lora_A.weight": torch.zeros(2, 16)}
     broken["text_encoder.no_such_layer.lora_B.weight"] = torch.zeros(16, 2)
-    pipe = make_pipeline(tokenizer_dir)
+    pipe = make_pipeline()
     pipe.load_lora_weights(tmp_path / "unet", adapter_name="kept")
     with_kept = run(pipe)
     with pytest.raises(ValueError):
@@ -214,7 +213,7 @@ def test_a_failed_text_encoder_load_leaves_the_unet_unchanged(tokenizer_dir, tmp
     assert pipe.get_list_adapters() == {"unet": ["kept"]}
     assert np.array_equal(run(pipe), with_kept)
 
-    fresh = make_pipeline(tokenizer_dir)
+    fresh = make_pipeline()
     base = run(fresh)
     with pytest.raises(ValueError):
         fresh.load_lora_weights(broken)
@@ -226,8 +225,8 @@ def test_a_failed_text_encoder_load_leaves_the_unet_unchanged(tokenizer_dir, tmp
     not transformers_peft_integration_available(),
     reason=f"transformers' PEFT integration (text-encoder LoRA) needs peft >= {MIN_PEFT_VERSION}",
 )
-def test_text_encoder_lora_loads_and_unloads(tokenizer_dir, tmp_path):
-    unet, text_encoder = build_random_spatio_temporal_unet(), build_text_encoder()
+def test_text_encoder_lora_loads_and_unloads(tmp_path):
+    unet, text_encoder = build_unet(identity_init=False), build_text_encoder()
     torch.manual_seed(3)
     unet.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=UNET_TARGETS, init_lora_weights=False))
     text_encoder.add_adapter(
@@ -240,11 +239,11 @@ def test_text_encoder_lora_loads_and_unloads(tokenizer_dir, tmp_path):
         unet_lora_layers=get_peft_model_state_dict(unet),
         text_encoder_lora_layers=get_peft_model_state_dict(text_encoder),
     )
-    pipe = make_pipeline(tokenizer_dir)
+    pipe = make_pipeline()
     base = run(pipe)
     pipe.load_lora_weights(tmp_path)
     assert pipe.get_list_adapters() == {"unet": ["default_0"], "text_encoder": ["default_0"]}
-    reference = make_pipeline(tokenizer_dir)
+    reference = make_pipeline()
     merge_by_hand_(reference.unet, tmp_path / WEIGHT_NAME, "unet", 1.0)
     assert merge_by_hand_(reference.text_encoder, tmp_path / WEIGHT_NAME, "text_encoder", 1.0) == 4 * 2
     np.testing.assert_allclose(run(pipe), run(reference), atol=1e-5, rtol=0)
@@ -257,66 +256,19 @@ def test_text_encoder_lora_loads_and_unloads(tokenizer_dir, tmp_path):
 # ---------------------------------------------------------------------------------------------------------------------
 
 ANIMATEDIFF_CALL = {"num_frames": 3, "height": 8, "width": 8, "num_inference_steps": 2, "output_type": "np"}
-MOTION_TARGETS = r".*motion_modules.*\.(to_q|to_k|to_v|to_out\.0)"
 
 
-def to_public_motion_lora_layout(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The key layout of the public `guoyww/animatediff-motion-lora-*` files as diffusers' conversion script writes
-    them (`...attn1.processor.to_q_lora.down.weight`), made from peft's layout (`...attn1.to_q.lora_A.weight`)."""
-    converted = {}
-    for key, value in state_dict.items():
-        module, _, tail = key.rpartition(".lora_")
-        attention, _, projection = module.rpartition(".")
-        if projection == "0":  # `to_out.0`
-            attention, projection = attention.rpartition(".")[0], "to_out"
-        direction = "down" if tail.startswith("A") else "up"
-        converted[f"{attention}.processor.{projection}_lora.{direction}.weight"] = value
-    return converted
-
-
-@pytest.fixture(scope="module")
-def motion_lora_files(tmp_path_factory) -> dict[str, Path]:
-    """One motion LoRA made on a tiny `UNetMotionModel`, saved by diffusers three ways."""
-    root = tmp_path_factory.mktemp("motion-lora")
-    unet = UNetMotionModel.from_unet2d(build_unet2d(), build_motion_adapter())
-    torch.manual_seed(4)
-    # one attention with its own alpha: read from the metadata, its module name must be mapped too, or it would
-    # silently load with the default scale
-    config = LoraConfig(
-        r=2,
-        lora_alpha=2,
-        alpha_pattern={"down_blocks.0.motion_modules.0.transformer_blocks.0.attn1.to_q": 8},
-        target_modules=MOTION_TARGETS,
-        init_lora_weights=False,
-    )
-    unet.add_adapter(config)
-    layers = get_peft_model_state_dict(unet)
-    assert layers and all(".motion_modules." in key for key in layers)
-    AnimateDiffPipeline.save_lora_weights(root / "peft", unet_lora_layers=layers)
-    AnimateDiffPipeline.save_lora_weights(
-        root / "metadata", unet_lora_layers=layers, unet_lora_adapter_metadata=config.to_dict()
-    )
-    public = {f"unet.{key}": value for key, value in to_public_motion_lora_layout(layers).items()}
-    AnimateDiffPipeline.save_lora_weights(
-        root / "public",
-        unet_lora_layers=to_public_motion_lora_layout(layers),
-        weight_name="diffusion_pytorch_model.safetensors",
-    )
-    assert set(load_file(root / "public" / "diffusion_pytorch_model.safetensors")) == set(public)
-    return {"peft": root / "peft", "metadata": root / "metadata", "public": root / "public"}
-
-
-def animatediff_pipelines(tokenizer_dir) -> tuple[AnimateDiffPipeline, VideoLatentPipeline]:
+def animatediff_pipelines() -> tuple[AnimateDiffPipeline, VideoLatentPipeline]:
     """diffusers' AnimateDiff and ours on the same image U-Net, motion adapter, image VAE and text encoder."""
     common = {"vae": build_image_vae(), "text_encoder": build_text_encoder(), "scheduler": build_scheduler()}
     reference = AnimateDiffPipeline(
         unet=build_unet2d(),
         motion_adapter=build_motion_adapter(),
-        tokenizer=build_tokenizer(tokenizer_dir / "animatediff"),
+        tokenizer=build_tokenizer(),
         **common,
     )
     unet = UNetSpatioTemporalModel.from_unet2d(build_unet2d(), motion_adapter=build_motion_adapter())
-    ours = VideoLatentPipeline(unet=unet, tokenizer=build_tokenizer(tokenizer_dir / "ours"), **common)
+    ours = VideoLatentPipeline(unet=unet, tokenizer=build_tokenizer(), **common)
     for pipe in (reference, ours):
         pipe.unet.requires_grad_(False)
         pipe.set_progress_bar_config(disable=True)
@@ -324,10 +276,10 @@ def animatediff_pipelines(tokenizer_dir) -> tuple[AnimateDiffPipeline, VideoLate
 
 
 @pytest.mark.parametrize("layout", ["peft", "metadata", "public"])
-def test_motion_lora_equals_animatediff_pipeline(tokenizer_dir, motion_lora_files, layout):
+def test_motion_lora_equals_animatediff_pipeline(motion_lora_files, layout):
     folder = motion_lora_files[layout]
     weight_name = "diffusion_pytorch_model.safetensors" if layout == "public" else WEIGHT_NAME
-    reference, ours = animatediff_pipelines(tokenizer_dir)
+    reference, ours = animatediff_pipelines()
     without_lora = ours(PROMPT, generator=torch.manual_seed(0), **ANIMATEDIFF_CALL).frames
 
     reference.load_lora_weights(folder, weight_name=weight_name, adapter_name="zoom")

@@ -6,19 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
-from conftest import (
-    TOKENIZER_MAX_LENGTH,
-    build_scheduler,
-    build_spatio_temporal_unet,
-    build_text_encoder,
-    build_tokenizer,
-)
 from huggingface_hub import ModelCard, ModelCardData
 
 import diffusers_videolatent
-from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel, VideoLatentPipeline
 from diffusers_videolatent.model_card import (
     ConversionProvenance,
     combine_licenses,
@@ -31,51 +22,7 @@ from diffusers_videolatent.model_card import (
     template_path,
 )
 
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def tiny_vae() -> AutoencoderKLVideo:
-    torch.manual_seed(0)
-    return AutoencoderKLVideo(
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        temporal_downsample=(False, True),
-        latent_channels=4,
-        norm_num_groups=4,
-    )
-
-
-def tiny_unet() -> UNetSpatioTemporalModel:
-    return build_spatio_temporal_unet(temporal_max_frames=32, sample_size=8)
-
-
-@pytest.fixture
-def vae_folder(tmp_path) -> Path:
-    folder = tmp_path / "vae"
-    tiny_vae().save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture
-def unet_folder(tmp_path) -> Path:
-    folder = tmp_path / "unet"
-    tiny_unet().save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture
-def pipeline_folder(tmp_path) -> Path:
-    pipe = VideoLatentPipeline(
-        vae=tiny_vae(),
-        text_encoder=build_text_encoder(),
-        tokenizer=build_tokenizer(tmp_path / "tokenizer-source"),
-        unet=tiny_unet(),
-        scheduler=build_scheduler(),
-    )
-    folder = tmp_path / "pipeline"
-    pipe.save_pretrained(folder)
-    return folder
+from .testing_utils import REPOSITORY, TOKENIZER_MAX_LENGTH
 
 
 def python_block(card: ModelCard) -> str:
@@ -89,7 +36,7 @@ def test_template_ships_inside_the_package():
     assert path.is_file()
     assert path.parent.parent == Path(diffusers_videolatent.__file__).parent
     # The top-level `model_cards/template.md` of a checkout is the same file, not a copy.
-    top_level = REPO_ROOT / "model_cards" / "template.md"
+    top_level = REPOSITORY / "model_cards" / "template.md"
     if top_level.exists():
         assert top_level.resolve() == path.resolve()
 

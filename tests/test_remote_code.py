@@ -15,11 +15,12 @@ import pytest
 import torch
 from diffusers import AutoModel, DiffusionPipeline
 from huggingface_hub import ModelCard
-from test_hub import HubRecorder, tiny_pipeline
 from transformers import CLIPTextModel
 
 from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel, VideoLatentPipeline
 from diffusers_videolatent.remote_code import REMOTE_MODULE_FILE, REMOTE_MODULE_SOURCE, write_remote_code
+
+from .testing_utils import HubRecorder
 
 
 ARGUMENTS = {"num_frames": 5, "height": 8, "width": 8, "num_inference_steps": 2, "output_type": "np"}
@@ -48,15 +49,6 @@ def assert_same_model(loaded, reference) -> None:
         torch.testing.assert_close(loaded_state[name], tensor, rtol=0, atol=0, msg=name)
 
 
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("remote")
-    pipe = tiny_pipeline(tmp_path)
-    folder = tmp_path / "pipeline"
-    pipe.save_pretrained(folder)
-    return pipe, folder, generate(pipe)
-
-
 def hub_cache_snapshot(folder: Path, cache: Path, repo_id: str) -> str:
     # The Hub cache's layout: models--org--name/snapshots/<commit>/... and refs/main naming the commit.
     revision = "0123456789abcdef0123456789abcdef01234567"
@@ -67,8 +59,8 @@ def hub_cache_snapshot(folder: Path, cache: Path, repo_id: str) -> str:
     return revision
 
 
-def test_saved_layout_names_the_remote_module(saved):
-    _, folder, _ = saved
+def test_saved_layout_names_the_remote_module(saved_pipeline):
+    _, folder = saved_pipeline
     index = json.loads((folder / "model_index.json").read_text())
     assert index["_class_name"] == ["videolatent_loader", "VideoLatentPipeline"]
     assert index["auto_map"] == {"AutoModel": "videolatent_loader.VideoLatentAutoModel"}
@@ -92,9 +84,9 @@ def test_saved_layout_names_the_remote_module(saved):
     assert {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()} == before
 
 
-def test_pipeline_save_passes_variant_and_format_to_our_models(tmp_path):
+def test_pipeline_save_passes_variant_and_format_to_our_models(saved_pipeline, tmp_path):
     # a pipeline hands `variant`/`safe_serialization` only to components whose `save_pretrained` names them
-    pipe = tiny_pipeline(tmp_path)
+    pipe, _ = saved_pipeline
     pipe.save_pretrained(tmp_path / "saved", variant="fp16", safe_serialization=False)
     for subfolder in ("unet", "vae"):
         names = sorted(path.name for path in (tmp_path / "saved" / subfolder).iterdir())
@@ -103,8 +95,9 @@ def test_pipeline_save_passes_variant_and_format_to_our_models(tmp_path):
     assert_same_model(loaded.unet, pipe.unet)
 
 
-def test_diffusion_pipeline_loads_the_saved_folder(saved):
-    pipe, folder, expected = saved
+def test_diffusion_pipeline_loads_the_saved_folder(saved_pipeline):
+    pipe, folder = saved_pipeline
+    expected = generate(pipe)
     loaded = DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
     assert type(loaded) is VideoLatentPipeline
     assert_same_model(loaded.unet, pipe.unet)
@@ -116,8 +109,8 @@ def test_diffusion_pipeline_loads_the_saved_folder(saved):
         DiffusionPipeline.from_pretrained(folder)
 
 
-def test_auto_model_loads_each_component(saved, tmp_path):
-    pipe, folder, _ = saved
+def test_auto_model_loads_each_component(saved_pipeline, tmp_path):
+    pipe, folder = saved_pipeline
     assert_same_model(AutoModel.from_pretrained(str(folder), subfolder="unet", trust_remote_code=True), pipe.unet)
     assert_same_model(AutoModel.from_pretrained(str(folder), subfolder="vae", trust_remote_code=True), pipe.vae)
     text_encoder = AutoModel.from_pretrained(str(folder), subfolder="text_encoder", trust_remote_code=True)
@@ -134,8 +127,9 @@ def test_auto_model_loads_each_component(saved, tmp_path):
         assert_same_model(type(model).from_pretrained(model_folder), model)
 
 
-def test_our_classes_load_without_running_the_folder_code(saved, tmp_path):
-    pipe, folder, expected = saved
+def test_our_classes_load_without_running_the_folder_code(saved_pipeline, tmp_path):
+    pipe, folder = saved_pipeline
+    expected = generate(pipe)
     tampered = tmp_path / "tampered"
     shutil.copytree(folder, tampered)
     for module in tampered.rglob(REMOTE_MODULE_FILE):
@@ -150,8 +144,9 @@ def test_our_classes_load_without_running_the_folder_code(saved, tmp_path):
         DiffusionPipeline.from_pretrained(tampered, trust_remote_code=True)
 
 
-def test_folder_of_the_older_layout(saved, tmp_path):
-    pipe, folder, expected = saved
+def test_folder_of_the_older_layout(saved_pipeline, tmp_path):
+    pipe, folder = saved_pipeline
+    expected = generate(pipe)
     old = tmp_path / "old"
     shutil.copytree(folder, old)
     # what save_pretrained wrote before the remote-code layout
@@ -177,8 +172,9 @@ def test_folder_of_the_older_layout(saved, tmp_path):
     np.testing.assert_array_equal(generate(DiffusionPipeline.from_pretrained(old, trust_remote_code=True)), expected)
 
 
-def test_hub_cache_snapshot_by_repo_id_offline(saved, tmp_path, monkeypatch):
-    pipe, folder, expected = saved
+def test_hub_cache_snapshot_by_repo_id_offline(saved_pipeline, tmp_path, monkeypatch):
+    pipe, folder = saved_pipeline
+    expected = generate(pipe)
     cache = tmp_path / "hub-cache"
     revision = hub_cache_snapshot(folder, cache, "org/tiny-video")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -196,7 +192,7 @@ def test_hub_cache_snapshot_by_repo_id_offline(saved, tmp_path, monkeypatch):
     assert_same_model(AutoModel.from_pretrained(str(snapshot), subfolder="unet", trust_remote_code=True), pipe.unet)
 
 
-def test_folder_uploaded_by_push_to_hub(tmp_path, monkeypatch):
+def test_folder_uploaded_by_push_to_hub(saved_pipeline, tmp_path, monkeypatch):
     import diffusers.utils.hub_utils as hub_utils
 
     uploaded = tmp_path / "uploaded"
@@ -211,7 +207,7 @@ def test_folder_uploaded_by_push_to_hub(tmp_path, monkeypatch):
     monkeypatch.setattr(hub_utils, "upload_folder", recorder.upload_folder)
     # what diffusers' `load_or_create_model_card` returns for a repository without a card (it asks the Hub first)
     monkeypatch.setattr(hub_utils, "load_or_create_model_card", lambda *args, **kwargs: ModelCard("---\n---\n"))
-    pipe = tiny_pipeline(tmp_path)
+    pipe, _ = saved_pipeline
     pipe.push_to_hub("org/tiny")
 
     assert (uploaded / REMOTE_MODULE_FILE).is_file() and (uploaded / "unet" / REMOTE_MODULE_FILE).is_file()

@@ -1,68 +1,26 @@
 """conversion_scripts/convert_animatediff.py on a tiny random SD 1.x-like pipeline plus a tiny MotionAdapter."""
 
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
-from conftest import (
-    build_image_vae,
-    build_motion_adapter,
-    build_scheduler,
-    build_text_encoder,
-    build_tokenizer,
-    build_unet2d,
-)
-from diffusers import AnimateDiffPipeline, DiffusionPipeline, MotionAdapter, StableDiffusionPipeline
+from diffusers import AnimateDiffPipeline, DiffusionPipeline, MotionAdapter
 from huggingface_hub import ModelCard
 from safetensors import safe_open
 
 from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel, VideoLatentPipeline
 
+from ..testing_utils import REPOSITORY, build_motion_adapter, load_conversion_script, script_error
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = REPO_ROOT / "conversion_scripts" / "convert_animatediff.py"
-_spec = importlib.util.spec_from_file_location("convert_animatediff", SCRIPT)
-convert_script = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(convert_script)
 
+convert_script = load_conversion_script("convert_animatediff")
+SCRIPT = REPOSITORY / "conversion_scripts" / "convert_animatediff.py"
 CALL = {"num_frames": 3, "height": 8, "width": 8, "num_inference_steps": 2, "guidance_scale": 7.5, "output_type": "np"}
 PROMPT = "a red circle moving right"
-
-
-@pytest.fixture(scope="module")
-def sources(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("animatediff")
-    base = StableDiffusionPipeline(
-        vae=build_image_vae(),
-        text_encoder=build_text_encoder(),
-        tokenizer=build_tokenizer(root / "tokenizer-source"),
-        unet=build_unet2d(),
-        scheduler=build_scheduler(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    base.save_pretrained(root / "base")
-    (root / "base" / "README.md").write_text("---\nlicense: creativeml-openrail-m\n---\n")
-    build_motion_adapter().save_pretrained(root / "adapter")
-    (root / "adapter" / "README.md").write_text("---\nlicense: apache-2.0\n---\n")
-    return root / "base", root / "adapter"
-
-
-@pytest.fixture(scope="module")
-def converted_folder(sources, tmp_path_factory) -> Path:
-    base, adapter = sources
-    output = tmp_path_factory.mktemp("converted") / "pipeline"
-    argv = ["--base_model_path", str(base), "--motion_adapter_path", str(adapter), "--output_path", str(output)]
-    assert convert_script.main(argv) == 0
-    return output
 
 
 def run(pipe) -> np.ndarray:
@@ -70,9 +28,9 @@ def run(pipe) -> np.ndarray:
     return pipe(PROMPT, generator=torch.Generator().manual_seed(0), **CALL).frames
 
 
-def test_converted_pipeline_equals_animatediff(sources, converted_folder):
-    base, adapter = sources
-    converted = VideoLatentPipeline.from_pretrained(converted_folder)
+def test_converted_pipeline_equals_animatediff(animatediff_sources, converted_animatediff_folder):
+    base, adapter = animatediff_sources
+    converted = VideoLatentPipeline.from_pretrained(converted_animatediff_folder)
     assert isinstance(converted.unet, UNetSpatioTemporalModel)
     assert isinstance(converted.vae, AutoencoderKLVideo)
     reference = AnimateDiffPipeline.from_pretrained(base, motion_adapter=MotionAdapter.from_pretrained(adapter))
@@ -82,9 +40,9 @@ def test_converted_pipeline_equals_animatediff(sources, converted_folder):
     assert expected.std() > 1e-3
 
 
-def test_card_combines_sources(sources, converted_folder):
-    base, adapter = sources
-    card = ModelCard.load(converted_folder / "README.md")
+def test_card_combines_sources(animatediff_sources, converted_animatediff_folder):
+    base, adapter = animatediff_sources
+    card = ModelCard.load(converted_animatediff_folder / "README.md")
     assert card.data.license == "other"  # the two sources' licenses differ; each is listed
     assert f"- Base model: `{base}` (license `creativeml-openrail-m`)" in card.text
     assert f"- Motion adapter: `{adapter}` (license `apache-2.0`)" in card.text
@@ -92,8 +50,8 @@ def test_card_combines_sources(sources, converted_folder):
     assert "| `guidance_scale` | 7.5 |" in card.text
 
 
-def test_subprocess_run(sources, tmp_path):
-    base, adapter = sources
+def test_subprocess_run(animatediff_sources, tmp_path):
+    base, adapter = animatediff_sources
     output = tmp_path / "out"
     argv = ["--base_model_path", str(base), "--motion_adapter_path", str(adapter), "--output_path", str(output)]
     result = subprocess.run(
@@ -106,17 +64,8 @@ def test_subprocess_run(sources, tmp_path):
     assert VideoLatentPipeline.from_pretrained(output, torch_dtype=torch.bfloat16).unet.dtype == torch.bfloat16
 
 
-def bad_input(argv: list[str], capsys) -> str:
-    assert convert_script.main(argv) == 2
-    # diffusers' loading progress bars may precede it; the error itself is one line, and the last one.
-    lines = [line for line in capsys.readouterr().err.strip().splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith(f"{convert_script.PROG}: error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], lines
-    return errors[0]
-
-
-def test_bad_inputs(sources, tmp_path, capsys):
-    base, adapter = sources
+def test_bad_inputs(animatediff_sources, tmp_path, capsys):
+    base, adapter = animatediff_sources
     output = tmp_path / "out"
 
     def argv(base_path=base, adapter_path=adapter, *extra):
@@ -130,42 +79,44 @@ def test_bad_inputs(sources, tmp_path, capsys):
             *extra,
         ]
 
-    assert "`--dtype` must be one of" in bad_input(argv(base, adapter, "--dtype", "int8"), capsys)
+    assert "`--dtype` must be one of" in script_error(convert_script, argv(base, adapter, "--dtype", "int8"), capsys)
     # adapter block widths that do not match the U-Net
     wide = tmp_path / "wide-adapter"
     build_motion_adapter(block_out_channels=(16, 32)).save_pretrained(wide)
-    assert "block widths [16, 32] do not match the U-Net's [8, 16]" in bad_input(argv(base, wide), capsys)
+    assert "block widths [16, 32] do not match the U-Net's [8, 16]" in script_error(
+        convert_script, argv(base, wide), capsys
+    )
     # not a MotionAdapter
-    assert "holds a 'UNet2DConditionModel', not a diffusers MotionAdapter" in bad_input(
-        argv(base, base / "unet"), capsys
+    assert "holds a 'UNet2DConditionModel', not a diffusers MotionAdapter" in script_error(
+        convert_script, argv(base, base / "unet"), capsys
     )
     # wrong _class_name of the base: a text-to-video pipeline
     t2v = tmp_path / "t2v"
     shutil.copytree(base, t2v)
     index = json.loads((t2v / "model_index.json").read_text())
     (t2v / "model_index.json").write_text(json.dumps({**index, "unet": ["diffusers", "UNet3DConditionModel"]}))
-    assert "use convert_text_to_video_sd.py" in bad_input(argv(t2v, adapter), capsys)
+    assert "use convert_text_to_video_sd.py" in script_error(convert_script, argv(t2v, adapter), capsys)
     # missing subfolder
     missing = tmp_path / "missing"
     shutil.copytree(base, missing)
     shutil.rmtree(missing / "text_encoder")
-    assert "lacks the 'text_encoder' sub-folder" in bad_input(argv(missing, adapter), capsys)
+    assert "lacks the 'text_encoder' sub-folder" in script_error(convert_script, argv(missing, adapter), capsys)
     # truncated safetensors
     truncated = tmp_path / "truncated-adapter"
     shutil.copytree(adapter, truncated)
     weights = truncated / "diffusion_pytorch_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    assert "cannot load the sources" in bad_input(argv(base, truncated), capsys)
+    assert "cannot load the sources" in script_error(convert_script, argv(base, truncated), capsys)
     assert not output.exists()
     # existing non-empty output without --overwrite
     output.mkdir()
     (output / "keep.txt").write_text("mine")
-    assert "exists and is not empty" in bad_input(argv(), capsys)
+    assert "exists and is not empty" in script_error(convert_script, argv(), capsys)
     assert os.listdir(output) == ["keep.txt"]
 
 
-def test_converted_folder_loads_through_diffusers(converted_folder):
+def test_converted_folder_loads_through_diffusers(converted_animatediff_folder):
     # diffusers' own entry point, through the folder's `videolatent_loader.py`
-    loaded = DiffusionPipeline.from_pretrained(converted_folder, trust_remote_code=True)
+    loaded = DiffusionPipeline.from_pretrained(converted_animatediff_folder, trust_remote_code=True)
     assert type(loaded) is VideoLatentPipeline
-    np.testing.assert_array_equal(run(loaded), run(VideoLatentPipeline.from_pretrained(converted_folder)))
+    np.testing.assert_array_equal(run(loaded), run(VideoLatentPipeline.from_pretrained(converted_animatediff_folder)))

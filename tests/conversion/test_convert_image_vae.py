@@ -1,6 +1,5 @@
 """Tests of conversion_scripts/convert_image_vae.py and the shared helpers in diffusers_videolatent.conversion."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -21,46 +20,11 @@ from diffusers_videolatent.conversion import (
     verify_close,
 )
 
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = REPO_ROOT / "conversion_scripts" / "convert_image_vae.py"
-
-spec = importlib.util.spec_from_file_location("convert_image_vae", SCRIPT)
-convert_image_vae = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(convert_image_vae)
+from ..testing_utils import REPOSITORY, load_conversion_script
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    num_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(num_threads)
-
-
-def tiny_image_vae(seed: int = 0) -> AutoencoderKL:
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        block_out_channels=(8, 16),
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        layers_per_block=1,
-        norm_num_groups=4,
-        latent_channels=4,
-        sample_size=16,
-        scaling_factor=0.3,
-    )
-    with torch.no_grad():
-        for parameter in vae.parameters():
-            parameter.add_(0.05 * torch.randn_like(parameter))
-    return vae.eval()
-
-
-@pytest.fixture(scope="module")
-def image_vae_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("image_vae")
-    tiny_image_vae().save_pretrained(path / "vae")
-    return path
+convert_image_vae = load_conversion_script("convert_image_vae")
+SCRIPT = REPOSITORY / "conversion_scripts" / "convert_image_vae.py"
 
 
 def listing(path: Path) -> list[str]:
@@ -267,9 +231,9 @@ def test_main_bad_input(image_vae_path, tmp_path, capsys):
     assert listing(occupied) == ["keep.txt"]
 
 
-def test_main_refuses_to_write_a_failed_verification(tmp_path, capsys):
+def test_main_refuses_to_write_a_failed_verification(image_vae_path, tmp_path, capsys):
     # A corrupted checkpoint (a NaN weight) cannot match within any tolerance: exit code 1, nothing written.
-    vae = tiny_image_vae()
+    vae = AutoencoderKL.from_pretrained(image_vae_path, subfolder="vae")
     with torch.no_grad():
         vae.decoder.conv_out.weight[0, 0, 0, 0] = float("nan")
     vae.save_pretrained(tmp_path / "corrupt")
@@ -280,8 +244,8 @@ def test_main_refuses_to_write_a_failed_verification(tmp_path, capsys):
     assert listing(tmp_path) == ["corrupt"]
 
 
-def test_verify_detects_a_wrong_conversion():
-    vae = tiny_image_vae()
+def test_verify_detects_a_wrong_conversion(image_vae_path):
+    vae = AutoencoderKL.from_pretrained(image_vae_path, subfolder="vae").eval()
     video_vae = convert_image_vae.convert(vae, temporal_compression_ratio=2)
     assert max(convert_image_vae.verify(vae, video_vae).values()) < 1e-4
     with torch.no_grad():

@@ -1,6 +1,5 @@
 """conversion_scripts/convert_text_to_video_sd.py on a tiny random diffusers TextToVideoSDPipeline."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -8,57 +7,19 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
-from conftest import build_image_vae, build_scheduler, build_text_encoder, build_tokenizer, build_unet3d
-from diffusers import DDIMScheduler, DiffusionPipeline, TextToVideoSDPipeline, UNet2DConditionModel
+from diffusers import DDIMScheduler, DiffusionPipeline, TextToVideoSDPipeline
 from huggingface_hub import ModelCard
 
 from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel, VideoLatentPipeline
 
+from ..testing_utils import REPOSITORY, build_unet2d, load_conversion_script, script_error
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = REPO_ROOT / "conversion_scripts" / "convert_text_to_video_sd.py"
-_spec = importlib.util.spec_from_file_location("convert_text_to_video_sd", SCRIPT)
-convert_script = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(convert_script)
 
+convert_script = load_conversion_script("convert_text_to_video_sd")
+SCRIPT = REPOSITORY / "conversion_scripts" / "convert_text_to_video_sd.py"
 CALL = {"num_frames": 3, "height": 8, "width": 8, "num_inference_steps": 2, "guidance_scale": 7.5, "output_type": "np"}
 PROMPT = "a red circle moving right"
-
-
-def make_nonzero(model: torch.nn.Module, seed: int = 1) -> None:
-    """Give the zero-initialised (temporal) layers random weights, so that equality is not trivially true."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if not parameter.any():
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
-
-
-@pytest.fixture(scope="module")
-def source_folder(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("t2v")
-    unet = build_unet3d()
-    make_nonzero(unet)
-    pipe = TextToVideoSDPipeline(
-        vae=build_image_vae(),
-        text_encoder=build_text_encoder(),
-        tokenizer=build_tokenizer(root / "tokenizer-source"),
-        unet=unet,
-        scheduler=build_scheduler(),
-    )
-    folder = root / "source"
-    pipe.save_pretrained(folder)
-    (folder / "README.md").write_text("---\nlicense: cc-by-nc-4.0\n---\n# A tiny source\n")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def converted_folder(source_folder, tmp_path_factory) -> Path:
-    output = tmp_path_factory.mktemp("converted") / "pipeline"
-    assert convert_script.main(["--checkpoint_path", str(source_folder), "--output_path", str(output)]) == 0
-    return output
 
 
 def run(pipe, generator_seed: int = 0) -> np.ndarray:
@@ -66,31 +27,31 @@ def run(pipe, generator_seed: int = 0) -> np.ndarray:
     return pipe(PROMPT, generator=torch.Generator().manual_seed(generator_seed), **CALL).frames
 
 
-def test_converted_pipeline_equals_source(source_folder, converted_folder):
-    converted = VideoLatentPipeline.from_pretrained(converted_folder)
+def test_converted_pipeline_equals_source(text_to_video_sd_folder, converted_text_to_video_sd_folder):
+    converted = VideoLatentPipeline.from_pretrained(converted_text_to_video_sd_folder)
     assert isinstance(converted.unet, UNetSpatioTemporalModel)
     assert isinstance(converted.vae, AutoencoderKLVideo)
     assert converted.vae.temporal_compression_ratio == 1
     assert isinstance(converted.scheduler, DDIMScheduler)
-    source = TextToVideoSDPipeline.from_pretrained(source_folder)
+    source = TextToVideoSDPipeline.from_pretrained(text_to_video_sd_folder)
     expected, actual = run(source), run(converted)
     assert actual.shape == expected.shape == (1, 3, 8, 8, 3)
     assert np.abs(actual - expected).max() < 1e-4
     assert expected.std() > 1e-3  # a real video, not a constant
 
 
-def test_card_written_with_provenance(source_folder, converted_folder):
-    card = ModelCard.load(converted_folder / "README.md")
+def test_card_written_with_provenance(text_to_video_sd_folder, converted_text_to_video_sd_folder):
+    card = ModelCard.load(converted_text_to_video_sd_folder / "README.md")
     assert card.data.library_name == "diffusers-videolatent"
     assert card.data.pipeline_tag == "text-to-video"
     assert card.data.license == "cc-by-nc-4.0"  # carried over from the source's card
     assert card.data.base_model is None  # a local source is no Hub id
-    assert f"`{source_folder}` (license `cc-by-nc-4.0`)" in card.text
+    assert f"`{text_to_video_sd_folder}` (license `cc-by-nc-4.0`)" in card.text
     assert "Verified: the converted and the source model were run on the same input" in card.text
     assert "temporal compression ratio: **1x**" in card.text
     assert "| `num_frames` | 16 |" in card.text and "| `guidance_scale` | 9.0 |" in card.text
     # the source's call defaults live in the converted pipeline itself, so a plain call uses them
-    pipe = VideoLatentPipeline.from_pretrained(converted_folder)
+    pipe = VideoLatentPipeline.from_pretrained(converted_text_to_video_sd_folder)
     assert pipe.config.generation_defaults == {
         "num_frames": 16,
         "num_inference_steps": 50,
@@ -99,14 +60,14 @@ def test_card_written_with_provenance(source_folder, converted_folder):
     }
 
 
-def test_fp16_variant_and_subprocess(source_folder, tmp_path):
+def test_fp16_variant_and_subprocess(text_to_video_sd_folder, tmp_path):
     output = tmp_path / "fp16"
     result = subprocess.run(
         [
             sys.executable,
             str(SCRIPT),
             "--checkpoint_path",
-            str(source_folder),
+            str(text_to_video_sd_folder),
             "--output_path",
             str(output),
             "--dtype",
@@ -126,7 +87,7 @@ def test_fp16_variant_and_subprocess(source_folder, tmp_path):
     assert not any(name.startswith(".") for name in os.listdir(tmp_path))  # no temporary folder left
 
 
-def test_push_to_hub_hands_the_folder_to_huggingface_hub(source_folder, tmp_path, monkeypatch):
+def test_push_to_hub_hands_the_folder_to_huggingface_hub(text_to_video_sd_folder, tmp_path, monkeypatch):
     import diffusers_videolatent.hub as hub
 
     calls = []
@@ -135,7 +96,7 @@ def test_push_to_hub_hands_the_folder_to_huggingface_hub(source_folder, tmp_path
     )
     monkeypatch.setattr(hub, "upload_folder", lambda **kwargs: calls.append(kwargs) or "commit-url")
     output = tmp_path / "pushed"
-    argv = ["--checkpoint_path", str(source_folder), "--output_path", str(output), "--no-verify"]
+    argv = ["--checkpoint_path", str(text_to_video_sd_folder), "--output_path", str(output), "--no-verify"]
     assert convert_script.main([*argv, "--push_to_hub", "--repo_id", "org/tiny-t2v"]) == 0
     assert calls[0] == "org/tiny-t2v"
     assert calls[1]["folder_path"] == str(output) and calls[1]["repo_id"] == "org/tiny-t2v"
@@ -144,94 +105,94 @@ def test_push_to_hub_hands_the_folder_to_huggingface_hub(source_folder, tmp_path
     assert "Not verified" in card
 
 
-def bad_input(argv: list[str], capsys) -> str:
-    assert convert_script.main(argv) == 2
-    # diffusers' loading progress bars may precede it; the error itself is one line, and the last one.
-    lines = [line for line in capsys.readouterr().err.strip().splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith(f"{convert_script.PROG}: error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], lines
-    return errors[0]
-
-
-def copy_source(source_folder: Path, destination: Path) -> Path:
+def copy_source(source: Path, destination: Path) -> Path:
     import shutil
 
-    shutil.copytree(source_folder, destination)
+    shutil.copytree(source, destination)
     return destination
 
 
-def test_bad_inputs(source_folder, tmp_path, capsys):
+def test_bad_inputs(text_to_video_sd_folder, tmp_path, capsys):
     output = tmp_path / "out"
     base = ["--output_path", str(output)]
 
     # unknown dtype
-    assert "`--dtype` must be one of fp32, fp16, bf16, got 'fp64'" in bad_input(
-        ["--checkpoint_path", str(source_folder), *base, "--dtype", "fp64"], capsys
+    assert "`--dtype` must be one of fp32, fp16, bf16, got 'fp64'" in script_error(
+        convert_script, ["--checkpoint_path", str(text_to_video_sd_folder), *base, "--dtype", "fp64"], capsys
     )
     # wrong _class_name
-    wrong_class = copy_source(source_folder, tmp_path / "wrong-class")
+    wrong_class = copy_source(text_to_video_sd_folder, tmp_path / "wrong-class")
     index = json.loads((wrong_class / "model_index.json").read_text())
     (wrong_class / "model_index.json").write_text(json.dumps({**index, "_class_name": "StableDiffusionPipeline"}))
-    assert "holds a 'StableDiffusionPipeline', not a TextToVideoSDPipeline" in bad_input(
-        ["--checkpoint_path", str(wrong_class), *base], capsys
+    assert "holds a 'StableDiffusionPipeline', not a TextToVideoSDPipeline" in script_error(
+        convert_script, ["--checkpoint_path", str(wrong_class), *base], capsys
     )
     # missing subfolder
-    missing = copy_source(source_folder, tmp_path / "missing")
+    missing = copy_source(text_to_video_sd_folder, tmp_path / "missing")
     import shutil
 
     shutil.rmtree(missing / "vae")
-    assert "lacks the 'vae' sub-folder" in bad_input(["--checkpoint_path", str(missing), *base], capsys)
+    assert "lacks the 'vae' sub-folder" in script_error(
+        convert_script, ["--checkpoint_path", str(missing), *base], capsys
+    )
     # an image U-Net handed to the text-to-video script
-    image_unet = copy_source(source_folder, tmp_path / "image-unet")
+    image_unet = copy_source(text_to_video_sd_folder, tmp_path / "image-unet")
     shutil.rmtree(image_unet / "unet")
-    UNet2DConditionModel(
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        cross_attention_dim=16,
-        attention_head_dim=2,
-        sample_size=8,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-    ).save_pretrained(image_unet / "unet")
+    build_unet2d().save_pretrained(image_unet / "unet")
     index = json.loads((image_unet / "model_index.json").read_text())
     index["unet"] = ["diffusers", "UNet2DConditionModel"]
     (image_unet / "model_index.json").write_text(json.dumps(index))
-    assert "use convert_animatediff.py" in bad_input(["--checkpoint_path", str(image_unet), *base], capsys)
+    assert "use convert_animatediff.py" in script_error(
+        convert_script, ["--checkpoint_path", str(image_unet), *base], capsys
+    )
     # truncated safetensors
-    truncated = copy_source(source_folder, tmp_path / "truncated")
+    truncated = copy_source(text_to_video_sd_folder, tmp_path / "truncated")
     weights = truncated / "unet" / "diffusion_pytorch_model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    assert "cannot load `--checkpoint_path`" in bad_input(["--checkpoint_path", str(truncated), *base], capsys)
+    assert "cannot load `--checkpoint_path`" in script_error(
+        convert_script, ["--checkpoint_path", str(truncated), *base], capsys
+    )
     # not a folder, not a Hub id
-    assert "neither an existing folder nor a Hub id" in bad_input(
-        ["--checkpoint_path", str(tmp_path / "nope" / "x" / "y"), *base], capsys
+    assert "neither an existing folder nor a Hub id" in script_error(
+        convert_script, ["--checkpoint_path", str(tmp_path / "nope" / "x" / "y"), *base], capsys
     )
     # --push_to_hub without --repo_id
-    assert "`--push_to_hub` needs `--repo_id`" in bad_input(
-        ["--checkpoint_path", str(source_folder), *base, "--push_to_hub"], capsys
+    assert "`--push_to_hub` needs `--repo_id`" in script_error(
+        convert_script, ["--checkpoint_path", str(text_to_video_sd_folder), *base, "--push_to_hub"], capsys
     )
     # a missing required argument is one line too
-    assert "--checkpoint_path" in bad_input(base, capsys)
+    assert "--checkpoint_path" in script_error(convert_script, base, capsys)
     assert not output.exists()
 
     # an existing non-empty output folder without --overwrite
     output.mkdir()
     (output / "keep.txt").write_text("mine")
-    assert "exists and is not empty; pass --overwrite" in bad_input(
-        ["--checkpoint_path", str(source_folder), *base], capsys
+    assert "exists and is not empty; pass --overwrite" in script_error(
+        convert_script, ["--checkpoint_path", str(text_to_video_sd_folder), *base], capsys
     )
     assert os.listdir(output) == ["keep.txt"]
-    assert convert_script.main(["--checkpoint_path", str(source_folder), *base, "--overwrite", "--no-verify"]) == 0
+    assert (
+        convert_script.main(["--checkpoint_path", str(text_to_video_sd_folder), *base, "--overwrite", "--no-verify"])
+        == 0
+    )
     assert (output / "model_index.json").is_file() and not (output / "keep.txt").exists()
 
 
-def test_verification_failure_writes_nothing(source_folder, tmp_path, capsys):
+def test_verification_failure_writes_nothing(text_to_video_sd_folder, tmp_path, capsys):
     output = tmp_path / "out"
     # A negative tolerance cannot be met: the script must stop with exit code 1 and leave nothing behind.
     assert (
         convert_script.main(
-            ["--checkpoint_path", str(source_folder), "--output_path", str(output), "--atol", "-1", "--rtol", "0"]
+            [
+                "--checkpoint_path",
+                str(text_to_video_sd_folder),
+                "--output_path",
+                str(output),
+                "--atol",
+                "-1",
+                "--rtol",
+                "0",
+            ]
         )
         == 1
     )
@@ -239,8 +200,10 @@ def test_verification_failure_writes_nothing(source_folder, tmp_path, capsys):
     assert not output.exists()
 
 
-def test_converted_folder_loads_through_diffusers(converted_folder):
+def test_converted_folder_loads_through_diffusers(converted_text_to_video_sd_folder):
     # diffusers' own entry point, through the folder's `videolatent_loader.py`
-    loaded = DiffusionPipeline.from_pretrained(converted_folder, trust_remote_code=True)
+    loaded = DiffusionPipeline.from_pretrained(converted_text_to_video_sd_folder, trust_remote_code=True)
     assert type(loaded) is VideoLatentPipeline
-    np.testing.assert_array_equal(run(loaded), run(VideoLatentPipeline.from_pretrained(converted_folder)))
+    np.testing.assert_array_equal(
+        run(loaded), run(VideoLatentPipeline.from_pretrained(converted_text_to_video_sd_folder))
+    )

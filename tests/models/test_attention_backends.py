@@ -14,7 +14,6 @@ from unittest import mock
 
 import pytest
 import torch
-from conftest import build_random_spatio_temporal_unet, build_video_vae
 from diffusers.models.attention_dispatch import AttentionBackendName, _AttentionBackendRegistry, attention_backend
 from diffusers.models.attention_processor import (
     Attention,
@@ -28,20 +27,14 @@ from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel
 from diffusers_videolatent.models.attention import VideoLatentAttention, VideoLatentAttnProcessor
 from diffusers_videolatent.models.unet_spatio_temporal import build_conditioning_latents
 
+from ..testing_utils import build_unet, build_video_vae
 
-pytestmark = pytest.mark.usefixtures("no_grad")
+
+pytestmark = pytest.mark.usefixtures("no_grad", "restore_active_backend")
 
 # the backends diffusers' dispatcher can run on a CPU (flash, sage, xformers, cuDNN, ... need CUDA or packages)
 CPU_BACKENDS = ("native", "_native_math", "_native_flash", "flex")
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "diffusers_videolatent" / "default_model"
-
-
-@pytest.fixture(autouse=True)
-def restore_active_backend() -> Iterator[None]:
-    """`ModelMixin.set_attention_backend` also sets diffusers' process-wide active backend; put it back."""
-    active = _AttentionBackendRegistry._active_backend
-    yield
-    _AttentionBackendRegistry.set_active_backend(active)
 
 
 @contextlib.contextmanager
@@ -96,7 +89,7 @@ def assert_each_layer_called(per_layer: list[collections.Counter], backend: str)
 def build(kind: str) -> tuple[torch.nn.Module, callable]:
     """A tiny model and a function running one forward pass of it on fixed inputs."""
     if kind == "unet":
-        model = build_random_spatio_temporal_unet()
+        model = build_unet(identity_init=False)
         generator = torch.Generator().manual_seed(0)
         sample = torch.randn(2, model.config.in_channels, 3, 8, 8, generator=generator)
         text = torch.randn(2, 5, model.config.cross_attention_dim, generator=generator)

@@ -1,7 +1,5 @@
 """Tests of AutoencoderKLVideo on tiny random models (CPU, offline)."""
 
-import math
-
 import pytest
 import torch
 from diffusers import AutoencoderKL
@@ -10,63 +8,23 @@ from diffusers.models.modeling_outputs import AutoencoderKLOutput
 
 from diffusers_videolatent import AutoencoderKLVideo
 
+from ..testing_utils import build_image_vae, build_video_vae, randomize_weights_
+
 
 TEMPORAL_DOWNSAMPLE = {1: (False, False), 2: (False, True), 4: (True, True)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    # These models are tiny: extra intra-op threads only add contention on a shared 2-core machine.
-    num_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(num_threads)
+def tiny_video_vae(ratio: int = 4, seed: int = 0, **overrides) -> AutoencoderKLVideo:
+    """`build_video_vae` of temporal ratio `ratio` with random weights everywhere, the temporal taps and the layers
+    that start as identity included, so that a wrong temporal pad, cache or chunk boundary changes the numbers."""
+    vae = build_video_vae(seed, **{"temporal_downsample": TEMPORAL_DOWNSAMPLE[ratio], **overrides})
+    return randomize_weights_(vae, seed, fan_in=True)
 
 
-def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    # Random weights everywhere, including the temporal taps and layers that start as identity, so that a wrong
-    # temporal pad, cache or chunk boundary changes the numbers.
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if parameter.ndim > 1:
-                fan_in = parameter[0].numel()
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) / math.sqrt(fan_in))
-            elif "norm" in name and name.endswith("weight"):
-                parameter.copy_(1 + 0.1 * torch.randn(parameter.shape, generator=generator))
-            else:
-                parameter.copy_(0.1 * torch.randn(parameter.shape, generator=generator))
-    return model
-
-
-def tiny_video_vae(ratio: int = 4, seed: int = 0, **kwargs) -> AutoencoderKLVideo:
-    config = {
-        "block_out_channels": (8, 16),
-        "layers_per_block": 1,
-        "temporal_downsample": TEMPORAL_DOWNSAMPLE[ratio],
-        "latent_channels": 4,
-        "norm_num_groups": 4,
-    }
-    config.update(kwargs)
-    return randomize(AutoencoderKLVideo(**config), seed).eval()
-
-
-def tiny_image_vae(
-    seed: int = 0, block_out_channels: tuple[int, ...] = (8, 16), sample_size: int = 16
-) -> AutoencoderKL:
-    vae = AutoencoderKL(
-        block_out_channels=block_out_channels,
-        down_block_types=("DownEncoderBlock2D",) * len(block_out_channels),
-        up_block_types=("UpDecoderBlock2D",) * len(block_out_channels),
-        layers_per_block=1,
-        norm_num_groups=4,
-        latent_channels=4,
-        sample_size=sample_size,
-        scaling_factor=0.5,
-        shift_factor=0.1,
-        force_upcast=False,
-    )
-    return randomize(vae, seed).eval()
+def tiny_image_vae(seed: int = 0, **overrides) -> AutoencoderKL:
+    """`build_image_vae` of 8 and 16 channels with a scaling and a shift factor, its weights random too."""
+    config = {"block_out_channels": (8, 16), "scaling_factor": 0.5, "shift_factor": 0.1, "force_upcast": False}
+    return randomize_weights_(build_image_vae(seed, **{**config, **overrides}), seed, fan_in=True)
 
 
 def video(num_frames: int, height: int = 16, width: int = 16, batch_size: int = 1, seed: int = 0) -> torch.Tensor:

@@ -4,12 +4,10 @@ Each cache runs 8 DDIM steps (timesteps 876, 751, 626, 501, 376, 251, 126, 1) wi
 the real computations of every attention layer are counted at its output projection.
 """
 
-import collections
 import re
 
 import pytest
 import torch
-from conftest import build_pipeline, build_random_spatio_temporal_unet, needs_diffusers_hooks_0_42
 from diffusers import (
     FasterCacheConfig,
     FirstBlockCacheConfig,
@@ -21,24 +19,12 @@ from diffusers import (
 from diffusers_videolatent.models.attention import VideoLatentAttention
 from diffusers_videolatent.models.unet_spatio_temporal import ATTENTION_IDENTIFIERS
 
+from ..testing_utils import needs_diffusers_hooks_0_42
+
 
 NUM_STEPS = 8
 # a cached output may move by at most this fraction of the largest uncached latent value
 RELATIVE_BOUND = 0.02
-
-
-@pytest.fixture(scope="module")
-def pipe(tokenizer_dir):
-    return build_pipeline(tokenizer_dir, unet=build_random_spatio_temporal_unet())
-
-
-@pytest.fixture(scope="module")
-def attention_calls(pipe) -> collections.Counter:
-    counts = collections.Counter()
-    for name, module in pipe.unet.named_modules():
-        if isinstance(module, VideoLatentAttention):
-            module.to_out[0].register_forward_hook(lambda *_, name=name: counts.update([name]))
-    return counts
 
 
 def generate(pipe, attention_calls) -> tuple[torch.Tensor, dict[str, int]]:
@@ -63,13 +49,8 @@ def kind(name: str) -> str:
     return "spatial_cross" if name.endswith("attn2") else "spatial"
 
 
-@pytest.fixture(scope="module")
-def uncached(pipe, attention_calls):
-    return generate(pipe, attention_calls)
-
-
-def check_cache(pipe, attention_calls, uncached, config, expected_calls: dict[str, int]) -> None:
-    reference, reference_calls = uncached
+def check_cache(pipe, attention_calls, config, expected_calls: dict[str, int]) -> None:
+    reference, reference_calls = generate(pipe, attention_calls)
     assert set(reference_calls.values()) == {NUM_STEPS}
     pipe.unet.enable_cache(config)
     try:
@@ -91,7 +72,8 @@ def check_cache(pipe, attention_calls, uncached, config, expected_calls: dict[st
 
 
 @pytest.mark.usefixtures("no_grad")
-def test_pyramid_attention_broadcast_skips_and_restores(pipe, attention_calls, uncached):
+def test_pyramid_attention_broadcast_skips_and_restores(random_unet_pipe, attention_calls):
+    pipe = random_unet_pipe
     config = PyramidAttentionBroadcastConfig(
         spatial_attention_block_skip_range=2,
         temporal_attention_block_skip_range=4,
@@ -101,11 +83,12 @@ def test_pyramid_attention_broadcast_skips_and_restores(pipe, attention_calls, u
     # inside (100, 800) spatial self-attention computes every 2nd step, temporal every 4th, cross-attention every 3rd;
     # the first step (876) and the last (1) are outside and compute: 5, 3 and 4 of 8 (the temporal transformers of
     # this U-Net run two self-attentions)
-    check_cache(pipe, attention_calls, uncached, config, {"spatial": 5, "temporal": 3, "spatial_cross": 4})
+    check_cache(pipe, attention_calls, config, {"spatial": 5, "temporal": 3, "spatial_cross": 4})
 
 
 @pytest.mark.usefixtures("no_grad")
-def test_faster_cache_skips_and_restores(pipe, attention_calls, uncached):
+def test_faster_cache_skips_and_restores(random_unet_pipe, attention_calls):
+    pipe = random_unet_pipe
     config = FasterCacheConfig(
         spatial_attention_block_skip_range=2,
         temporal_attention_block_skip_range=2,
@@ -114,19 +97,21 @@ def test_faster_cache_skips_and_restores(pipe, attention_calls, uncached):
     )
     # below 681 (steps 3 to 8) the unconditional half is skipped except every 5th step, and self-attention is then
     # extrapolated every other step: 6 of 8; FasterCache leaves cross-attention alone
-    check_cache(pipe, attention_calls, uncached, config, {"spatial": 6, "temporal": 6, "spatial_cross": NUM_STEPS})
+    check_cache(pipe, attention_calls, config, {"spatial": 6, "temporal": 6, "spatial_cross": NUM_STEPS})
 
 
 @needs_diffusers_hooks_0_42
 @pytest.mark.usefixtures("no_grad")
-def test_taylorseer_cache_skips_and_restores(pipe, attention_calls, uncached):
+def test_taylorseer_cache_skips_and_restores(random_unet_pipe, attention_calls):
+    pipe = random_unet_pipe
     config = TaylorSeerCacheConfig(cache_interval=2, disable_cache_before_step=2, taylor_factors_dtype=torch.float32)
     # steps 0 and 1 warm up, then steps 3, 5 and 7 compute and 2, 4 and 6 are predicted: 5 of 8 everywhere
-    check_cache(pipe, attention_calls, uncached, config, {"spatial": 5, "temporal": 5, "spatial_cross": 5})
+    check_cache(pipe, attention_calls, config, {"spatial": 5, "temporal": 5, "spatial_cross": 5})
 
 
 @pytest.mark.usefixtures("no_grad")
-def test_identifiers_given_by_the_user_are_kept(pipe, attention_calls, uncached):
+def test_identifiers_given_by_the_user_are_kept(random_unet_pipe, attention_calls):
+    pipe = random_unet_pipe
     config = PyramidAttentionBroadcastConfig(
         spatial_attention_block_skip_range=2,
         spatial_attention_block_identifiers=(r"^mid_block\.attentions\.",),
@@ -142,7 +127,8 @@ def test_identifiers_given_by_the_user_are_kept(pipe, attention_calls, uncached)
     assert calls["mid_block.temporal_attentions.0.transformer_blocks.0.attn1"] == NUM_STEPS
 
 
-def test_default_identifiers_name_every_attention_layer(pipe):
+def test_default_identifiers_name_every_attention_layer(random_unet_pipe):
+    pipe = random_unet_pipe
     names = [name for name, module in pipe.unet.named_modules() if isinstance(module, VideoLatentAttention)]
     assert names
     for name in names:
@@ -157,7 +143,8 @@ def test_default_identifiers_name_every_attention_layer(pipe):
         (TaylorSeerCacheConfig(use_lite_mode=True), "use_lite_mode"),
     ],
 )
-def test_caches_that_cannot_apply_raise(pipe, config, message):
+def test_caches_that_cannot_apply_raise(random_unet_pipe, config, message):
+    pipe = random_unet_pipe
     with pytest.raises(ValueError, match=message):
         pipe.unet.enable_cache(config)
     assert not pipe.unet.is_cache_enabled

@@ -7,11 +7,12 @@ any graph break) without inductor's C++ code generation, which takes minutes per
 
 import pytest
 import torch
-from conftest import build_random_spatio_temporal_unet
+
+from ..testing_utils import build_unet
 
 
 def test_repeated_blocks_name_the_blocks_of_the_model():
-    unet = build_random_spatio_temporal_unet()
+    unet = build_unet(identity_init=False)
     present = {module.__class__.__name__ for module in unet.modules()}
     assert unet._repeated_blocks
     assert set(unet._repeated_blocks) <= present
@@ -20,7 +21,7 @@ def test_repeated_blocks_name_the_blocks_of_the_model():
 @pytest.mark.usefixtures("no_grad")
 def test_compile_repeated_blocks_fullgraph_matches_eager():
     torch._dynamo.reset()
-    unet = build_random_spatio_temporal_unet()
+    unet = build_unet(identity_init=False)
     sample, text = torch.randn(2, 4, 3, 8, 8), torch.randn(2, 5, 16)
     references = {timestep: unet(sample, timestep, text).sample for timestep in (10, 500)}
 

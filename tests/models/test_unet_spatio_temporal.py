@@ -9,7 +9,6 @@ import math
 
 import pytest
 import torch
-from conftest import build_unet3d, recording_attention_scores
 from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0, SlicedAttnProcessor
 
@@ -17,58 +16,42 @@ from diffusers_videolatent import UNetSpatioTemporalModel, UNetSpatioTemporalOut
 from diffusers_videolatent.models.attention import VideoLatentAttention, VideoLatentAttnProcessor
 from diffusers_videolatent.models.unet_spatio_temporal import VideoLatentTemporalTransformer
 
+from ..testing_utils import (
+    build_motion_adapter,
+    build_unet,
+    build_unet2d,
+    build_unet3d,
+    randomize_weights_,
+    recording_attention_scores,
+)
+
 
 CROSS_ATTENTION_DIM = 12
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These models are tiny: one thread avoids OpenMP spinning on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def tiny_config(**overrides) -> dict:
-    """Two levels, every part switched on: resnets, temporal convs, spatial and temporal transformers."""
-    config = {
-        "in_channels": 4,
-        "out_channels": 4,
-        "block_out_channels": (8, 16),
-        "layers_per_block": 1,
-        "transformer_layers_per_block": (1, 0),
-        "temporal_transformer_layers_per_block": 1,
-        "temporal_conv_per_block": True,
-        "num_attention_heads": 2,
-        "temporal_num_attention_heads": 2,
-        "mid_temporal_conv": True,
-        "input_temporal_transformer_layers": 1,
-        "input_temporal_num_attention_heads": 2,
-        "temporal_position_embedding": "learned",
-        "temporal_max_frames": 6,
-        "cross_attention_dim": CROSS_ATTENTION_DIM,
-        "norm_num_groups": 4,
-    }
-    config.update(overrides)
-    return config
-
-
-def randomize_(model: torch.nn.Module, seed: int = 0, skip: tuple[str, ...] = ()) -> torch.nn.Module:
-    """Fills every parameter (zero-initialised ones included) with small random values; norms stay near 1."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if any(part in name for part in skip):
-                continue
-            noise = torch.randn(parameter.shape, generator=generator) * 0.2
-            parameter.copy_(noise + (1.0 if "norm" in name and name.endswith("weight") else 0.0))
-    return model
+# every part of `build_unet` switched on: temporal convs, the input temporal transformer, a learned frame table
+EVERY_PART = {
+    "temporal_conv_per_block": True,
+    "mid_temporal_conv": True,
+    "input_temporal_transformer_layers": 1,
+    "input_temporal_num_attention_heads": 2,
+    "temporal_position_embedding": "learned",
+    "temporal_max_frames": 6,
+    "cross_attention_dim": CROSS_ATTENTION_DIM,
+}
 
 
 def build_model(seed: int = 0, **overrides) -> UNetSpatioTemporalModel:
-    torch.manual_seed(seed)
-    return randomize_(UNetSpatioTemporalModel(**tiny_config(**overrides)), seed).eval()
+    """`build_unet` with every part on and every weight random, the zero-initialised ones included."""
+    return randomize_weights_(build_unet(seed, **{**EVERY_PART, **overrides}), seed, scale=0.2)
+
+
+def build_image_unet(seed: int = 0) -> UNet2DConditionModel:
+    """`build_unet2d` for 12-wide text, every weight random."""
+    return randomize_weights_(build_unet2d(seed, cross_attention_dim=CROSS_ATTENTION_DIM), seed + 1, scale=0.2)
+
+
+def build_random_motion_adapter(seed: int = 7) -> MotionAdapter:
+    """`build_motion_adapter` with every weight random (AnimateDiff's zero-initialised projections too)."""
+    return randomize_weights_(build_motion_adapter(), seed, scale=0.2)
 
 
 def make_inputs(num_frames: int = 3, batch_size: int = 2, size: int = 8, channels: int = 4, seed: int = 0):
@@ -77,23 +60,6 @@ def make_inputs(num_frames: int = 3, batch_size: int = 2, size: int = 8, channel
     timestep = torch.tensor([10, 900])[:batch_size]
     encoder_hidden_states = torch.randn(batch_size, 5, CROSS_ATTENTION_DIM, generator=generator)
     return sample, timestep, encoder_hidden_states
-
-
-def build_unet2d(seed: int = 0) -> UNet2DConditionModel:
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        cross_attention_dim=CROSS_ATTENTION_DIM,
-        attention_head_dim=2,
-    )
-    return randomize_(unet, seed + 1).eval()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -136,13 +102,12 @@ def test_determinism_and_seeded_construction():
 
 def test_fresh_temporal_path_is_identity():
     """The central init zero-initialises every temporal output projection: frames are then processed independently."""
-    torch.manual_seed(0)
-    model = UNetSpatioTemporalModel(**tiny_config()).eval()
+    model = build_unet(**EVERY_PART)
     temporal = [m for m in model.modules() if isinstance(m, VideoLatentTemporalTransformer)]
     assert len(temporal) == 1 + 1 + 1 + 1 + 2 + 2  # input, down 0, down 1, mid, up 0 and up 1 (two layers each)
     assert all(m.proj_out.weight.abs().sum() == 0 for m in temporal)
     # make everything but the zero-initialised output projections non-zero, so only the init can explain identity
-    randomize_(model, seed=1, skip=("proj_out", "conv4.3"))
+    randomize_weights_(model, seed=1, scale=0.2, skip=("proj_out", "conv4.3"))
     for m in temporal:
         m.proj_out.weight.data.zero_()
         m.proj_out.bias.data.zero_()
@@ -197,7 +162,7 @@ def test_temporal_cross_attention_reads_the_text(temporal_cross_attention):
 def test_fps_and_conditioning_latents():
     model = build_model(use_fps_conditioning=True, conditioning_channels=2)
     assert model.conv_in.in_channels == 6
-    fresh = UNetSpatioTemporalModel(**tiny_config(use_fps_conditioning=True))
+    fresh = build_unet(**EVERY_PART, use_fps_conditioning=True)
     assert fresh.fps_embedding.linear_2.weight.abs().sum() == 0  # inert until trained
 
     sample, timestep, encoder_hidden_states = make_inputs(2)
@@ -218,9 +183,7 @@ def test_fps_and_conditioning_latents():
 def test_downsample_factor():
     assert build_model().downsample_factor == 2
     assert (
-        UNetSpatioTemporalModel(
-            **tiny_config(block_out_channels=(8, 8, 16, 16), transformer_layers_per_block=1)
-        ).downsample_factor
+        build_unet(**EVERY_PART, block_out_channels=(8, 8, 16, 16), transformer_layers_per_block=1).downsample_factor
         == 8
     )
 
@@ -441,7 +404,7 @@ def test_torch_compile_fullgraph():
 
 
 def test_from_unet3d_matches_diffusers():
-    unet = randomize_(build_unet3d(cross_attention_dim=CROSS_ATTENTION_DIM), seed=5)
+    unet = randomize_weights_(build_unet3d(cross_attention_dim=CROSS_ATTENTION_DIM), seed=5, scale=0.2)
     assert all(p.abs().sum() > 0 for p in unet.parameters())  # temporal convs' zero init was overwritten
     model = UNetSpatioTemporalModel.from_unet3d(unet).eval()
     assert model.config.temporal_position_embedding == "none"
@@ -455,21 +418,9 @@ def test_from_unet3d_matches_diffusers():
         torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)
 
 
-def build_motion_adapter(seed: int = 7) -> MotionAdapter:
-    torch.manual_seed(0)
-    adapter = MotionAdapter(
-        block_out_channels=(8, 16),
-        motion_layers_per_block=1,
-        motion_num_attention_heads=2,
-        motion_norm_num_groups=4,
-        motion_max_seq_length=8,
-    )
-    return randomize_(adapter, seed=seed)  # AnimateDiff's zero-initialised projections become non-zero
-
-
 def test_from_unet2d_with_motion_adapter_matches_unet_motion_model():
-    unet = build_unet2d()
-    adapter = build_motion_adapter()
+    unet = build_image_unet()
+    adapter = build_random_motion_adapter()
     reference = UNetMotionModel.from_unet2d(unet, adapter).eval()
     model = UNetSpatioTemporalModel.from_unet2d(unet, adapter).eval()
     assert model.config.temporal_position_embedding == "sinusoidal"
@@ -484,16 +435,8 @@ def test_from_unet2d_with_motion_adapter_matches_unet_motion_model():
 
 
 def test_from_unet2d_without_mid_motion_module():
-    unet = build_unet2d()
-    torch.manual_seed(0)
-    adapter = MotionAdapter(
-        block_out_channels=(8, 16),
-        motion_layers_per_block=1,
-        motion_num_attention_heads=2,
-        motion_norm_num_groups=4,
-        use_motion_mid_block=False,
-    )
-    randomize_(adapter, seed=8)
+    unet = build_image_unet()
+    adapter = randomize_weights_(build_motion_adapter(use_motion_mid_block=False), seed=8, scale=0.2)
     reference = UNetMotionModel.from_unet2d(unet, adapter).eval()
     model = UNetSpatioTemporalModel.from_unet2d(unet, adapter).eval()
     assert model.mid_block.temporal_attentions is None
@@ -505,10 +448,10 @@ def test_from_unet2d_without_mid_motion_module():
 
 @pytest.mark.parametrize("temporal_conv", [False, True])
 def test_from_unet2d_inflation_matches_image_unet_per_frame(temporal_conv):
-    unet = build_unet2d()
+    unet = build_image_unet()
     model = UNetSpatioTemporalModel.from_unet2d(unet, temporal_num_attention_heads=2, temporal_conv=temporal_conv)
     # every temporal weight but the zero-initialised output projections is made non-zero
-    randomize_(model, seed=9, skip=("down_blocks.0.resnets", "proj_out", "conv4.3"))
+    randomize_weights_(model, seed=9, scale=0.2, skip=("down_blocks.0.resnets", "proj_out", "conv4.3"))
     model.load_state_dict({**model.state_dict(), **unet.state_dict()})
     model.eval()
     for num_frames in (1, 3):
@@ -526,21 +469,12 @@ def test_from_unet2d_inflation_matches_image_unet_per_frame(temporal_conv):
 
 
 def test_conversion_refuses_unsupported_configs():
-    unet = UNet2DConditionModel(
-        block_out_channels=(8, 16),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        layers_per_block=1,
-        norm_num_groups=4,
-        cross_attention_dim=CROSS_ATTENTION_DIM,
-        attention_head_dim=2,
-        class_embed_type="timestep",
-    )
+    unet = build_unet2d(cross_attention_dim=CROSS_ATTENTION_DIM, class_embed_type="timestep")
     with pytest.raises(ValueError, match="class_embed_type"):
         UNetSpatioTemporalModel.from_unet2d(unet)
-    adapter = MotionAdapter(block_out_channels=(8, 16), motion_layers_per_block=2, motion_norm_num_groups=4)
+    adapter = build_motion_adapter(motion_layers_per_block=2)
     with pytest.raises(ValueError, match="motion_layers_per_block"):
-        UNetSpatioTemporalModel.from_unet2d(build_unet2d(), adapter)
+        UNetSpatioTemporalModel.from_unet2d(build_image_unet(), adapter)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -594,13 +528,13 @@ def test_bad_conditioning_inputs_raise_value_error():
 
 def test_bad_config_raises_value_error():
     with pytest.raises(ValueError, match=r"`temporal_position_embedding` must be one of.*'rope'"):
-        UNetSpatioTemporalModel(**tiny_config(temporal_position_embedding="rope"))
+        build_unet(**{**EVERY_PART, "temporal_position_embedding": "rope"})
     with pytest.raises(ValueError, match=r"`transformer_layers_per_block` must have one entry per level.*got 3"):
-        UNetSpatioTemporalModel(**tiny_config(transformer_layers_per_block=(1, 1, 1)))
+        build_unet(**EVERY_PART, transformer_layers_per_block=(1, 1, 1))
     with pytest.raises(
         ValueError, match=r"`block_out_channels\[0\]` \(8\).*`temporal_num_attention_heads\[0\]` \(3\)"
     ):
-        UNetSpatioTemporalModel(**tiny_config(temporal_num_attention_heads=3))
+        build_unet(**EVERY_PART, temporal_num_attention_heads=3)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -613,11 +547,11 @@ FREEU = {"s1": 0.9, "s2": 0.2, "b1": 1.2, "b2": 1.4}
 @pytest.mark.parametrize("source", ["unet_motion_model", "unet3d"])
 def test_freeu_matches_diffusers_and_disable_restores_bit_for_bit(source):
     if source == "unet_motion_model":
-        adapter = build_motion_adapter()
-        reference = UNetMotionModel.from_unet2d(build_unet2d(), adapter).eval()
-        model = UNetSpatioTemporalModel.from_unet2d(build_unet2d(), adapter).eval()
+        adapter = build_random_motion_adapter()
+        reference = UNetMotionModel.from_unet2d(build_image_unet(), adapter).eval()
+        model = UNetSpatioTemporalModel.from_unet2d(build_image_unet(), adapter).eval()
     else:
-        reference = randomize_(build_unet3d(cross_attention_dim=CROSS_ATTENTION_DIM), seed=5)
+        reference = randomize_weights_(build_unet3d(cross_attention_dim=CROSS_ATTENTION_DIM), seed=5, scale=0.2)
         model = UNetSpatioTemporalModel.from_unet3d(reference).eval()
     num_frames = 3
     sample, timestep, encoder_hidden_states = make_inputs(num_frames)

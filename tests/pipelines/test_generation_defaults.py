@@ -11,6 +11,8 @@ from diffusers_videolatent.cli import DEFAULT_MODEL
 from diffusers_videolatent.generation_defaults import load_generation_defaults
 from diffusers_videolatent.model_card import create_model_card
 
+from ..testing_utils import build_pipeline_components, build_unet3d
+
 
 DEFAULTS = {"num_frames": 5, "height": 16, "width": 24, "fps": 4, "num_inference_steps": 3, "guidance_scale": 1.0}
 
@@ -26,22 +28,22 @@ def count_steps(pipe: VideoLatentPipeline, **call) -> tuple[tuple, int]:
     return frames.shape, len(steps)
 
 
-@pytest.fixture
-def pipe(tiny_pipeline_components) -> VideoLatentPipeline:
-    pipe = VideoLatentPipeline(**tiny_pipeline_components, generation_defaults=DEFAULTS)
+def build_pipeline_with_defaults() -> VideoLatentPipeline:
+    pipe = VideoLatentPipeline(**build_pipeline_components(), generation_defaults=DEFAULTS)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-def test_a_plain_call_uses_the_pipelines_defaults_and_arguments_override_them(pipe):
+def test_a_plain_call_uses_the_pipelines_defaults_and_arguments_override_them():
+    pipe = build_pipeline_with_defaults()
     assert count_steps(pipe) == ((1, 5, 16, 24, 3), 3)
     assert count_steps(pipe, num_frames=1, height=8, num_inference_steps=2) == ((1, 1, 8, 24, 3), 2)
     assert pipe.resolve_generation_settings(fps=12)["fps"] == 12
     assert pipe.resolve_generation_settings()["guidance_scale"] == 1.0
 
 
-def test_without_defaults_the_fallbacks_apply(tiny_pipeline_components):
-    pipe = VideoLatentPipeline(**tiny_pipeline_components)
+def test_without_defaults_the_fallbacks_apply():
+    pipe = VideoLatentPipeline(**build_pipeline_components())
     assert pipe.config.generation_defaults is None
     # the U-Net's sample_size 8 times the VAE's spatial ratio 2
     assert pipe.resolve_generation_settings() == {
@@ -54,7 +56,8 @@ def test_without_defaults_the_fallbacks_apply(tiny_pipeline_components):
     }
 
 
-def test_save_and_load_keep_the_defaults(pipe, tmp_path):
+def test_save_and_load_keep_the_defaults(tmp_path):
+    pipe = build_pipeline_with_defaults()
     pipe.save_pretrained(tmp_path / "saved")
     assert json.loads((tmp_path / "saved" / "model_index.json").read_text())["generation_defaults"] == DEFAULTS
     loaded = VideoLatentPipeline.from_pretrained(tmp_path / "saved")
@@ -64,17 +67,16 @@ def test_save_and_load_keep_the_defaults(pipe, tmp_path):
     assert other.config.generation_defaults == {"num_frames": 9}
 
 
-def test_the_card_shows_the_saved_defaults(pipe, tmp_path):
+def test_the_card_shows_the_saved_defaults(tmp_path):
+    pipe = build_pipeline_with_defaults()
     pipe.save_pretrained(tmp_path / "saved")
     card = create_model_card(tmp_path / "saved")
     assert "num_frames=5," in card.text and "width=24," in card.text and "num_inference_steps=3," in card.text
 
 
-def test_the_card_and_the_pipeline_resolve_a_rectangular_sample_size_alike(tiny_pipeline_components, tmp_path):
+def test_the_card_and_the_pipeline_resolve_a_rectangular_sample_size_alike(tmp_path):
     # one resolver: the card recommends what a plain call of the saved pipeline uses, (height, width) sizes included
-    unet = tiny_pipeline_components["unet"]
-    unet.register_to_config(sample_size=(8, 12))
-    pipe = VideoLatentPipeline(**tiny_pipeline_components)
+    pipe = VideoLatentPipeline(**build_pipeline_components(unet=build_unet3d(sample_size=(8, 12))))
     settings = pipe.resolve_generation_settings()
     assert (settings["height"], settings["width"]) == (16, 24)
     pipe.save_pretrained(tmp_path / "saved")
@@ -113,6 +115,6 @@ def test_the_shipped_model_generates_with_its_recommended_settings():
         ([("num_frames", 5)], TypeError, "`generation_defaults` must be a dict"),
     ],
 )
-def test_bad_defaults_are_refused(tiny_pipeline_components, generation_defaults, error, match):
+def test_bad_defaults_are_refused(generation_defaults, error, match):
     with pytest.raises(error, match=match):
-        VideoLatentPipeline(**tiny_pipeline_components, generation_defaults=generation_defaults)
+        VideoLatentPipeline(**build_pipeline_components(), generation_defaults=generation_defaults)

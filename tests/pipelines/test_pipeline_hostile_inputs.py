@@ -8,40 +8,22 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import build_image_vae, build_pipeline, build_spatio_temporal_unet
-from diffusers import EulerDiscreteScheduler
 
 import diffusers_videolatent
 from diffusers_videolatent import AutoencoderKLVideo, VideoLatentPipeline
 from diffusers_videolatent.pipelines import pipeline_video_latent
+
+from ..testing_utils import build_image_vae, build_pipeline, build_unet, recording_unet_calls
 
 
 CALL = {"prompt": "a cat", "num_frames": 5, "height": 16, "width": 16, "num_inference_steps": 2, "output_type": "pt"}
 NAN, INF = float("nan"), float("inf")
 
 
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("tokenizer")
-
-
-@pytest.fixture(scope="module")
-def pipe(tokenizer_dir):
-    # Euler takes custom `sigmas` and `timesteps`, so those reach their value checks rather than a "not accepted" one
-    return build_pipeline(tokenizer_dir, scheduler=EulerDiscreteScheduler(beta_schedule="scaled_linear"))
-
-
 def call(pipe, **overrides):
     arguments = {**CALL, "generator": torch.manual_seed(0)}
     arguments.update(overrides)
     return pipe(**arguments)
-
-
-def count_unet_calls(pipe) -> list[int]:
-    """Counts the U-Net's forward calls with a pre-hook (no mock); returns the list the hook appends to."""
-    calls = []
-    handle = pipe.unet.register_forward_pre_hook(lambda module, args: calls.append(1))
-    return calls, handle
 
 
 def random_image(mode: str = "RGB", size: int = 16, seed: int = 0) -> PIL.Image.Image:
@@ -143,35 +125,31 @@ HOSTILE_INPUTS = [
 @pytest.mark.parametrize(
     "overrides, error, name", [case[1:] for case in HOSTILE_INPUTS], ids=[case[0] for case in HOSTILE_INPUTS]
 )
-def test_hostile_input_is_refused_naming_the_argument(pipe, overrides, error, name):
-    calls, handle = count_unet_calls(pipe)
-    try:
-        with pytest.raises(error, match=f"`{name}"):
-            call(pipe, **overrides)
-    finally:
-        handle.remove()
+def test_hostile_input_is_refused_naming_the_argument(euler_pipe, overrides, error, name):
+    with recording_unet_calls(euler_pipe) as calls, pytest.raises(error, match=f"`{name}"):
+        call(euler_pipe, **overrides)
     # refused before any denoising step
     assert calls == []
 
 
-def test_zero_size_is_not_the_default(pipe):
+def test_zero_size_is_not_the_default(euler_pipe):
     # the default size is used only for `None`; before, `height=0` silently became the default
-    default = call(pipe, height=None, width=None).frames
+    default = call(euler_pipe, height=None, width=None).frames
     assert default.shape[-2:] == (16, 16)
     with pytest.raises(ValueError, match="`height` must be a positive multiple of 4.*got 0"):
-        call(pipe, height=0)
+        call(euler_pipe, height=0)
 
 
-def test_encode_prompt_checks_clip_skip_and_embeddings(pipe):
+def test_encode_prompt_checks_clip_skip_and_embeddings(euler_pipe):
     with pytest.raises(ValueError, match="`clip_skip` is 100, but the text encoder has 2 layers: skip at most 1"):
-        pipe.encode_prompt("a cat", clip_skip=100)
+        euler_pipe.encode_prompt("a cat", clip_skip=100)
     with pytest.raises(ValueError, match="`prompt_embeds` holds 1 non-finite"):
-        pipe.encode_prompt(
+        euler_pipe.encode_prompt(
             None, prompt_embeds=nan_at_corner(torch.randn(1, 16, 16)), do_classifier_free_guidance=False
         )
     # the deepest valid skip still works and differs from no skip
-    skipped, _ = pipe.encode_prompt("a cat", clip_skip=1, do_classifier_free_guidance=False)
-    plain, _ = pipe.encode_prompt("a cat", do_classifier_free_guidance=False)
+    skipped, _ = euler_pipe.encode_prompt("a cat", clip_skip=1, do_classifier_free_guidance=False)
+    plain, _ = euler_pipe.encode_prompt("a cat", do_classifier_free_guidance=False)
     assert skipped.shape == plain.shape and not torch.allclose(skipped, plain)
 
 
@@ -181,55 +159,58 @@ def test_encode_prompt_checks_clip_skip_and_embeddings(pipe):
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "L", "P", "CMYK"])
-def test_pil_image_in_another_mode_equals_its_rgb_conversion(pipe, mode):
+def test_pil_image_in_another_mode_equals_its_rgb_conversion(euler_pipe, mode):
     image = random_image("RGBA").convert(mode)
-    frames = call(pipe, image=image).frames
-    expected = call(pipe, image=image.convert("RGB")).frames
+    frames = call(euler_pipe, image=image).frames
+    expected = call(euler_pipe, image=image.convert("RGB")).frames
     assert torch.equal(frames, expected)
     assert torch.isfinite(frames).all()
 
 
-def test_rgba_alpha_is_dropped(pipe):
+def test_rgba_alpha_is_dropped(euler_pipe):
     # the conversion drops the alpha: a different alpha gives the same video, a different colour does not
     rgba = np.asarray(random_image("RGBA")).copy()
     other_alpha = rgba.copy()
     other_alpha[..., 3] = 255 - other_alpha[..., 3]
     other_colour = rgba.copy()
     other_colour[..., 0] = 255 - other_colour[..., 0]
-    frames = call(pipe, image=PIL.Image.fromarray(rgba, "RGBA")).frames
-    assert torch.equal(frames, call(pipe, image=PIL.Image.fromarray(other_alpha, "RGBA")).frames)
-    assert not torch.allclose(frames, call(pipe, image=PIL.Image.fromarray(other_colour, "RGBA")).frames)
+    frames = call(euler_pipe, image=PIL.Image.fromarray(rgba, "RGBA")).frames
+    assert torch.equal(frames, call(euler_pipe, image=PIL.Image.fromarray(other_alpha, "RGBA")).frames)
+    assert not torch.allclose(frames, call(euler_pipe, image=PIL.Image.fromarray(other_colour, "RGBA")).frames)
 
 
-def test_arrays_and_tensors_with_1_2_or_4_channels_are_converted(pipe):
+def test_arrays_and_tensors_with_1_2_or_4_channels_are_converted(euler_pipe):
     rgba = torch.rand(4, 16, 16)
-    expected = call(pipe, image=rgba[:3]).frames
-    assert torch.equal(call(pipe, image=rgba).frames, expected)
-    assert torch.equal(call(pipe, image=rgba.permute(1, 2, 0).numpy()).frames, expected)
+    expected = call(euler_pipe, image=rgba[:3]).frames
+    assert torch.equal(call(euler_pipe, image=rgba).frames, expected)
+    assert torch.equal(call(euler_pipe, image=rgba.permute(1, 2, 0).numpy()).frames, expected)
 
     gray = torch.rand(1, 16, 16)
-    expected_gray = call(pipe, image=gray.expand(3, -1, -1)).frames
-    assert torch.equal(call(pipe, image=gray).frames, expected_gray)
-    assert torch.equal(call(pipe, image=gray[0]).frames, expected_gray)  # (H, W): no channel axis
-    assert torch.equal(call(pipe, image=gray[0].numpy()).frames, expected_gray)
-    assert torch.equal(call(pipe, image=torch.cat([gray, torch.rand(1, 16, 16)])).frames, expected_gray)  # LA
+    expected_gray = call(euler_pipe, image=gray.expand(3, -1, -1)).frames
+    assert torch.equal(call(euler_pipe, image=gray).frames, expected_gray)
+    assert torch.equal(call(euler_pipe, image=gray[0]).frames, expected_gray)  # (H, W): no channel axis
+    assert torch.equal(call(euler_pipe, image=gray[0].numpy()).frames, expected_gray)
+    assert torch.equal(call(euler_pipe, image=torch.cat([gray, torch.rand(1, 16, 16)])).frames, expected_gray)  # LA
 
     # uint8 arrays hold 0..255, as `np.asarray(pil_image)` gives
     image = random_image()
-    from_pil = call(pipe, image=image).frames
-    from_uint8 = call(pipe, image=np.asarray(image)).frames
+    from_pil = call(euler_pipe, image=image).frames
+    from_uint8 = call(euler_pipe, image=np.asarray(image)).frames
     assert torch.allclose(from_pil, from_uint8, atol=1e-5)
 
 
-def test_video_frames_in_other_modes_are_converted(pipe):
+def test_video_frames_in_other_modes_are_converted(euler_pipe):
     frames_rgba = [random_image("RGBA", seed=index) for index in range(5)]
-    converted = call(pipe, video=frames_rgba, num_frames=None, strength=0.5).frames
-    expected = call(pipe, video=[frame.convert("RGB") for frame in frames_rgba], num_frames=None, strength=0.5).frames
+    converted = call(euler_pipe, video=frames_rgba, num_frames=None, strength=0.5).frames
+    expected = call(
+        euler_pipe, video=[frame.convert("RGB") for frame in frames_rgba], num_frames=None, strength=0.5
+    ).frames
     assert torch.equal(converted, expected)
 
     video_rgba = torch.rand(5, 4, 16, 16)
     assert torch.equal(
-        call(pipe, video=video_rgba, strength=0.5).frames, call(pipe, video=video_rgba[:, :3], strength=0.5).frames
+        call(euler_pipe, video=video_rgba, strength=0.5).frames,
+        call(euler_pipe, video=video_rgba[:, :3], strength=0.5).frames,
     )
 
 
@@ -239,32 +220,32 @@ def test_video_frames_in_other_modes_are_converted(pipe):
 
 
 @pytest.mark.parametrize("temporal_ratio, largest", [(1, 8), (4, 29)])
-def test_largest_num_frames_runs_and_the_next_is_refused(tokenizer_dir, temporal_ratio, largest):
+def test_largest_num_frames_runs_and_the_next_is_refused(temporal_ratio, largest):
     # an 8-latent-frame table: 8 frames frame by frame, 1 + 7 * 4 = 29 frames with a temporal ratio of 4
     vae = AutoencoderKLVideo.from_image_vae(build_image_vae(), temporal_compression_ratio=temporal_ratio)
-    pipe = build_pipeline(tokenizer_dir, vae=vae, unet=build_spatio_temporal_unet(temporal_max_frames=8))
+    pipe = build_pipeline(vae=vae, unet=build_unet(temporal_max_frames=8))
     frames = call(pipe, num_frames=largest, num_inference_steps=1).frames
     assert frames.shape == (1, largest, 3, 16, 16) and torch.isfinite(frames).all()
 
-    calls, handle = count_unet_calls(pipe)
     next_count = largest + temporal_ratio
-    with pytest.raises(
-        ValueError, match=rf"`num_frames` is {next_count}.*the largest `num_frames` it takes is {largest}"
-    ):
-        call(pipe, num_frames=next_count)
-    with pytest.raises(ValueError, match=rf"largest `num_frames` it takes is {largest}; trim `video`"):
-        call(pipe, video=torch.rand(next_count, 3, 16, 16), num_frames=None)
-    handle.remove()
+    with recording_unet_calls(pipe) as calls:
+        with pytest.raises(
+            ValueError, match=rf"`num_frames` is {next_count}.*the largest `num_frames` it takes is {largest}"
+        ):
+            call(pipe, num_frames=next_count)
+        with pytest.raises(ValueError, match=rf"largest `num_frames` it takes is {largest}; trim `video`"):
+            call(pipe, video=torch.rand(next_count, 3, 16, 16), num_frames=None)
     assert calls == []
 
 
 def test_default_model_takes_at_most_61_frames():
     pipe = VideoLatentPipeline.from_pretrained(Path(diffusers_videolatent.__file__).parent / "default_model")
     pipe.set_progress_bar_config(disable=True)
-    calls, handle = count_unet_calls(pipe)
-    with pytest.raises(ValueError, match="`num_frames` is 65.*holds 16 latent frames.*it takes is 61"):
+    with (
+        recording_unet_calls(pipe) as calls,
+        pytest.raises(ValueError, match="`num_frames` is 65.*holds 16 latent frames.*it takes is 61"),
+    ):
         pipe("a red circle moving right", num_frames=65, num_inference_steps=1)
-    handle.remove()
     assert calls == []
 
 
@@ -274,10 +255,10 @@ def test_default_model_takes_at_most_61_frames():
 
 
 @pytest.mark.parametrize("output_type", ["pt", "latent"])
-def test_non_finite_output_warns_naming_the_likely_cause(pipe, caplog, output_type):
+def test_non_finite_output_warns_naming_the_likely_cause(euler_pipe, caplog, output_type):
     logger_name = pipeline_video_latent.logger.name
     with caplog.at_level(logging.WARNING, logger=logger_name):
-        frames = call(pipe, guidance_scale=1e30, output_type=output_type).frames
+        frames = call(euler_pipe, guidance_scale=1e30, output_type=output_type).frames
     assert not torch.isfinite(frames).all()
     warnings = [record.getMessage() for record in caplog.records if record.name == logger_name]
     assert len(warnings) == 1
@@ -285,14 +266,16 @@ def test_non_finite_output_warns_naming_the_likely_cause(pipe, caplog, output_ty
 
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger=logger_name):
-        frames = call(pipe, guidance_scale=7.5, output_type=output_type).frames
+        frames = call(euler_pipe, guidance_scale=7.5, output_type=output_type).frames
     assert torch.isfinite(frames).all()
     assert [record for record in caplog.records if record.name == logger_name] == []
 
 
-def test_finite_extremes_are_still_accepted(pipe):
+def test_finite_extremes_are_still_accepted(euler_pipe):
     # the checks refuse only what cannot give a meaningful video: these are unusual but valid
-    assert torch.isfinite(call(pipe, guidance_scale=-2.0).frames).all()
-    assert torch.isfinite(call(pipe, image=torch.rand(3, 16, 16) * 2 - 1).frames).all()  # diffusers' older [-1, 1]
-    assert torch.isfinite(call(pipe, num_inference_steps=None, sigmas=[14.6, 3.0, 0.5]).frames).all()
-    assert torch.isfinite(call(pipe, eta=1.0, clip_skip=0).frames).all()
+    assert torch.isfinite(call(euler_pipe, guidance_scale=-2.0).frames).all()
+    assert torch.isfinite(
+        call(euler_pipe, image=torch.rand(3, 16, 16) * 2 - 1).frames
+    ).all()  # diffusers' older [-1, 1]
+    assert torch.isfinite(call(euler_pipe, num_inference_steps=None, sigmas=[14.6, 3.0, 0.5]).frames).all()
+    assert torch.isfinite(call(euler_pipe, eta=1.0, clip_skip=0).frames).all()

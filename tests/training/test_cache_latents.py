@@ -1,22 +1,20 @@
 """`train_text_to_video --cache_latents`: the cached latents are the VAE's, and training on them equals training on
 the videos encoded at every step (a single epoch, so that both runs see the same videos in the same order)."""
 
-import json
-
 import torch
 from safetensors.torch import load_file
-from test_train_scripts import TINY_TEXT_ENCODER, TINY_UNET, TINY_VAE  # the same tiny models
 
 from diffusers_videolatent import AutoencoderKLVideo, VideoLatentPipeline
 from diffusers_videolatent.training import train_text_to_video
 from diffusers_videolatent.training.moving_shapes import MovingShapesDataset
 
+from ..testing_utils import TRAINING_VAE_CONFIG, text_to_video_model_arguments
+
 
 def test_cached_latents_equal_per_step_encoding(tmp_path):
     torch.manual_seed(0)
-    AutoencoderKLVideo.from_config(TINY_VAE).save_pretrained(tmp_path / "vae")
-    arguments = ["--pretrained_vae_name_or_path", str(tmp_path / "vae"), "--unet_config", json.dumps(TINY_UNET)]
-    arguments += ["--text_encoder_config", json.dumps(TINY_TEXT_ENCODER), "--num_frames", "5", "--height", "16"]
+    AutoencoderKLVideo.from_config(TRAINING_VAE_CONFIG).save_pretrained(tmp_path / "vae")
+    arguments = text_to_video_model_arguments(tmp_path / "vae") + ["--num_frames", "5", "--height", "16"]
     arguments += ["--width", "16", "--train_batch_size", "2", "--max_train_samples", "4", "--max_train_steps", "2"]
     arguments += ["--learning_rate", "1e-3", "--seed", "3", "--no_validation", "--report_to", ""]
     train_text_to_video.main(arguments + ["--output_dir", str(tmp_path / "encoded")])

@@ -9,8 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import build_pipeline, build_spatio_temporal_unet, build_video_vae
-from diffusers import FlowMatchEulerDiscreteScheduler
 
 from diffusers_videolatent.training.evaluate import (
     IMAGE_TO_VIDEO_DATASET_SEED,
@@ -24,14 +22,9 @@ COMBINATIONS = [("red", "square", "right"), ("blue", "circle", "down"), ("green"
 CALL = {"num_inference_steps": 2, "guidance_scale": 1.5}
 
 
-@pytest.fixture
-def pipe(tokenizer_dir):
-    unet = build_spatio_temporal_unet(4, conditioning_channels=5, sample_size=8)
-    return build_pipeline(tokenizer_dir, vae=build_video_vae(), unet=unet, scheduler=FlowMatchEulerDiscreteScheduler())
-
-
 @torch.no_grad()
-def test_image_to_video_evaluation_on_a_tiny_pipeline(pipe):
+def test_image_to_video_evaluation_on_a_tiny_pipeline(image_to_video_pipe):
+    pipe = image_to_video_pipe
     images_seen = []
     pipe.unet.register_forward_pre_hook(
         lambda module, args, kwargs: images_seen.append(kwargs["conditioning_latents"][:, :4, 0].clone()),
@@ -69,7 +62,8 @@ def test_image_to_video_evaluation_on_a_tiny_pipeline(pipe):
     assert all(np.isfinite(record["first_frame_psnr"]) for record in scores["videos"])
 
 
-def test_evaluation_benchmark_runs_every_evaluation(pipe, tmp_path):
+def test_evaluation_benchmark_runs_every_evaluation(image_to_video_pipe, tmp_path):
+    pipe = image_to_video_pipe
     pipe.register_to_config(
         generation_defaults={
             "num_frames": 5,

@@ -8,22 +8,15 @@ from diffusers_videolatent.models.autoencoder_kl_video import CausalConv3d
 from diffusers_videolatent.training import train_video_vae
 from diffusers_videolatent.training.train_video_vae import fold_temporal_kernels
 
+from ..testing_utils import build_video_vae, randomize_weights_
+
 
 def _random_vae(temporal_downsample) -> AutoencoderKLVideo:
-    torch.manual_seed(0)
-    vae = AutoencoderKLVideo(
-        block_out_channels=(8, 8, 8),
-        layers_per_block=1,
-        temporal_downsample=temporal_downsample,
-        latent_channels=4,
-        norm_num_groups=4,
-        mid_block_add_attention=False,
-    ).eval()
+    vae = build_video_vae(
+        block_out_channels=(8, 8, 8), temporal_downsample=temporal_downsample, mid_block_add_attention=False
+    )
     # every tap random, as after training, so that frames are mixed arbitrarily before folding
-    with torch.no_grad():
-        for parameter in vae.parameters():
-            parameter.normal_(0, 0.2)
-    return vae
+    return randomize_weights_(vae, scale=0.2)
 
 
 def _video(num_frames: int) -> torch.Tensor:

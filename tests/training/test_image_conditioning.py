@@ -1,15 +1,14 @@
 """Image conditioning in training: the U-Net is trained on the `conditioning_latents` the pipeline feeds it for
 `image=`, built by the same function, and a U-Net can be given conditioning channels that start inert."""
 
-import numpy as np
 import pytest
 import torch
-from conftest import build_pipeline, build_spatio_temporal_unet, build_video_vae
 
 from diffusers_videolatent import UNetSpatioTemporalModel
 from diffusers_videolatent.models.unet_spatio_temporal import build_conditioning_latents
-from diffusers_videolatent.training.moving_shapes import render_moving_shape
 from diffusers_videolatent.training.train_text_to_video import add_conditioning_channels, draw_conditioning_latents
+
+from ..testing_utils import build_pipeline, build_unet, build_video_vae
 
 
 LATENT_CHANNELS = 4
@@ -26,19 +25,13 @@ def _record_conditioning(pipe) -> list[torch.Tensor]:
     return calls
 
 
-@pytest.fixture
-def video() -> torch.Tensor:
-    # 5 frames of 16x16 in [0, 1], laid out (1, 3, F, H, W)
-    frames = render_moving_shape("red", "square", "right", 5, 16, 16, generator=np.random.default_rng(0))
-    return torch.from_numpy(frames).permute(3, 0, 1, 2)[None]
-
-
 @torch.no_grad()
 @pytest.mark.parametrize("conditioning_channels", [LATENT_CHANNELS, LATENT_CHANNELS + 1])
-def test_training_conditioning_is_what_the_pipeline_feeds(tokenizer_dir, video, conditioning_channels):
+def test_training_conditioning_is_what_the_pipeline_feeds(moving_square_video, conditioning_channels):
     # a causal video VAE (temporal ratio 2), so the image's latent must come from the first frame alone
-    unet = build_spatio_temporal_unet(LATENT_CHANNELS, conditioning_channels=conditioning_channels)
-    pipe = build_pipeline(tokenizer_dir, vae=build_video_vae(), unet=unet)
+    video = moving_square_video
+    unet = build_unet(in_channels=LATENT_CHANNELS, conditioning_channels=conditioning_channels)
+    pipe = build_pipeline(vae=build_video_vae(), unet=unet)
     calls = _record_conditioning(pipe)
     call = {"num_frames": 5, "height": 16, "width": 16, "num_inference_steps": 1, "guidance_scale": 1.0}
 
@@ -82,7 +75,7 @@ def test_image_conditioning_prob_draws_per_video():
 
 @torch.no_grad()
 def test_added_conditioning_channels_start_inert_and_round_trip(tmp_path):
-    unet = build_spatio_temporal_unet(LATENT_CHANNELS, sample_size=8)
+    unet = build_unet(in_channels=LATENT_CHANNELS, sample_size=8)
     sample = torch.randn(2, LATENT_CHANNELS, 3, 8, 8)
     timestep = torch.tensor([10.0, 500.0])
     text = torch.randn(2, 6, 16)

@@ -7,65 +7,20 @@ drops, that the resumed run logs the same losses and ends with the same weights,
 
 import json
 import os
-import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-
-# spatial ratio 2, temporal ratio 2: 5 frames of 16x16 become 3 latent frames of 8x8
-TINY_VAE = {
-    "block_out_channels": [8, 8],
-    "layers_per_block": 1,
-    "temporal_downsample": [False, True],
-    "latent_channels": 4,
-    "norm_num_groups": 4,
-    "mid_block_add_attention": False,
-}
-TINY_UNET = {
-    "block_out_channels": [8, 16],
-    "layers_per_block": 1,
-    "transformer_layers_per_block": [1, 1],
-    "num_attention_heads": 2,
-    "temporal_num_attention_heads": 2,
-    "norm_num_groups": 4,
-    "temporal_conv_dropout": 0.0,
-}
-TINY_TEXT_ENCODER = {"hidden_size": 16, "intermediate_size": 32, "projection_dim": 16}
-# 4 videos, 1 per process and step: 2 steps per epoch, so a checkpoint at an odd step is in the middle of an epoch
-COMMON = [
-    "--num_frames",
-    "5",
-    "--height",
-    "16",
-    "--width",
-    "16",
-    "--train_batch_size",
-    "1",
-    "--max_train_samples",
-    "4",
-]
-COMMON += ["--seed", "3", "--report_to", "jsonl"]
-TOTAL_STEPS, CHECKPOINT_STEP = 12, 5
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _launch(module: str, arguments: list[str], cwd) -> None:
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2"]
-    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    command += ["--main_process_port", str(_free_port()), "-m", module, *arguments]
-    environment = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    result = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+from ..testing_utils import (
+    CHECKPOINT_STEP,
+    TOTAL_STEPS,
+    TRAINING_ARGUMENTS,
+    TRAINING_UNET_CONFIG,
+    TRAINING_VAE_CONFIG,
+    text_to_video_model_arguments,
+)
 
 
 def _metrics(output_dir, project) -> dict[int, dict]:
@@ -82,20 +37,6 @@ def _assert_same_weights(first: str, second: str) -> None:
     assert first_state.keys() == second_state.keys()
     for key in first_state:
         torch.testing.assert_close(first_state[key], second_state[key], rtol=0, atol=1e-6, msg=key)
-
-
-@pytest.fixture(scope="module")
-def vae_runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("vae")
-    arguments = COMMON + ["--vae_config", json.dumps(TINY_VAE), "--learning_rate", "2e-3", "--use_ema"]
-    arguments += ["--max_train_steps", str(TOTAL_STEPS), "--checkpointing_steps", str(CHECKPOINT_STEP)]
-    arguments += ["--validation_steps", "100", "--temporal_loss_weight", "0.5", "--alternate_num_frames", "3", "5"]
-    arguments += ["--frame_position_weights", "1", "2"]
-    _launch("diffusers_videolatent.training.train_video_vae", arguments + ["--output_dir", str(root / "full")], root)
-    checkpoint = str(root / "full" / f"checkpoint-{CHECKPOINT_STEP}")
-    resumed = arguments + ["--output_dir", str(root / "resumed"), "--resume_from_checkpoint", checkpoint]
-    _launch("diffusers_videolatent.training.train_video_vae", resumed, root)
-    return root
 
 
 def test_vae_overfits_resumes_exactly_and_saves(vae_runs):
@@ -131,7 +72,13 @@ def test_vae_decoder_only_keeps_the_encoder_and_its_normalisation(vae_runs, tmp_
     from diffusers_videolatent.training.train_video_vae import main
 
     source = str(vae_runs / "full")
-    arguments = COMMON + ["--pretrained_vae_name_or_path", source, "--train_decoder_only", "--learning_rate", "5e-3"]
+    arguments = TRAINING_ARGUMENTS + [
+        "--pretrained_vae_name_or_path",
+        source,
+        "--train_decoder_only",
+        "--learning_rate",
+        "5e-3",
+    ]
     arguments += ["--max_train_steps", "4", "--no_validation", "--use_ema", "--ema_decay", "0.5"]
     main(arguments + ["--output_dir", str(tmp_path / "decoder")])
 
@@ -145,28 +92,6 @@ def test_vae_decoder_only_keeps_the_encoder_and_its_normalisation(vae_runs, tmp_
     # the latents are those of the source VAE, so is their normalisation
     scaling_factor = AutoencoderKLVideo.from_pretrained(source).config.scaling_factor
     assert AutoencoderKLVideo.from_pretrained(str(tmp_path / "decoder")).config.scaling_factor == scaling_factor
-
-
-@pytest.fixture(scope="module")
-def t2v_runs(vae_runs, tmp_path_factory):
-    root = tmp_path_factory.mktemp("t2v")
-    arguments = COMMON + [
-        "--pretrained_vae_name_or_path",
-        str(vae_runs / "full"),
-        "--unet_config",
-        json.dumps(TINY_UNET),
-    ]
-    arguments += ["--text_encoder_config", json.dumps(TINY_TEXT_ENCODER), "--objective", "v_prediction"]
-    arguments += ["--learning_rate", "3e-3", "--use_ema", "--conditioning_dropout_prob", "0.2"]
-    # text- and image-to-video: 4 latent channels plus the mask, half of the videos given their first frame
-    arguments += ["--conditioning_channels", "5", "--image_conditioning_prob", "0.5"]
-    arguments += ["--max_train_steps", str(TOTAL_STEPS), "--checkpointing_steps", str(CHECKPOINT_STEP)]
-    arguments += ["--validation_steps", "100", "--no_validation"]
-    module = "diffusers_videolatent.training.train_text_to_video"
-    _launch(module, arguments + ["--output_dir", str(root / "full")], root)
-    checkpoint = str(root / "full" / f"checkpoint-{CHECKPOINT_STEP}")
-    _launch(module, arguments + ["--output_dir", str(root / "resumed"), "--resume_from_checkpoint", checkpoint], root)
-    return root, arguments
 
 
 def test_text_to_video_trains_resumes_exactly_and_loads(t2v_runs):
@@ -211,7 +136,7 @@ def test_text_to_video_fine_tunes_a_pipeline(t2v_runs, tmp_path):
 
     root, _ = t2v_runs
     source = root / "full"
-    arguments = COMMON + ["--pretrained_model_name_or_path", str(source), "--objective", "v_prediction"]
+    arguments = TRAINING_ARGUMENTS + ["--pretrained_model_name_or_path", str(source), "--objective", "v_prediction"]
     arguments += ["--max_train_steps", "2", "--no_validation", "--output_dir", str(tmp_path / "tuned")]
     main(arguments)
 
@@ -241,7 +166,12 @@ def test_flow_matching_with_mixed_shifts_validates_both_modes(t2v_runs, tmp_path
     from diffusers_videolatent.training.train_text_to_video import main
 
     root, _ = t2v_runs
-    arguments = COMMON + ["--pretrained_model_name_or_path", str(root / "full"), "--objective", "flow_matching"]
+    arguments = TRAINING_ARGUMENTS + [
+        "--pretrained_model_name_or_path",
+        str(root / "full"),
+        "--objective",
+        "flow_matching",
+    ]
     arguments += ["--flow_shift", "3", "--training_flow_shifts", "20", "3", "--max_train_steps", "2"]
     arguments += [
         "--validation_steps",
@@ -289,8 +219,8 @@ def test_resume_with_another_configuration_is_refused(t2v_runs):
     from diffusers_videolatent.training.train_text_to_video import main
 
     root, arguments = t2v_runs
-    other_unet = json.dumps(dict(TINY_UNET, block_out_channels=[8, 8]))
-    changed = [other_unet if argument == json.dumps(TINY_UNET) else argument for argument in arguments]
+    other_unet = json.dumps(dict(TRAINING_UNET_CONFIG, block_out_channels=[8, 8]))
+    changed = [other_unet if argument == json.dumps(TRAINING_UNET_CONFIG) else argument for argument in arguments]
     checkpoint = str(root / "full" / f"checkpoint-{CHECKPOINT_STEP}")
     output_dir = root / "refused"
     with pytest.raises(ValueError, match=r"another configuration.*unet\.block_out_channels: checkpoint \[8, 16\]"):
@@ -301,7 +231,7 @@ def test_resume_with_another_configuration_is_refused(t2v_runs):
 def test_frame_count_and_size_the_vae_cannot_take(vae_runs, tmp_path):
     from diffusers_videolatent.training import train_text_to_video, train_video_vae
 
-    vae_arguments = ["--vae_config", json.dumps(TINY_VAE), "--output_dir", str(tmp_path / "vae")]
+    vae_arguments = ["--vae_config", json.dumps(TRAINING_VAE_CONFIG), "--output_dir", str(tmp_path / "vae")]
     with pytest.raises(ValueError, match=r"`--num_frames` is 6.*1 \+ k \* 2 frames: use 5 or 7"):
         train_video_vae.main(vae_arguments + ["--num_frames", "6", "--height", "16", "--width", "16"])
     with pytest.raises(ValueError, match=r"`--height` is 15.*multiple of 2: use 14 or 16"):
@@ -318,8 +248,7 @@ def test_frame_count_and_size_the_vae_cannot_take(vae_runs, tmp_path):
             vae_arguments + ["--num_frames", "5", "--frame_position_weights", "1", "1", "2", "--height", "16"]
         )
 
-    t2v_arguments = ["--pretrained_vae_name_or_path", str(vae_runs / "full"), "--unet_config", json.dumps(TINY_UNET)]
-    t2v_arguments += ["--text_encoder_config", json.dumps(TINY_TEXT_ENCODER), "--output_dir", str(tmp_path / "t2v")]
+    t2v_arguments = text_to_video_model_arguments(vae_runs / "full") + ["--output_dir", str(tmp_path / "t2v")]
     # 18 pixels: a multiple of the VAE's 2, but the latent (9) is not divisible by the U-Net's downsampling 2
     with pytest.raises(ValueError, match=r"`--width` is 18.*VAE's spatial ratio 2 times the U-Net's downsampling 2"):
         train_text_to_video.main(t2v_arguments + ["--num_frames", "5", "--height", "16", "--width", "18"])

@@ -8,30 +8,7 @@ import torch
 
 from diffusers_videolatent.training.video_folder import VideoFolderDataset, resize_and_center_crop
 
-
-def _ramp_video(num_frames, height, width):
-    """Frame t is a flat grey of value 20 * t, so the frames a sample took can be read back."""
-    return np.stack([np.full((height, width, 3), 20 * t, dtype=np.uint8) for t in range(num_frames)])
-
-
-@pytest.fixture
-def video_folder(tmp_path):
-    iio.imwrite(tmp_path / "long.gif", _ramp_video(8, 24, 32), duration=100, loop=0)
-    iio.imwrite(tmp_path / "short.gif", _ramp_video(3, 24, 32), duration=100, loop=0)
-    iio.imwrite(tmp_path / "clip.mp4", _ramp_video(6, 32, 48), fps=8, macro_block_size=1)
-    (tmp_path / "broken.mp4").write_bytes(b"this is not a video")
-    rows = [
-        {"file_name": "long.gif", "text": "a grey ramp"},
-        {"file_name": "short.gif", "text": "too short"},
-        {"file_name": "clip.mp4", "text": "an mp4 clip"},
-        {"file_name": "broken.mp4", "text": "cannot be decoded"},
-        {"file_name": "missing.mp4", "text": "no such file"},
-        {"file_name": "long.gif", "text": ""},
-        {"file_name": "long.gif"},
-    ]
-    with open(tmp_path / "metadata.jsonl", "w") as file:
-        file.writelines(json.dumps(row) + "\n" for row in rows)
-    return tmp_path
+from ..testing_utils import ramp_video
 
 
 def test_jsonl_folder_skips_bad_rows_with_counts(video_folder, caplog):
@@ -109,7 +86,7 @@ def test_empty_and_unusable_folders(tmp_path):
 
 
 def test_all_videos_too_short(tmp_path):
-    iio.imwrite(tmp_path / "short.gif", _ramp_video(3, 8, 8), duration=100, loop=0)
+    iio.imwrite(tmp_path / "short.gif", ramp_video(3, 8, 8), duration=100, loop=0)
     (tmp_path / "metadata.csv").write_text("file_name,text\nshort.gif,short\n")
     with pytest.raises(ValueError, match="1 a video shorter than `num_frames`=17"):
         VideoFolderDataset(str(tmp_path), num_frames=17)
