@@ -1,8 +1,8 @@
 """Tests of `VideoLatentPipeline` with tiny real components (see tests/testing_utils.py); no downloads, CPU only.
 
-`TestVideoLatentPipeline` runs the checks every diffusers pipeline gets (`tests/pipelines/testing_utils.py`, our
-copies of diffusers' `PipelineTesterMixin` and `SDFunctionTesterMixin`) on the tester config's components: our U-Net
-and our video VAE. The tests after it are this pipeline's own, on diffusers' U-Net 3D and image VAE (the `pipe`
+`TestVideoLatentPipeline` runs the checks every diffusers pipeline gets (our own `PipelineTesterMixin` and
+`SDFunctionTesterMixin` in `tests/pipelines/testing_utils.py`, written after diffusers' mixins of those names) on the
+tester config's components: our U-Net and our video VAE. The tests after it are this pipeline's own, on diffusers' U-Net 3D and image VAE (the `pipe`
 fixture), where the pipeline equals diffusers' `TextToVideoSDPipeline`, or on the components each test names.
 """
 

@@ -1,6 +1,6 @@
-"""Our pipeline tester mixins: each check diffusers' `PipelineTesterMixin` and `SDFunctionTesterMixin` make (in its
-`tests/pipelines/test_pipelines_common.py`), written once for a text-to-video pipeline and driven by a tester-config
-class, as diffusers' pipeline tests are (see `tests/pipelines/test_pipeline_video_latent.py`).
+"""Our pipeline tester mixins: the checks diffusers' `PipelineTesterMixin` and `SDFunctionTesterMixin` make (in its
+`tests/pipelines/test_pipelines_common.py`), written once, our own way, for a text-to-video pipeline and driven by a
+tester-config class, as diffusers' pipeline tests are (see `tests/pipelines/test_pipeline_video_latent.py`).
 
 The config class gives `pipeline_class`, `params` (the `__call__` arguments, each documented), `batch_params`,
 `required_optional_params`, `get_dummy_components()` and `get_dummy_inputs(device, seed)`, and the numbers the checks
