@@ -216,3 +216,35 @@ def test_prompt_travel_bad_input(tmp_path, prompt, negative_prompt, error, match
     pipe = build_pipeline(tmp_path, unet=build_spatio_temporal_unet(), vae=build_video_vae())
     with pytest.raises(error, match=match):
         pipe(prompt, negative_prompt=negative_prompt, num_frames=17, height=8, width=8, num_inference_steps=1)
+
+
+def test_modelscope_unet_windows_and_split_inference(tmp_path):
+    # a converted `UNet3DConditionModel`: temporal convolutions, `transformer_in` and no frame table
+    from conftest import build_unet3d, fill_zero_parameters_
+
+    from diffusers_videolatent import UNetSpatioTemporalModel
+
+    unet = fill_zero_parameters_(UNetSpatioTemporalModel.from_unet3d(build_unet3d()), seed=1).eval()
+    pipe = build_pipeline(tmp_path, unet=unet)
+    latents = torch.randn((1, 4, 9, 4, 4), generator=torch.Generator().manual_seed(0))
+    call = {"num_frames": 9, "height": 8, "width": 8, "num_inference_steps": 2, "output_type": "latent"}
+    whole = pipe(PROMPT, latents=latents, **call).frames
+    pipe.enable_free_noise(context_length=4, context_stride=2)
+    windowed = pipe(PROMPT, latents=latents, **call).frames
+    assert (windowed - whole).abs().max() > 1e-4  # each temporal attention saw windows of 4 frames
+    pipe.enable_free_noise_split_inference(spatial_split_size=3, temporal_split_size=2)
+    torch.testing.assert_close(pipe(PROMPT, latents=latents, **call).frames, windowed, rtol=1e-5, atol=1e-5)
+    pipe.disable_free_noise()
+    pipe.disable_free_noise_split_inference()
+    torch.testing.assert_close(pipe(PROMPT, latents=latents, **call).frames, whole)
+
+
+def test_travelling_prompt_keys_count_video_frames(tmp_path):
+    # temporal ratio 2: video frame 4 lies in latent frame 2; 9 frames are 5 latent frames
+    pipe = build_pipeline(tmp_path, unet=build_spatio_temporal_unet(), vae=build_video_vae())
+    embeds, negative = pipe._encode_prompt_free_noise({0: "a cat", 4: "a dog"}, 9, "cpu", 2, True, "blurry")
+    cat, dog, blurry = pipe.encode_prompt(["a cat", "a dog", "blurry"], "cpu", do_classifier_free_guidance=False)[0]
+    assert embeds.shape == negative.shape == (2, 5, *cat.shape)
+    for frame, expected in enumerate([cat, (cat + dog) / 2, dog, dog, dog]):
+        torch.testing.assert_close(embeds[:, frame], expected.expand_as(embeds[:, frame]))
+    torch.testing.assert_close(negative, blurry.expand_as(negative))
