@@ -166,3 +166,27 @@ def check_sampling_schedule(
             f"`strength`={strength} keeps none of the {num_inference_steps} steps (`num_inference_steps`); raise one"
             " of them, or pass `strength=0` for the video's reconstruction."
         )
+
+
+# Classifier-free guidance scales above this are far outside what text-to-video models use (about 1 to 20); named as
+# the likely cause when a video comes out non-finite.
+LARGE_GUIDANCE_SCALE = 100.0
+
+
+def likely_cause_of_not_finite(
+    guidance_scale: float, unet_dtype: torch.dtype, vae_dtype: torch.dtype, timesteps_given: bool
+) -> str:
+    r"""Names the likely cause of a non-finite video generated from finite inputs, and what to change."""
+    if abs(guidance_scale) > LARGE_GUIDANCE_SCALE:
+        return (
+            f"`guidance_scale`={guidance_scale:g} is far beyond the usual values (about 1 to 20), so the guided"
+            " noise prediction overflowed; use a smaller `guidance_scale`"
+        )
+    if unet_dtype in (torch.float16, torch.bfloat16) or vae_dtype in (torch.float16, torch.bfloat16):
+        return (
+            f"the U-Net ({unet_dtype}) or the VAE ({vae_dtype}) overflowed in half precision; load the pipeline with"
+            " `torch_dtype=torch.float32`"
+        )
+    if timesteps_given:
+        return "the custom `timesteps` or `sigmas` do not suit the scheduler; try `num_inference_steps` instead"
+    return "the model's weights or the scheduler's settings; try another scheduler or `guidance_scale`"

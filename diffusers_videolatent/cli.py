@@ -80,7 +80,13 @@ PIPELINE_ARGUMENT_FLAGS = {
     "strength": "--strength",
     "image": "--image",
     "video": "--video",
+    "context_length": "--context_length",
+    "context_stride": "--context_stride",
+    "weighting_scheme": "--weighting_scheme",
 }
+# diffusers' FreeNoise defaults (`enable_free_noise`); the stride is capped at the window
+DEFAULT_CONTEXT_STRIDE = 4
+WEIGHTING_SCHEMES = ("flat", "pyramid", "delayed_reverse_sawtooth")
 
 
 class CommandError(Exception):
@@ -124,6 +130,14 @@ _positive_float = _number_type(float, lambda value: 0 < value < math.inf, "a pos
 _unit_interval = _number_type(float, lambda value: 0 <= value <= 1, "a finite number in [0, 1]")
 
 
+def _travel_key(text: str) -> tuple[int, str]:
+    # an argparse `type` for `--prompt_travel`: "FRAME:PROMPT", the frame a positive integer
+    frame, separator, prompt = text.partition(":")
+    if not separator or not frame.strip().isdigit() or int(frame) < 1 or not prompt.strip():
+        raise argparse.ArgumentTypeError(f"expected FRAME:PROMPT with FRAME an integer >= 1, got {text!r}")
+    return int(frame), prompt.strip()
+
+
 def _spellings(name: str) -> list[str]:
     # `--num_frames` and `--num-frames`, as users type both
     flag = f"--{name}"
@@ -151,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate", help="generate a video from a prompt", parents=[debug])
     option = generate.add_argument
-    option("prompt", help="what the video shows")
+    option("prompt", help="what the video shows (from frame 0, with --prompt_travel)")
     option(
         "--output",
         required=True,
@@ -202,6 +216,45 @@ def build_parser() -> argparse.ArgumentParser:
         default="none",
         choices=("none", "model", "sequential"),
         help="CPU offloading through diffusers (needs an accelerator)",
+    )
+    long_videos = generate.add_argument_group(
+        "long videos (FreeNoise windows, as diffusers' enable_free_noise)",
+        "--context_length turns windowing on: each temporal attention sees windows of that many latent frames, so"
+        " --num_frames is no longer capped by the model's frame-position table. Example: videolatent generate"
+        ' "a red circle moving right" --prompt_travel "60:a blue circle moving right" --num_frames 121'
+        " --context_length 16 --output long.mp4",
+    )
+    long_option = long_videos.add_argument
+    long_option(
+        *_spellings("context_length"),
+        type=_positive_int,
+        default=None,
+        help="latent frames per window (at most the model's frame-position table); turns windowing on",
+    )
+    long_option(
+        *_spellings("context_stride"),
+        type=_positive_int,
+        default=None,
+        help=f"latent frames between window starts (default: {DEFAULT_CONTEXT_STRIDE}, at most --context_length)",
+    )
+    long_option(
+        *_spellings("weighting_scheme"),
+        default="pyramid",
+        choices=WEIGHTING_SCHEMES,
+        help="how overlapping windows are blended (default: pyramid)",
+    )
+    long_option(
+        *_spellings("split_inference"),
+        action="store_true",
+        help="run the U-Net's layers in slices, so its memory stays flat in the number of frames",
+    )
+    long_option(
+        *_spellings("prompt_travel"),
+        nargs="+",
+        type=_travel_key,
+        default=None,
+        metavar="FRAME:PROMPT",
+        help="later prompts from the given frames on, interpolated from PROMPT (frame 0), e.g. '60:a blue circle'",
     )
 
     push = commands.add_parser(
@@ -396,6 +449,8 @@ def _words_outside(prompt: str, vocabulary: list[str]) -> list[str]:
 def _pipeline_usage_error(error: Exception, video_frames: int | None, num_frames: int | None) -> UsageError:
     # the pipeline's input checks name the argument in backquotes; name the flag that set it
     message = _first_line(error)
+    # the pipeline's advice for longer videos, in the command's terms
+    message = re.sub(r"`pipe\.enable_free_noise\(context_length=(\d+)\)`", r"pass --context_length \1", message)
     for name in re.findall(r"`(\w+)`", message):
         flag = PIPELINE_ARGUMENT_FLAGS.get(name)
         if flag is None:
@@ -404,6 +459,38 @@ def _pipeline_usage_error(error: Exception, video_frames: int | None, num_frames
             flag = f"--num_frames (the {video_frames} frames of --video; pass --num_frames to use fewer)"
         return UsageError(f"{flag}: {message}")
     return UsageError(message)
+
+
+def _travelling_prompt(prompt: str, travel: list[tuple[int, str]] | None) -> str | dict[int, str]:
+    # PROMPT from frame 0, then each --prompt_travel FRAME:PROMPT from its frame on
+    if not travel:
+        return prompt
+    frames = [frame for frame, _ in travel]
+    repeated = sorted({frame for frame in frames if frames.count(frame) > 1})
+    if repeated:
+        raise UsageError(f"--prompt_travel gives frame {repeated[0]} more than once; give each frame one prompt")
+    return {0: prompt, **dict(travel)}
+
+
+def _free_noise_settings(args: argparse.Namespace) -> dict | None:
+    # the `enable_free_noise` arguments of --context_length, --context_stride and --weighting_scheme
+    if args.context_length is None:
+        for flag, given in (
+            ("--context_stride", args.context_stride is not None),
+            ("--split_inference", args.split_inference),
+        ):
+            if given:
+                raise UsageError(f"{flag} applies to windowed generation; pass --context_length too")
+        return None
+    stride = (
+        args.context_stride if args.context_stride is not None else min(DEFAULT_CONTEXT_STRIDE, args.context_length)
+    )
+    if stride > args.context_length:
+        raise UsageError(
+            f"--context_stride {stride} is more than --context_length {args.context_length}; windows would leave"
+            " frames out"
+        )
+    return {"context_length": args.context_length, "context_stride": stride, "weighting_scheme": args.weighting_scheme}
 
 
 def _write_mp4(frames: list, path: str, fps: float) -> None:
@@ -457,6 +544,8 @@ def generate(args: argparse.Namespace) -> str:
     video = _read_video(args.video, args.num_frames) if args.video is not None else None
     scheduler_class = _resolve_scheduler_class(args.scheduler) if args.scheduler is not None else None
     device, dtype = _resolve_device(args.device, args.dtype)
+    prompt = _travelling_prompt(args.prompt, args.prompt_travel)
+    free_noise = _free_noise_settings(args)
 
     # 2. load the pipeline
     with _quiet_libraries(args.debug):
@@ -470,8 +559,16 @@ def generate(args: argparse.Namespace) -> str:
     else:
         pipe.to(device)
     pipe.set_progress_bar_config(disable=not sys.stderr.isatty())
+    try:
+        if free_noise is not None:
+            pipe.enable_free_noise(**free_noise)
+        if args.split_inference:
+            pipe.enable_free_noise_split_inference()
+    except (ValueError, TypeError) as error:
+        raise _pipeline_usage_error(error, None, args.num_frames) from error
     vocabulary = (pipe.config.get("generation_defaults") or {}).get("vocabulary")
-    unknown_words = _words_outside(args.prompt, vocabulary) if vocabulary else []
+    prompts = prompt.values() if isinstance(prompt, dict) else [prompt]
+    unknown_words = [word for text in prompts for word in _words_outside(text, vocabulary)] if vocabulary else []
     if unknown_words:
         print(
             f"videolatent: warning: {', '.join(repr(word) for word in unknown_words)} not in the model's vocabulary "
@@ -502,8 +599,10 @@ def generate(args: argparse.Namespace) -> str:
         call_kwargs["generator"] = torch.Generator("cpu").manual_seed(args.seed)
     try:
         with _quiet_libraries(args.debug):
-            frames = pipe(args.prompt, output_type="np", **call_kwargs).frames[0]
+            frames = pipe(prompt, output_type="np", **call_kwargs).frames[0]
     except (ValueError, TypeError) as error:
+        if isinstance(prompt, dict) and "`prompt`" in str(error):
+            raise UsageError(f"--prompt_travel: {_first_line(error)}") from error
         video_frames = len(video) if video is not None else None
         raise _pipeline_usage_error(error, video_frames, args.num_frames) from error
 

@@ -144,6 +144,14 @@ def model_dir(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def windowed_model_dir(tmp_path_factory) -> Path:
+    """Our U-Net (a frame table of 8 latent frames) and video VAE (temporal ratio 2) saved, for long videos."""
+    folder = tmp_path_factory.mktemp("model") / "pipeline"
+    VideoLatentPipeline(**build_pipeline_components(unet=build_unet(), vae=build_video_vae())).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
 def vae_folder(tmp_path) -> Path:
     folder = tmp_path / "vae"

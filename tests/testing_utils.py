@@ -120,19 +120,19 @@ def build_tokenizer() -> CLIPTokenizer:
         return CLIPTokenizer.from_pretrained(str(write_tiny_clip_tokenizer(folder)))
 
 
-def build_text_encoder(seed: int = 0) -> CLIPTextModel:
+def build_text_encoder(seed: int = 0, hidden_size: int = TEXT_HIDDEN_SIZE) -> CLIPTextModel:
     torch.manual_seed(seed)
     config = CLIPTextConfig(
         vocab_size=100,
-        hidden_size=TEXT_HIDDEN_SIZE,
-        intermediate_size=32,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_attention_heads=2,
         num_hidden_layers=2,
         max_position_embeddings=TOKENIZER_MAX_LENGTH,
         bos_token_id=0,
         eos_token_id=1,
         pad_token_id=1,
-        projection_dim=TEXT_HIDDEN_SIZE,
+        projection_dim=hidden_size,
     )
     return CLIPTextModel(config).eval()
 

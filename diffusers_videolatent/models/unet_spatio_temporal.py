@@ -39,14 +39,16 @@ from diffusers.hooks import (
 from diffusers.hooks.faster_cache import _apply_faster_cache_on_attention_class
 from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.activations import get_activation
-from diffusers.models.attention import AttentionMixin, FeedForward, _chunked_feed_forward
+from diffusers.models.attention import AttentionMixin, FeedForward, FreeNoiseTransformerBlock, _chunked_feed_forward
 from diffusers.models.cache_utils import CacheMixin
 from diffusers.models.embeddings import SinusoidalPositionalEmbedding, TimestepEmbedding, Timesteps
 from diffusers.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
+from diffusers.pipelines.free_noise_utils import SplitInferenceModule
 from diffusers.utils import BaseOutput, apply_lora_scale
 from diffusers.utils.torch_utils import apply_freeu
 from torch import nn
 
+from .._checks import is_integer
 from ..geometry import unet_downsample_factor, unet_max_latent_frames
 from ..hub import ModelCardHubMixin
 from .attention import VideoLatentAttention, VideoLatentAttnProcessor
@@ -64,6 +66,8 @@ from .conversion_unet import (
 
 
 TEMPORAL_POSITION_EMBEDDINGS = ("none", "sinusoidal", "learned")
+# How FreeNoise blends overlapping windows (diffusers' `FreeNoiseTransformerBlock._get_frame_weights`).
+FREE_NOISE_WEIGHTING_SCHEMES = ("flat", "pyramid", "delayed_reverse_sawtooth")
 
 # Names of the attention layers for diffusers' cache hooks (regular expressions, full module names). Their defaults
 # match a transformer's top-level `transformer_blocks`; here attention sits inside the levels of the U-Net.
@@ -197,6 +201,56 @@ class VideoLatentTransformerBlock(nn.Module):
         else:
             ff_output = self.ff(norm_hidden_states)
         return ff_output + hidden_states  # (N, L, D)
+
+
+class VideoLatentFreeNoiseTransformerBlock(VideoLatentTransformerBlock, FreeNoiseTransformerBlock):
+    r"""
+    A temporal [`VideoLatentTransformerBlock`] whose attentions see one window of frames at a time: diffusers'
+    `FreeNoiseTransformerBlock` (its windows, weighting schemes and `forward`) on the layers of `block`, which it takes
+    over under the same names, so the state dict is unchanged. A clip no longer than one window, or a `context_length`
+    of `None` (windowing off), is attended to whole.
+
+    Parameters:
+        block ([`VideoLatentTransformerBlock`]): The block whose layers (and feed-forward chunking) are used.
+        context_length (`int`, *optional*): Frames per window; `None` attends to all frames.
+        context_stride (`int`, *optional*): Frames between the starts of two windows.
+        weighting_scheme (`str`): How overlapping windows are blended: `"flat"`, `"pyramid"` or
+            `"delayed_reverse_sawtooth"`.
+    """
+
+    def __init__(
+        self,
+        block: VideoLatentTransformerBlock,
+        context_length: int | None,
+        context_stride: int | None,
+        weighting_scheme: str,
+    ):
+        # both parents' constructors would build new layers; this block runs on `block`'s
+        nn.Module.__init__(self)
+        self.pos_embed = block.pos_embed
+        self.norm1, self.attn1 = block.norm1, block.attn1
+        self.norm2, self.attn2 = block.norm2, block.attn2
+        self.norm3, self.ff = block.norm3, block.ff
+        self.set_chunk_feed_forward(block._chunk_size, block._chunk_dim)
+        # the settings of diffusers' block that ours fixes: a self-attention first, then layer norms
+        self.only_cross_attention = False
+        self.norm_type = "layer_norm"
+        self.set_free_noise_properties(context_length, context_stride, weighting_scheme)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        if self.context_length is None or hidden_states.shape[1] <= self.context_length:  # (N, F, D)
+            return super().forward(hidden_states, encoder_hidden_states, cross_attention_kwargs)
+        return FreeNoiseTransformerBlock.forward(
+            self,
+            hidden_states,
+            encoder_hidden_states=encoder_hidden_states,
+            cross_attention_kwargs=cross_attention_kwargs,
+        )
 
 
 class VideoLatentSpatialTransformer(nn.Module):
@@ -408,7 +462,8 @@ class VideoLatentTemporalTransformer(nn.Module):
         hidden_states = hidden_states.reshape(batch_size, num_frames, channels, height, width)
         hidden_states = self.norm(hidden_states.permute(0, 2, 1, 3, 4))  # (B, C, F, H, W)
         hidden_states = hidden_states.permute(0, 3, 4, 2, 1).reshape(batch_size * height * width, num_frames, channels)
-        hidden_states = self.proj_in(hidden_states)  # (B*H*W, F, D)
+        # inputs by name, so that diffusers' `SplitInferenceModule` can split them (free-noise split inference)
+        hidden_states = self.proj_in(input=hidden_states)  # (B*H*W, F, D)
 
         for block in self.transformer_blocks:
             if torch.is_grad_enabled() and self.gradient_checkpointing:
@@ -416,9 +471,13 @@ class VideoLatentTemporalTransformer(nn.Module):
                     block, hidden_states, encoder_hidden_states, cross_attention_kwargs
                 )
             else:
-                hidden_states = block(hidden_states, encoder_hidden_states, cross_attention_kwargs)
+                hidden_states = block(
+                    hidden_states=hidden_states,
+                    encoder_hidden_states=encoder_hidden_states,
+                    cross_attention_kwargs=cross_attention_kwargs,
+                )
 
-        hidden_states = self.proj_out(hidden_states)  # (B*H*W, F, C)
+        hidden_states = self.proj_out(input=hidden_states)  # (B*H*W, F, C)
         hidden_states = hidden_states.reshape(batch_size, height, width, num_frames, channels)
         hidden_states = hidden_states.permute(0, 3, 4, 1, 2).reshape(batch_frames, channels, height, width)
         return hidden_states + residual  # (B*F, C, H, W)
@@ -429,11 +488,12 @@ class VideoLatentTemporalTransformer(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _maybe_checkpointed(block: nn.Module, layer: nn.Module, *args) -> torch.Tensor:
-    """Calls `layer(*args)`, through gradient checkpointing while `block` trains with it enabled."""
+def _maybe_checkpointed(block: nn.Module, layer: nn.Module, **inputs) -> torch.Tensor:
+    """Calls `layer(**inputs)`, through gradient checkpointing while `block` trains with it enabled. The inputs go by
+    name (in `layer`'s order), so that diffusers' `SplitInferenceModule` can split them."""
     if torch.is_grad_enabled() and block.gradient_checkpointing:
-        return block._gradient_checkpointing_func(layer, *args)
-    return layer(*args)
+        return block._gradient_checkpointing_func(layer, *inputs.values())
+    return layer(**inputs)
 
 
 class VideoLatentDownBlock(nn.Module):
@@ -575,12 +635,14 @@ class VideoLatentDownBlock(nn.Module):
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         output_states = ()
         for index, resnet in enumerate(self.resnets):
-            hidden_states = _maybe_checkpointed(self, resnet, hidden_states, temb)  # (B*F, C, H, W)
+            hidden_states = _maybe_checkpointed(self, resnet, input_tensor=hidden_states, temb=temb)  # (B*F, C, H, W)
             if self.temporal_convs is not None:
-                hidden_states = _maybe_checkpointed(self, self.temporal_convs[index], hidden_states, num_frames)
+                hidden_states = _maybe_checkpointed(
+                    self, self.temporal_convs[index], hidden_states=hidden_states, num_frames=num_frames
+                )
             if self.attentions is not None:
                 hidden_states = self.attentions[index](
-                    hidden_states,
+                    hidden_states=hidden_states,
                     encoder_hidden_states=encoder_hidden_states,
                     cross_attention_kwargs=cross_attention_kwargs,
                 )
@@ -595,7 +657,7 @@ class VideoLatentDownBlock(nn.Module):
 
         if self.downsamplers is not None:
             for downsampler in self.downsamplers:
-                hidden_states = downsampler(hidden_states)  # (B*F, C, H / 2, W / 2)
+                hidden_states = downsampler(hidden_states=hidden_states)  # (B*F, C, H / 2, W / 2)
             output_states = output_states + (hidden_states,)
         return hidden_states, output_states
 
@@ -703,13 +765,17 @@ class VideoLatentMidBlock(nn.Module):
         num_frames: int,
         cross_attention_kwargs: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        hidden_states = _maybe_checkpointed(self, self.resnets[0], hidden_states, temb)  # (B*F, C, H, W)
+        hidden_states = _maybe_checkpointed(
+            self, self.resnets[0], input_tensor=hidden_states, temb=temb
+        )  # (B*F, C, H, W)
         if self.temporal_convs is not None:
-            hidden_states = _maybe_checkpointed(self, self.temporal_convs[0], hidden_states, num_frames)
+            hidden_states = _maybe_checkpointed(
+                self, self.temporal_convs[0], hidden_states=hidden_states, num_frames=num_frames
+            )
         for index in range(1, len(self.resnets)):
             if self.attentions is not None:
                 hidden_states = self.attentions[index - 1](
-                    hidden_states,
+                    hidden_states=hidden_states,
                     encoder_hidden_states=encoder_hidden_states,
                     cross_attention_kwargs=cross_attention_kwargs,
                 )
@@ -720,9 +786,11 @@ class VideoLatentMidBlock(nn.Module):
                     encoder_hidden_states=encoder_hidden_states,
                     cross_attention_kwargs=cross_attention_kwargs,
                 )
-            hidden_states = _maybe_checkpointed(self, self.resnets[index], hidden_states, temb)
+            hidden_states = _maybe_checkpointed(self, self.resnets[index], input_tensor=hidden_states, temb=temb)
             if self.temporal_convs is not None:
-                hidden_states = _maybe_checkpointed(self, self.temporal_convs[index], hidden_states, num_frames)
+                hidden_states = _maybe_checkpointed(
+                    self, self.temporal_convs[index], hidden_states=hidden_states, num_frames=num_frames
+                )
         return hidden_states
 
 
@@ -851,12 +919,14 @@ class VideoLatentUpBlock(nn.Module):
                     self.resolution_idx, hidden_states, res_hidden_states, **freeu
                 )
             hidden_states = torch.cat([hidden_states, res_hidden_states], dim=1)  # (B*F, C + C_skip, H, W)
-            hidden_states = _maybe_checkpointed(self, resnet, hidden_states, temb)  # (B*F, C, H, W)
+            hidden_states = _maybe_checkpointed(self, resnet, input_tensor=hidden_states, temb=temb)  # (B*F, C, H, W)
             if self.temporal_convs is not None:
-                hidden_states = _maybe_checkpointed(self, self.temporal_convs[index], hidden_states, num_frames)
+                hidden_states = _maybe_checkpointed(
+                    self, self.temporal_convs[index], hidden_states=hidden_states, num_frames=num_frames
+                )
             if self.attentions is not None:
                 hidden_states = self.attentions[index](
-                    hidden_states,
+                    hidden_states=hidden_states,
                     encoder_hidden_states=encoder_hidden_states,
                     cross_attention_kwargs=cross_attention_kwargs,
                 )
@@ -870,7 +940,7 @@ class VideoLatentUpBlock(nn.Module):
 
         if self.upsamplers is not None:
             for upsampler in self.upsamplers:
-                hidden_states = upsampler(hidden_states)  # (B*F, C, 2 H, 2 W)
+                hidden_states = upsampler(hidden_states=hidden_states)  # (B*F, C, 2 H, 2 W)
         return hidden_states
 
 
@@ -1039,6 +1109,7 @@ class UNetSpatioTemporalModel(
         # derived from the config once, for the `downsample_factor` and `max_num_frames` properties `forward` reads
         self._downsample_factor = unet_downsample_factor(self.config)
         self._max_num_frames = unet_max_latent_frames(self.config)
+        self._free_noise_context_length = None
 
         time_embed_dim = block_out_channels[0] * 4
         # time (and frame rate)
@@ -1186,8 +1257,9 @@ class UNetSpatioTemporalModel(
 
     @property
     def max_num_frames(self) -> int | None:
-        """The most frames `sample` may have (`temporal_max_frames` with a frame-position table), `None` for any."""
-        return self._max_num_frames
+        """The most frames `sample` may have (`temporal_max_frames` with a frame-position table), `None` for any (also
+        while [`~UNetSpatioTemporalModel.enable_free_noise`] windows the temporal attentions)."""
+        return self._max_num_frames if self._free_noise_context_length is None else None
 
     # ----------------------------------------------------------------------------------------------------------------
     # Attention helpers (`attn_processors`, `set_attn_processor`, `fuse_qkv_projections` and
@@ -1274,6 +1346,117 @@ class UNetSpatioTemporalModel(
                 module.set_chunk_feed_forward(chunk_size=None, dim=0)
 
     # ----------------------------------------------------------------------------------------------------------------
+    # Any length: FreeNoise windows in the temporal layers (driven by the pipeline's `enable_free_noise`)
+    # ----------------------------------------------------------------------------------------------------------------
+
+    def _temporal_transformers(self) -> list[VideoLatentTemporalTransformer]:
+        return [module for module in self.modules() if isinstance(module, VideoLatentTemporalTransformer)]
+
+    @property
+    def free_noise_context_length(self) -> int | None:
+        """Latent frames per window of the temporal attentions, `None` while each attends to all frames."""
+        return self._free_noise_context_length
+
+    def enable_free_noise(self, context_length: int, context_stride: int, weighting_scheme: str = "pyramid") -> None:
+        r"""
+        Makes every temporal attention attend to windows of `context_length` latent frames, `context_stride` apart,
+        and blend the overlaps with `weighting_scheme` ([FreeNoise](https://huggingface.co/papers/2310.15169), as
+        diffusers' `FreeNoiseTransformerBlock` does in AnimateDiff's motion modules). The temporal convolutions see
+        three frames anyway. The model then takes any number of frames, its frame-position table only has to hold
+        one window; `forward` is still one call.
+
+        Args:
+            context_length (`int`): Latent frames per window, at most `temporal_max_frames` with a frame table.
+            context_stride (`int`): Latent frames between the starts of two windows, in [1, `context_length`].
+            weighting_scheme (`str`, *optional*, defaults to `"pyramid"`):
+                `"flat"`, `"pyramid"` or `"delayed_reverse_sawtooth"` (see diffusers' `enable_free_noise`).
+        """
+        if not is_integer(context_length) or context_length < 1:
+            raise ValueError(f"`context_length` must be an integer >= 1, got {context_length!r}.")
+        table = unet_max_latent_frames(self.config)
+        if table is not None and context_length > table:
+            raise ValueError(
+                f"`context_length` is {context_length}, but the U-Net's {self.config.temporal_position_embedding}"
+                f" frame-position table holds {table} latent frames (`temporal_max_frames`): use at most {table}."
+            )
+        if not is_integer(context_stride) or not 1 <= context_stride <= context_length:
+            raise ValueError(
+                f"`context_stride` must be an integer in [1, `context_length`={context_length}], got"
+                f" {context_stride!r}."
+            )
+        if weighting_scheme not in FREE_NOISE_WEIGHTING_SCHEMES:
+            raise ValueError(
+                f"`weighting_scheme` must be one of {list(FREE_NOISE_WEIGHTING_SCHEMES)}, got {weighting_scheme!r}."
+            )
+        for transformer in self._temporal_transformers():
+            for index, block in enumerate(transformer.transformer_blocks):
+                # under split inference the block is wrapped in a `SplitInferenceModule`
+                holder, name = (block, "module") if isinstance(block, SplitInferenceModule) else (None, index)
+                block = block.module if holder is not None else block
+                if isinstance(block, VideoLatentFreeNoiseTransformerBlock):
+                    block.set_free_noise_properties(context_length, context_stride, weighting_scheme)
+                    continue
+                windowed = VideoLatentFreeNoiseTransformerBlock(
+                    block, context_length, context_stride, weighting_scheme
+                )
+                if holder is not None:
+                    holder.module = windowed
+                else:
+                    transformer.transformer_blocks[index] = windowed
+        self._free_noise_context_length = context_length
+
+    def disable_free_noise(self) -> None:
+        """Makes every temporal attention attend to all frames again (undoes `enable_free_noise`)."""
+        for module in self.modules():
+            if isinstance(module, VideoLatentFreeNoiseTransformerBlock):
+                module.set_free_noise_properties(None, None, module.weighting_scheme)
+        self._free_noise_context_length = None
+
+    def enable_free_noise_split_inference(self, spatial_split_size: int = 256, temporal_split_size: int = 16) -> None:
+        r"""
+        Runs the layers in slices of their batch, as diffusers' `enable_free_noise_split_inference` does for
+        AnimateDiff, so that their intermediate activations are bounded by the slice rather than the clip: the
+        temporal transformers' projections and blocks in slices of `spatial_split_size` pixel positions (`B * H * W`
+        sequences of frames), the spatial transformers, resnets and resamplers in slices of `temporal_split_size`
+        frames (`B * F` images). The temporal convolutions and the temporal transformers' group norm see the whole clip
+        (their statistics span it). Layers are wrapped in diffusers' `SplitInferenceModule`, which puts `.module` in
+        their state-dict keys until [`~UNetSpatioTemporalModel.disable_free_noise_split_inference`].
+
+        Args:
+            spatial_split_size (`int`, *optional*, defaults to 256): Pixel positions per slice of the temporal layers.
+            temporal_split_size (`int`, *optional*, defaults to 16): Frames per slice of the spatial layers.
+        """
+        for name, size in (("spatial_split_size", spatial_split_size), ("temporal_split_size", temporal_split_size)):
+            if not is_integer(size) or size < 1:
+                raise ValueError(f"`{name}` must be an integer >= 1, got {size!r}.")
+        self.disable_free_noise_split_inference()
+        for transformer in self._temporal_transformers():
+            transformer.proj_in = SplitInferenceModule(transformer.proj_in, spatial_split_size, 0, ["input"])
+            for index, block in enumerate(transformer.transformer_blocks):
+                transformer.transformer_blocks[index] = SplitInferenceModule(
+                    block, spatial_split_size, 0, ["hidden_states", "encoder_hidden_states"]
+                )
+            transformer.proj_out = SplitInferenceModule(transformer.proj_out, spatial_split_size, 0, ["input"])
+        split_inputs = {
+            "attentions": ["hidden_states", "encoder_hidden_states"],
+            "resnets": ["input_tensor", "temb"],
+            "downsamplers": ["hidden_states"],
+            "upsamplers": ["hidden_states"],
+        }
+        for block in [*self.down_blocks, self.mid_block, *self.up_blocks]:
+            for name, inputs in split_inputs.items():
+                layers = getattr(block, name, None) or []
+                for index, layer in enumerate(layers):
+                    layers[index] = SplitInferenceModule(layer, temporal_split_size, 0, inputs)
+
+    def disable_free_noise_split_inference(self) -> None:
+        """Runs every layer on its whole batch again (undoes `enable_free_noise_split_inference`)."""
+        for module in list(self.modules()):
+            for name, child in list(module.named_children()):
+                if isinstance(child, SplitInferenceModule):
+                    setattr(module, name, child.module)
+
+    # ----------------------------------------------------------------------------------------------------------------
     # Caching (diffusers' `CacheMixin`)
     # ----------------------------------------------------------------------------------------------------------------
 
@@ -1346,19 +1529,24 @@ class UNetSpatioTemporalModel(
                 f"`sample` has {num_frames} frames but the {config.temporal_position_embedding} frame-position table "
                 f"holds at most `temporal_max_frames`={config.temporal_max_frames}."
             )
-        if not isinstance(encoder_hidden_states, torch.Tensor) or encoder_hidden_states.ndim != 3:
+        if not isinstance(encoder_hidden_states, torch.Tensor) or encoder_hidden_states.ndim not in (3, 4):
             shape = (
                 tuple(encoder_hidden_states.shape)
                 if isinstance(encoder_hidden_states, torch.Tensor)
                 else type(encoder_hidden_states).__name__
             )
-            raise ValueError(f"`encoder_hidden_states` must be a 3D tensor [B, L, D] (once per video), got {shape}.")
+            raise ValueError(
+                f"`encoder_hidden_states` must be a 3D tensor [B, L, D] (once per video) or a 4D tensor [B, F, L, D]"
+                f" (once per frame), got {shape}."
+            )
+        frames = (num_frames,) if encoder_hidden_states.ndim == 4 else ()
         if (
-            encoder_hidden_states.shape[0] != batch_size
-            or encoder_hidden_states.shape[2] != config.cross_attention_dim
+            encoder_hidden_states.shape[: 1 + len(frames)] != (batch_size, *frames)
+            or encoder_hidden_states.shape[-1] != config.cross_attention_dim
         ):
             raise ValueError(
-                f"`encoder_hidden_states` must have shape [{batch_size}, L, {config.cross_attention_dim}] "
+                f"`encoder_hidden_states` must have shape [{', '.join(map(str, (batch_size, *frames)))}, L,"
+                f" {config.cross_attention_dim}] "
                 f"(batch of `sample`, `cross_attention_dim`), got {tuple(encoder_hidden_states.shape)}."
             )
         if config.conditioning_channels > 0:
@@ -1405,7 +1593,7 @@ class UNetSpatioTemporalModel(
             sample (`torch.Tensor`): The noisy video latent of shape `(batch, in_channels, num_frames, height, width)`.
             timestep (`torch.Tensor` or `float` or `int`): The denoising step, a number or a tensor `[]`, `[1]`, `[B]`.
             encoder_hidden_states (`torch.Tensor`): Text embeddings `(batch, sequence_length, cross_attention_dim)`,
-                once per video.
+                once per video, or `(batch, num_frames, sequence_length, cross_attention_dim)`, once per frame.
             fps (`torch.Tensor` or `float` or `int`, *optional*):
                 Frames per second, a number or a `[B]` tensor; required when `use_fps_conditioning` is set.
             conditioning_latents (`torch.Tensor`, *optional*):
@@ -1429,9 +1617,12 @@ class UNetSpatioTemporalModel(
             fps = self._to_batch(fps, "fps", batch_size, sample.device)
             temb = temb + self.fps_embedding(self.fps_proj(fps).to(dtype=sample.dtype))
         temb = temb.repeat_interleave(num_frames, dim=0, output_size=batch_size * num_frames)  # (B*F, D_t)
-        encoder_hidden_states = encoder_hidden_states.repeat_interleave(
-            num_frames, dim=0, output_size=batch_size * num_frames
-        )  # (B*F, L, D)
+        if encoder_hidden_states.ndim == 4:  # one text per frame (a travelling prompt)
+            encoder_hidden_states = encoder_hidden_states.flatten(0, 1)  # (B*F, L, D)
+        else:
+            encoder_hidden_states = encoder_hidden_states.repeat_interleave(
+                num_frames, dim=0, output_size=batch_size * num_frames
+            )  # (B*F, L, D)
 
         # 2. pre-process: frames become batch entries for the spatial layers
         if conditioning_latents is not None:

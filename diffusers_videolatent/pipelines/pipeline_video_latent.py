@@ -15,6 +15,7 @@
 import inspect
 import math
 from contextlib import nullcontext
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
@@ -41,6 +42,7 @@ from .._checks import (
     check_strings,
     is_integer,
     is_real_number,
+    likely_cause_of_not_finite,
 )
 from ..generation_defaults import check_generation_defaults, resolve_generation_settings
 from ..geometry import (
@@ -58,6 +60,7 @@ from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
 from ..models.unet_spatio_temporal import build_conditioning_latents
 from ..models.video_latents import decode_latents, encode_video
 from .component_checks import check_components_fit
+from .free_noise import VideoLatentFreeNoiseMixin
 from .pipeline_output import VideoLatentPipelineOutput
 from .schedules import dynamic_shift_kwargs, retrieve_timesteps
 from .video_processor import VideoLatentVideoProcessor
@@ -67,9 +70,6 @@ logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
-# Classifier-free guidance scales above this are far outside what text-to-video models use (about 1 to 20); named as
-# the likely cause when a video comes out non-finite.
-LARGE_GUIDANCE_SCALE = 100.0
 # the components whose interfaces must fit each other (see `component_checks`)
 INTERFACE_COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet")
 
@@ -91,7 +91,9 @@ EXAMPLE_DOC_STRING = """
 """
 
 
-class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionMixin, VideoLatentLoraLoaderMixin):
+class VideoLatentPipeline(
+    ModelCardHubMixin, DiffusionPipeline, StableDiffusionMixin, VideoLatentLoraLoaderMixin, VideoLatentFreeNoiseMixin
+):
     r"""
     Pipeline for text-to-video, image-to-video and video-to-video generation in the latent space of a video VAE.
 
@@ -102,6 +104,7 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
         - [`~VideoLatentLoraLoaderMixin.load_lora_weights`] for loading LoRA weights (AnimateDiff motion LoRAs too)
         - [`~VideoLatentLoraLoaderMixin.save_lora_weights`] for saving LoRA weights
         - [`~StableDiffusionMixin.enable_freeu`] and [`~DiffusionPipeline.enable_attention_slicing`] for the U-Net
+        - [`~VideoLatentFreeNoiseMixin.enable_free_noise`] for videos of any length and travelling prompts
 
     Args:
         vae ([`AutoencoderKLVideo`], [`~diffusers.AutoencoderKL`], [`~diffusers.AutoencoderKLWan`] or [`~diffusers.AutoencoderKLCogVideoX`]):
@@ -368,11 +371,13 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
         cross_attention_kwargs: dict[str, Any] | None = None,
     ) -> None:
         r"""Raises a `ValueError` or `TypeError` naming the first invalid argument; see `__call__` for their meaning."""
-        # 1. prompt and its embeddings
-        batch_size = check_prompt(prompt, prompt_embeds)
+        # 1. prompt and its embeddings (a dict prompt travels, one video: see `VideoLatentFreeNoiseMixin`)
+        if isinstance(prompt, dict):
+            self._check_prompt_travel(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, num_frames)
+        batch_size = 1 if isinstance(prompt, dict) else check_prompt(prompt, prompt_embeds)
         if negative_prompt is not None and negative_prompt_embeds is not None:
             raise ValueError("Pass only one of `negative_prompt` and `negative_prompt_embeds`, not both.")
-        if negative_prompt is not None:
+        if negative_prompt is not None and not isinstance(prompt, dict):
             check_strings("negative_prompt", negative_prompt)
             if isinstance(negative_prompt, list) and len(negative_prompt) != batch_size:
                 raise ValueError(
@@ -489,13 +494,14 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
         if not is_integer(num_frames) or num_frames < 1:
             raise ValueError(f"`num_frames` must be an integer >= 1, got {num_frames!r}.")
         check_num_frames(num_frames, temporal_ratio)
-        max_latent_frames = unet_max_latent_frames(self.unet.config)
+        max_latent_frames = None if self.free_noise_enabled else unet_max_latent_frames(self.unet.config)
         if max_latent_frames is not None and num_latent_frames(num_frames, temporal_ratio) > max_latent_frames:
             largest = largest_num_frames(max_latent_frames, temporal_ratio)
             raise ValueError(
                 f"`num_frames` is {num_frames}, but the U-Net's frame-position table holds {max_latent_frames} latent"
                 f" frames (`temporal_max_frames`): the largest `num_frames` it takes is {largest}"
-                + (f"; trim `video` to at most {largest} frames." if video is not None else ".")
+                + (f"; trim `video` to at most {largest} frames" if video is not None else "")
+                + f". Longer videos: turn windowing on, `pipe.enable_free_noise(context_length={max_latent_frames})`."
             )
         video_length = len(self.video_processor.split_videos(video)[0]) if video is not None else num_frames
         if video_length != num_frames:
@@ -535,20 +541,7 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
         finite = torch.isfinite(output)
         if finite.all():
             return
-        if abs(guidance_scale) > LARGE_GUIDANCE_SCALE:
-            cause = (
-                f"`guidance_scale`={guidance_scale:g} is far beyond the usual values (about 1 to 20), so the guided"
-                " noise prediction overflowed; use a smaller `guidance_scale`"
-            )
-        elif self.unet.dtype in (torch.float16, torch.bfloat16) or self.vae.dtype in (torch.float16, torch.bfloat16):
-            cause = (
-                f"the U-Net ({self.unet.dtype}) or the VAE ({self.vae.dtype}) overflowed in half precision; load the"
-                " pipeline with `torch_dtype=torch.float32`"
-            )
-        elif timesteps_given:
-            cause = "the custom `timesteps` or `sigmas` do not suit the scheduler; try `num_inference_steps` instead"
-        else:
-            cause = "the model's weights or the scheduler's settings; try another scheduler or `guidance_scale`"
+        cause = likely_cause_of_not_finite(guidance_scale, self.unet.dtype, self.vae.dtype, timesteps_given)
         logger.warning(
             f"The generated {name} hold {int((~finite).sum())} non-finite values (NaN or inf) of {output.numel()},"
             f" so the video is not usable. Likely cause: {cause}."
@@ -570,10 +563,12 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
         r"""
         Returns the starting latents: scaled noise, or (video-to-video) `video_latents` noised to `timestep`.
 
-        `latents`, when given, is used as the noise.
+        `latents`, when given, is used as the noise; otherwise, with FreeNoise on, the noise is its `noise_type`'s.
         """
         shape = self.latents_shape(batch_size, num_frames, height, width)
-        if latents is None:
+        if latents is None and self.free_noise_enabled:
+            noise = self._prepare_latents_free_noise(*shape[:3], height, width, dtype, device, generator)
+        elif latents is None:
             noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
         else:
             noise = latents.to(device=device, dtype=dtype)
@@ -684,10 +679,13 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
         The call function to the pipeline for generation.
 
         Args:
-            prompt (`str` or `list[str]`, *optional*):
-                The prompt or prompts to guide the video generation. If not defined, pass `prompt_embeds`.
-            negative_prompt (`str` or `list[str]`, *optional*):
-                The prompt or prompts to guide away from. Ignored when not using guidance (`guidance_scale <= 1`).
+            prompt (`str`, `list[str]` or `dict[int, str]`, *optional*):
+                The prompt or prompts to guide the video generation. If not defined, pass `prompt_embeds`. A dict
+                `{frame_index: prompt}` (frame 0 required) travels: one video whose prompt is interpolated between the
+                keys, as diffusers' FreeNoise does (see [`~VideoLatentFreeNoiseMixin.enable_free_noise`]).
+            negative_prompt (`str`, `list[str]` or `dict[int, str]`, *optional*):
+                The prompt or prompts to guide away from (a dict only with a dict `prompt`). Ignored when not using
+                guidance (`guidance_scale <= 1`).
             image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or a list of them, *optional*):
                 Image-to-video: the first frame, one for all prompts or one per prompt (arrays `(height, width,
                 channels)` and tensors `(channels, height, width)` hold floats in [0, 1], as everywhere in diffusers,
@@ -705,7 +703,8 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
             num_frames (`int`, *optional*):
                 The number of frames to generate, `1 + k * r` for the VAE's temporal ratio `r`. Defaults to the length
                 of `video` in video-to-video, else to `generation_defaults["num_frames"]`, else 17. A U-Net with a
-                frame-position table takes at most `1 + (temporal_max_frames - 1) * r` frames.
+                frame-position table takes at most `1 + (temporal_max_frames - 1) * r` frames, any number with
+                [`~VideoLatentFreeNoiseMixin.enable_free_noise`].
             height (`int`, *optional*):
                 The height in pixels of the generated video. Defaults to `generation_defaults["height"]`, else
                 `unet.config.sample_size * vae_scale_factor_spatial`.
@@ -823,15 +822,18 @@ class VideoLatentPipeline(ModelCardHubMixin, DiffusionPipeline, StableDiffusionM
 
         # 2. Define call parameters
         if prompt is not None:
-            batch_size = 1 if isinstance(prompt, str) else len(prompt)
+            batch_size = 1 if isinstance(prompt, (str, dict)) else len(prompt)
         else:
             batch_size = prompt_embeds.shape[0]
         num_videos = batch_size * num_videos_per_prompt
         device = self._execution_device
         dtype = self.unet.dtype
 
-        # 3. Encode input prompt
-        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
+        # 3. Encode input prompt (a travelling prompt `{frame_index: prompt}` once per latent frame)
+        encode_prompt = self.encode_prompt
+        if isinstance(prompt, dict):
+            encode_prompt = partial(self._encode_prompt_free_noise, num_frames=num_frames)
+        prompt_embeds, negative_prompt_embeds = encode_prompt(
             prompt,
             device=device,
             num_videos_per_prompt=num_videos_per_prompt,

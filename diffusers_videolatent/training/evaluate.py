@@ -333,6 +333,39 @@ def analyze_video(frames, min_travel: float = 0.1, min_brightness: float = 0.15)
     )
 
 
+def analyze_long_video(frames, fps: int, min_travel: float = 0.1) -> dict:
+    """
+    Measures whether a long video keeps its prompt: `analyze_video` of the whole video, of its first second and of
+    its last second (`fps` frames each), and the object's speed in each of those seconds.
+
+    Args:
+        frames (`np.ndarray`, `torch.Tensor` or list of images): The video `[F, H, W, 3]`, at least `2 * fps` frames.
+        fps (`int`): Frames per second: the length of the first and last seconds, at least 2.
+        min_travel (`float`, *optional*, defaults to 0.1): See `analyze_video` (for the whole video).
+
+    Returns:
+        `dict`: `whole`, `first_second` and `last_second` (`VideoAnalysis`), the speeds in pixels per frame
+        `speed_first_second` and `speed_last_second` (the length of each second's fitted displacement over its
+        frames), and `speed_ratio` (last over first; `nan` when the first second is still).
+    """
+    frames = _to_float_frames(frames)
+    if fps < 2 or len(frames) < 2 * fps:
+        raise ValueError(
+            f"`fps` must be >= 2 and the video at least `2 * fps` frames long, got {fps} and {len(frames)}."
+        )
+    # a second is short: any motion counts (the speed says how much)
+    first, last = (analyze_video(part, min_travel=0.0) for part in (frames[:fps], frames[-fps:]))
+    speeds = [float(np.hypot(*analysis.displacement)) / (fps - 1) for analysis in (first, last)]
+    return {
+        "whole": analyze_video(frames, min_travel=min_travel),
+        "first_second": first,
+        "last_second": last,
+        "speed_first_second": speeds[0],
+        "speed_last_second": speeds[1],
+        "speed_ratio": speeds[1] / speeds[0] if speeds[0] > 0 else float("nan"),
+    }
+
+
 def _summarise(records: list[dict]) -> dict:
     if not records:
         return {"num_videos": 0}

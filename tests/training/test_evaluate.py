@@ -200,3 +200,21 @@ def test_ground_truth_temporal_measures_and_comparison_table():
     rows = format_comparison_table({"ground truth": scores, "image-to-video": with_images}).splitlines()
     assert rows[2].endswith("| 0.00 | " + f"{summary['flicker_score']:.4f} | - |")
     assert rows[3].endswith("| inf |")
+
+
+def test_long_video_analysis_compares_the_first_and_last_seconds():
+    from diffusers_videolatent.training.evaluate import analyze_long_video
+
+    steady = render_moving_shape("red", "circle", "right", num_frames=33, generator=np.random.default_rng(0))
+    result = analyze_long_video(steady, fps=8)
+    assert (result["whole"].color, result["whole"].shape, result["whole"].direction) == ("red", "circle", "right")
+    assert result["first_second"].color == result["last_second"].color == "red"
+    assert result["speed_first_second"] > 0.5 and abs(result["speed_ratio"] - 1) < 0.01
+    # a colour that drifts and an object that stops in the last second
+    drifting = steady.copy()
+    drifting[-8:] = drifting[-8:][..., [2, 1, 0]]  # red -> blue
+    drifting[-8:] = drifting[-8]
+    result = analyze_long_video(drifting, fps=8)
+    assert result["last_second"].color == "blue" and result["speed_ratio"] < 0.05
+    with pytest.raises(ValueError, match="`fps` must be >= 2"):
+        analyze_long_video(steady, fps=20)
