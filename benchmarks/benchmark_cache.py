@@ -86,6 +86,45 @@ def score_cases(pipeline: VideoLatentPipeline, configs: dict, **evaluate_kwargs)
     return scores
 
 
+def load_pipeline(model: str) -> tuple[VideoLatentPipeline, dict]:
+    """The pipeline in folder `model` (progress bar off) and its recommended call settings."""
+    pipeline = VideoLatentPipeline.from_pretrained(model)
+    pipeline.set_progress_bar_config(disable=True)
+    settings = pipeline.resolve_generation_settings()
+    keys = ("num_frames", "height", "width", "num_inference_steps", "guidance_scale")
+    return pipeline, {key: settings[key] for key in keys}
+
+
+def generation(pipeline: VideoLatentPipeline, call_kwargs: dict, seed: int) -> Callable[[], None]:
+    """One seeded generation of the timed prompt."""
+
+    def generate() -> None:
+        with torch.no_grad():
+            pipeline("a red circle moving right", generator=torch.Generator().manual_seed(seed), **call_kwargs)
+
+    return generate
+
+
+def time_and_score(
+    pipeline: VideoLatentPipeline, configs: dict, call_kwargs: dict, args: argparse.Namespace, **evaluate_kwargs
+) -> tuple[dict, dict]:
+    """1. the generation time under each cache, interleaved; 2. the scores, on the same seeded prompts for every case
+    (none when `args.videos_per_combination` is 0)."""
+    seconds, _ = time_interleaved(pipeline.unet, configs, generation(pipeline, call_kwargs, args.seed), args.repeats)
+    scores = {}
+    if args.videos_per_combination > 0:
+        scores = score_cases(
+            pipeline,
+            configs,
+            videos_per_combination=args.videos_per_combination,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            **evaluate_kwargs,
+            **call_kwargs,
+        )
+    return seconds, scores
+
+
 def report(seconds: dict[str, list[float]], scores: dict) -> dict:
     """Prints the table (times; scores where given) and returns its rows, by case."""
     reference = statistics.median(seconds["none"])
@@ -131,34 +170,10 @@ def main() -> None:
     if args.repeats < 1 or args.videos_per_combination < 0:
         raise SystemExit("`--repeats` must be >= 1 and `--videos_per_combination` >= 0.")
 
-    pipeline = VideoLatentPipeline.from_pretrained(args.model)
-    pipeline.set_progress_bar_config(disable=True)
-    settings = pipeline.resolve_generation_settings()
-    call_kwargs = {
-        key: settings[key] for key in ("num_frames", "height", "width", "num_inference_steps", "guidance_scale")
-    }
+    pipeline, call_kwargs = load_pipeline(args.model)
     configs = cache_configs(lambda: pipeline.current_timestep)
     print(f"model {args.model}, {call_kwargs}, {torch.get_num_threads()} threads")
-
-    # 1. timing, interleaved
-    def generate():
-        generator = torch.Generator().manual_seed(args.seed)
-        with torch.no_grad():
-            pipeline("a red circle moving right", generator=generator, **call_kwargs)
-
-    seconds, _ = time_interleaved(pipeline.unet, configs, generate, args.repeats)
-
-    # 2. scores, the same seeded prompts for every case
-    scores = {}
-    if args.videos_per_combination > 0:
-        scores = score_cases(
-            pipeline,
-            configs,
-            videos_per_combination=args.videos_per_combination,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            **call_kwargs,
-        )
+    seconds, scores = time_and_score(pipeline, configs, call_kwargs, args)
 
     # 3. report
     rows = report(seconds, scores)

@@ -28,10 +28,19 @@ import time
 from collections.abc import Callable
 
 import torch
-from benchmark_cache import cache_configs, enabled, report, score_cases, time_interleaved, write_json
+from benchmark_cache import (
+    cache_configs,
+    enabled,
+    generation,
+    load_pipeline,
+    report,
+    time_and_score,
+    time_interleaved,
+    write_json,
+)
 from diffusers import DDIMScheduler, UNet3DConditionModel
 
-from diffusers_videolatent import DeepCacheConfig, UNetSpatioTemporalModel, VideoLatentPipeline
+from diffusers_videolatent import DeepCacheConfig, UNetSpatioTemporalModel
 from diffusers_videolatent.cli import DEFAULT_MODEL
 from diffusers_videolatent.training.evaluate import ALL_COMBINATIONS, HELDOUT_COMBINATIONS
 
@@ -131,42 +140,22 @@ def quality_check(scores: dict) -> dict[str, bool]:
 
 
 def benchmark_shipped(args: argparse.Namespace) -> dict:
-    pipeline = VideoLatentPipeline.from_pretrained(args.model)
-    pipeline.set_progress_bar_config(disable=True)
-    settings = pipeline.resolve_generation_settings()
-    call_kwargs = {
-        key: settings[key] for key in ("num_frames", "height", "width", "num_inference_steps", "guidance_scale")
-    }
+    pipeline, call_kwargs = load_pipeline(args.model)
+    # `--quick`: a short small video, one seen and one held-out combination scored
+    combinations = {}
     if args.quick:
         call_kwargs.update(num_frames=5, height=32, width=32, num_inference_steps=4)
+        combinations = {"combinations": [ALL_COMBINATIONS[0], HELDOUT_COMBINATIONS[0]]}
     configs = all_configs(lambda: pipeline.current_timestep)
     print(f"## shipped model {args.model}, {call_kwargs}, {torch.get_num_threads()} threads")
-
-    def generate():
-        with torch.no_grad():
-            pipeline("a red circle moving right", generator=torch.Generator().manual_seed(args.seed), **call_kwargs)
-
-    seconds, _ = time_interleaved(pipeline.unet, configs, generate, args.repeats)
-    scores = {}
-    if args.videos_per_combination > 0:
-        # `--quick`: one seen and one held-out combination
-        combinations = {"combinations": [ALL_COMBINATIONS[0], HELDOUT_COMBINATIONS[0]]} if args.quick else {}
-        scores = score_cases(
-            pipeline,
-            configs,
-            videos_per_combination=args.videos_per_combination,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            **combinations,
-            **call_kwargs,
-        )
+    seconds, scores = time_and_score(pipeline, configs, call_kwargs, args, **combinations)
     rows = report(seconds, scores)
     checks = quality_check(scores) if scores else {}
     for name, passed in checks.items():
         print(
             f"{name}: colour, shape, direction within one video of none (seen and held out), area CV <= 0.05: {passed}"
         )
-    parts = report_parts(pipeline.unet, generate, total="generation")
+    parts = report_parts(pipeline.unet, generation(pipeline, call_kwargs, args.seed), total="generation")
     return {"settings": call_kwargs, "cases": rows, "quality_check": checks, "parts": parts}
 
 
