@@ -96,6 +96,8 @@ class DeepCacheConfig:
         """The calls (0-based) that run in full; `None` for the uniform schedule, which needs no step count."""
         if self.schedule == "uniform" or self.cache_interval == 1:
             return None
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+            raise ValueError(f"`num_steps_callback` must return a positive number of U-Net calls, got {num_steps!r}.")
         return non_uniform_full_steps(
             num_steps, math.ceil(num_steps / self.cache_interval), self.non_uniform_center, self.non_uniform_power
         )

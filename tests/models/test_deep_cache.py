@@ -228,6 +228,12 @@ def test_bad_config_values_raise_naming_the_field(kwargs, field):
         DeepCacheConfig(**kwargs)
 
 
+def test_a_step_count_that_is_not_positive_raises():
+    config = DeepCacheConfig(schedule="non_uniform", num_steps_callback=lambda: 0)
+    with pytest.raises(ValueError, match="`num_steps_callback` must return a positive number"):
+        config.full_steps(0)
+
+
 def test_a_branch_the_unet_does_not_have_raises(pipe):
     with pytest.raises(ValueError, match="`cache_branch_id` must be below the 4 skip connections"):
         pipe.unet.enable_cache(DeepCacheConfig(cache_branch_id=4))
