@@ -59,12 +59,14 @@ def enabled(unet, config) -> None:
         unet.enable_cache(config)
 
 
-def time_interleaved(unet, configs: dict, run: Callable[[], object], repeats: int) -> tuple[dict, dict]:
-    """Seconds of `run()` under each cache: one uncached warm-up call, then `repeats` rounds of every case in turn
-    (none, PAB, ..., none, PAB, ...), so that load from other jobs on a shared machine spreads over all of them.
-    Returns the seconds and the last result of `run()`, by case."""
+def time_interleaved(
+    unet, configs: dict, run: Callable[[], object], repeats: int, warmup: Callable[[], object] | None = None
+) -> tuple[dict, dict]:
+    """Seconds of `run()` under each cache: one uncached warm-up call (`warmup`, or `run`), then `repeats` rounds of
+    every case in turn (none, PAB, ..., none, PAB, ...), so that load from other jobs on a shared machine spreads over
+    all of them. Returns the seconds and the last result of `run()`, by case."""
     enabled(unet, None)
-    run()
+    (warmup or run)()
     seconds, results = {name: [] for name in configs}, {}
     for _ in range(repeats):
         for name, config in configs.items():

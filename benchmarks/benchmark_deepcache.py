@@ -25,7 +25,7 @@ import collections
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from benchmark_cache import (
@@ -71,14 +71,18 @@ QUICK_UNET_CONFIG = {**MODELSCOPE_UNET_CONFIG, "block_out_channels": (8, 16, 16,
 QUICK_UNET_CONFIG.update(attention_head_dim=2, cross_attention_dim=16, layers_per_block=1)
 
 
-def all_configs(current_timestep: Callable[[], torch.Tensor]) -> dict:
+CASES = ("none", "deepcache", "deepcache_second", "pab", "fastercache", "taylorseer")
+
+
+def all_configs(current_timestep: Callable[[], torch.Tensor], cases: Sequence[str] = CASES) -> dict:
+    """The cases compared, in the order of `CASES`, those named in `cases`."""
     configs = cache_configs(current_timestep)
-    deepcache = {"deepcache": DeepCacheConfig(), "deepcache_second": DEEPCACHE_SECOND}
-    return {"none": configs.pop("none"), **deepcache, **configs}
+    configs.update(deepcache=DeepCacheConfig(), deepcache_second=DEEPCACHE_SECOND)
+    return {name: configs[name] for name in CASES if name in cases}
 
 
-def time_per_part(unet: UNetSpatioTemporalModel, run: Callable[[], object]) -> dict[str, float]:
-    """Seconds spent in each top-level part of `unet` (and in the whole U-Net) during `run()`."""
+def time_per_part(unet: UNetSpatioTemporalModel, run: Callable[[], object]) -> tuple[dict[str, float], object]:
+    """Seconds spent in each top-level part of `unet` (and in the whole U-Net) during `run()`, and its result."""
     parts = [("unet", unet), ("conv_in", unet.conv_in)]
     if unet.transformer_in is not None:
         parts.append(("transformer_in", unet.transformer_in))
@@ -97,28 +101,20 @@ def time_per_part(unet: UNetSpatioTemporalModel, run: Callable[[], object]) -> d
 
         handles += [module.register_forward_pre_hook(start), module.register_forward_hook(stop)]
     try:
-        run()
+        result = run()
     finally:
         for handle in handles:
             handle.remove()
-    return {name: seconds[name] for name, _ in parts}
+    return {name: seconds[name] for name, _ in parts}, result
 
 
-def report_parts(unet: UNetSpatioTemporalModel, run: Callable[[], object], total: str) -> dict:
-    """Prints the time of each U-Net part over one `run()`, uncached and with `DeepCacheConfig()`."""
-    rows = {}
-    for name, config in (("none", None), ("deepcache", DeepCacheConfig())):
-        enabled(unet, config)
-        start = time.perf_counter()
-        rows[name] = time_per_part(unet, run)
-        rows[name][total] = time.perf_counter() - start
-    enabled(unet, None)
+def print_parts(rows: dict[str, dict[str, float]], total: str) -> None:
+    """The time of each U-Net part, uncached and with `DeepCacheConfig()` (`rows["none"]`, `rows["deepcache"]`)."""
     print(f"| part | none | deepcache | share of none's {total} |")
     print("|---|---|---|---|")
     for part in rows["none"]:
         none, cached = rows["none"][part], rows["deepcache"][part]
         print(f"| {part} | {none:.3f} s | {cached:.3f} s | {100 * none / rows['none'][total]:.0f}% |")
-    return rows
 
 
 def quality_check(scores: dict) -> dict[str, bool]:
@@ -146,7 +142,7 @@ def benchmark_shipped(args: argparse.Namespace) -> dict:
     if args.quick:
         call_kwargs.update(num_frames=5, height=32, width=32, num_inference_steps=4)
         combinations = {"combinations": [ALL_COMBINATIONS[0], HELDOUT_COMBINATIONS[0]]}
-    configs = all_configs(lambda: pipeline.current_timestep)
+    configs = all_configs(lambda: pipeline.current_timestep, args.cases)
     print(f"## shipped model {args.model}, {call_kwargs}, {torch.get_num_threads()} threads")
     seconds, scores = time_and_score(pipeline, configs, call_kwargs, args, **combinations)
     rows = report(seconds, scores)
@@ -155,7 +151,15 @@ def benchmark_shipped(args: argparse.Namespace) -> dict:
         print(
             f"{name}: colour, shape, direction within one video of none (seen and held out), area CV <= 0.05: {passed}"
         )
-    parts = report_parts(pipeline.unet, generation(pipeline, call_kwargs, args.seed), total="generation")
+    # where the time goes, over one more generation each (the hooks that time the parts stay out of the table above)
+    parts = {}
+    for name in ("none", "deepcache"):
+        enabled(pipeline.unet, configs[name])
+        start = time.perf_counter()
+        parts[name], _ = time_per_part(pipeline.unet, generation(pipeline, call_kwargs, args.seed))
+        parts[name]["generation"] = time.perf_counter() - start
+    enabled(pipeline.unet, None)
+    print_parts(parts, total="generation")
     return {"settings": call_kwargs, "cases": rows, "quality_check": checks, "parts": parts}
 
 
@@ -187,7 +191,7 @@ def benchmark_modelscope(args: argparse.Namespace) -> dict:
     initial_latents = torch.randn(1, 4, num_frames, size, size, generator=generator)  # (B, C, F, H, W)
     text = torch.randn(2, 77, config["cross_attention_dim"], generator=generator)  # (unconditional, conditional)
     current = {"timestep": None}
-    configs = all_configs(lambda: current["timestep"])
+    configs = all_configs(lambda: current["timestep"], args.cases)
     print(
         f"## ModelScope-sized U-Net: {num_parameters / 1e6:.1f}M parameters, latents {tuple(initial_latents.shape)}, "
         f"{num_steps} DDIM steps, guidance {guidance_scale}, {torch.get_num_threads()} threads"
@@ -211,7 +215,16 @@ def benchmark_modelscope(args: argparse.Namespace) -> dict:
         unet._reset_stateful_cache()
         return latents
 
-    seconds, outputs = time_interleaved(unet, configs, denoise, args.repeats)
+    def warmup() -> None:
+        with torch.no_grad(), unet.cache_context("cond_uncond"):
+            unet(torch.cat([initial_latents] * 2), scheduler.timesteps[:1].expand(2), encoder_hidden_states=text)
+
+    # a loop of this size takes minutes on a CPU: one forward warms up, and the U-Net parts are timed in the timed
+    # loops themselves (their hooks cost microseconds against seconds per part)
+    scheduler.set_timesteps(num_steps)
+    seconds, results = time_interleaved(unet, configs, lambda: time_per_part(unet, denoise), args.repeats, warmup)
+    parts = {name: results[name][0] for name in ("none", "deepcache") if name in results}
+    outputs = {name: result[1] for name, result in results.items()}
     print("| cache | loop time (median) | min-max | ratio to none | PSNR to none |")
     print("|---|---|---|---|---|")
     reference = statistics.median(seconds["none"])
@@ -224,7 +237,10 @@ def benchmark_modelscope(args: argparse.Namespace) -> dict:
             f"| {name} | {median:.2f} s | {min(values):.2f}-{max(values):.2f} s | {median / reference:.2f} | "
             f"{rows[name]['psnr']:.1f} dB |"
         )
-    parts = report_parts(unet, denoise, total="loop")
+    if len(parts) == 2:
+        for name in parts:
+            parts[name]["loop"] = seconds[name][-1]
+        print_parts(parts, total="loop")
     return {"parameters": num_parameters, "steps": num_steps, "cases": rows, "parts": parts}
 
 
@@ -237,6 +253,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=24, help="prompts per pipeline call when scoring")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads; 1 keeps timings steadier when shared")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=CASES, help="the cases to run (none always runs)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 2 scored prompts: a smoke test")
     parser.add_argument("--json", default=None, help="write the results to this file")
     args = parser.parse_args()
@@ -245,6 +262,7 @@ def main() -> None:
             parser.error(f"--{option} must be >= 1, got {getattr(args, option)}")
     if args.videos_per_combination < 0:
         parser.error(f"--videos_per_combination must be >= 0, got {args.videos_per_combination}")
+    args.cases = ["none", *args.cases]
     torch.set_num_threads(args.threads)
 
     results = {"repeats": args.repeats, "threads": args.threads}
