@@ -14,6 +14,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 from diffusers import FasterCacheConfig, PyramidAttentionBroadcastConfig, TaylorSeerCacheConfig
@@ -24,12 +25,9 @@ from diffusers_videolatent.cli import DEFAULT_MODEL
 from diffusers_videolatent.training.evaluate import evaluate_pipeline
 
 
-def cache_configs(pipeline: VideoLatentPipeline) -> dict:
-    """The caches compared, by name (`None`: no cache). Timesteps of the flow-matching schedule run from 1000 to 0."""
-
-    def current_timestep() -> torch.Tensor:
-        return pipeline.current_timestep
-
+def cache_configs(current_timestep: Callable[[], torch.Tensor]) -> dict:
+    """The caches compared, by name (`None`: no cache), given the running step's timestep (`pipe.current_timestep`).
+    Timesteps of the flow-matching schedule run from 1000 to 0."""
     return {
         "none": None,
         "pab": PyramidAttentionBroadcastConfig(
@@ -53,11 +51,113 @@ def cache_configs(pipeline: VideoLatentPipeline) -> dict:
     }
 
 
-def enabled(pipeline: VideoLatentPipeline, config) -> None:
-    if pipeline.unet.is_cache_enabled:
-        pipeline.unet.disable_cache()
+def enabled(unet, config) -> None:
+    """Leaves `unet` with `config` as its only cache (`None`: none)."""
+    if unet.is_cache_enabled:
+        unet.disable_cache()
     if config is not None:
-        pipeline.unet.enable_cache(config)
+        unet.enable_cache(config)
+
+
+def time_interleaved(
+    unet, configs: dict, run: Callable[[], object], repeats: int, warmup: Callable[[], object] | None = None
+) -> tuple[dict, dict]:
+    """Seconds of `run()` under each cache: one uncached warm-up call (`warmup`, or `run`), then `repeats` rounds of
+    every case in turn (none, PAB, ..., none, PAB, ...), so that load from other jobs on a shared machine spreads over
+    all of them. Returns the seconds and the last result of `run()`, by case."""
+    enabled(unet, None)
+    (warmup or run)()
+    seconds, results = {name: [] for name in configs}, {}
+    for _ in range(repeats):
+        for name, config in configs.items():
+            enabled(unet, config)
+            start = time.perf_counter()
+            results[name] = run()
+            seconds[name].append(time.perf_counter() - start)
+    enabled(unet, None)
+    return seconds, results
+
+
+def score_cases(pipeline: VideoLatentPipeline, configs: dict, **evaluate_kwargs) -> dict:
+    """`evaluate_pipeline` under each cache, on the same seeded prompts."""
+    scores = {}
+    for name, config in configs.items():
+        enabled(pipeline.unet, config)
+        scores[name] = evaluate_pipeline(pipeline, print_table=False, **evaluate_kwargs)
+    enabled(pipeline.unet, None)
+    return scores
+
+
+def load_pipeline(model: str) -> tuple[VideoLatentPipeline, dict]:
+    """The pipeline in folder `model` (progress bar off) and its recommended call settings."""
+    pipeline = VideoLatentPipeline.from_pretrained(model)
+    pipeline.set_progress_bar_config(disable=True)
+    settings = pipeline.resolve_generation_settings()
+    keys = ("num_frames", "height", "width", "num_inference_steps", "guidance_scale")
+    return pipeline, {key: settings[key] for key in keys}
+
+
+def generation(pipeline: VideoLatentPipeline, call_kwargs: dict, seed: int) -> Callable[[], None]:
+    """One seeded generation of the timed prompt."""
+
+    def generate() -> None:
+        with torch.no_grad():
+            pipeline("a red circle moving right", generator=torch.Generator().manual_seed(seed), **call_kwargs)
+
+    return generate
+
+
+def time_and_score(
+    pipeline: VideoLatentPipeline, configs: dict, call_kwargs: dict, args: argparse.Namespace, **evaluate_kwargs
+) -> tuple[dict, dict]:
+    """1. the generation time under each cache, interleaved; 2. the scores, on the same seeded prompts for every case
+    (none when `args.videos_per_combination` is 0)."""
+    seconds, _ = time_interleaved(pipeline.unet, configs, generation(pipeline, call_kwargs, args.seed), args.repeats)
+    scores = {}
+    if args.videos_per_combination > 0:
+        scores = score_cases(
+            pipeline,
+            configs,
+            videos_per_combination=args.videos_per_combination,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            **evaluate_kwargs,
+            **call_kwargs,
+        )
+    return seconds, scores
+
+
+def report(seconds: dict[str, list[float]], scores: dict) -> dict:
+    """Prints the table (times; scores where given) and returns its rows, by case."""
+    reference = statistics.median(seconds["none"])
+    print(
+        "| cache | time (median) | min-max | ratio to none | colour | shape | direction | all three | held out "
+        "| area CV |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    rows = {}
+    for name, values in seconds.items():
+        median = statistics.median(values)
+        row = {"seconds": values, "median": median, "ratio": median / reference}
+        cells = [""] * 6
+        if name in scores:
+            seen, heldout = scores[name]["seen"], scores[name]["heldout"]
+            row["scores"] = {split: scores[name][split] for split in ("seen", "heldout", "all")}
+            cells = [f"{100 * seen[key]:.1f}%" for key in ("color", "shape", "direction", "all_three")]
+            cells += [f"{100 * heldout['all_three']:.1f}%", f"{scores[name]['all']['area_variation']:.3f}"]
+        rows[name] = row
+        print(
+            f"| {name} | {median:.2f} s | {min(values):.2f}-{max(values):.2f} s | {median / reference:.2f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return rows
+
+
+def write_json(path: str, results: dict) -> None:
+    with atomic_file(path, overwrite=True) as temporary:
+        with open(temporary, "w") as file:
+            json.dump(results, file, indent=2, default=str)
 
 
 def main() -> None:
@@ -72,68 +172,17 @@ def main() -> None:
     if args.repeats < 1 or args.videos_per_combination < 0:
         raise SystemExit("`--repeats` must be >= 1 and `--videos_per_combination` >= 0.")
 
-    pipeline = VideoLatentPipeline.from_pretrained(args.model)
-    pipeline.set_progress_bar_config(disable=True)
-    settings = pipeline.resolve_generation_settings()
-    call_kwargs = {
-        key: settings[key] for key in ("num_frames", "height", "width", "num_inference_steps", "guidance_scale")
-    }
-    configs = cache_configs(pipeline)
+    pipeline, call_kwargs = load_pipeline(args.model)
+    configs = cache_configs(lambda: pipeline.current_timestep)
     print(f"model {args.model}, {call_kwargs}, {torch.get_num_threads()} threads")
-
-    # 1. timing, interleaved; the first uncached call warms up and is not counted
-    with torch.no_grad():
-        pipeline("a red circle moving right", generator=torch.Generator().manual_seed(0), **call_kwargs)
-    seconds = {name: [] for name in configs}
-    for _ in range(args.repeats):
-        for name, config in configs.items():
-            enabled(pipeline, config)
-            start = time.perf_counter()
-            pipeline("a red circle moving right", generator=torch.Generator().manual_seed(args.seed), **call_kwargs)
-            seconds[name].append(time.perf_counter() - start)
-    enabled(pipeline, None)
-
-    # 2. scores, the same seeded prompts for every case
-    scores = {}
-    if args.videos_per_combination > 0:
-        for name, config in configs.items():
-            enabled(pipeline, config)
-            scores[name] = evaluate_pipeline(
-                pipeline,
-                videos_per_combination=args.videos_per_combination,
-                batch_size=args.batch_size,
-                seed=args.seed,
-                print_table=False,
-                **call_kwargs,
-            )
-        enabled(pipeline, None)
+    seconds, scores = time_and_score(pipeline, configs, call_kwargs, args)
 
     # 3. report
-    reference = statistics.median(seconds["none"])
-    print("| cache | time (median) | min-max | ratio to none | colour | shape | direction | all three | held out |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    rows = {}
-    for name, values in seconds.items():
-        median = statistics.median(values)
-        row = {"seconds": values, "median": median, "ratio": median / reference}
-        cells = [""] * 5
-        if name in scores:
-            seen, heldout = scores[name]["seen"], scores[name]["heldout"]
-            row["scores"] = {split: scores[name][split] for split in ("seen", "heldout", "all")}
-            cells = [f"{100 * seen[key]:.1f}%" for key in ("color", "shape", "direction", "all_three")]
-            cells.append(f"{100 * heldout['all_three']:.1f}%")
-        rows[name] = row
-        print(
-            f"| {name} | {median:.2f} s | {min(values):.2f}-{max(values):.2f} s | {median / reference:.2f} | "
-            + " | ".join(cells)
-            + " |"
-        )
+    rows = report(seconds, scores)
     if args.json is not None:
         results = {"settings": call_kwargs, "configs": {name: repr(config) for name, config in configs.items()}}
         results.update(cases=rows, repeats=args.repeats, videos_per_combination=args.videos_per_combination)
-        with atomic_file(args.json, overwrite=True) as temporary:
-            with open(temporary, "w") as file:
-                json.dump(results, file, indent=2, default=str)
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

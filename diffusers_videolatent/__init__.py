@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 # the public class names and the subpackage that defines each
 _LAZY_IMPORTS = {
     "AutoencoderKLVideo": "models",
+    "DeepCacheConfig": "models",
     "UNetSpatioTemporalModel": "models",
     "UNetSpatioTemporalOutput": "models",
     "VideoLatentPipeline": "pipelines",
@@ -22,6 +23,7 @@ _LAZY_IMPORTS = {
 
 __all__ = [
     "AutoencoderKLVideo",
+    "DeepCacheConfig",
     "UNetSpatioTemporalModel",
     "UNetSpatioTemporalOutput",
     "VideoLatentPipeline",
@@ -29,7 +31,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .models import AutoencoderKLVideo, UNetSpatioTemporalModel, UNetSpatioTemporalOutput
+    from .models import AutoencoderKLVideo, DeepCacheConfig, UNetSpatioTemporalModel, UNetSpatioTemporalOutput
     from .pipelines import VideoLatentPipeline, VideoLatentPipelineOutput
 
 

@@ -63,6 +63,7 @@ from .conversion_unet import (
     unet2d_config_to_spatio_temporal,
     unet3d_config_to_spatio_temporal,
 )
+from .deep_cache import DeepCacheConfig, apply_deep_cache, remove_deep_cache
 
 
 TEMPORAL_POSITION_EMBEDDINGS = ("none", "sinusoidal", "learned")
@@ -1462,18 +1463,29 @@ class UNetSpatioTemporalModel(
 
     def enable_cache(self, config) -> None:
         r"""
-        Enables one of diffusers' caching techniques, as [`~diffusers.models.cache_utils.CacheMixin.enable_cache`]
-        does, on the attention layers of this U-Net. Wrap each call in `cache_context(name)` (the pipeline does).
+        Enables [DeepCache](https://huggingface.co/papers/2312.00858) ([`DeepCacheConfig`], built for U-Nets: cheap
+        steps reuse the deep features of the last full step) or one of diffusers' caching techniques, as
+        [`~diffusers.models.cache_utils.CacheMixin.enable_cache`] does, on the attention layers of this U-Net. Wrap
+        each call in `cache_context(name)` (the pipeline does).
 
         Block identifiers left at diffusers' defaults (which name a transformer's top-level `transformer_blocks`) are
         replaced by this model's attention names (`SPATIAL_ATTENTION_IDENTIFIERS`, `TEMPORAL_ATTENTION_IDENTIFIERS`),
         so that spatial, temporal and cross-attention layers are told apart; identifiers you set are kept.
 
         Args:
-            config (`PyramidAttentionBroadcastConfig`, `FasterCacheConfig` or `TaylorSeerCacheConfig`):
+            config (`DeepCacheConfig`, `PyramidAttentionBroadcastConfig`, `FasterCacheConfig` or `TaylorSeerCacheConfig`):
                 The cache to apply. FasterCache reads the guidance batch from the `forward` inputs named in
                 `GUIDANCE_BATCH_INPUTS` and needs `return_dict=False`, as the pipeline calls the U-Net.
         """
+        if isinstance(config, DeepCacheConfig):
+            if self.is_cache_enabled:
+                raise ValueError(
+                    f"Caching has already been enabled with {type(self._cache_config).__name__}; call "
+                    "`disable_cache()` first."
+                )
+            apply_deep_cache(self, config)
+            self._cache_config = config
+            return
         if isinstance(config, (FirstBlockCacheConfig, MagCacheConfig)):
             raise ValueError(
                 f"`config` {type(config).__name__} skips every block after the first of a chain of transformer "
@@ -1497,6 +1509,14 @@ class UNetSpatioTemporalModel(
             # diffusers >= 0.40 caches the child registries a hook walks; older releases look them up on every call
             if hasattr(registry, "invalidate_child_registries_cache"):
                 registry.invalidate_child_registries_cache()
+
+    def disable_cache(self) -> None:
+        """Disables the cache [`enable_cache`] applied: every call computes the whole U-Net again."""
+        if not isinstance(self._cache_config, DeepCacheConfig):
+            super().disable_cache()
+            return
+        remove_deep_cache(self)
+        self._cache_config = None
 
     # ----------------------------------------------------------------------------------------------------------------
     # Forward
