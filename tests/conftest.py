@@ -38,6 +38,7 @@ from .testing_utils import (
     build_unet2d,
     build_unet3d,
     build_video_vae,
+    count_deep_and_shallow_calls,
     load_conversion_script,
     ramp_video,
     randomize_weights_,
@@ -142,6 +143,21 @@ def model_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("model") / "pipeline"
     VideoLatentPipeline(**build_pipeline_components()).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def counted_pipe() -> VideoLatentPipeline:
+    """`random_unet_pipe`'s pipeline, its real mid-block (deep) and last up-layer (shallow) calls counted in `.calls`."""
+    pipe = build_pipeline(unet=build_unet(identity_init=False))
+    pipe.calls = count_deep_and_shallow_calls(pipe.unet)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def counted_pipe_output(counted_pipe, request) -> torch.Tensor:
+    """The uncached output of `counted_pipe`, made by the requesting module's `generate(pipe)`."""
+    with torch.no_grad():
+        return request.module.generate(counted_pipe)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ overrides of its config. `randomize_weights_` is the one weight randomizer. Noth
 tokenizer is read from a hand-made vocabulary. Fixtures live in `conftest.py`.
 """
 
+import collections
 import contextlib
 import importlib.util
 import json
@@ -320,6 +321,15 @@ def recording_unet_calls(pipe) -> Iterator[list[dict]]:
         yield calls
     finally:
         handle.remove()
+
+
+def count_deep_and_shallow_calls(unet) -> collections.Counter:
+    """Counts the real calls of the mid block (deep: its first resnet, inside the module a cheap step skips) and of the
+    last up layer's resnet (shallow branch)."""
+    counts = collections.Counter()
+    unet.mid_block.resnets[0].register_forward_hook(lambda *_: counts.update(["deep"]))
+    unet.up_blocks[-1].resnets[-1].register_forward_hook(lambda *_: counts.update(["shallow"]))
+    return counts
 
 
 @contextlib.contextmanager

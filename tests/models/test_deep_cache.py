@@ -4,19 +4,8 @@ The U-Nets are tiny and random (temporal layers not identity); the real computat
 deep part) and of the last up layer (always in the shallow branch) are counted with forward hooks on layers inside them.
 """
 
-import collections
-
 import pytest
 import torch
-from conftest import (
-    build_motion_adapter,
-    build_pipeline,
-    build_random_spatio_temporal_unet,
-    build_spatio_temporal_unet,
-    build_unet2d,
-    build_unet3d,
-    fill_zero_parameters_,
-)
 from diffusers import (
     DPMSolverMultistepScheduler,
     EulerDiscreteScheduler,
@@ -27,13 +16,23 @@ from diffusers import (
 from diffusers_videolatent import DeepCacheConfig, UNetSpatioTemporalModel
 from diffusers_videolatent.models.deep_cache import deep_modules, non_uniform_full_steps, num_skip_connections
 
+from ..testing_utils import (
+    build_motion_adapter,
+    build_pipeline,
+    build_unet,
+    build_unet2d,
+    build_unet3d,
+    count_deep_and_shallow_calls,
+    randomize_weights_,
+)
+
 
 NUM_STEPS = 8
 # a cached output may move by at most this fraction of the largest uncached latent value
 RELATIVE_BOUND = 0.25
 
 
-def generate(pipe, **kwargs) -> torch.Tensor:
+def generate(counted_pipe, **kwargs) -> torch.Tensor:
     arguments = {
         "prompt": "a red circle",
         "num_frames": 3,
@@ -45,70 +44,51 @@ def generate(pipe, **kwargs) -> torch.Tensor:
         "output_type": "latent",
     }
     arguments.update(kwargs)
-    return pipe(**arguments).frames
+    return counted_pipe(**arguments).frames
 
 
-def count_calls(unet) -> collections.Counter:
-    """Counts the real calls of the mid block (deep: its first resnet, inside the module a cheap step skips) and of the
-    last up layer's resnet (shallow branch)."""
-    counts = collections.Counter()
-    unet.mid_block.resnets[0].register_forward_hook(lambda *_: counts.update(["deep"]))
-    unet.up_blocks[-1].resnets[-1].register_forward_hook(lambda *_: counts.update(["shallow"]))
-    return counts
-
-
-def cached(pipe, config: DeepCacheConfig, **kwargs) -> torch.Tensor:
-    pipe.unet.enable_cache(config)
+def cached(counted_pipe, config: DeepCacheConfig, **kwargs) -> torch.Tensor:
+    counted_pipe.unet.enable_cache(config)
     try:
-        return generate(pipe, **kwargs)
+        return generate(counted_pipe, **kwargs)
     finally:
-        pipe.unet.disable_cache()
-
-
-@pytest.fixture(scope="module")
-def pipe(tokenizer_dir):
-    pipe = build_pipeline(tokenizer_dir, unet=build_random_spatio_temporal_unet())
-    pipe.calls = count_calls(pipe.unet)
-    return pipe
-
-
-@pytest.fixture(scope="module")
-def uncached(pipe):
-    with torch.no_grad():
-        return generate(pipe)
+        counted_pipe.unet.disable_cache()
 
 
 @pytest.mark.usefixtures("no_grad")
-def test_cache_interval_one_gives_the_uncached_output_exactly(pipe, uncached):
-    assert torch.equal(cached(pipe, DeepCacheConfig(cache_interval=1)), uncached)
+def test_cache_interval_one_gives_the_uncached_output_exactly(counted_pipe, counted_pipe_output):
+    assert torch.equal(cached(counted_pipe, DeepCacheConfig(cache_interval=1)), counted_pipe_output)
 
 
 @pytest.mark.usefixtures("no_grad")
 @pytest.mark.parametrize("cache_branch_id", [0, 1, 2, 3])
-def test_deep_features_computed_on_full_steps_only(pipe, uncached, cache_branch_id):
-    pipe.calls.clear()
-    output = cached(pipe, DeepCacheConfig(cache_interval=3, cache_branch_id=cache_branch_id))
+def test_deep_features_computed_on_full_steps_only(counted_pipe, counted_pipe_output, cache_branch_id):
+    counted_pipe.calls.clear()
+    output = cached(counted_pipe, DeepCacheConfig(cache_interval=3, cache_branch_id=cache_branch_id))
     # full steps 0, 3 and 6 of 8: the mid block runs 3 times, the shallow branch every step
-    assert pipe.calls == {"deep": 3, "shallow": NUM_STEPS}
-    difference = (output - uncached).abs().max().item()
-    assert 0 < difference <= RELATIVE_BOUND * uncached.abs().max().item()
+    assert counted_pipe.calls == {"deep": 3, "shallow": NUM_STEPS}
+    difference = (output - counted_pipe_output).abs().max().item()
+    assert 0 < difference <= RELATIVE_BOUND * counted_pipe_output.abs().max().item()
 
-    # the state is reset between calls, and disabling gives the uncached result back, bit for bit
-    assert torch.equal(cached(pipe, DeepCacheConfig(cache_interval=3, cache_branch_id=cache_branch_id)), output)
-    assert torch.equal(generate(pipe), uncached)
+    # the state is reset between calls, and disabling gives the counted_pipe_output result back, bit for bit
+    assert torch.equal(
+        cached(counted_pipe, DeepCacheConfig(cache_interval=3, cache_branch_id=cache_branch_id)), output
+    )
+    assert torch.equal(generate(counted_pipe), counted_pipe_output)
 
 
 @pytest.mark.usefixtures("no_grad")
-def test_a_deeper_branch_is_closer_to_the_uncached_output(pipe, uncached):
+def test_a_deeper_branch_is_closer_to_the_uncached_output(counted_pipe, counted_pipe_output):
     differences = [
-        (cached(pipe, DeepCacheConfig(cache_branch_id=branch)) - uncached).abs().max().item() for branch in (0, 3)
+        (cached(counted_pipe, DeepCacheConfig(cache_branch_id=branch)) - counted_pipe_output).abs().max().item()
+        for branch in (0, 3)
     ]
     assert differences[1] < differences[0]
 
 
-def test_deep_modules_follow_the_skip_connections(pipe):
+def test_deep_modules_follow_the_skip_connections(counted_pipe):
     # skip connections of the tiny U-Net: 0 conv_in, 1 down level 0's layer, 2 its downsampler, 3 down level 1's layer
-    unet = pipe.unet
+    unet = counted_pipe.unet
     assert num_skip_connections(unet) == 4
     names = {branch: [name for name, _ in deep_modules(unet, branch)] for branch in range(4)}
     assert names[0] == ["down_blocks.0", "down_blocks.1", "mid_block", "up_blocks.0"] + [
@@ -120,37 +100,37 @@ def test_deep_modules_follow_the_skip_connections(pipe):
 
 
 @pytest.mark.usefixtures("no_grad")
-def test_non_uniform_schedule(pipe, uncached):
+def test_non_uniform_schedule(counted_pipe, counted_pipe_output):
     steps = non_uniform_full_steps(25, 9, center=0.5, power=1.4)
     assert len(steps) == 9 and 0 in steps and max(steps) < 25
     gaps = [later - earlier for earlier, later in zip(sorted(steps), sorted(steps)[1:])]
     # densest around the center step 12, sparsest at the ends
     assert min(gaps) < 25 / 9 < max(gaps) and gaps[0] > gaps[len(gaps) // 2]
 
-    pipe.calls.clear()
-    config = DeepCacheConfig(schedule="non_uniform", num_steps_callback=lambda: pipe.num_timesteps)
-    output = cached(pipe, config)
-    assert pipe.calls == {"deep": len(non_uniform_full_steps(NUM_STEPS, 3, 0.5, 1.4)), "shallow": NUM_STEPS}
-    assert not torch.equal(output, uncached) and torch.isfinite(output).all()
+    counted_pipe.calls.clear()
+    config = DeepCacheConfig(schedule="non_uniform", num_steps_callback=lambda: counted_pipe.num_timesteps)
+    output = cached(counted_pipe, config)
+    assert counted_pipe.calls == {"deep": len(non_uniform_full_steps(NUM_STEPS, 3, 0.5, 1.4)), "shallow": NUM_STEPS}
+    assert not torch.equal(output, counted_pipe_output) and torch.isfinite(output).all()
 
 
 @pytest.mark.usefixtures("no_grad")
-def test_guidance_switched_off_by_a_callback_runs_a_full_step(pipe):
+def test_guidance_switched_off_by_a_callback_runs_a_full_step(counted_pipe):
     def stop_guidance(pipeline, step, timestep, callback_kwargs):
         if step == 3:
             # the batch halves: nothing of that shape is cached yet
             callback_kwargs["prompt_embeds"] = callback_kwargs["prompt_embeds"].chunk(2)[1]
         return callback_kwargs
 
-    pipe.calls.clear()
+    counted_pipe.calls.clear()
     output = cached(
-        pipe,
+        counted_pipe,
         DeepCacheConfig(cache_interval=3),
         callback_on_step_end=stop_guidance,
         callback_on_step_end_tensor_inputs=["prompt_embeds"],
     )
     # full steps 0 and 3 (scheduled), 4 (new batch shape), 6
-    assert pipe.calls == {"deep": 4, "shallow": NUM_STEPS}
+    assert counted_pipe.calls == {"deep": 4, "shallow": NUM_STEPS}
     assert torch.isfinite(output).all()
 
 
@@ -159,26 +139,26 @@ def test_guidance_switched_off_by_a_callback_runs_a_full_step(pipe):
     "scheduler_class",
     [EulerDiscreteScheduler, DPMSolverMultistepScheduler, HeunDiscreteScheduler, FlowMatchEulerDiscreteScheduler],
 )
-def test_every_scheduler(pipe, uncached, scheduler_class):
-    original = pipe.scheduler
-    pipe.scheduler = scheduler_class.from_config(original.config)
+def test_every_scheduler(counted_pipe, counted_pipe_output, scheduler_class):
+    original = counted_pipe.scheduler
+    counted_pipe.scheduler = scheduler_class.from_config(original.config)
     try:
-        reference = generate(pipe, num_inference_steps=4)
-        assert torch.equal(cached(pipe, DeepCacheConfig(cache_interval=1), num_inference_steps=4), reference)
-        pipe.calls.clear()
-        output = cached(pipe, DeepCacheConfig(cache_interval=2), num_inference_steps=4)
+        reference = generate(counted_pipe, num_inference_steps=4)
+        assert torch.equal(cached(counted_pipe, DeepCacheConfig(cache_interval=1), num_inference_steps=4), reference)
+        counted_pipe.calls.clear()
+        output = cached(counted_pipe, DeepCacheConfig(cache_interval=2), num_inference_steps=4)
     finally:
-        pipe.scheduler = original
+        counted_pipe.scheduler = original
     # one U-Net call per timestep (Heun's second-order steps take two)
-    num_calls = pipe.calls["shallow"]
-    assert num_calls >= 4 and pipe.calls["deep"] == (num_calls + 1) // 2
+    num_calls = counted_pipe.calls["shallow"]
+    assert num_calls >= 4 and counted_pipe.calls["deep"] == (num_calls + 1) // 2
     assert torch.isfinite(output).all()
 
 
 @pytest.mark.usefixtures("no_grad")
-def test_image_and_video_to_video(tokenizer_dir):
-    unet = fill_zero_parameters_(build_spatio_temporal_unet(conditioning_channels=5), seed=1)
-    pipe = build_pipeline(tokenizer_dir, unet=unet)
+def test_image_and_video_to_video():
+    unet = randomize_weights_(build_unet(conditioning_channels=5), 1, zero_only=True)
+    pipe = build_pipeline(unet=unet)
     for inputs in ({"image": torch.rand(3, 16, 16)}, {"video": torch.rand(3, 3, 16, 16), "strength": 0.6}):
         reference = generate(pipe, **inputs)
         assert torch.equal(cached(pipe, DeepCacheConfig(cache_interval=1), **inputs), reference)
@@ -188,13 +168,13 @@ def test_image_and_video_to_video(tokenizer_dir):
 
 @pytest.mark.usefixtures("no_grad")
 @pytest.mark.parametrize("source", ["modelscope", "animatediff"])
-def test_converted_unets(tokenizer_dir, source):
+def test_converted_unets(source):
     if source == "modelscope":
-        unet = UNetSpatioTemporalModel.from_unet3d(fill_zero_parameters_(build_unet3d(), seed=1))
+        unet = UNetSpatioTemporalModel.from_unet3d(randomize_weights_(build_unet3d(), 1, zero_only=True))
     else:
         unet = UNetSpatioTemporalModel.from_unet2d(build_unet2d(), build_motion_adapter())
-    pipe = build_pipeline(tokenizer_dir, unet=unet.eval())
-    calls = count_calls(pipe.unet)
+    pipe = build_pipeline(unet=unet.eval())
+    calls = count_deep_and_shallow_calls(pipe.unet)
     reference = generate(pipe)
     assert torch.equal(cached(pipe, DeepCacheConfig(cache_interval=1)), reference)
     for branch in range(num_skip_connections(pipe.unet)):
@@ -234,13 +214,13 @@ def test_a_step_count_that_is_not_positive_raises():
         config.full_steps(0)
 
 
-def test_a_branch_the_unet_does_not_have_raises(pipe):
+def test_a_branch_the_unet_does_not_have_raises(counted_pipe):
     with pytest.raises(ValueError, match="`cache_branch_id` must be below the 4 skip connections"):
-        pipe.unet.enable_cache(DeepCacheConfig(cache_branch_id=4))
-    assert not pipe.unet.is_cache_enabled
-    pipe.unet.enable_cache(DeepCacheConfig())
+        counted_pipe.unet.enable_cache(DeepCacheConfig(cache_branch_id=4))
+    assert not counted_pipe.unet.is_cache_enabled
+    counted_pipe.unet.enable_cache(DeepCacheConfig())
     try:
         with pytest.raises(ValueError, match="already been enabled"):
-            pipe.unet.enable_cache(DeepCacheConfig())
+            counted_pipe.unet.enable_cache(DeepCacheConfig())
     finally:
-        pipe.unet.disable_cache()
+        counted_pipe.unet.disable_cache()
