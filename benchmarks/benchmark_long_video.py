@@ -25,7 +25,7 @@ from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 # this checkout's package and test builders, also in the spawned processes (which import this file again)
-sys.path[:0] = [str(REPOSITORY), str(REPOSITORY / "tests")]
+sys.path[:0] = [str(REPOSITORY)]
 KINDS = ("VideoLatentPipeline", "AnimateDiffPipeline")
 
 
@@ -36,8 +36,9 @@ def parse_channels(text: str) -> tuple[int, ...]:
 def build_pipeline(kind: str, args: argparse.Namespace, tokenizer_folder: str):
     """The AnimateDiff source (seeded, so every process builds the same weights), as `kind`."""
     import torch
-    from conftest import build_text_encoder, build_tokenizer, fill_zero_parameters_
     from diffusers import AnimateDiffPipeline, AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel
+
+    from tests.testing_utils import build_text_encoder, build_tokenizer, randomize_weights_
 
     text_encoder = build_text_encoder(hidden_size=args.text_width)
     torch.manual_seed(0)
@@ -53,14 +54,15 @@ def build_pipeline(kind: str, args: argparse.Namespace, tokenizer_folder: str):
         attention_head_dim=8,
     )
     # the motion modules' output projections start at zero; random ones make the temporal attention count
-    adapter = fill_zero_parameters_(
+    adapter = randomize_weights_(
         MotionAdapter(
             block_out_channels=channels,
             motion_layers_per_block=1,
             motion_num_attention_heads=4,
             motion_norm_num_groups=8,
             motion_max_seq_length=32,
-        )
+        ),
+        zero_only=True,
     )
     vae = AutoencoderKL(
         block_out_channels=(8, 8, 8, 8),
@@ -74,7 +76,7 @@ def build_pipeline(kind: str, args: argparse.Namespace, tokenizer_folder: str):
     components = {
         "vae": vae,
         "text_encoder": text_encoder,
-        "tokenizer": build_tokenizer(tokenizer_folder),
+        "tokenizer": build_tokenizer(),
         "unet": unet,
         "scheduler": scheduler,
     }

@@ -30,8 +30,8 @@ def build_components(args: argparse.Namespace, tokenizer_folder: str) -> dict:
     from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from conftest import build_tokenizer
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.testing_utils import build_tokenizer
 
     torch.manual_seed(0)
     unet_channels, vae_channels = args.unet_channels, args.vae_channels
@@ -68,7 +68,7 @@ def build_components(args: argparse.Namespace, tokenizer_folder: str) -> dict:
         latent_channels=4,
     )
     scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False)
-    tokenizer = build_tokenizer(tokenizer_folder)
+    tokenizer = build_tokenizer()
     return {"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "unet": unet, "scheduler": scheduler}
 
 
