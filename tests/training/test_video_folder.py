@@ -15,8 +15,17 @@ def test_jsonl_folder_skips_bad_rows_with_counts(video_folder, caplog):
     with caplog.at_level(logging.WARNING):
         dataset = VideoFolderDataset(str(video_folder), num_frames=5, height=16, width=16, random_offset=False)
     assert len(dataset) == 2
-    assert dataset.skipped == {"unreadable_caption": 2, "unreadable_video": 2, "too_short": 1}
-    assert "skipped 2 row(s) with a missing or empty caption, 2 video(s) that could not be read" in caplog.text
+    assert dataset.skipped == {
+        "unreadable_caption": 2,
+        "outside_folder": 0,
+        "unreadable_video": 2,
+        "too_short": 1,
+        "failed_decode": 0,
+    }
+    assert (
+        "skipped 2 row(s) with a missing or empty caption, 0 path(s) leaving the folder, 2 video(s) that"
+        in caplog.text
+    )
     assert "1 video(s) shorter than 5 frames; 2 of 7 remain" in caplog.text
 
     item = dataset[0]
