@@ -37,9 +37,9 @@ logger = logging.getLogger(__name__)
 
 METADATA_FILE_NAMES = ("metadata.csv", "metadata.jsonl")
 DECODERS = ("auto", "torchcodec", "pyav")
-# how far past a requested time a frame's timestamp may lie and still count as played at that time (timestamps are
-# rounded to the container's time base)
-TIME_TOLERANCE = 1e-4
+# how far past a requested time a frame's timestamp may lie and still count as played at that time: timestamps are
+# rounded to the container's time base (WebM and Matroska: 1 ms, so a 30 fps frame 2 is stamped 0.067 s, not 0.0667 s)
+TIME_TOLERANCE = 1e-3
 
 
 def _read_metadata(root: str) -> tuple[str, list[dict]]:
@@ -447,12 +447,13 @@ class VideoFolderDataset(Dataset):
         self._failed: set[int] = set()
 
         shortest = min(bucket[0] for bucket in buckets)
+        rate = "" if self.fps is None else f" at {self.fps:g} fps"
         if any(self.skipped.values()):
             logger.warning(
                 f"{root}: skipped {self.skipped['unreadable_caption']} row(s) with a missing or empty caption, "
                 f"{self.skipped['outside_folder']} path(s) leaving the folder, "
                 f"{self.skipped['unreadable_video']} video(s) that could not be read and "
-                f"{self.skipped['too_short']} video(s) shorter than {shortest} frames; "
+                f"{self.skipped['too_short']} video(s) shorter than {shortest} frames{rate}; "
                 f"{len(self.videos)} of {len(rows)} remain."
             )
         if not self.videos:
@@ -460,7 +461,7 @@ class VideoFolderDataset(Dataset):
                 f"No usable video in {root!r}: of {len(rows)} row(s), {self.skipped['unreadable_caption']} have a "
                 f"missing or empty caption, {self.skipped['outside_folder']} a path leaving the folder, "
                 f"{self.skipped['unreadable_video']} a video that cannot be read and "
-                f"{self.skipped['too_short']} a video shorter than `num_frames`={shortest}."
+                f"{self.skipped['too_short']} a video shorter than the shortest clip, {shortest} frames{rate}."
             )
 
     def _skip(self, file_name: str, reason: str, detail: str) -> None:
