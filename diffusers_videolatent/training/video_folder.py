@@ -105,6 +105,13 @@ class VideoProbe:
         return (self.num_frames - 1) / self.fps
 
 
+def _checked_probe(path: str, probe: VideoProbe) -> VideoProbe:
+    # a container cut short can list a stream whose size or rate FFmpeg could not find (reported as 0)
+    if probe.num_frames < 1 or not probe.fps > 0 or probe.height < 1 or probe.width < 1:
+        raise ValueError(f"{path}: the container gives no usable frame count, rate or size ({probe}).")
+    return probe
+
+
 def _probe_pyav(path: str) -> VideoProbe:
     import av
 
@@ -130,12 +137,15 @@ def _probe_pyav(path: str) -> VideoProbe:
             if not duration:
                 raise ValueError(f"{path} gives neither a frame rate nor a duration.")
             rate = num_frames / duration
-        return VideoProbe(
-            num_frames=int(num_frames),
-            fps=float(rate),
-            height=stream.codec_context.height,
-            width=stream.codec_context.width,
-            start=start,
+        return _checked_probe(
+            path,
+            VideoProbe(
+                num_frames=int(num_frames),
+                fps=float(rate),
+                height=stream.codec_context.height,
+                width=stream.codec_context.width,
+                start=start,
+            ),
         )
 
 
@@ -194,13 +204,14 @@ def _probe_torchcodec(path: str) -> VideoProbe:
     from torchcodec.decoders import VideoDecoder
 
     metadata = VideoDecoder(path, seek_mode="approximate").metadata
-    return VideoProbe(
-        num_frames=int(metadata.num_frames),
-        fps=float(metadata.average_fps),
-        height=int(metadata.height),
-        width=int(metadata.width),
+    probe = VideoProbe(
+        num_frames=int(metadata.num_frames or 0),
+        fps=float(metadata.average_fps or 0),
+        height=int(metadata.height or 0),
+        width=int(metadata.width or 0),
         start=float(metadata.begin_stream_seconds),
     )
+    return _checked_probe(path, probe)
 
 
 def _read_torchcodec(path: str, probe: VideoProbe, times: list[float]) -> np.ndarray:

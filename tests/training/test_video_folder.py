@@ -2,7 +2,10 @@ import importlib.util
 import json
 import logging
 import os
+import subprocess
+import sys
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import imageio.v3 as iio
@@ -21,7 +24,7 @@ from diffusers_videolatent.training.video_folder import (
     resolve_decoder,
 )
 
-from ..testing_utils import ramp_video, read_frame_indices, write_index_video
+from ..testing_utils import TRAINING_VAE_CONFIG, ramp_video, read_frame_indices, write_index_video
 
 
 def test_jsonl_folder_skips_bad_rows_with_counts(video_folder, caplog):
@@ -316,6 +319,16 @@ def truncated_video(path, fraction: float = 0.6):
     return path
 
 
+def zeroed_video(path):
+    """An h264 mp4 with its index first and every byte of its frames zeroed: it probes fine (the size is in the
+    index), and no frame decodes."""
+    write_index_video(path, 30, 32, 32, 24, extra_arguments=("-movflags", "+faststart"))
+    data = path.read_bytes()
+    payload = data.index(b"mdat") + 4
+    path.write_bytes(data[:payload] + bytes(len(data) - payload))
+    return path
+
+
 def test_a_video_failing_to_decode_mid_run_is_replaced_by_the_next_of_its_bucket(tmp_path, caplog):
     root = tmp_path / "data"
     root.mkdir()
@@ -352,3 +365,30 @@ def test_a_video_failing_to_decode_mid_run_is_replaced_by_the_next_of_its_bucket
     with pytest.raises(RuntimeError, match="No video of bucket \\(17, 16, 16\\)"):
         dataset[0]
     assert dataset[1]["text"] == "y"
+
+
+def test_a_training_run_goes_on_past_lying_data_and_lists_it_at_the_end(tmp_path):
+    """A real `train_video_vae` process on a folder with a path out of it, a symlink out of it and a video that probes
+    fine but never decodes: the run finishes and its last log lists all three."""
+    root = tmp_path / "data"
+    root.mkdir()
+    write_index_video(tmp_path / "outside.mp4", 8, 16, 16)
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        write_index_video(root / name, 8, 16, 16)
+    zeroed_video(root / "broken.mp4")
+    (root / "escape.mp4").symlink_to(tmp_path / "outside.mp4")
+    names = ["a.mp4", "broken.mp4", "../outside.mp4", "b.mp4", "escape.mp4", "c.mp4"]
+    (root / "metadata.csv").write_text("file_name,text\n" + "".join(f"{name},x\n" for name in names))
+    command = [sys.executable, "-m", "diffusers_videolatent.training.train_video_vae", "--train_data_dir", str(root)]
+    command += ["--vae_config", json.dumps(TRAINING_VAE_CONFIG), "--num_frames", "5", "--height", "16"]
+    command += ["--width", "16", "--train_batch_size", "1", "--max_train_steps", "4", "--no_validation"]
+    command += ["--output_dir", str(tmp_path / "out"), "--report_to", "jsonl"]
+    environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    result = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert (tmp_path / "out" / "config.json").is_file()
+    assert "broken.mp4 failed to decode and is skipped from now on" in result.stderr
+    summary = result.stderr[result.stderr.index(f"{root}: skipped 3 ") :]
+    assert summary.startswith(f"{root}: skipped 3 (2 outside_folder, 1 failed_decode); 3 video(s) used.")
+    assert "\n  ../outside.mp4: outside_folder" in summary and "\n  escape.mp4: outside_folder" in summary
+    assert "\n  broken.mp4: failed_decode: " in summary
