@@ -2,14 +2,15 @@
 `imiter`, reading every frame from frame 0 up to the clip's last).
 
 The folder is written once by ffmpeg (imageio-ffmpeg's binary): `--videos` clips of `--seconds` seconds of its
-`testsrc2` pattern (moving colours, text and a counter) at `--size` and 30 fps, in H.264 with x264's default key-frame
-interval (250 frames). Both decoders load the same items: `--num_frames` consecutive frames at a seeded random offset
-(the dataset's own draw for `(seed, epoch, index)`), resized and centre-cropped to 64x64. The methods are interleaved
-over `--rounds`; each round loads every video once per method, and the table gives the median items per second over
-rounds with their range, and the ratio to imageio.
+`testsrc2` pattern (moving colours, text and a counter) at `--size` and 30 fps, in H.264 with a key frame every
+`--keyint` frames (x264's default, 250). Both decoders load the same items: `--num_frames` consecutive frames at a
+seeded random offset (the dataset's own draw for `(seed, epoch, index)`), resized and centre-cropped to 64x64. The
+methods are interleaved over `--rounds`; each round loads every video once per method, and the table gives the median
+items per second over rounds with their range, and the ratio to imageio.
 
     python benchmarks/benchmark_video_decoding.py
-    python benchmarks/benchmark_video_decoding.py --videos 4 --seconds 10 --size 320x180 --rounds 3
+    python benchmarks/benchmark_video_decoding.py --videos 4 --size 640x360 --rounds 3
+    python benchmarks/benchmark_video_decoding.py --keyint 30
 """
 
 import argparse
@@ -28,10 +29,11 @@ import torch
 from diffusers_videolatent.training.video_folder import VideoFolderDataset, resize_and_center_crop
 
 
-def write_folder(root: Path, videos: int, seconds: float, size: str) -> None:
+def write_folder(root: Path, videos: int, seconds: float, size: str, keyint: int) -> None:
     for index in range(videos):
         command = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi"]
         command += ["-i", f"testsrc2=size={size}:rate=30:duration={seconds}", "-c:v", "libx264", "-pix_fmt", "yuv420p"]
+        command += ["-g", str(keyint)]
         # a different stretch of the pattern per video
         command += ["-vf", f"hue=h={index * 37}", str(root / f"video_{index}.mp4")]
         subprocess.run(command, check=True)
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--videos", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--size", default="256x144", help="WIDTHxHEIGHT of the videos.")
+    parser.add_argument("--keyint", type=int, default=250, help="Key-frame interval (x264's default: 250).")
     parser.add_argument("--num_frames", type=int, default=17)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        write_folder(root, args.videos, args.seconds, args.size)
+        write_folder(root, args.videos, args.seconds, args.size, args.keyint)
         dataset = VideoFolderDataset(str(root), num_frames=args.num_frames, height=64, width=64, seed=0)
         methods = {
             "imageio imiter from frame 0": lambda index: load_with_imiter(dataset, index),
@@ -86,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
                 rates[name].append(len(dataset) / (time.perf_counter() - begin))
 
     print(
-        f"{args.videos} videos of {args.seconds:g} s at {args.size}, 30 fps, H.264 (key frame every 250 frames); "
+        f"{args.videos} videos of {args.seconds:g} s at {args.size}, 30 fps, H.264 (key frame every {args.keyint} "
+        f"frames); "
         f"{args.num_frames} frames at 64x64 per item; {args.rounds} rounds"
     )
     print("| decoder | items/s, median | range | ratio to imageio |")
