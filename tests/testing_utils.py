@@ -477,6 +477,43 @@ def ramp_video(num_frames: int, height: int, width: int) -> np.ndarray:
     return np.stack([np.full((height, width, 3), 20 * t, dtype=np.uint8) for t in range(num_frames)])
 
 
+INDEX_GREY_STEP = 8
+
+
+def write_index_video(
+    path: str | Path,
+    num_frames: int,
+    height: int,
+    width: int,
+    fps: float | str = 24,
+    codec: str = "libx264",
+    extra_arguments: tuple[str, ...] = (),
+) -> Path:
+    """
+    Encodes a video with imageio-ffmpeg's ffmpeg binary in which frame `t` is a flat grey of `INDEX_GREY_STEP * t`
+    (so the source frame a clip took can be read back from any crop, size or codec; at most 32 frames). `fps` may be a
+    fraction string (`"25/2"`); `extra_arguments` go before the output path (e.g. a `setpts` filter for a variable
+    rate).
+    """
+    import imageio_ffmpeg
+
+    if num_frames * INDEX_GREY_STEP > 256:
+        raise ValueError(f"`num_frames` must be at most {256 // INDEX_GREY_STEP}, but is {num_frames}.")
+    frames = np.stack([np.full((height, width, 3), INDEX_GREY_STEP * t, dtype=np.uint8) for t in range(num_frames)])
+    pixel_format = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"]
+    command += ["-s", f"{width}x{height}", "-r", str(fps), "-i", "-", "-c:v", codec, "-pix_fmt", pixel_format]
+    command += [*extra_arguments, str(path)]
+    subprocess.run(command, input=frames.tobytes(), check=True, capture_output=True)
+    return Path(path)
+
+
+def read_frame_indices(pixel_values: torch.Tensor) -> list[int]:
+    """The source frame of each frame of a clip `[3, F, H, W]` in [-1, 1] of a `write_index_video` video."""
+    greys = (pixel_values.mean(dim=(0, 2, 3)) + 1) * 127.5
+    return [round(grey / INDEX_GREY_STEP) for grey in greys.tolist()]
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # AnimateDiff motion LoRAs
 # ----------------------------------------------------------------------------------------------------------------------

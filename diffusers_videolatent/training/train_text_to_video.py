@@ -57,6 +57,7 @@ from .training_utils import (
     load_json_option,
     resume_training,
     save_checkpoint,
+    skipped_data_summary,
 )
 
 
@@ -634,7 +635,7 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.register_for_checkpointing(ema_unet)
 
     # 3. data, optimiser, learning-rate schedule
-    train_dataset = build_dataset(args)
+    train_dataset = source_dataset = build_dataset(args)
     collate_fn = collate_videos
     if args.cache_latents:
         # every process encodes the same seeded videos; the sampler then shards them as it shards the videos
@@ -793,6 +794,8 @@ def main(argv: list[str] | None = None) -> None:
             save_tokenizer_vocabulary(tokenizer, os.path.join(temporary_dir, "tokenizer"))
         if not args.no_validation:
             accelerator.log(run_validation(args, accelerator, pipeline, global_step), step=global_step)
+    if (summary := skipped_data_summary(source_dataset)) is not None:
+        logger.warning(summary)
     accelerator.end_training()
 
 

@@ -47,6 +47,7 @@ from .training_utils import (
     load_json_option,
     resume_training,
     save_checkpoint,
+    skipped_data_summary,
 )
 
 
@@ -538,6 +539,8 @@ def main(argv: list[str] | None = None) -> None:
             accelerator.log(
                 run_validation(args, vae, train_dataset, global_step, accelerator.device), step=global_step
             )
+    if (summary := skipped_data_summary(train_dataset)) is not None:
+        logger.warning(summary)
     accelerator.end_training()
 
 

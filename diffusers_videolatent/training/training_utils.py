@@ -269,6 +269,13 @@ def build_dataset(args: argparse.Namespace, travel_fraction_range: tuple[float, 
     return dataset
 
 
+def skipped_data_summary(dataset) -> str | None:
+    """The video-folder dataset's `skipped_summary()` (of a `Subset`'s dataset too), for the end of a run; `None` for
+    other datasets. Videos that failed to decode in DataLoader worker processes are logged there, not counted here."""
+    dataset = getattr(dataset, "dataset", dataset)
+    return dataset.skipped_summary() if isinstance(dataset, VideoFolderDataset) else None
+
+
 def create_accelerator(args: argparse.Namespace, project_name: str) -> Accelerator:
     r"""
     The `Accelerator` of both training scripts: precision, accumulation, trackers and a seeded data order.
