@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-from torch.utils.data import Sampler
+from torch.utils.data import Sampler, Subset
 
 
 _BUCKET_PATTERN = re.compile(r"^\s*(\d+)x(\d+)x(\d+)\s*(?::\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?))?\s*$")
@@ -154,3 +154,14 @@ class BucketBatchSampler(Sampler[list[int]]):
                     orders[bucket] = generator.permutation(self.indices_per_bucket[bucket]).tolist()
                 batch.append(orders[bucket].pop())
             yield batch
+
+
+def dataset_item_buckets(dataset) -> list[tuple[int, int, int]]:
+    """The `item_buckets` of a dataset, or of the items a `torch.utils.data.Subset` keeps of one."""
+    if isinstance(dataset, Subset):
+        parent = dataset_item_buckets(dataset.dataset)
+        return [parent[index] for index in dataset.indices]
+    item_buckets = getattr(dataset, "item_buckets", None)
+    if item_buckets is None:
+        raise ValueError(f"{type(dataset).__name__} has no `item_buckets`: it cannot be trained in buckets.")
+    return [tuple(bucket) for bucket in item_buckets]

@@ -337,9 +337,10 @@ class MovingShapesDataset(Dataset):
             range, with a generator of its own, so the item's other random draws stay those of the fixed-travel
             dataset; the default travel is `TRAVEL_FRACTION`.
         buckets (`list[tuple[int, int, int]]`, *optional*):
-            Physical world: the `(num_frames, height, width)` sizes the items are rendered at; item `index` has bucket
-            `buckets[(index // len(combinations)) % len(buckets)]`, so every bucket shows every combination equally
-            often. Default: the one size `(num_frames, height, width)`.
+            Physical world: the `(num_frames, height, width)` sizes the items are rendered at; item `index`, of combination `c`
+            and round `k` (`index = k * len(combinations) + c`), has bucket `buckets[(c + k) % len(buckets)]`: every
+            bucket gets items from the first ones on, and shows every combination equally often over
+            `len(buckets)` rounds. Default: the one size `(num_frames, height, width)`.
         fps (`float` or `Sequence[float]`, *optional*):
             Physical world: the frame rate of the items, or several, one drawn per item with a generator of its own.
             Defaults to `DEFAULT_FPS` when the physical world is asked for by `speed_range` or `buckets`.
@@ -415,7 +416,8 @@ class MovingShapesDataset(Dataset):
         _check_speed_range(self.speed_range)
         self.buckets = buckets
         self.item_buckets = [
-            buckets[(index // len(self.combinations)) % len(buckets)] for index in range(self.num_videos)
+            buckets[(index % len(self.combinations) + index // len(self.combinations)) % len(buckets)]
+            for index in range(self.num_videos)
         ]
 
     def __len__(self) -> int:
