@@ -165,3 +165,14 @@ def dataset_item_buckets(dataset) -> list[tuple[int, int, int]]:
     if item_buckets is None:
         raise ValueError(f"{type(dataset).__name__} has no `item_buckets`: it cannot be trained in buckets.")
     return [tuple(bucket) for bucket in item_buckets]
+
+
+def trained_ranges(buckets: Sequence[tuple[int, int, int]], fps: Sequence[float]) -> dict[str, list[float]]:
+    """The `trained_ranges` of `generation_defaults` for a model trained on `buckets` at the frame rates `fps`."""
+    num_frames, heights, widths = zip(*buckets)
+    return {
+        "num_frames": [min(num_frames), max(num_frames)],
+        "height": [min(heights), max(heights)],
+        "width": [min(widths), max(widths)],
+        "fps": [min(fps), max(fps)],
+    }

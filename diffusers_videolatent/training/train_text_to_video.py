@@ -43,7 +43,7 @@ from ..geometry import unet_max_latent_frames
 from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
 from ..models.unet_spatio_temporal import build_conditioning_latents
 from ..pipelines import VideoLatentPipeline
-from .buckets import BucketBatchSampler, dataset_item_buckets, format_buckets, parse_buckets
+from .buckets import BucketBatchSampler, dataset_item_buckets, format_buckets, parse_buckets, trained_ranges
 from .moving_shapes import VOCABULARY, make_caption
 from .training_utils import (
     add_common_arguments,
@@ -894,6 +894,12 @@ def main(argv: list[str] | None = None) -> None:
         generation_defaults = None
         if args.pretrained_model_name_or_path is not None and os.path.isdir(args.pretrained_model_name_or_path):
             generation_defaults = load_generation_defaults(args.pretrained_model_name_or_path)
+        if args.bucket_list is not None or train_fps is not None:
+            # the dials this run trained: a call outside them warns
+            generation_defaults = dict(generation_defaults or {})
+            generation_defaults["trained_ranges"] = trained_ranges(
+                args.bucket_list or [(args.num_frames, args.height, args.width)], train_fps or [args.fps]
+            )
         pipeline = VideoLatentPipeline(
             vae=vae,
             text_encoder=text_encoder,
