@@ -542,7 +542,10 @@ def add_fps_conditioning(unet: UNetSpatioTemporalModel) -> UNetSpatioTemporalMod
     missing, unexpected = new_unet.load_state_dict(unet.state_dict(), strict=False)
     if unexpected or any(not key.startswith(("fps_proj.", "fps_embedding.")) for key in missing):
         raise RuntimeError(f"Adding fps conditioning changed more than the fps embedding: {missing}, {unexpected}.")
-    return new_unet.to(device=unet.device, dtype=unet.dtype)
+    new_unet.to(unet.device)
+    if new_unet.dtype != unet.dtype:  # a same-dtype cast makes diffusers warn about its float32 modules
+        new_unet.to(dtype=unet.dtype)
+    return new_unet
 
 
 def build_schedulers(args: argparse.Namespace) -> tuple:
