@@ -14,12 +14,23 @@ CLI and a plain `pipe(prompt)` use too).
 use) and their VAE round trips: the ground truth is the reference row, the reconstructions bound what the diffusion
 model can reach. `--image_to_video` generates from the first frames of such unseen ground-truth videos (`image=`) and
 adds the PSNR of the generated first frame against the given image.
+
+`--grid` evaluates the three dials instead (issue 28), one row per setting: 17 frames at 64x64, 96x96, 128x128,
+64x128 and 128x64; 9, 33 and 61 frames at 64x64; 4, 16 and 24 fps at 17 frames 64x64 (8 fps elsewhere). Each setting
+has a ground-truth reference row (the physical moving-shapes world of `render_physical_moving_shape` at that setting,
+dataset seed `IMAGE_TO_VIDEO_DATASET_SEED`), the text-to-video row and, with `--image_to_video`, the image-to-video row
+from the ground truth's first frames: colour, shape, direction, median area CV, centroid jitter, flicker score,
+frame-0 PSNR and the object's speed in pixels per second (median). `--combination_stride 3` keeps every third
+combination (fewer videos, for a quick table).
+
+    python benchmarks/evaluate_default_model.py --grid --image_to_video --videos_per_combination 1
 """
 
 import argparse
 import json
 import time
 
+import numpy as np
 import torch
 
 from diffusers_videolatent import VideoLatentPipeline
@@ -27,12 +38,94 @@ from diffusers_videolatent.atomic import atomic_file
 from diffusers_videolatent.cli import DEFAULT_MODEL
 from diffusers_videolatent.training.evaluate import (
     IMAGE_TO_VIDEO_DATASET_SEED,
+    analyze_video,
     evaluate_image_to_video,
     evaluate_pipeline,
     format_comparison_table,
     render_evaluation_videos,
     score_videos,
+    to_uint8_frames,
 )
+from diffusers_videolatent.training.moving_shapes import ALL_COMBINATIONS, make_caption, render_physical_moving_shape
+
+
+# the settings of issue 28's grid: (num_frames, height, width, fps)
+GRID_SETTINGS = (
+    (17, 64, 64, 8),
+    (17, 96, 96, 8),
+    (17, 128, 128, 8),
+    (17, 64, 128, 8),
+    (17, 128, 64, 8),
+    (9, 64, 64, 8),
+    (33, 64, 64, 8),
+    (61, 64, 64, 8),
+    (17, 64, 64, 4),
+    (17, 64, 64, 16),
+    (17, 64, 64, 24),
+)
+GRID_COLUMNS = "| setting | videos | colour | shape | direction | area CV (median) | jitter (px) | flicker | frame-0 PSNR | px/s |"
+
+
+def grid_row(samples: list, fps: float, images: list | None = None) -> dict:
+    """Scores `(prompt, frames)` pairs of one setting; adds the median area CV and the median speed in px/s."""
+    scores = score_videos(samples, print_table=False, images=images)
+    speeds = []
+    for _, frames in samples:
+        analysis = analyze_video(frames)
+        num_frames = len(frames)
+        speeds.append(float(np.hypot(*analysis.displacement)) / max(num_frames - 1, 1) * fps)
+    row = dict(scores["all"])
+    row["area_variation_median"] = float(np.median([record["area_variation"] for record in scores["videos"]]))
+    row["pixels_per_second"] = float(np.median(speeds))
+    return row
+
+
+def format_grid_row(name: str, row: dict) -> str:
+    psnr = row.get("first_frame_psnr")
+    return (
+        f"| {name} | {row['num_videos']} | {100 * row['color']:.0f}% | {100 * row['shape']:.0f}% "
+        f"| {100 * row['direction']:.0f}% | {row['area_variation_median']:.3f} | {row['centroid_jitter']:.2f} "
+        f"| {row['flicker_score']:.4f} | {'-' if psnr is None else f'{psnr:.1f}'} | {row['pixels_per_second']:.1f} |"
+    )
+
+
+def evaluate_grid(pipeline, args, call_kwargs: dict) -> dict:
+    """Every setting of `GRID_SETTINGS`: ground truth, text-to-video and (with `--image_to_video`) image-to-video."""
+    combinations = ALL_COMBINATIONS[:: args.combination_stride]
+    results = {}
+    print(GRID_COLUMNS)
+    print("|---" * GRID_COLUMNS.count(" |") + "|")
+    for num_frames, height, width, fps in GRID_SETTINGS:
+        setting = f"{num_frames}x{height}x{width} {fps}fps"
+        start = time.perf_counter()
+        references = []
+        for index, combination in enumerate(c for c in combinations for _ in range(args.videos_per_combination)):
+            generator = np.random.default_rng((IMAGE_TO_VIDEO_DATASET_SEED + args.seed, index))
+            video = render_physical_moving_shape(*combination, num_frames, height, width, fps, generator)
+            references.append((make_caption(*combination), to_uint8_frames(video)))
+        prompts = [prompt for prompt, _ in references]
+        images = [video[0] for _, video in references]  # (H, W, 3) uint8
+        size = {"num_frames": num_frames, "height": height, "width": width, "fps": fps}
+        rows = {"ground truth": grid_row(references, fps)}
+        for mode in ("text-to-video", "image-to-video") if args.image_to_video else ("text-to-video",):
+            samples = []
+            for call, begin in enumerate(range(0, len(prompts), args.batch_size)):
+                extra = {"image": images[begin : begin + args.batch_size]} if mode == "image-to-video" else {}
+                generator = torch.Generator("cpu").manual_seed(args.seed + call)
+                frames = pipeline(
+                    prompts[begin : begin + args.batch_size],
+                    generator=generator,
+                    output_type="np",
+                    **size,
+                    **call_kwargs,
+                    **extra,
+                ).frames  # (B, F, H, W, 3)
+                samples.extend(zip(prompts[begin : begin + args.batch_size], frames))
+            rows[mode] = grid_row(samples, fps, images if mode == "image-to-video" else None)
+        for name, row in rows.items():
+            print(format_grid_row(f"{setting} {name}", row), flush=True)
+        results[setting] = {"settings": size, **rows, "seconds": time.perf_counter() - start}
+    return results
 
 
 def reconstruction_scores(pipeline: VideoLatentPipeline, num_frames: int, height: int, width: int, seed: int) -> dict:
@@ -73,7 +166,11 @@ def main() -> None:
     )
     parser.add_argument("--skip_text_to_video", action="store_true", help="only the other evaluations asked for")
     parser.add_argument("--json", default=None, help="write the scores (and per-video records) to this file")
+    parser.add_argument("--grid", action="store_true", help="one row per setting of the three dials (see above)")
+    parser.add_argument("--combination_stride", type=int, default=1, help="--grid: every N-th combination only")
     args = parser.parse_args()
+    if args.combination_stride < 1:
+        parser.error(f"--combination_stride must be >= 1, but is {args.combination_stride}.")
 
     pipeline = VideoLatentPipeline.from_pretrained(args.model)
     settings = pipeline.resolve_generation_settings(num_inference_steps=args.steps, guidance_scale=args.guidance_scale)
@@ -84,6 +181,14 @@ def main() -> None:
     print(f"model {args.model}, {args.videos_per_combination} videos per combination, {call_kwargs}")
 
     results = {"settings": call_kwargs, "videos_per_combination": args.videos_per_combination}
+    if args.grid:
+        sampling = {key: call_kwargs[key] for key in ("num_inference_steps", "guidance_scale")}
+        results["grid"] = evaluate_grid(pipeline, args, sampling)
+        if args.json is not None:
+            with atomic_file(args.json, overwrite=True) as temporary:
+                with open(temporary, "w") as file:
+                    json.dump(results, file, indent=2, default=str)
+        return
     rows = {}
     if args.reconstruction:
         start = time.perf_counter()

@@ -23,6 +23,7 @@ import inspect
 import json
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,7 +32,9 @@ from ._checks import is_integer, is_real_number
 
 # the settings of a call that a pipeline may recommend, and with them the words its text encoder was trained on
 GENERATION_SETTING_KEYS = ("num_frames", "height", "width", "fps", "num_inference_steps", "guidance_scale")
-GENERATION_DEFAULT_KEYS = GENERATION_SETTING_KEYS + ("vocabulary",)
+GENERATION_DEFAULT_KEYS = GENERATION_SETTING_KEYS + ("vocabulary", "trained_ranges")
+# the dials whose trained range a pipeline may record: a call outside it warns
+TRAINED_RANGE_KEYS = ("num_frames", "height", "width", "fps")
 # what a call uses when neither the caller nor the pipeline gives a value; the size comes from the U-Net's sample size
 FALLBACK_GENERATION_SETTINGS = {"num_frames": 17, "fps": 8, "num_inference_steps": 50, "guidance_scale": 7.5}
 FALLBACK_SAMPLE_SIZE = 32
@@ -44,7 +47,9 @@ def check_generation_defaults(generation_defaults: Mapping[str, Any] | None) -> 
     Args:
         generation_defaults (`dict`, *optional*):
             Any of `num_frames`, `height`, `width`, `num_inference_steps` (positive integers), `fps`, `guidance_scale`
-            (finite numbers, `fps` positive) and `vocabulary` (a list of words).
+            (finite numbers, `fps` positive), `vocabulary` (a list of words) and `trained_ranges` (for any of
+            `num_frames`, `height`, `width`, `fps`, the `[low, high]` range the model was trained on; a call outside
+            it warns, naming the range).
     """
     if generation_defaults is None:
         return None
@@ -61,6 +66,15 @@ def check_generation_defaults(generation_defaults: Mapping[str, Any] | None) -> 
     for key, value in generation_defaults.items():
         if key == "vocabulary":
             valid = isinstance(value, list) and all(isinstance(word, str) for word in value)
+        elif key == "trained_ranges":
+            valid = isinstance(value, Mapping) and all(
+                name in TRAINED_RANGE_KEYS
+                and isinstance(bounds, (list, tuple))
+                and len(bounds) == 2
+                and all(is_real_number(bound) and math.isfinite(bound) for bound in bounds)
+                and bounds[0] <= bounds[1]
+                for name, bounds in value.items()
+            )
         elif key in ("fps", "guidance_scale"):
             valid = is_real_number(value) and math.isfinite(value) and (key != "fps" or value > 0)
         else:
@@ -106,7 +120,8 @@ def resolve_generation_settings(
             size has no fallback and is left out unless given.
 
     Returns:
-        `dict`: Every one of those settings (`height`/`width` only when they could be resolved).
+        `dict`: Every one of those settings (`height`/`width` only when they could be resolved). A setting outside the
+        `trained_ranges` of `generation_defaults` gives a `UserWarning` naming the range (the call still runs).
     """
     unknown = sorted(set(settings) - set(GENERATION_SETTING_KEYS))
     if unknown:
@@ -125,7 +140,31 @@ def resolve_generation_settings(
             value = defaults.get(key)
         if value is not None:
             resolved[key] = value
+    warn_outside_trained_ranges(resolved, (generation_defaults or {}).get("trained_ranges"))
     return resolved
+
+
+def warn_outside_trained_ranges(settings: Mapping[str, Any], trained_ranges: Mapping[str, Any] | None) -> list[str]:
+    r"""
+    Warns (one `UserWarning`) when a setting lies outside the range the model was trained on.
+
+    Args:
+        settings (`Mapping[str, Any]`): Resolved call settings (`num_frames`, `height`, `width`, `fps`, ...).
+        trained_ranges (`Mapping[str, Any]`, *optional*): `[low, high]` per dial, from `generation_defaults`.
+
+    Returns:
+        `list[str]`: what was said, one sentence per setting outside its range (empty when none).
+    """
+    outside = []
+    for key, (low, high) in (trained_ranges or {}).items():
+        value = settings.get(key)
+        if value is not None and not low <= value <= high:
+            outside.append(f"`{key}`={value} is outside the trained range [{low}, {high}]")
+    if outside:
+        warnings.warn(
+            "; ".join(outside) + ": the model has not learnt these settings, expect worse videos.", UserWarning, 3
+        )
+    return outside
 
 
 def call_defaults(pipeline_class: type) -> dict[str, Any]:

@@ -33,7 +33,9 @@
 #    for text- AND image-to-video at shift 3: half of the videos get their own first frame as the image condition,
 #    the others none;
 # 7. the evaluation: 2 videos per combination (66 seen, 6 held out) with the recommended sampling settings, the
-#    ground-truth and VAE-reconstruction reference rows and image-to-video from unseen first frames.
+#    ground-truth and VAE-reconstruction reference rows and image-to-video from unseen first frames;
+# 8. the three dials (scripts/train_dials_model.sh, docs/dials.md): t2i2v fine-tuned on clips of several sizes,
+#    lengths and frame rates (bucketed, told the frame rate), into WORK_DIR/dials, then evaluated on the grid.
 # The result is WORK_DIR/t2i2v, with the recommended settings as `generation_defaults` in its model_index.json.
 # Every stage checkpoints at least every 400 steps and resumes from its newest checkpoint, exactly: rerunning the
 # command after a kill goes on where it stopped (a finished stage restarts from its last checkpoint and saves again).
@@ -119,3 +121,5 @@ python -m diffusers_videolatent.training.train_text_to_video "${UNET_ARGS[@]}" \
 
 python benchmarks/evaluate_default_model.py --model "$WORK_DIR/t2i2v" --videos_per_combination 2 --reconstruction \
   --image_to_video --json "$WORK_DIR/evaluation.json"
+
+bash scripts/train_dials_model.sh "$WORK_DIR/t2i2v" "$WORK_DIR/dials"

@@ -10,9 +10,23 @@ Of the 6 x 3 x 4 = 72 combinations, the 6 in `HELDOUT_COMBINATIONS` are never sh
 each color, each shape and each direction still appears in training, and so does every pair of them (for instance
 "red triangle" is trained moving left, right and down, but never up), so a model that generates the held-out
 combinations correctly has learnt to compose the attributes rather than to recall whole captions.
+
+The physical world (`render_physical_moving_shape`, and the dataset with `fps`, `speed_range` or `buckets`) gives the
+three dials of a video a meaning. Lengths are in scene units, one unit being the frame's shorter side; times are in
+seconds, frame `i` being at `i / fps`:
+- the object's half-extent is drawn from `OBJECT_HALF_EXTENT_RANGE` (0.12 to 0.17 units) and its speed from
+  `SPEED_RANGE` (0.15 to 0.45 units per second), so at a higher frame rate it moves less per frame;
+- a clip of `num_frames` frames lasts `(num_frames - 1) / fps` seconds: a longer clip is a longer stretch of time;
+  the object moves at its speed for all of it and stays inside the frame, so a speed that would leave the frame is
+  lowered to the fastest that does not (with the largest object, 0.66 units over the clip along a square frame);
+- a larger frame shows the same scene with more pixels (a unit is `min(height, width)` pixels), and a non-square
+  frame shows more of the scene along its longer side (a 64 x 128 frame is 1 x 2 units);
+- the frame rates `FPS_CHOICES` (4, 8, 12, 16 and 24) are those the dataset draws from when given several.
+Every draw comes from the item's seeded generators, so an item is the same video on every call.
 """
 
 import re
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -52,6 +66,11 @@ VOCABULARY = ("a", "an", "moving", *COLORS, *SHAPES, *DIRECTIONS)
 # fraction of the frame's extent along the direction of motion.
 OBJECT_HALF_EXTENT_RANGE = (0.12, 0.17)
 TRAVEL_FRACTION = 0.5
+# The physical world: speeds in scene units (frame's shorter sides) per second, and the frame rates it is shown at.
+SPEED_RANGE = (0.15, 0.45)
+FPS_CHOICES = (4.0, 8.0, 12.0, 16.0, 24.0)
+# The frame rate the fixed-travel items stand for (the shipped model's 17-frame clips travel half the frame in 2 s).
+DEFAULT_FPS = 8.0
 
 _CAPTION_PATTERN = re.compile(r"^\s*an?\s+(\w+)\s+(\w+)\s+moving\s+(\w+)\s*[.!]?\s*$", re.IGNORECASE)
 
@@ -98,6 +117,40 @@ def _check_attribute(name: str, value: str, allowed) -> None:
         raise ValueError(f"`{name}` must be one of {list(allowed)}, but is {value!r}.")
 
 
+def _rasterize(
+    color: str,
+    shape: str,
+    center_x: np.ndarray,
+    center_y: np.ndarray,
+    half_extent: float,
+    height: int,
+    width: int,
+    supersampling: int,
+) -> np.ndarray:
+    """Draws the object at the pixel centres `center_x`, `center_y` (one per frame); `[F, H, W, 3]` in [0, 1]."""
+    num_frames = center_x.shape[0]
+    # 1. inside-test on a supersampled grid of sample points (pixel i covers [i, i + 1))
+    offsets = (np.arange(supersampling) + 0.5) / supersampling
+    sample_y = (np.arange(height)[:, None] + offsets[None, :]).reshape(-1)  # (H * s,)
+    sample_x = (np.arange(width)[:, None] + offsets[None, :]).reshape(-1)  # (W * s,)
+    relative_x = sample_x[None, None, :] - center_x[:, None, None]  # (F, 1, W * s)
+    relative_y = sample_y[None, :, None] - center_y[:, None, None]  # (F, H * s, 1)
+    if shape == "circle":
+        inside = relative_x**2 + relative_y**2 <= half_extent**2
+    elif shape == "square":
+        inside = (np.abs(relative_x) <= half_extent) & (np.abs(relative_y) <= half_extent)
+    else:
+        # upright isosceles triangle: apex at the top centre, base along the bottom edge of the bounding square
+        depth_below_apex = relative_y + half_extent
+        inside = (depth_below_apex >= 0) & (relative_y <= half_extent) & (np.abs(relative_x) <= depth_below_apex / 2)
+    inside = np.broadcast_to(inside, (num_frames, height * supersampling, width * supersampling))
+
+    # 2. box-filter down to pixel coverage, then colour
+    coverage = inside.reshape(num_frames, height, supersampling, width, supersampling).mean(axis=(2, 4))  # (F, H, W)
+    video = coverage[..., None] * np.asarray(COLORS[color])[None, None, None, :]  # (F, H, W, 3)
+    return video.astype(np.float32)
+
+
 def render_moving_shape(
     color: str,
     shape: str,
@@ -139,9 +192,7 @@ def render_moving_shape(
     _check_attribute("color", color, COLORS)
     _check_attribute("shape", shape, SHAPES)
     _check_attribute("direction", direction, DIRECTIONS)
-    for name, value, minimum in (("num_frames", num_frames, 1), ("height", height, 8), ("width", width, 8)):
-        if not isinstance(value, int) or value < minimum:
-            raise ValueError(f"`{name}` must be an integer >= {minimum}, but is {value!r}.")
+    _check_size(num_frames, height, width)
     max_travel_fraction = 1.0 - 2.0 * OBJECT_HALF_EXTENT_RANGE[1]
     if not 0.0 <= travel_fraction <= max_travel_fraction:
         raise ValueError(f"`travel_fraction` must be in [0, {max_travel_fraction:.2f}], but is {travel_fraction!r}.")
@@ -163,26 +214,98 @@ def render_moving_shape(
     center_x = along if step_x != 0 else np.full(num_frames, across)
     center_y = np.full(num_frames, across) if step_x != 0 else along
 
-    # 2. inside-test on a supersampled grid of sample points (pixel i covers [i, i + 1))
-    offsets = (np.arange(supersampling) + 0.5) / supersampling
-    sample_y = (np.arange(height)[:, None] + offsets[None, :]).reshape(-1)  # (H * s,)
-    sample_x = (np.arange(width)[:, None] + offsets[None, :]).reshape(-1)  # (W * s,)
-    relative_x = sample_x[None, None, :] - center_x[:, None, None]  # (F, 1, W * s)
-    relative_y = sample_y[None, :, None] - center_y[:, None, None]  # (F, H * s, 1)
-    if shape == "circle":
-        inside = relative_x**2 + relative_y**2 <= half_extent**2
-    elif shape == "square":
-        inside = (np.abs(relative_x) <= half_extent) & (np.abs(relative_y) <= half_extent)
-    else:
-        # upright isosceles triangle: apex at the top centre, base along the bottom edge of the bounding square
-        depth_below_apex = relative_y + half_extent
-        inside = (depth_below_apex >= 0) & (relative_y <= half_extent) & (np.abs(relative_x) <= depth_below_apex / 2)
-    inside = np.broadcast_to(inside, (num_frames, height * supersampling, width * supersampling))
+    return _rasterize(color, shape, center_x, center_y, half_extent, height, width, supersampling)
 
-    # 3. box-filter down to pixel coverage, then colour
-    coverage = inside.reshape(num_frames, height, supersampling, width, supersampling).mean(axis=(2, 4))  # (F, H, W)
-    video = coverage[..., None] * np.asarray(COLORS[color])[None, None, None, :]  # (F, H, W, 3)
-    return video.astype(np.float32)
+
+def render_physical_moving_shape(
+    color: str,
+    shape: str,
+    direction: str,
+    num_frames: int = 17,
+    height: int = 64,
+    width: int = 64,
+    fps: float = DEFAULT_FPS,
+    generator: np.random.Generator | None = None,
+    speed_range: tuple[float, float] = SPEED_RANGE,
+    supersampling: int = 4,
+) -> np.ndarray:
+    """
+    Renders one video of the physical world (see the module's docstring): the object moves at a speed in scene units
+    (frame's shorter sides) per second, frame `i` shows it at time `i / fps`, and the frame shows `height / min(height,
+    width)` x `width / min(height, width)` units of the scene.
+
+    The same generator state gives the same scene at every frame size of one aspect ratio (only sampled with more
+    pixels), and, for one clip duration `(num_frames - 1) / fps`, the same path at every frame rate.
+
+    Args:
+        color (`str`):
+            One of `COLORS`.
+        shape (`str`):
+            One of `SHAPES`.
+        direction (`str`):
+            One of `DIRECTIONS`.
+        num_frames (`int`, *optional*, defaults to 17):
+            Number of frames.
+        height (`int`, *optional*, defaults to 64):
+            Frame height in pixels.
+        width (`int`, *optional*, defaults to 64):
+            Frame width in pixels.
+        fps (`float`, *optional*, defaults to `DEFAULT_FPS`):
+            Frames per second: frame `i` is at `i / fps` seconds.
+        generator (`np.random.Generator`, *optional*):
+            Draws the object's size, speed and position (four uniform draws); a fresh unseeded one when not given.
+        speed_range (`tuple[float, float]`, *optional*, defaults to `SPEED_RANGE`):
+            Range of the speed in units per second; its top is lowered to the fastest speed that keeps the object
+            inside the frame for the whole clip (and the bottom with it when the top falls below it).
+        supersampling (`int`, *optional*, defaults to 4):
+            Samples per pixel along each axis, for anti-aliased edges and sub-pixel motion.
+
+    Returns:
+        `np.ndarray`: the video, float32 in [0, 1], laid out `[num_frames, height, width, 3]`.
+    """
+    _check_attribute("color", color, COLORS)
+    _check_attribute("shape", shape, SHAPES)
+    _check_attribute("direction", direction, DIRECTIONS)
+    _check_size(num_frames, height, width)
+    if not isinstance(fps, (int, float)) or not fps > 0:
+        raise ValueError(f"`fps` must be a positive number, but is {fps!r}.")
+    _check_speed_range(speed_range)
+    generator = generator if generator is not None else np.random.default_rng()
+
+    # 1. the scene in units (the frame's shorter side is one unit) and seconds
+    pixels_per_unit = min(height, width)
+    step_x, step_y = DIRECTIONS[direction]
+    along_extent = (width if step_x != 0 else height) / pixels_per_unit
+    across_extent = (height if step_x != 0 else width) / pixels_per_unit
+    half_extent = generator.uniform(*OBJECT_HALF_EXTENT_RANGE)
+    duration = (num_frames - 1) / fps
+    room = along_extent - 2 * half_extent
+    fastest = speed_range[1] if duration == 0 else min(speed_range[1], room / duration)
+    speed = min(speed_range[0], fastest) + generator.uniform() * (fastest - min(speed_range[0], fastest))
+    travel = speed * duration
+    path_start = half_extent + generator.uniform() * (room - travel)
+    across = half_extent + generator.uniform() * (across_extent - 2 * half_extent)
+    along = path_start + speed * np.arange(num_frames) / fps  # (F,)
+    # moving left or up runs the path backwards
+    if step_x + step_y < 0:
+        along = along_extent - along
+
+    # 2. to pixels
+    along, across, half_extent = along * pixels_per_unit, across * pixels_per_unit, half_extent * pixels_per_unit
+    center_x = along if step_x != 0 else np.full(num_frames, across)
+    center_y = np.full(num_frames, across) if step_x != 0 else along
+    return _rasterize(color, shape, center_x, center_y, half_extent, height, width, supersampling)
+
+
+def _check_size(num_frames: int, height: int, width: int) -> None:
+    for name, value, minimum in (("num_frames", num_frames, 1), ("height", height, 8), ("width", width, 8)):
+        if not isinstance(value, int) or value < minimum:
+            raise ValueError(f"`{name}` must be an integer >= {minimum}, but is {value!r}.")
+
+
+def _check_speed_range(speed_range: tuple[float, float]) -> None:
+    if len(speed_range) != 2 or not 0 <= speed_range[0] <= speed_range[1]:
+        raise ValueError(f"`speed_range` must be (low, high) with 0 <= low <= high, but is {speed_range!r}.")
 
 
 class MovingShapesDataset(Dataset):
@@ -192,26 +315,41 @@ class MovingShapesDataset(Dataset):
     Item `index` shows the combination `combinations[index % len(combinations)]` of its split (so every combination
     is equally frequent) with a size and path drawn from `np.random.default_rng((seed, index))`.
 
+    By default every item is a fixed-travel clip of `num_frames` x `height` x `width` (it crosses `TRAVEL_FRACTION` of
+    the frame, whatever its length). With `fps`, `speed_range` or `buckets`, items come from the physical world of
+    `render_physical_moving_shape` instead: each is rendered at its bucket's size and at its frame rate.
+
     Args:
         split (`str`, *optional*, defaults to `"train"`):
             `"train"`, `"heldout"` or `"all"`, see `get_combinations`.
         num_videos (`int`, *optional*):
             Length of the dataset; defaults to 16 videos per combination of the split.
         num_frames (`int`, *optional*, defaults to 17):
-            Frames per video.
+            Frames per video (without `buckets`).
         height (`int`, *optional*, defaults to 64):
-            Frame height in pixels.
+            Frame height in pixels (without `buckets`).
         width (`int`, *optional*, defaults to 64):
-            Frame width in pixels.
+            Frame width in pixels (without `buckets`).
         seed (`int`, *optional*, defaults to 0):
             Seed of the per-item generators.
         travel_fraction_range (`tuple[float, float]`, *optional*):
-            When given, each item's travel over the clip (so its speed) is drawn uniformly from this range, with a
-            generator of its own, so the item's other random draws stay those of the fixed-travel dataset; the
-            default travel is `TRAVEL_FRACTION`.
+            Fixed-travel clips only: each item's travel over the clip (so its speed) is drawn uniformly from this
+            range, with a generator of its own, so the item's other random draws stay those of the fixed-travel
+            dataset; the default travel is `TRAVEL_FRACTION`.
+        buckets (`list[tuple[int, int, int]]`, *optional*):
+            Physical world: the `(num_frames, height, width)` sizes the items are rendered at; item `index`, of combination `c`
+            and round `k` (`index = k * len(combinations) + c`), has bucket `buckets[(c + k) % len(buckets)]`: every
+            bucket gets items from the first ones on, and shows every combination equally often over
+            `len(buckets)` rounds. Default: the one size `(num_frames, height, width)`.
+        fps (`float` or `Sequence[float]`, *optional*):
+            Physical world: the frame rate of the items, or several, one drawn per item with a generator of its own.
+            Defaults to `DEFAULT_FPS` when the physical world is asked for by `speed_range` or `buckets`.
+        speed_range (`tuple[float, float]`, *optional*):
+            Physical world: the speeds in frame's shorter sides per second; defaults to `SPEED_RANGE`.
 
-    Items are dictionaries with `pixel_values` (float32 in [-1, 1], `[3, num_frames, height, width]`), `text` (the
-    caption) and the `color`, `shape` and `direction` it shows.
+    Items are dictionaries with `pixel_values` (float32 in [-1, 1], `[3, num_frames, height, width]` at the item's
+    bucket), `text` (the caption), `fps` (the frame rate the frames are spaced at; `DEFAULT_FPS` for fixed-travel
+    clips) and the `color`, `shape` and `direction` it shows. `item_buckets` lists each item's bucket.
     """
 
     def __init__(
@@ -223,6 +361,9 @@ class MovingShapesDataset(Dataset):
         width: int = 64,
         seed: int = 0,
         travel_fraction_range: tuple[float, float] | None = None,
+        buckets: list[tuple[int, int, int]] | None = None,
+        fps: float | Sequence[float] | None = None,
+        speed_range: tuple[float, float] | None = None,
     ):
         self.combinations = get_combinations(split)
         if num_videos is None:
@@ -232,14 +373,20 @@ class MovingShapesDataset(Dataset):
         if not isinstance(seed, int) or seed < 0:
             raise ValueError(f"`seed` must be a non-negative integer, but is {seed!r}.")
         # validates num_frames / height / width once, up front
-        render_moving_shape(*self.combinations[0], num_frames=num_frames, height=height, width=width)
+        _check_size(num_frames, height, width)
         self.split = split
         self.num_videos = num_videos
         self.num_frames = num_frames
         self.height = height
         self.width = width
         self.seed = seed
+        self.physical = fps is not None or speed_range is not None or buckets is not None
         if travel_fraction_range is not None:
+            if self.physical:
+                raise ValueError(
+                    "`travel_fraction_range` sets the travel of fixed-travel clips; the physical world (`fps`, "
+                    "`speed_range`, `buckets`) draws speeds from `speed_range` instead."
+                )
             low, high = travel_fraction_range
             if not low <= high:
                 raise ValueError(
@@ -250,8 +397,37 @@ class MovingShapesDataset(Dataset):
                 render_moving_shape(*self.combinations[0], num_frames=2, travel_fraction=travel_fraction)
         self.travel_fraction_range = travel_fraction_range
 
+        # the physical world
+        if buckets is None:
+            buckets = [(num_frames, height, width)]
+        buckets = [tuple(bucket) for bucket in buckets]
+        if not buckets:
+            raise ValueError("`buckets` must hold at least one (num_frames, height, width) bucket, but is empty.")
+        for bucket in buckets:
+            if len(bucket) != 3:
+                raise ValueError(f"`buckets` must hold (num_frames, height, width) triples, but holds {bucket!r}.")
+            _check_size(*bucket)
+        fps = DEFAULT_FPS if fps is None else fps
+        fps_choices = (fps,) if isinstance(fps, (int, float)) else tuple(fps)
+        if not fps_choices or not all(isinstance(rate, (int, float)) and rate > 0 for rate in fps_choices):
+            raise ValueError(f"`fps` must be a positive number or a non-empty list of them, but is {fps!r}.")
+        self.fps_choices = tuple(float(rate) for rate in fps_choices)
+        self.speed_range = SPEED_RANGE if speed_range is None else tuple(speed_range)
+        _check_speed_range(self.speed_range)
+        self.buckets = buckets
+        self.item_buckets = [
+            buckets[(index % len(self.combinations) + index // len(self.combinations)) % len(buckets)]
+            for index in range(self.num_videos)
+        ]
+
     def __len__(self) -> int:
         return self.num_videos
+
+    def item_fps(self, index: int) -> float:
+        """The frame rate of item `index` (drawn from `fps_choices` with a generator of its own)."""
+        if len(self.fps_choices) == 1:
+            return self.fps_choices[0]
+        return self.fps_choices[int(np.random.default_rng((self.seed, index, 2)).integers(len(self.fps_choices)))]
 
     def __getitem__(self, index: int) -> dict:
         if not -self.num_videos <= index < self.num_videos:
@@ -259,23 +435,34 @@ class MovingShapesDataset(Dataset):
         index = index % self.num_videos
         color, shape, direction = self.combinations[index % len(self.combinations)]
         generator = np.random.default_rng((self.seed, index))
-        travel_fraction = TRAVEL_FRACTION
-        if self.travel_fraction_range is not None:
-            travel_fraction = float(np.random.default_rng((self.seed, index, 1)).uniform(*self.travel_fraction_range))
-        video = render_moving_shape(
-            color,
-            shape,
-            direction,
-            self.num_frames,
-            self.height,
-            self.width,
-            generator=generator,
-            travel_fraction=travel_fraction,
-        )  # (F, H, W, 3) in [0, 1]
+        if self.physical:
+            fps = self.item_fps(index)
+            num_frames, height, width = self.item_buckets[index]
+            video = render_physical_moving_shape(
+                color, shape, direction, num_frames, height, width, fps, generator, self.speed_range
+            )  # (F, H, W, 3) in [0, 1]
+        else:
+            fps = DEFAULT_FPS
+            travel_fraction = TRAVEL_FRACTION
+            if self.travel_fraction_range is not None:
+                travel_fraction = float(
+                    np.random.default_rng((self.seed, index, 1)).uniform(*self.travel_fraction_range)
+                )
+            video = render_moving_shape(
+                color,
+                shape,
+                direction,
+                self.num_frames,
+                self.height,
+                self.width,
+                generator=generator,
+                travel_fraction=travel_fraction,
+            )  # (F, H, W, 3) in [0, 1]
         pixel_values = torch.from_numpy(video).permute(3, 0, 1, 2) * 2.0 - 1.0  # (3, F, H, W) in [-1, 1]
         return {
             "pixel_values": pixel_values.contiguous(),
             "text": make_caption(color, shape, direction),
+            "fps": fps,
             "color": color,
             "shape": shape,
             "direction": direction,

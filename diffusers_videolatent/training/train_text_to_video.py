@@ -43,6 +43,7 @@ from ..geometry import unet_max_latent_frames
 from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
 from ..models.unet_spatio_temporal import build_conditioning_latents
 from ..pipelines import VideoLatentPipeline
+from .buckets import BucketBatchSampler, dataset_item_buckets, format_buckets, parse_buckets, trained_ranges
 from .moving_shapes import VOCABULARY, make_caption
 from .training_utils import (
     add_common_arguments,
@@ -189,44 +190,82 @@ def build_text_encoder(tokenizer: CLIPTokenizer, config_overrides: dict | None =
 
 
 class CachedLatentsDataset(torch.utils.data.Dataset):
-    """Normalised latents `[C, F_lat, H_lat, W_lat]` of a dataset's videos, encoded once, with their captions."""
+    """
+    Normalised latents `[C, F_lat, H_lat, W_lat]` of a dataset's videos, encoded once, with their captions (and, for
+    a bucketed dataset, each item's frame rate and bucket: `item_buckets`, so the latents train in the same buckets).
+    """
 
-    def __init__(self, latents: torch.Tensor, captions: list[str]):
+    def __init__(
+        self,
+        latents: torch.Tensor | list[torch.Tensor],
+        captions: list[str],
+        fps: list[float] | None = None,
+        item_buckets: list[tuple[int, int, int]] | None = None,
+    ):
         if len(latents) != len(captions):
             raise ValueError(f"{len(latents)} latents but {len(captions)} captions.")
         self.latents = latents
         self.captions = captions
+        self.fps = fps
+        self.item_buckets = item_buckets
 
     def __len__(self) -> int:
         return len(self.captions)
 
     def __getitem__(self, index: int) -> dict:
-        return {"latents": self.latents[index], "text": self.captions[index]}
+        item = {"latents": self.latents[index], "text": self.captions[index]}
+        if self.fps is not None:
+            item["fps"] = self.fps[index]
+        return item
 
 
 @torch.no_grad()
 def cache_latents(pipeline: VideoLatentPipeline, dataset, batch_size: int, device, dtype) -> CachedLatentsDataset:
     """
     Encodes every video of `dataset` once with `pipeline.encode_video` (the normalised mode of the VAE's latent
-    distribution) and keeps the latents in memory, in float32, on the CPU.
+    distribution) and keeps the latents in memory, in float32, on the CPU: one tensor `[N, C, F_lat, H_lat, W_lat]`
+    for a dataset of one size, one tensor per item (batches encoded bucket by bucket) for a bucketed one.
     """
+    try:
+        item_buckets = dataset_item_buckets(dataset)
+    except ValueError:  # a dataset of one size without `item_buckets`
+        item_buckets = None
+    if item_buckets is not None and len(set(item_buckets)) == 1:
+        item_buckets = None
+    if item_buckets is None:
+        batches = [
+            list(range(start, min(start + batch_size, len(dataset)))) for start in range(0, len(dataset), batch_size)
+        ]
+    else:
+        batches = []
+        for bucket in dict.fromkeys(item_buckets):
+            indices = [index for index, item_bucket in enumerate(item_buckets) if item_bucket == bucket]
+            batches += [indices[start : start + batch_size] for start in range(0, len(indices), batch_size)]
     # its own generator: creating the iterator must not draw from the global random state (the training noise)
     dataloader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_videos, generator=torch.Generator()
+        dataset, batch_sampler=batches, collate_fn=collate_videos, generator=torch.Generator()
     )
-    latents, captions = [], []
-    for batch in tqdm(dataloader, desc="Caching latents"):
-        latents.append(pipeline.encode_video(batch["pixel_values"].to(device, dtype=dtype)).float().cpu())
-        captions.extend(batch["text"])
-    return CachedLatentsDataset(torch.cat(latents), captions)  # latents (N, C, F_lat, H_lat, W_lat)
+    latents, captions, fps = [None] * len(dataset), [None] * len(dataset), [None] * len(dataset)
+    for indices, batch in zip(batches, tqdm(dataloader, desc="Caching latents")):
+        encoded = pipeline.encode_video(batch["pixel_values"].to(device, dtype=dtype)).float().cpu()
+        for position, index in enumerate(indices):
+            latents[index], captions[index] = encoded[position], batch["text"][position]
+            fps[index] = float(batch["fps"][position]) if "fps" in batch else None
+    fps = None if None in fps else fps
+    if item_buckets is None:
+        return CachedLatentsDataset(torch.stack(latents), captions, fps)  # latents (N, C, F_lat, H_lat, W_lat)
+    return CachedLatentsDataset(latents, captions, fps, item_buckets)
 
 
 def collate_latents(examples: list[dict]) -> dict:
-    """Stacks cached `latents` and lists the captions."""
-    return {
+    """Stacks cached `latents`, lists the captions and, where the items have one, gathers their `fps`."""
+    batch = {
         "latents": torch.stack([example["latents"] for example in examples]),
         "text": [example["text"] for example in examples],
     }
+    if all("fps" in example for example in examples):
+        batch["fps"] = torch.tensor([float(example["fps"]) for example in examples])  # (B,)
+    return batch
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -301,7 +340,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="With conditioning channels: probability that a training video is given its first frame as the image "
         "condition; the others get none (text-to-video), so one U-Net learns both. Default 0.5.",
     )
-    diffusion.add_argument("--fps", type=float, default=8.0, help="Frame rate given to an fps-conditioned U-Net.")
+    diffusion.add_argument(
+        "--fps",
+        type=float,
+        default=8.0,
+        help="Frame rate of validation, and the one given to an fps-conditioned U-Net for clips without their own "
+        "(a dataset of one size without --train_fps).",
+    )
+    diffusion.add_argument(
+        "--use_fps_conditioning",
+        action="store_true",
+        help="Tell the U-Net each clip's frame rate: a loaded U-Net without fps conditioning gets a zero-initialised "
+        "fps embedding (so it starts as it was); a new one is built with it.",
+    )
+    diffusion.add_argument(
+        "--buckets",
+        type=str,
+        default=None,
+        help="Train on clips of several sizes, every batch from one bucket: comma-separated FRAMESxHEIGHTxWIDTH, each "
+        "with an optional :WEIGHT (e.g. `17x64x64,33x64x64,17x128x128`); default weights give every bucket equal "
+        "compute, so most steps go to small buckets (docs/dials.md). Moving shapes then come from its physical world.",
+    )
+    diffusion.add_argument(
+        "--train_fps",
+        type=float,
+        nargs="+",
+        default=None,
+        help="Frame rates of the training clips: moving shapes draws one per item from these (its physical world); "
+        "a video folder resamples every video to this one rate. Each clip's rate goes to an fps-conditioned U-Net.",
+    )
     diffusion.add_argument(
         "--cache_latents",
         action="store_true",
@@ -352,6 +419,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             )
         if any(not shift > 0 for shift in args.training_flow_shifts):
             raise ValueError(f"`--training_flow_shifts` must all be > 0, but are {args.training_flow_shifts}.")
+    if args.buckets is not None:
+        args.bucket_list, args.bucket_weights = parse_buckets(args.buckets)
+    else:
+        args.bucket_list, args.bucket_weights = None, None
+    if args.train_fps is not None and any(not rate > 0 for rate in args.train_fps):
+        raise ValueError(f"`--train_fps` must all be > 0, but are {args.train_fps}.")
+    if not args.fps > 0:
+        raise ValueError(f"`--fps` must be > 0, but is {args.fps}.")
     if args.snr_gamma is not None and args.objective == "flow_matching":
         raise ValueError(
             "`--snr_gamma` weights the epsilon / v_prediction objectives; it has no meaning for flow matching."
@@ -399,6 +474,8 @@ def load_models(args: argparse.Namespace) -> tuple:
         unet = UNetSpatioTemporalModel.from_pretrained(pipeline_path, subfolder="unet", revision=args.revision)
         if args.conditioning_channels is not None and args.conditioning_channels != unet.config.conditioning_channels:
             unet = add_conditioning_channels(unet, args.conditioning_channels)
+        if args.use_fps_conditioning and not unet.config.use_fps_conditioning:
+            unet = add_fps_conditioning(unet)
     else:
         config = dict(TINY_UNET_CONFIG if unet_config is None else unet_config)
         config.update(
@@ -408,6 +485,8 @@ def load_models(args: argparse.Namespace) -> tuple:
         )
         if args.conditioning_channels is not None:
             config["conditioning_channels"] = args.conditioning_channels
+        if args.use_fps_conditioning:
+            config["use_fps_conditioning"] = True
         unet = UNetSpatioTemporalModel.from_config(config)
     latent_channels = unet.config.in_channels
     if unet.config.conditioning_channels not in (0, latent_channels, latent_channels + 1):
@@ -449,6 +528,25 @@ def add_conditioning_channels(unet: UNetSpatioTemporalModel, conditioning_channe
     unet.conv_in = new_conv_in
     unet.register_to_config(conditioning_channels=conditioning_channels)
     return unet
+
+
+def add_fps_conditioning(unet: UNetSpatioTemporalModel) -> UNetSpatioTemporalModel:
+    """
+    Gives a trained U-Net without fps conditioning an fps embedding whose output layer is zero-initialised (the
+    model's own `initialize_weights`), so it predicts exactly what it did before, at any `fps`, until training
+    changes it. Every other weight is the loaded one.
+    """
+    if unet.config.use_fps_conditioning:
+        raise ValueError("`--use_fps_conditioning`: the loaded U-Net already has fps conditioning.")
+    config = {key: value for key, value in unet.config.items() if not key.startswith("_")}
+    new_unet = UNetSpatioTemporalModel.from_config({**config, "use_fps_conditioning": True})
+    missing, unexpected = new_unet.load_state_dict(unet.state_dict(), strict=False)
+    if unexpected or any(not key.startswith(("fps_proj.", "fps_embedding.")) for key in missing):
+        raise RuntimeError(f"Adding fps conditioning changed more than the fps embedding: {missing}, {unexpected}.")
+    new_unet.to(unet.device)
+    if new_unet.dtype != unet.dtype:  # a same-dtype cast makes diffusers warn about its float32 modules
+        new_unet.to(dtype=unet.dtype)
+    return new_unet
 
 
 def build_schedulers(args: argparse.Namespace) -> tuple:
@@ -552,6 +650,7 @@ def run_validation(args, accelerator, pipeline, global_step: int) -> dict:
         "num_frames": args.num_frames,
         "height": args.height,
         "width": args.width,
+        "fps": args.fps,
         "num_inference_steps": args.num_validation_inference_steps,
         "guidance_scale": args.validation_guidance_scale,
         "output_type": "np",
@@ -604,15 +703,16 @@ def main(argv: list[str] | None = None) -> None:
 
     # 2. the clip size must suit the VAE and the U-Net before any step runs
     helper = VideoLatentPipeline(vae, text_encoder, tokenizer, unet, inference_scheduler)
-    check_video_size(
-        args.num_frames,
-        args.height,
-        args.width,
-        helper.vae_scale_factor_temporal,
-        helper.vae_scale_factor_spatial,
-        helper.unet_downsample_factor,
-        unet_max_latent_frames(unet.config),
-    )
+    for num_frames, height, width in args.bucket_list or [(args.num_frames, args.height, args.width)]:
+        check_video_size(
+            num_frames,
+            height,
+            width,
+            helper.vae_scale_factor_temporal,
+            helper.vae_scale_factor_spatial,
+            helper.unet_downsample_factor,
+            unet_max_latent_frames(unet.config),
+        )
     if args.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
 
@@ -635,15 +735,25 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.register_for_checkpointing(ema_unet)
 
     # 3. data, optimiser, learning-rate schedule
-    train_dataset = source_dataset = build_dataset(args)
+    train_fps = None if args.train_fps is None else list(args.train_fps)
+    train_dataset = source_dataset = build_dataset(args, buckets=args.bucket_list, fps=train_fps)
     collate_fn = collate_videos
     if args.cache_latents:
         # every process encodes the same seeded videos; the sampler then shards them as it shards the videos
         helper = VideoLatentPipeline(vae, text_encoder, tokenizer, unet, inference_scheduler)
         train_dataset = cache_latents(helper, train_dataset, args.train_batch_size, accelerator.device, vae_dtype)
         collate_fn = collate_latents
+    bucket_sampler = None
+    if args.bucket_list is not None:
+        bucket_sampler = BucketBatchSampler(
+            dataset_item_buckets(train_dataset),
+            args.train_batch_size,
+            args.bucket_list,
+            args.bucket_weights,
+            seed=args.seed,
+        )
     train_dataloader, optimizer, lr_scheduler, max_train_steps = create_dataloader_and_optimizer(
-        args, unet.parameters(), train_dataset, collate_fn, accelerator.num_processes
+        args, unet.parameters(), train_dataset, collate_fn, accelerator.num_processes, batch_sampler=bucket_sampler
     )
     unet, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
         unet, optimizer, train_dataloader, lr_scheduler
@@ -671,6 +781,11 @@ def main(argv: list[str] | None = None) -> None:
         "image_conditioning_prob": image_conditioning_prob,
         "training_flow_shifts": args.training_flow_shifts,
     }
+    if args.bucket_list is not None or train_fps is not None:
+        run_config["buckets"] = (
+            None if args.bucket_list is None else format_buckets(args.bucket_list, args.bucket_weights)
+        )
+        run_config["train_fps"] = train_fps
     if accelerator.is_main_process:
         tracker_config = {key: value for key, value in vars(args).items() if not isinstance(value, list)}
         accelerator.init_trackers(project_name, config=tracker_config)
@@ -689,6 +804,8 @@ def main(argv: list[str] | None = None) -> None:
         range(max_train_steps), initial=global_step, desc="Steps", disable=not accelerator.is_local_main_process
     )
     fps = args.fps if accelerator.unwrap_model(unet).config.use_fps_conditioning else None
+    # the clips' own frame rates when the data has several sizes or rates (else every clip is at --fps)
+    use_clip_fps = fps is not None and (args.bucket_list is not None or train_fps is not None)
     helper = VideoLatentPipeline(vae, text_encoder, tokenizer, accelerator.unwrap_model(unet), inference_scheduler)
 
     # 5. training loop
@@ -698,6 +815,8 @@ def main(argv: list[str] | None = None) -> None:
         if global_step >= max_train_steps:
             break  # resumed at the last step (or beyond): nothing left to train, only the saving
         unet.train()
+        if bucket_sampler is not None:
+            bucket_sampler.set_epoch(epoch)  # older accelerate does not pass the epoch on to a batch sampler
         for batch in epoch_batches(accelerator, train_dataloader, train_dataset, epoch, first_epoch, resume_batches):
             with accelerator.accumulate(unet):
                 with torch.no_grad():
@@ -716,8 +835,9 @@ def main(argv: list[str] | None = None) -> None:
                         conditioning_latents = draw_conditioning_latents(
                             latents, conditioning_channels, image_conditioning_prob
                         )  # (B, C_cond, F_lat, H_lat, W_lat)
+                batch_fps = batch["fps"].to(accelerator.device) if use_clip_fps else fps  # (B,) or a number
                 loss = diffusion_loss(
-                    args, noise_scheduler, unet, latents, encoder_hidden_states, fps, conditioning_latents
+                    args, noise_scheduler, unet, latents, encoder_hidden_states, batch_fps, conditioning_latents
                 )
 
                 # mean over processes, for logging
@@ -778,6 +898,12 @@ def main(argv: list[str] | None = None) -> None:
         generation_defaults = None
         if args.pretrained_model_name_or_path is not None and os.path.isdir(args.pretrained_model_name_or_path):
             generation_defaults = load_generation_defaults(args.pretrained_model_name_or_path)
+        if args.bucket_list is not None or train_fps is not None:
+            # the dials this run trained: a call outside them warns
+            generation_defaults = dict(generation_defaults or {})
+            generation_defaults["trained_ranges"] = trained_ranges(
+                args.bucket_list or [(args.num_frames, args.height, args.width)], train_fps or [args.fps]
+            )
         pipeline = VideoLatentPipeline(
             vae=vae,
             text_encoder=text_encoder,

@@ -239,10 +239,29 @@ def check_video_size(
             )
 
 
-def build_dataset(args: argparse.Namespace, travel_fraction_range: tuple[float, float] | None = None):
-    """The video-folder dataset of `--train_data_dir`, or the moving-shapes training split (see its
-    `travel_fraction_range`)."""
+def build_dataset(
+    args: argparse.Namespace,
+    travel_fraction_range: tuple[float, float] | None = None,
+    buckets: list[tuple[int, int, int]] | None = None,
+    fps: float | list[float] | None = None,
+):
+    """
+    The video-folder dataset of `--train_data_dir`, or the moving-shapes training split (see its
+    `travel_fraction_range`). With `buckets` (`(num_frames, height, width)` sizes) or `fps` (the training frame rate;
+    moving shapes may take several, one drawn per item), items come in several sizes (moving shapes: from its physical
+    world) and carry their frame rate; without them the datasets are those of a single `--num_frames` x `--height` x
+    `--width`.
+    """
+    bucket_options = {}
+    if buckets is not None:
+        bucket_options["buckets"] = buckets
+    if fps is not None:
+        bucket_options["fps"] = fps
     if args.train_data_dir is not None:
+        if isinstance(fps, (list, tuple)):
+            if len(fps) != 1:
+                raise ValueError(f"A video folder trains at one frame rate, but `--train_fps` is {list(fps)}.")
+            bucket_options["fps"] = fps[0]
         dataset = VideoFolderDataset(
             args.train_data_dir,
             num_frames=args.num_frames,
@@ -251,6 +270,7 @@ def build_dataset(args: argparse.Namespace, travel_fraction_range: tuple[float, 
             video_column=args.video_column,
             caption_column=args.caption_column,
             seed=args.dataset_seed,
+            **bucket_options,
         )
     else:
         dataset = MovingShapesDataset(
@@ -261,6 +281,7 @@ def build_dataset(args: argparse.Namespace, travel_fraction_range: tuple[float, 
             width=args.width,
             seed=args.dataset_seed,
             travel_fraction_range=travel_fraction_range,
+            **bucket_options,
         )
     if args.max_train_samples is not None and args.max_train_samples < len(dataset):
         from torch.utils.data import Subset
@@ -300,7 +321,7 @@ def create_accelerator(args: argparse.Namespace, project_name: str) -> Accelerat
 
 
 def create_dataloader_and_optimizer(
-    args: argparse.Namespace, parameters, train_dataset, collate_fn, num_processes: int
+    args: argparse.Namespace, parameters, train_dataset, collate_fn, num_processes: int, batch_sampler=None
 ) -> tuple:
     r"""
     The training data loader, the AdamW optimizer and the learning-rate schedule shared by both training scripts.
@@ -311,20 +332,33 @@ def create_dataloader_and_optimizer(
         train_dataset (`torch.utils.data.Dataset`): The training examples.
         collate_fn (`Callable`): Batches the examples.
         num_processes (`int`): `accelerator.num_processes`; scales the learning rate and the schedule.
+        batch_sampler (`torch.utils.data.Sampler`, *optional*): Gives the batches (e.g. a `BucketBatchSampler`, every
+            batch from one bucket) instead of shuffled batches of `--train_batch_size`.
 
     Returns:
         `tuple`: `(train_dataloader, optimizer, lr_scheduler, max_train_steps)`, before `accelerator.prepare`.
     """
-    train_dataloader = torch.utils.data.DataLoader(
-        train_dataset,
-        batch_size=args.train_batch_size,
-        shuffle=True,
-        collate_fn=collate_fn,
-        num_workers=args.dataloader_num_workers,
-        # the loader's own generator: creating an epoch's iterator must not draw from the global random state, which
-        # the checkpoints save and restore for the noise (else a mid-epoch resume would draw different noise)
-        generator=torch.Generator().manual_seed(args.seed),
-    )
+    if batch_sampler is not None:
+        train_dataloader = torch.utils.data.DataLoader(
+            train_dataset,
+            batch_sampler=batch_sampler,
+            collate_fn=collate_fn,
+            num_workers=args.dataloader_num_workers,
+            generator=torch.Generator().manual_seed(args.seed),
+        )
+        num_batches = len(batch_sampler)
+    else:
+        train_dataloader = torch.utils.data.DataLoader(
+            train_dataset,
+            batch_size=args.train_batch_size,
+            shuffle=True,
+            collate_fn=collate_fn,
+            num_workers=args.dataloader_num_workers,
+            # the loader's own generator: creating an epoch's iterator must not draw from the global random state,
+            # which the checkpoints save and restore for the noise (else a mid-epoch resume would draw other noise)
+            generator=torch.Generator().manual_seed(args.seed),
+        )
+        num_batches = math.ceil(len(train_dataset) / args.train_batch_size)
     learning_rate = args.learning_rate
     if args.scale_lr:
         learning_rate *= args.gradient_accumulation_steps * args.train_batch_size * num_processes
@@ -335,9 +369,7 @@ def create_dataloader_and_optimizer(
         weight_decay=args.adam_weight_decay,
         eps=args.adam_epsilon,
     )
-    num_update_steps_per_epoch = math.ceil(
-        math.ceil(len(train_dataset) / (args.train_batch_size * num_processes)) / args.gradient_accumulation_steps
-    )
+    num_update_steps_per_epoch = math.ceil(math.ceil(num_batches / num_processes) / args.gradient_accumulation_steps)
     max_train_steps = args.max_train_steps or args.num_train_epochs * num_update_steps_per_epoch
     lr_scheduler = get_scheduler(
         args.lr_scheduler,
@@ -410,13 +442,14 @@ def epoch_batches(
 
 
 def collate_videos(examples: list[dict]) -> dict:
-    """Stacks `pixel_values` and lists the captions."""
-    import torch
-
-    return {
+    """Stacks `pixel_values`, lists the captions and, where the items have one, gathers their `fps` in a tensor."""
+    batch = {
         "pixel_values": torch.stack([example["pixel_values"] for example in examples]),
         "text": [example["text"] for example in examples],
     }
+    if all("fps" in example for example in examples):
+        batch["fps"] = torch.tensor([float(example["fps"]) for example in examples])  # (B,)
+    return batch
 
 
 def find_checkpoint(output_dir: str, resume_from_checkpoint: str | None) -> str | None:

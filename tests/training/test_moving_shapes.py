@@ -193,3 +193,97 @@ def test_bad_arguments():
         MovingShapesDataset(height=4)
     with pytest.raises(ValueError, match="color"):
         render_moving_shape("orange", "circle", "left")
+
+
+def _render_physical(direction="right", num_frames=17, height=64, width=64, fps=8.0, seed=0, **kwargs):
+    from diffusers_videolatent.training.moving_shapes import render_physical_moving_shape
+
+    generator = np.random.default_rng(seed)
+    return render_physical_moving_shape(
+        "white", "square", direction, num_frames, height, width, fps, generator, **kwargs
+    )
+
+
+def test_physical_world_frame_rate_spaces_the_same_path():
+    # 2 seconds at 8 fps and at 16 fps: the same path, sampled twice as often, so half the motion per frame
+    for seed in range(3):
+        slow = _render_physical(num_frames=17, fps=8.0, seed=seed)
+        fast = _render_physical(num_frames=33, fps=16.0, seed=seed)
+        np.testing.assert_array_equal(slow, fast[::2])
+        _, slow_centroids = _mask_and_centroids(slow)
+        _, fast_centroids = _mask_and_centroids(fast)
+        slow_step = np.diff(slow_centroids[:, 0]).mean()
+        assert slow_step > 0
+        np.testing.assert_allclose(np.diff(fast_centroids[:, 0]).mean(), slow_step / 2, rtol=0.02)
+
+
+def test_physical_world_larger_frame_shows_the_same_scene():
+    small = _render_physical("down", height=64, width=64, seed=5, supersampling=8)
+    large = _render_physical("down", height=128, width=128, seed=5, supersampling=4)
+    downsampled = large.reshape(17, 64, 2, 64, 2, 3).mean(axis=(2, 4))
+    np.testing.assert_allclose(downsampled, small, atol=1e-5)
+
+
+def test_physical_world_wide_frame_shows_more_scene():
+    square = _render_physical("right", height=64, width=64, seed=2)
+    wide = _render_physical("right", height=64, width=128, seed=2)
+    _, square_centroids = _mask_and_centroids(square)
+    _, wide_centroids = _mask_and_centroids(wide)
+    # the object has the same size in pixels (it is the same size in the scene) ...
+    np.testing.assert_allclose(wide[0].max(axis=-1).sum(), square[0].max(axis=-1).sum(), rtol=0.03)
+    # ... and a wider view leaves room for the speeds a square view caps (the draws are the same)
+    assert np.diff(wide_centroids[:, 0]).mean() >= np.diff(square_centroids[:, 0]).mean() - 1e-6
+
+
+@pytest.mark.parametrize(("num_frames", "fps"), [(9, 24.0), (17, 8.0), (61, 8.0), (61, 4.0)])
+@pytest.mark.parametrize("direction", list(DIRECTIONS))
+def test_physical_world_moves_all_clip_long_inside_the_frame(num_frames, fps, direction):
+    from diffusers_videolatent.training.moving_shapes import SPEED_RANGE
+
+    for seed in range(3):
+        video = _render_physical(direction, num_frames=num_frames, fps=fps, seed=seed)
+        coverage = video.max(axis=-1)  # (F, H, W)
+        grid_y, grid_x = np.mgrid[0:64, 0:64]
+        centroids = (
+            np.stack([(coverage * grid_x).sum(axis=(1, 2)), (coverage * grid_y).sum(axis=(1, 2))], axis=1)
+            / coverage.sum(axis=(1, 2))[:, None]
+        )  # (F, 2), sub-pixel
+        # always whole (never cut by the border): the same covered area on every frame, up to the sampling grid
+        areas = coverage.sum(axis=(1, 2))  # (F,)
+        assert np.ptp(areas) <= 0.03 * areas.mean()
+        step_x, step_y = DIRECTIONS[direction]
+        along = centroids[:, 0] * step_x + centroids[:, 1] * step_y  # (F,) increases in the direction of motion
+        steps = np.diff(along)
+        assert (steps > 0).all()
+        speed = steps.mean() * fps / 64  # frame sizes per second
+        duration = (num_frames - 1) / fps
+        # in the documented range, unless the clip is too long for the range's slowest speed to stay inside
+        assert speed <= SPEED_RANGE[1] + 1e-3
+        assert speed >= min(SPEED_RANGE[0], (1 - 2 * 0.17) / duration) - 1e-3
+
+
+def test_physical_dataset_buckets_fps_and_reproducibility():
+    buckets = [(9, 32, 32), (17, 32, 64)]
+    dataset = MovingShapesDataset(num_videos=140, seed=3, buckets=buckets, fps=[4.0, 8.0, 16.0])
+    assert len(dataset.item_buckets) == 140
+    assert dataset.item_buckets[0] == (9, 32, 32) and dataset.item_buckets[66] == (17, 32, 64)
+    assert dataset.item_buckets[132] == (9, 32, 32)
+    for index in (0, 70):
+        item = dataset[index]
+        num_frames, height, width = dataset.item_buckets[index]
+        assert item["pixel_values"].shape == (3, num_frames, height, width)
+        assert item["fps"] in (4.0, 8.0, 16.0)
+        again = MovingShapesDataset(num_videos=140, seed=3, buckets=buckets, fps=[4.0, 8.0, 16.0])[index]
+        assert torch.equal(item["pixel_values"], again["pixel_values"]) and item["fps"] == again["fps"]
+    assert {dataset[index]["fps"] for index in range(20)} == {4.0, 8.0, 16.0}
+    # without the physical world: today's fixed-travel items, at the nominal frame rate
+    legacy = MovingShapesDataset(num_videos=3, num_frames=5, height=32, width=32)
+    assert legacy.item_buckets == [(5, 32, 32)] * 3 and legacy[0]["fps"] == 8.0
+    expected = render_moving_shape(*TRAIN_COMBINATIONS[1], 5, 32, 32, generator=np.random.default_rng((0, 1)))
+    np.testing.assert_array_equal(legacy[1]["pixel_values"].permute(1, 2, 3, 0).numpy(), expected * 2 - 1)
+    with pytest.raises(ValueError, match="travel_fraction_range"):
+        MovingShapesDataset(fps=8.0, travel_fraction_range=(0.1, 0.5))
+    with pytest.raises(ValueError, match="`fps`"):
+        MovingShapesDataset(fps=[8.0, -1.0])
+    with pytest.raises(ValueError, match="`buckets`"):
+        MovingShapesDataset(buckets=[(17, 64)])

@@ -1,0 +1,124 @@
+"""`train_text_to_video --buckets --train_fps --use_fps_conditioning`: every batch from one bucket, the clips' frame
+rates given to the U-Net, exact resume in the middle of an epoch, cached latents per bucket, and fps conditioning
+added to a trained U-Net leaving its predictions unchanged."""
+
+import argparse
+import json
+import os
+
+import pytest
+import torch
+
+from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel, VideoLatentPipeline
+from diffusers_videolatent.training import train_text_to_video
+from diffusers_videolatent.training.moving_shapes import MovingShapesDataset
+
+from ..testing_utils import TRAINING_UNET_CONFIG, TRAINING_VAE_CONFIG, text_to_video_model_arguments
+
+
+BUCKETS = "5x16x16,9x16x16,5x16x32:0.5"
+
+
+def _losses(output_dir) -> dict[int, float]:
+    with open(os.path.join(output_dir, "logs", "text_to_video", "metrics.jsonl")) as file:
+        records = [json.loads(line) for line in file]
+    return {record["step"]: record["train_loss"] for record in records if "train_loss" in record}
+
+
+@pytest.fixture(scope="module")
+def vae_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bucket_vae") / "vae"
+    torch.manual_seed(0)
+    AutoencoderKLVideo.from_config(TRAINING_VAE_CONFIG).save_pretrained(folder)
+    return folder
+
+
+def _arguments(vae_folder, *extra) -> list[str]:
+    arguments = text_to_video_model_arguments(vae_folder) + ["--buckets", BUCKETS, "--train_fps", "4", "8", "16"]
+    arguments += ["--use_fps_conditioning", "--num_train_videos", "66", "--train_batch_size", "2", "--seed", "3"]
+    arguments += ["--learning_rate", "1e-3", "--no_validation", "--report_to", "jsonl", *extra]
+    return arguments
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_bucketed_training_resumes_exactly(vae_folder, tmp_path, cache):
+    torch.set_num_threads(1)
+    # 66 videos in batches of 2: 33 steps per epoch, so the checkpoint at step 4 is in the middle of the first one
+    arguments = _arguments(vae_folder, "--max_train_steps", "7", "--checkpointing_steps", "4")
+    arguments += ["--cache_latents"] if cache else []
+    train_text_to_video.main(arguments + ["--output_dir", str(tmp_path / "full")])
+    checkpoint = str(tmp_path / "full" / "checkpoint-4")
+    train_text_to_video.main(
+        arguments + ["--output_dir", str(tmp_path / "resumed"), "--resume_from_checkpoint", checkpoint]
+    )
+    full, resumed = _losses(tmp_path / "full"), _losses(tmp_path / "resumed")
+    assert sorted(full) == list(range(1, 8)) and sorted(resumed) == [5, 6, 7]
+    for step in (5, 6, 7):
+        assert resumed[step] == full[step], step  # bit-identical on one thread
+    pipeline = VideoLatentPipeline.from_pretrained(tmp_path / "full")
+    assert pipeline.unet.config.use_fps_conditioning
+
+
+def test_batches_hold_one_bucket_and_their_frame_rates(vae_folder, tmp_path, monkeypatch):
+    seen = []
+    original = train_text_to_video.diffusion_loss
+
+    def spy(args, scheduler, unet, latents, encoder_hidden_states, fps, conditioning_latents=None):
+        seen.append((tuple(latents.shape), fps.tolist()))
+        return original(args, scheduler, unet, latents, encoder_hidden_states, fps, conditioning_latents)
+
+    monkeypatch.setattr(train_text_to_video, "diffusion_loss", spy)
+    arguments = _arguments(vae_folder, "--max_train_steps", "12", "--checkpointing_steps", "100", "--cache_latents")
+    train_text_to_video.main(arguments + ["--output_dir", str(tmp_path / "run")])
+    assert len(seen) == 12
+    shapes = {shape for shape, _ in seen}
+    # (B, C, F_lat, H_lat, W_lat) of each bucket: temporal ratio 2, spatial ratio 2
+    assert shapes <= {(2, 4, 3, 8, 8), (2, 4, 5, 8, 8), (2, 4, 3, 8, 16)} and len(shapes) >= 2
+    assert {rate for _, rates in seen for rate in rates} <= {4.0, 8.0, 16.0}
+    assert len({rate for _, rates in seen for rate in rates}) >= 2
+    # the cached latents are those of the dataset's items at their buckets
+    dataset = MovingShapesDataset(num_videos=66, buckets=[(5, 16, 16), (9, 16, 16), (5, 16, 32)], fps=[4, 8, 16])
+    pipeline = VideoLatentPipeline.from_pretrained(tmp_path / "run")
+    cache = train_text_to_video.cache_latents(pipeline, dataset, 4, "cpu", torch.float32)
+    assert cache.item_buckets == dataset.item_buckets
+    for index in (0, 1, 65):
+        expected = pipeline.encode_video(dataset[index]["pixel_values"][None])[0]
+        torch.testing.assert_close(cache[index]["latents"], expected, rtol=1e-5, atol=1e-6)
+        assert cache[index]["fps"] == dataset[index]["fps"]
+
+
+def test_added_fps_conditioning_starts_as_the_old_model():
+    torch.manual_seed(0)
+    config = {**TRAINING_UNET_CONFIG, "in_channels": 4, "out_channels": 4, "cross_attention_dim": 16}
+    unet = UNetSpatioTemporalModel.from_config(config).eval()
+    # a trained U-Net: move every weight off its initialisation
+    with torch.no_grad():
+        for parameter in unet.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    with_fps = train_text_to_video.add_fps_conditioning(unet).eval()
+    assert with_fps.config.use_fps_conditioning and with_fps.fps_embedding is not None
+    sample = torch.randn(2, 4, 3, 8, 8)
+    timestep = torch.tensor([10.0, 500.0])
+    text = torch.randn(2, 6, 16)
+    with torch.no_grad():
+        before = unet(sample, timestep, text).sample
+        for fps in (4.0, torch.tensor([8.0, 24.0])):
+            torch.testing.assert_close(with_fps(sample, timestep, text, fps=fps).sample, before, rtol=0, atol=0)
+    # the embedding is live: once trained away from zero, the frame rate changes the prediction
+    with torch.no_grad():
+        with_fps.fps_embedding.linear_2.weight.normal_()
+        changed = with_fps(sample, timestep, text, fps=4.0).sample
+        assert not torch.allclose(changed, with_fps(sample, timestep, text, fps=16.0).sample)
+    with pytest.raises(ValueError, match="already has fps conditioning"):
+        train_text_to_video.add_fps_conditioning(with_fps)
+
+
+def test_bucket_options_are_checked():
+    base = ["--output_dir", "o", "--pretrained_vae_name_or_path", "v"]
+    with pytest.raises(ValueError, match="--buckets"):
+        train_text_to_video.parse_args(base + ["--buckets", "17x64"])
+    with pytest.raises(ValueError, match="--train_fps"):
+        train_text_to_video.parse_args(base + ["--train_fps", "8", "0"])
+    args = train_text_to_video.parse_args(base + ["--buckets", "17x64x64:1,33x64x64:1"])
+    assert args.bucket_list == [(17, 64, 64), (33, 64, 64)] and args.bucket_weights == [0.5, 0.5]
+    assert isinstance(args, argparse.Namespace)
