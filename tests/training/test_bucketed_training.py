@@ -13,7 +13,13 @@ from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel, V
 from diffusers_videolatent.training import train_text_to_video
 from diffusers_videolatent.training.moving_shapes import MovingShapesDataset
 
-from ..testing_utils import TRAINING_UNET_CONFIG, TRAINING_VAE_CONFIG, text_to_video_model_arguments
+from ..testing_utils import (
+    TRAINING_UNET_CONFIG,
+    TRAINING_VAE_CONFIG,
+    read_frame_indices,
+    text_to_video_model_arguments,
+    write_index_video,
+)
 
 
 BUCKETS = "5x16x16,9x16x16,5x16x32:0.5"
@@ -85,6 +91,47 @@ def test_batches_hold_one_bucket_and_their_frame_rates(vae_folder, tmp_path, mon
         expected = pipeline.encode_video(dataset[index]["pixel_values"][None])[0]
         torch.testing.assert_close(cache[index]["latents"], expected, rtol=1e-5, atol=1e-6)
         assert cache[index]["fps"] == dataset[index]["fps"]
+
+
+def test_bucketed_training_on_a_folder_of_real_videos(vae_folder, tmp_path, monkeypatch):
+    # encoded videos of two aspect ratios and two frame rates, resampled to one training rate
+    root = tmp_path / "videos"
+    root.mkdir()
+    rows = ["file_name,text"]
+    for name, frames, height, width, fps in (
+        ("square24.mp4", 24, 32, 32, 24),
+        ("square30.mp4", 30, 32, 32, 30),
+        ("wide24.mp4", 24, 32, 64, 24),
+        ("wide30.mp4", 30, 32, 64, 30),
+    ):
+        write_index_video(root / name, frames, height, width, fps)
+        rows.append(f"{name},a red square moving right")
+    (root / "metadata.csv").write_text("\n".join(rows) + "\n")
+    seen = []
+    original = train_text_to_video.diffusion_loss
+
+    def spy(args, scheduler, unet, latents, encoder_hidden_states, fps, conditioning_latents=None):
+        seen.append((tuple(latents.shape), fps.tolist()))
+        return original(args, scheduler, unet, latents, encoder_hidden_states, fps, conditioning_latents)
+
+    monkeypatch.setattr(train_text_to_video, "diffusion_loss", spy)
+    arguments = text_to_video_model_arguments(vae_folder) + ["--train_data_dir", str(root), "--train_fps", "8"]
+    arguments += ["--buckets", "5x16x16,5x16x32", "--use_fps_conditioning", "--train_batch_size", "2"]
+    arguments += ["--max_train_steps", "4", "--checkpointing_steps", "100", "--no_validation", "--seed", "0"]
+    train_text_to_video.main(arguments + ["--output_dir", str(tmp_path / "run")])
+    # each batch holds the two videos of one aspect ratio, 5 frames at 8 fps
+    assert {shape for shape, _ in seen} == {(2, 4, 3, 8, 8), (2, 4, 3, 8, 16)}
+    assert all(rates == [8.0, 8.0] for _, rates in seen)
+    dataset = train_text_to_video.build_dataset(
+        train_text_to_video.parse_args(arguments + ["--output_dir", "unused"]),
+        buckets=[(5, 16, 16), (5, 16, 32)],
+        fps=8,
+    )
+    assert dataset.item_buckets == [(5, 16, 16), (5, 16, 16), (5, 16, 32), (5, 16, 32)]
+    # the same half second from both rates: every third frame at 24 fps, frames 0, 3.75, 7.5, ... at 30 fps
+    first_frames = [read_frame_indices(dataset[index]["pixel_values"])[0] for index in range(4)]
+    steps = [read_frame_indices(dataset[index]["pixel_values"])[1] - first_frames[index] for index in range(4)]
+    assert steps[0] == 3 and steps[2] == 3 and steps[1] in (3, 4) and steps[3] in (3, 4)
 
 
 def test_added_fps_conditioning_starts_as_the_old_model():
