@@ -43,6 +43,15 @@ from ..geometry import unet_max_latent_frames
 from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
 from ..models.unet_spatio_temporal import build_conditioning_latents
 from ..pipelines import VideoLatentPipeline
+from .lora import (
+    add_fine_tuning_arguments,
+    check_fine_tuning_arguments,
+    fine_tuning_run_config,
+    register_lora_checkpoint_hooks,
+    save_unet_lora,
+    setup_fine_tuning,
+    trainable_parameters,
+)
 from .moving_shapes import VOCABULARY, make_caption
 from .training_utils import (
     add_common_arguments,
@@ -328,10 +337,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     validation.add_argument("--validation_guidance_scale", type=float, default=4.0)
     validation.add_argument("--no_validation", action="store_true", help="Skip validation (and the final one).")
     add_common_arguments(parser)
+    add_fine_tuning_arguments(parser)
     parser.set_defaults(learning_rate=2e-4)
     args = parser.parse_args(argv)
 
     check_common_arguments(args)
+    check_fine_tuning_arguments(args)
     if not 0.0 <= args.conditioning_dropout_prob <= 1.0:
         raise ValueError(f"`--conditioning_dropout_prob` must be in [0, 1], but is {args.conditioning_dropout_prob}.")
     if args.conditioning_channels is not None and args.conditioning_channels < 0:
@@ -617,6 +628,10 @@ def main(argv: list[str] | None = None) -> None:
 
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     vae_dtype = torch.float32 if vae.config.get("force_upcast", False) else weight_dtype
+    # LoRA (--rank) or one part of the U-Net (--trainable_layers): the rest is frozen
+    setup_fine_tuning(unet, args, weight_dtype)
+    if args.rank is not None:
+        register_lora_checkpoint_hooks(accelerator)
     # cast only when needed (a same-dtype `.to(dtype=...)` makes diffusers warn about float32 modules)
     vae.to(accelerator.device)
     text_encoder.to(accelerator.device)
@@ -642,7 +657,7 @@ def main(argv: list[str] | None = None) -> None:
         train_dataset = cache_latents(helper, train_dataset, args.train_batch_size, accelerator.device, vae_dtype)
         collate_fn = collate_latents
     train_dataloader, optimizer, lr_scheduler, max_train_steps = create_dataloader_and_optimizer(
-        args, unet.parameters(), train_dataset, collate_fn, accelerator.num_processes
+        args, trainable_parameters(unet), train_dataset, collate_fn, accelerator.num_processes
     )
     unet, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
         unet, optimizer, train_dataloader, lr_scheduler
@@ -669,6 +684,7 @@ def main(argv: list[str] | None = None) -> None:
         "cache_latents": args.cache_latents,
         "image_conditioning_prob": image_conditioning_prob,
         "training_flow_shifts": args.training_flow_shifts,
+        **fine_tuning_run_config(args),
     }
     if accelerator.is_main_process:
         tracker_config = {key: value for key, value in vars(args).items() if not isinstance(value, list)}
@@ -764,9 +780,13 @@ def main(argv: list[str] | None = None) -> None:
         if global_step >= max_train_steps:
             break
 
-    # 6. save the pipeline (with the EMA weights when kept)
+    # 6. save the LoRA, or the pipeline (with the EMA weights when kept)
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
+    if accelerator.is_main_process and args.rank is not None:
+        save_unet_lora(accelerator.unwrap_model(unet), args.output_dir)
+        if not args.no_validation:
+            accelerator.log(run_validation(args, accelerator, helper, global_step), step=global_step)
+    elif accelerator.is_main_process:
         unet = accelerator.unwrap_model(unet)
         if ema_unet is not None:
             ema_unet.copy_to(unet.parameters())
