@@ -19,6 +19,7 @@ from collections.abc import Callable
 import torch
 from diffusers.loaders.lora_base import LORA_WEIGHT_NAME, LORA_WEIGHT_NAME_SAFE, LoraBaseMixin
 from diffusers.loaders.lora_pipeline import TEXT_ENCODER_NAME, UNET_NAME, StableDiffusionLoraLoaderMixin
+from diffusers.utils import convert_unet_state_dict_to_peft
 from huggingface_hub.utils import validate_hf_hub_args
 
 from .atomic import atomic_file
@@ -64,7 +65,8 @@ class VideoLatentLoraLoaderMixin(StableDiffusionLoraLoaderMixin):
         [`~loaders.StableDiffusionLoraLoaderMixin.load_lora_weights`] does (AnimateDiff motion LoRAs are mapped by
         [`~VideoLatentLoraLoaderMixin.lora_state_dict`]). When loading into the text encoder fails after the U-Net got
         its part, the U-Net's new adapter is removed again before the error is raised, so a failed load changes
-        nothing.
+        nothing. A LoRA made for another base model (a layer this U-Net lacks, or one of another size) is refused with
+        a `ValueError` naming the LoRA and the pipeline, before anything is loaded.
 
         Parameters:
             pretrained_model_name_or_path_or_dict (`str` or `os.PathLike` or `dict`):
@@ -77,6 +79,10 @@ class VideoLatentLoraLoaderMixin(StableDiffusionLoraLoaderMixin):
                 See [`~loaders.StableDiffusionLoraLoaderMixin.load_lora_weights`].
         """
         unet = getattr(self, self.unet_name, None)
+        if unet is not None:
+            state_dict_kwargs = {key: value for key, value in kwargs.items() if key != "return_lora_metadata"}
+            state_dict, _ = self.lora_state_dict(pretrained_model_name_or_path_or_dict, **state_dict_kwargs)
+            self._check_lora_fits_unet(pretrained_model_name_or_path_or_dict, state_dict)
         adapters_before = set(getattr(unet, "peft_config", None) or {})
         try:
             super().load_lora_weights(
@@ -89,6 +95,39 @@ class VideoLatentLoraLoaderMixin(StableDiffusionLoraLoaderMixin):
             elif new_adapters:
                 unet.delete_adapters(new_adapters)
             raise
+
+    def _check_lora_fits_unet(self, source: str | os.PathLike | dict, state_dict: dict[str, torch.Tensor]) -> None:
+        """Raises a `ValueError` naming the LoRA and this pipeline when a U-Net layer of the LoRA is missing from the
+        U-Net or has another number of input or output features."""
+        unet = getattr(self, self.unet_name)
+        prefix = f"{self.unet_name}."
+        unet_layers = {key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)}
+        misfits = {}  # layer name: why it does not fit
+        for key, value in convert_unet_state_dict_to_peft(unet_layers).items():
+            direction = "lora_A" if ".lora_A." in key else "lora_B" if ".lora_B." in key else None
+            if direction is None:
+                continue
+            module_name = key.split(f".{direction}.")[0]
+            try:
+                module = unet.get_submodule(module_name)
+            except AttributeError:
+                misfits[module_name] = "no such layer"
+                continue
+            weight = getattr(getattr(module, "base_layer", module), "weight", None)
+            # lora_A reads the layer's input features (dim 1), lora_B writes its output features (dim 0)
+            dim = 1 if direction == "lora_A" else 0
+            if weight is None or weight.ndim < 2 or value.ndim < 2 or weight.shape[dim] != value.shape[dim]:
+                size = "?" if weight is None else tuple(weight.shape)
+                misfits.setdefault(module_name, f"{direction} {tuple(value.shape)}, layer weight {size}")
+        if misfits:
+            lora = "the given state dict" if isinstance(source, dict) else repr(str(source))
+            pipeline = getattr(self, "name_or_path", None) or unet.config.get("_name_or_path") or "built in memory"
+            raise ValueError(
+                f"The LoRA {lora} does not fit the U-Net of this pipeline ({pipeline!r}): it was made for another base "
+                f"model ({len(misfits)} of its layers do not fit, e.g. "
+                + "; ".join(f"{name}: {reason}" for name, reason in sorted(misfits.items())[:2])
+                + ")."
+            )
 
     @classmethod
     @validate_hf_hub_args

@@ -192,6 +192,14 @@ def saved_pipeline(tmp_path_factory) -> tuple[VideoLatentPipeline, Path]:
     return pipe, folder
 
 
+@pytest.fixture(scope="module")
+def lora_base_folder(tmp_path_factory) -> Path:
+    """A pipeline of our video VAE and a random (not identity-initialised) U-Net, saved: a base to fine-tune."""
+    folder = tmp_path_factory.mktemp("lora-base") / "pipeline"
+    build_pipeline(vae=build_video_vae(), unet=build_unet(identity_init=False)).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
 def pipeline_folder(saved_pipeline, tmp_path) -> Path:
     """A copy of `saved_pipeline`'s folder, for a test to change."""

@@ -221,6 +221,27 @@ def test_a_failed_text_encoder_load_leaves_the_unet_unchanged(tmp_path):
     assert np.array_equal(run(fresh), base)
 
 
+def test_a_lora_of_another_base_is_refused_naming_both(tmp_path):
+    folder = write_unet_lora(tmp_path / "lora", seed=1)
+    pipe = VideoLatentPipeline(
+        **build_pipeline_components(vae=build_video_vae(), unet=build_unet(block_out_channels=(16, 32)))
+    )
+    pipe.save_pretrained(tmp_path / "wider")
+    for other in (pipe, VideoLatentPipeline.from_pretrained(tmp_path / "wider")):
+        with pytest.raises(ValueError) as error:
+            other.load_lora_weights(folder)
+        message = str(error.value)
+        assert message.startswith(f"The LoRA {str(folder)!r} does not fit the U-Net of this pipeline (")
+        assert "\n" not in message and "88 of its layers do not fit" in message
+        assert "attn1.to_k: lora_A (2, 8), layer weight (16, 16)" in message
+        assert not any(isinstance(module, LoraLayer) for module in other.unet.modules())
+    assert f"({str(tmp_path / 'wider')!r})" in message  # a loaded pipeline is named by its folder
+    # a layer the U-Net does not have at all (a LoRA of a U-Net without temporal attentions' `to_k` names)
+    renamed = {key.replace("to_k", "to_key"): value for key, value in load_file(folder / WEIGHT_NAME).items()}
+    with pytest.raises(ValueError, match=r"to_key: no such layer"):
+        make_pipeline().load_lora_weights(renamed)
+
+
 @pytest.mark.skipif(
     not transformers_peft_integration_available(),
     reason=f"transformers' PEFT integration (text-encoder LoRA) needs peft >= {MIN_PEFT_VERSION}",

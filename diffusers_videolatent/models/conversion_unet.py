@@ -244,13 +244,38 @@ def convert_unet_motion_lora_state_dict(state_dict: dict[str, Any]) -> dict[str,
     }
 
 
-def convert_unet_motion_lora_config(config: dict[str, Any]) -> dict[str, Any]:
+def convert_to_unet_motion_lora_state_dict(state_dict: dict[str, Any]) -> dict[str, Any]:
+    r"""
+    The reverse of [`convert_unet_motion_lora_state_dict`]: maps a LoRA of the temporal transformers of a
+    [`UNetSpatioTemporalModel`] built by `from_unet2d(unet, motion_adapter=...)` to the motion modules of diffusers'
+    `UNetMotionModel` (AnimateDiff). A layer outside the temporal transformers of the down, mid and up blocks has no
+    place in a motion LoRA: a `ValueError` names it.
+    """
+    outside = sorted(
+        key
+        for key in state_dict
+        if not re.match(r"^(unet\.)?(down_blocks\.\d+|up_blocks\.\d+|mid_block)\.temporal_attentions\.", key)
+    )
+    if outside:
+        raise ValueError(
+            f"An AnimateDiff motion LoRA holds the temporal transformers' layers only, but this LoRA also has "
+            f"{len(outside)} others, e.g. {outside[0]!r}; train it with --lora_layers temporal."
+        )
+    return {
+        key.replace(TEMPORAL_ATTENTION_MODULE_NAME, UNET_MOTION_MODULE_NAME): value
+        for key, value in state_dict.items()
+    }
+
+
+def convert_unet_motion_lora_config(config: dict[str, Any], reverse: bool = False) -> dict[str, Any]:
     r"""
     Maps the module names inside `LoraConfig` arguments (`target_modules`, `exclude_modules`, `rank_pattern`,
     `alpha_pattern`, bare or with the `unet.` prefix of a LoRA file's metadata) from `UNetMotionModel` to
-    [`UNetSpatioTemporalModel`] names; other arguments are returned unchanged.
+    [`UNetSpatioTemporalModel`] names, or back with `reverse=True`; other arguments are returned unchanged.
     """
     bare_names = (UNET_MOTION_MODULE_NAME.strip("."), TEMPORAL_ATTENTION_MODULE_NAME.strip("."))
+    if reverse:
+        bare_names = bare_names[::-1]
 
     def rename(value: Any) -> Any:
         if isinstance(value, str):

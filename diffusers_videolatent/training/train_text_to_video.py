@@ -44,6 +44,15 @@ from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
 from ..models.unet_spatio_temporal import build_conditioning_latents
 from ..pipelines import VideoLatentPipeline
 from .buckets import BucketBatchSampler, dataset_item_buckets, format_buckets, parse_buckets, trained_ranges
+from .lora import (
+    add_fine_tuning_arguments,
+    check_fine_tuning_arguments,
+    fine_tuning_run_config,
+    register_lora_checkpoint_hooks,
+    save_unet_lora,
+    setup_fine_tuning,
+    trainable_parameters,
+)
 from .moving_shapes import VOCABULARY, make_caption
 from .training_utils import (
     add_common_arguments,
@@ -396,10 +405,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     validation.add_argument("--validation_guidance_scale", type=float, default=4.0)
     validation.add_argument("--no_validation", action="store_true", help="Skip validation (and the final one).")
     add_common_arguments(parser)
+    add_fine_tuning_arguments(parser)
     parser.set_defaults(learning_rate=2e-4)
     args = parser.parse_args(argv)
 
     check_common_arguments(args)
+    check_fine_tuning_arguments(args)
     if not 0.0 <= args.conditioning_dropout_prob <= 1.0:
         raise ValueError(f"`--conditioning_dropout_prob` must be in [0, 1], but is {args.conditioning_dropout_prob}.")
     if args.conditioning_channels is not None and args.conditioning_channels < 0:
@@ -472,9 +483,17 @@ def load_models(args: argparse.Namespace) -> tuple:
     unet_config = load_json_option(args.unet_config)
     if unet_config is None and pipeline_path is not None:
         unet = UNetSpatioTemporalModel.from_pretrained(pipeline_path, subfolder="unet", revision=args.revision)
-        if args.conditioning_channels is not None and args.conditioning_channels != unet.config.conditioning_channels:
+        new_conditioning = args.conditioning_channels not in (None, unet.config.conditioning_channels)
+        new_fps = args.use_fps_conditioning and not unet.config.use_fps_conditioning
+        if args.rank is not None and (new_conditioning or new_fps):
+            option = "--conditioning_channels" if new_conditioning else "--use_fps_conditioning"
+            raise ValueError(
+                f"`{option}` adds zero-initialised layers to the U-Net, but with --rank its base is frozen, so they "
+                "would stay zero; add them in a full training first (without --rank)."
+            )
+        if new_conditioning:
             unet = add_conditioning_channels(unet, args.conditioning_channels)
-        if args.use_fps_conditioning and not unet.config.use_fps_conditioning:
+        if new_fps:
             unet = add_fps_conditioning(unet)
     else:
         config = dict(TINY_UNET_CONFIG if unet_config is None else unet_config)
@@ -718,6 +737,10 @@ def main(argv: list[str] | None = None) -> None:
 
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     vae_dtype = torch.float32 if vae.config.get("force_upcast", False) else weight_dtype
+    # LoRA (--rank) or one part of the U-Net (--trainable_layers): the rest is frozen
+    setup_fine_tuning(unet, args, weight_dtype)
+    if args.rank is not None:
+        register_lora_checkpoint_hooks(accelerator)
     # cast only when needed (a same-dtype `.to(dtype=...)` makes diffusers warn about float32 modules)
     vae.to(accelerator.device)
     text_encoder.to(accelerator.device)
@@ -753,7 +776,12 @@ def main(argv: list[str] | None = None) -> None:
             seed=args.seed,
         )
     train_dataloader, optimizer, lr_scheduler, max_train_steps = create_dataloader_and_optimizer(
-        args, unet.parameters(), train_dataset, collate_fn, accelerator.num_processes, batch_sampler=bucket_sampler
+        args,
+        trainable_parameters(unet),
+        train_dataset,
+        collate_fn,
+        accelerator.num_processes,
+        batch_sampler=bucket_sampler,
     )
     unet, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
         unet, optimizer, train_dataloader, lr_scheduler
@@ -780,6 +808,7 @@ def main(argv: list[str] | None = None) -> None:
         "cache_latents": args.cache_latents,
         "image_conditioning_prob": image_conditioning_prob,
         "training_flow_shifts": args.training_flow_shifts,
+        **fine_tuning_run_config(args),
     }
     if args.bucket_list is not None or train_fps is not None:
         run_config["buckets"] = (
@@ -885,9 +914,13 @@ def main(argv: list[str] | None = None) -> None:
         if global_step >= max_train_steps:
             break
 
-    # 6. save the pipeline (with the EMA weights when kept)
+    # 6. save the LoRA, or the pipeline (with the EMA weights when kept)
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
+    if accelerator.is_main_process and args.rank is not None:
+        save_unet_lora(accelerator.unwrap_model(unet), args.output_dir)
+        if not args.no_validation:
+            accelerator.log(run_validation(args, accelerator, helper, global_step), step=global_step)
+    elif accelerator.is_main_process:
         unet = accelerator.unwrap_model(unet)
         if ema_unet is not None:
             ema_unet.copy_to(unet.parameters())

@@ -1,0 +1,174 @@
+"""Peak memory and time of one training step at the text-to-video-ms-1.7b shape: LoRA, temporal-only, full.
+
+    python benchmarks/benchmark_lora_memory.py                        # LoRA and temporal-only measured, full estimated
+    python benchmarks/benchmark_lora_memory.py --cases lora full      # full fine-tuning measured too (needs ~30 GB)
+    python benchmarks/benchmark_lora_memory.py --quick                # the same layout, tiny (a smoke test)
+
+The U-Net is diffusers' `UNet3DConditionModel` with ali-vilab/text-to-video-ms-1.7b's config (random weights: the cost
+does not depend on the values), converted with `UNetSpatioTemporalModel.from_unet3d`, in float32 with gradient
+checkpointing, trained as `train_text_to_video` trains it (its `setup_fine_tuning`, AdamW over the trainable
+parameters): one video of 8 frames at 128x128 (latents 4 x 8 x 16 x 16), 77 text tokens of width 1024, flow-matching
+MSE. Each case runs in its own process, which builds the model, resets its peak resident set size (`VmHWM`, by
+writing 5 to `/proc/self/clear_refs`), runs `--steps` steps (the first allocates the optimizer states) and reports the
+peak RSS of the steps, the RSS of the model before them, and the time of each step.
+
+A case not run (`full`, by default: weights, gradients and two AdamW states of 1.41B float32 parameters are 22.6 GB
+before any activation) is estimated from the LoRA case: the model's RSS, plus 3 x 4 bytes per trained parameter, plus
+the LoRA step's activation memory (its peak less the model's RSS and the LoRA's own parameters, gradients and states).
+"""
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+
+# diffusers' `UNet3DConditionModel` config of ali-vilab/text-to-video-ms-1.7b (as in benchmark_deepcache.py)
+MODELSCOPE_UNET_CONFIG = {
+    "act_fn": "silu",
+    "attention_head_dim": 64,
+    "block_out_channels": (320, 640, 1280, 1280),
+    "cross_attention_dim": 1024,
+    "down_block_types": ("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
+    "downsample_padding": 1,
+    "in_channels": 4,
+    "layers_per_block": 2,
+    "mid_block_scale_factor": 1,
+    "norm_eps": 1e-05,
+    "norm_num_groups": 32,
+    "out_channels": 4,
+    "sample_size": 32,
+    "up_block_types": ("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
+}
+QUICK_UNET_CONFIG = {**MODELSCOPE_UNET_CONFIG, "block_out_channels": (8, 16, 16, 16), "norm_num_groups": 4}
+QUICK_UNET_CONFIG.update(attention_head_dim=2, cross_attention_dim=16, layers_per_block=1)
+CASES = ("lora", "temporal", "full")
+
+
+def read_status_kib(field: str) -> int:
+    with open("/proc/self/status") as file:
+        for line in file:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def run_case(case: str, quick: bool, rank: int, steps: int) -> dict:
+    """Builds the U-Net, makes `case` trainable as the training script does, runs `steps` steps; returns the numbers."""
+    from diffusers import UNet3DConditionModel
+
+    from diffusers_videolatent import UNetSpatioTemporalModel
+    from diffusers_videolatent.training.lora import setup_fine_tuning, trainable_parameters
+
+    torch.manual_seed(0)
+    config = QUICK_UNET_CONFIG if quick else MODELSCOPE_UNET_CONFIG
+    reference = UNet3DConditionModel(**config)
+    unet = UNetSpatioTemporalModel.from_unet3d(reference)
+    del reference
+    gc.collect()
+    unet.train()
+    unet.enable_gradient_checkpointing()
+    options = argparse.Namespace(
+        rank=rank if case == "lora" else None,
+        lora_alpha=None,
+        lora_dropout=0.0,
+        lora_layers="all",
+        trainable_layers={"lora": None, "temporal": "temporal", "full": None}[case],
+    )
+    setup_fine_tuning(unet, options, torch.float32)
+    parameters = trainable_parameters(unet)
+    optimizer = torch.optim.AdamW(parameters, lr=1e-4)
+    latents = torch.randn(1, 4, 8, 16, 16)  # 8 frames of 128x128, the VAE's factor 8
+    encoder_hidden_states = torch.randn(1, 77, config["cross_attention_dim"])
+
+    gc.collect()
+    model_rss_kib = read_status_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as file:
+        file.write("5")  # resets VmHWM, the peak RSS, to the current RSS
+    seconds = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        sigmas = torch.rand(1).view(1, 1, 1, 1, 1)
+        noise = torch.randn_like(latents)
+        noisy = (1 - sigmas) * latents + sigmas * noise
+        prediction = unet(noisy, sigmas.flatten() * 1000, encoder_hidden_states, return_dict=False)[0]
+        loss = torch.nn.functional.mse_loss(prediction, noise - latents)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        seconds.append(time.perf_counter() - start)
+    return {
+        "case": case,
+        "total_parameters": sum(parameter.numel() for parameter in unet.parameters()),
+        "trained_parameters": sum(parameter.numel() for parameter in parameters),
+        "model_rss_gib": model_rss_kib / 2**20,
+        "peak_rss_gib": read_status_kib("VmHWM") / 2**20,
+        "step_seconds": seconds,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", nargs="+", default=["lora", "temporal"], choices=CASES)
+    parser.add_argument("--rank", type=int, default=16, help="The LoRA's rank (on every attention projection).")
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="The same layout, tiny: checks that the script runs.")
+    parser.add_argument("--json", type=str, default=None, help="Also write the results here.")
+    parser.add_argument("--child", type=str, default=None, choices=CASES, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if not os.path.exists("/proc/self/clear_refs"):
+        print(f"{parser.prog}: error: the peak RSS is read from Linux's /proc; this system has none", file=sys.stderr)
+        sys.exit(2)
+    if args.child is not None:
+        print(json.dumps(run_case(args.child, args.quick, args.rank, args.steps)))
+        return
+
+    results = {}
+    for case in args.cases:  # one process per case: each peak is its own
+        command = [sys.executable, os.path.abspath(__file__), "--child", case, "--rank", str(args.rank)]
+        command += ["--steps", str(args.steps)] + (["--quick"] if args.quick else [])
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        results[case] = json.loads(output.strip().splitlines()[-1])
+        print(json.dumps(results[case]))
+
+    if "full" not in results and "lora" in results:
+        lora = results["lora"]
+        lora_state_gib = 4 * 4 * lora["trained_parameters"] / 2**30  # weights, gradients, two AdamW states
+        activations_gib = lora["peak_rss_gib"] - lora["model_rss_gib"] - lora_state_gib
+        base_rss_gib = lora["model_rss_gib"] - 4 * lora["trained_parameters"] / 2**30
+        training_state_gib = 3 * 4 * (lora["total_parameters"] - lora["trained_parameters"]) / 2**30
+        results["full_estimate"] = {
+            "peak_rss_gib": base_rss_gib + training_state_gib + activations_gib,
+            "model_rss_gib": base_rss_gib,
+            "gradients_and_adam_states_gib": training_state_gib,
+            "activations_gib": activations_gib,
+        }
+        print(json.dumps({"full_estimate": results["full_estimate"]}))
+
+    print("\n| case | trained parameters | model RSS (GiB) | peak RSS of a step (GiB) | step time (s) |")
+    print("|---|---|---|---|---|")
+    for case, result in results.items():
+        if case == "full_estimate":
+            print(
+                f"| full (estimate) | all | {result['model_rss_gib']:.2f} | {result['peak_rss_gib']:.2f} | not run |"
+            )
+            continue
+        trained = f"{result['trained_parameters'] / 1e6:.1f} M of {result['total_parameters'] / 1e6:.0f} M"
+        step_times = " / ".join(f"{value:.1f}" for value in result["step_seconds"])
+        print(f"| {case} | {trained} | {result['model_rss_gib']:.2f} | {result['peak_rss_gib']:.2f} | {step_times} |")
+    if args.json:
+        from diffusers_videolatent.atomic import atomic_file
+
+        with atomic_file(args.json, overwrite=True) as temporary:
+            with open(temporary, "w") as file:
+                json.dump(results, file, indent=2)
+
+
+if __name__ == "__main__":
+    main()
