@@ -26,8 +26,10 @@ import errno
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -302,6 +304,40 @@ def _reraise_write_failure(error: BaseException, path: str, temporary: str | Non
         "make room and run again",
         path,
     ) from error
+
+
+class StopRequested(KeyboardInterrupt):
+    r"""
+    Raised by [`stop_on_signals`] when SIGTERM (or another stop signal) arrives: a `KeyboardInterrupt`, so that it
+    unwinds through every `finally` (the atomic writers remove their temporaries) like Ctrl-C does. `exit_code` is
+    128 + the signal's number, as a shell reports a process that the signal ended.
+    """
+
+    def __init__(self, signal_number: int):
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_name = signal.Signals(signal_number).name
+        self.exit_code = 128 + signal_number
+
+
+@contextlib.contextmanager
+def stop_on_signals(signals: tuple[int, ...] = (signal.SIGTERM,)) -> Iterator[None]:
+    r"""
+    While active (in the main thread), the `signals` raise [`StopRequested`] instead of ending the process at once: a
+    command stopped by a scheduler then leaves its destination as it was, and no temporary behind.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_stop(number, frame):
+        raise StopRequested(number)
+
+    previous = {number: signal.signal(number, raise_stop) for number in signals}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def temporary_sibling(path: str | os.PathLike, kind: str = "tmp", folder: bool = False) -> str:
