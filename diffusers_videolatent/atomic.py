@@ -247,6 +247,40 @@ def destination_lock(path: str | os.PathLike, timeout: float = 0.0, what: str = 
         os.close(handle)
 
 
+@contextlib.contextmanager
+def commit_lock(path: str | os.PathLike, timeout: float = COMMIT_LOCK_TIMEOUT) -> Iterator[None]:
+    r"""
+    Held while a writer moves its complete result to `path`: an `flock` on the parent folder itself (no file is
+    created, so a writer killed while holding it leaves nothing behind), re-entrant within a process. Writers of the
+    same folder take turns only for these moves, which take milliseconds.
+    """
+    parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+    key = parent + os.sep
+    if fcntl is None or key in _HELD_LOCKS:
+        yield
+        return
+    handle = os.open(parent, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise DestinationInUseError(
+                        f"Cannot write {path}: another process kept its folder locked for {timeout:g} s.", None
+                    ) from None
+                time.sleep(0.01)
+        _HELD_LOCKS[key] = [handle, 1]
+        try:
+            yield
+        finally:
+            del _HELD_LOCKS[key]
+    finally:
+        os.close(handle)
+
+
 # the errors of a write that did not fit: the disk (or quota) is full, or a file exceeds `ulimit -f`
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _OS_ERROR_CODE = re.compile(r"os error (\d+)|\[Errno (\d+)\]")
@@ -377,7 +411,7 @@ def atomic_file(path: str | os.PathLike, overwrite: bool = False) -> Iterator[st
             _reraise_write_failure(error, path, temporary)
             raise
         default_permissions(temporary, is_folder=False)
-        with destination_lock(path, timeout=COMMIT_LOCK_TIMEOUT):
+        with commit_lock(path):
             if os.path.lexists(path) and not overwrite:
                 raise FileExistsError(f"{path} was written by another process meanwhile")
             os.replace(temporary, path)
@@ -473,7 +507,7 @@ def atomic_folder(
             raise
         default_permissions_tree(temporary)
         # two writers of one destination: one moves its complete result in at a time, never a mix of both
-        with destination_lock(path, timeout=COMMIT_LOCK_TIMEOUT):
+        with commit_lock(path):
             if os.path.isdir(path) and os.listdir(path) and not overwrite:
                 raise FileExistsError(f"{path} was written by another process meanwhile")
             try:
