@@ -20,6 +20,7 @@ what is allowed.
 import inspect
 import math
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -171,6 +172,19 @@ def check_sampling_schedule(
 # Classifier-free guidance scales above this are far outside what text-to-video models use (about 1 to 20); named as
 # the likely cause when a video comes out non-finite.
 LARGE_GUIDANCE_SCALE = 100.0
+
+
+def warn_if_not_finite(output: torch.Tensor, name: str, cause: Callable[[], str], logger: Any) -> None:
+    r"""Warns on `logger` when a generated `output` (`name`: "latents" or "frames") holds non-finite values, naming
+    `cause()`."""
+    # the inputs were all finite, so a non-finite result comes from an overflow during sampling or decoding
+    finite = torch.isfinite(output)
+    if finite.all():
+        return
+    logger.warning(
+        f"The generated {name} hold {int((~finite).sum())} non-finite values (NaN or inf) of {output.numel()},"
+        f" so the video is not usable. Likely cause: {cause()}."
+    )
 
 
 def likely_cause_of_not_finite(

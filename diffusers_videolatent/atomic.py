@@ -22,15 +22,30 @@ replaced.
 """
 
 import contextlib
+import errno
 import os
 import re
 import shutil
+import signal
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 
+try:  # POSIX; elsewhere writers are not locked against each other
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+
 TEMPORARY_MARK = ".videolatent-"
+LOCK_SUFFIX = ".videolatent-lock"
+# how long a writer waits for another one to finish moving its result into the same destination
+COMMIT_LOCK_TIMEOUT = 60.0
+_HELD_LOCKS: dict[str, list] = {}  # lock path -> [file descriptor, depth]: a process never waits for itself
 
 
 def _sibling_pattern(name_pattern: str) -> re.Pattern:
@@ -132,6 +147,233 @@ def remove_stale_temporaries(path: str | os.PathLike, name_pattern: str | None =
     return removed
 
 
+class DestinationInUseError(RuntimeError):
+    r"""Another live process holds the lock of a destination (see [`destination_lock`]); `pid` names it."""
+
+    def __init__(self, message: str, pid: int | None):
+        super().__init__(message)
+        self.pid = pid
+
+
+def lock_path(path: str | os.PathLike) -> str:
+    r"""The lock file of destination `path`: a sibling `.{name}.videolatent-lock` that holds the owner's pid and host."""
+    parent, name = os.path.split(os.path.abspath(os.fspath(path)))
+    return os.path.join(parent, f".{name}{LOCK_SUFFIX}")
+
+
+def lock_owner(path: str | os.PathLike) -> tuple[int, str] | None:
+    r"""The `(pid, host)` written in the lock file of destination `path`, or `None` when there is none to read."""
+    try:
+        with open(lock_path(path)) as file:
+            pid, host = file.read().split(maxsplit=1)
+        return int(pid), host.strip()
+    except (OSError, ValueError):
+        return None
+
+
+def _try_lock(lock_file: str) -> int | None:
+    # the classic flock dance: the file may be unlinked by its previous owner between our open and our lock
+    while True:
+        handle = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(handle)
+            return None
+        try:
+            same = os.path.samestat(os.fstat(handle), os.stat(lock_file))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return handle
+        os.close(handle)
+
+
+@contextlib.contextmanager
+def destination_lock(path: str | os.PathLike, timeout: float = 0.0, what: str = "write") -> Iterator[None]:
+    r"""
+    Holds an exclusive lock on destination `path` for this process (re-entrant within it).
+
+    The lock is an `flock` on a sibling file that names the holder's pid: the system releases it when the holder dies,
+    so the lock of a killed process is taken over without any cleanup, and the file is removed when the lock is
+    released. Where `fcntl` does not exist (Windows), nothing is locked.
+
+    Args:
+        path (`str` or `os.PathLike`):
+            The destination (file or folder, existing or not); its parent folder must exist.
+        timeout (`float`, *optional*, defaults to 0):
+            Seconds to wait for another holder to release it; 0 refuses at once.
+        what (`str`, *optional*, defaults to `"write"`):
+            What the lock is for, for the error message.
+
+    Raises:
+        [`DestinationInUseError`]: Another live process still holds it after `timeout`, named by its pid.
+    """
+    if fcntl is None:
+        yield
+        return
+    lock_file = lock_path(path)
+    held = _HELD_LOCKS.get(lock_file)
+    if held is not None:
+        held[1] += 1
+        try:
+            yield
+        finally:
+            held[1] -= 1
+        return
+    deadline = time.monotonic() + timeout
+    while (handle := _try_lock(lock_file)) is None:
+        if time.monotonic() >= deadline:
+            owner = lock_owner(path)
+            who = f"process {owner[0]} on {owner[1]}" if owner else "another process"
+            raise DestinationInUseError(
+                f"Cannot {what} {os.path.abspath(os.fspath(path))}: it is in use by {who} (lock {lock_file}). Wait "
+                "for it to finish, stop it, or choose another destination.",
+                owner[0] if owner else None,
+            )
+        time.sleep(0.05)
+    try:
+        os.ftruncate(handle, 0)
+        os.write(handle, f"{os.getpid()} {socket.gethostname()}\n".encode())
+    except OSError:
+        pass  # a full disk must not keep a writer from saying why its own write failed
+    _HELD_LOCKS[lock_file] = [handle, 1]
+    try:
+        yield
+    finally:
+        del _HELD_LOCKS[lock_file]
+        with contextlib.suppress(OSError):
+            os.remove(lock_file)  # before the unlock: a waiter that opened it finds it unlinked and opens anew
+        os.close(handle)
+
+
+@contextlib.contextmanager
+def commit_lock(path: str | os.PathLike, timeout: float = COMMIT_LOCK_TIMEOUT) -> Iterator[None]:
+    r"""
+    Held while a writer moves its complete result to `path`: an `flock` on the parent folder itself (no file is
+    created, so a writer killed while holding it leaves nothing behind), re-entrant within a process. Writers of the
+    same folder take turns only for these moves, which take milliseconds.
+    """
+    parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+    key = parent + os.sep
+    if fcntl is None or key in _HELD_LOCKS:
+        yield
+        return
+    handle = os.open(parent, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise DestinationInUseError(
+                        f"Cannot write {path}: another process kept its folder locked for {timeout:g} s.", None
+                    ) from None
+                time.sleep(0.01)
+        _HELD_LOCKS[key] = [handle, 1]
+        try:
+            yield
+        finally:
+            del _HELD_LOCKS[key]
+    finally:
+        os.close(handle)
+
+
+# the errors of a write that did not fit: the disk (or quota) is full, or a file exceeds `ulimit -f`
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_OS_ERROR_CODE = re.compile(r"os error (\d+)|\[Errno (\d+)\]")
+
+
+def _file_size_limit() -> int | None:
+    try:
+        import resource
+    except ImportError:  # pragma: no cover
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _largest_file(path: str) -> int:
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    sizes = [os.path.getsize(os.path.join(parent, name)) for parent, _, names in os.walk(path) for name in names]
+    return max(sizes, default=0)
+
+
+def write_failure_reason(error: BaseException, temporary: str | None = None) -> tuple[int, str] | None:
+    r"""
+    `(errno, reason)` when `error` (raised while writing `temporary`) is a write that did not fit (no space left, a
+    disk quota, a file-size limit), else `None`. Writers wrap such errors differently (`OSError`, safetensors'
+    `SafetensorError("... os error 27")`, torch's `RuntimeError("unexpected pos ...")`), so the error's code is read
+    from the exception or its message, and else the file-size limit and the free space are looked at.
+    """
+    code = error.errno if isinstance(error, OSError) else None
+    if code is None:
+        match = _OS_ERROR_CODE.search(str(error))
+        code = int(next(group for group in match.groups() if group)) if match else None
+    limit = _file_size_limit()
+    if code is None and temporary is not None and os.path.lexists(temporary):
+        if limit is not None and _largest_file(temporary) >= limit:
+            code = errno.EFBIG
+        elif shutil.disk_usage(os.path.dirname(temporary)).free < 1 << 20:
+            code = errno.ENOSPC
+    if code == errno.EFBIG:
+        shown = f"{limit} bytes" if limit is not None else "the limit"
+        return code, f"a file would exceed the file-size limit (`ulimit -f`: {shown})"
+    if code in _NO_SPACE:
+        return code, f"{os.strerror(code).lower()} (the disk or the quota is full)"
+    return None
+
+
+def _reraise_write_failure(error: BaseException, path: str, temporary: str | None) -> None:
+    reason = write_failure_reason(error, temporary)
+    if reason is None:
+        return
+    code, text = reason
+    raise OSError(
+        code,
+        f"Could not write {path}: {text}. Its previous content (if any) is unchanged and no partial file is left; "
+        "make room and run again",
+        path,
+    ) from error
+
+
+class StopRequested(KeyboardInterrupt):
+    r"""
+    Raised by [`stop_on_signals`] when SIGTERM (or another stop signal) arrives: a `KeyboardInterrupt`, so that it
+    unwinds through every `finally` (the atomic writers remove their temporaries) like Ctrl-C does. `exit_code` is
+    128 + the signal's number, as a shell reports a process that the signal ended.
+    """
+
+    def __init__(self, signal_number: int):
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_name = signal.Signals(signal_number).name
+        self.exit_code = 128 + signal_number
+
+
+@contextlib.contextmanager
+def stop_on_signals(signals: tuple[int, ...] = (signal.SIGTERM,)) -> Iterator[None]:
+    r"""
+    While active (in the main thread), the `signals` raise [`StopRequested`] instead of ending the process at once: a
+    command stopped by a scheduler then leaves its destination as it was, and no temporary behind.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_stop(number, frame):
+        raise StopRequested(number)
+
+    previous = {number: signal.signal(number, raise_stop) for number in signals}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def temporary_sibling(path: str | os.PathLike, kind: str = "tmp", folder: bool = False) -> str:
     r"""Creates (empty) and returns a temporary sibling of `path` that keeps its extension, for writers that read it."""
     path = os.path.abspath(os.fspath(path))
@@ -163,9 +405,16 @@ def atomic_file(path: str | os.PathLike, overwrite: bool = False) -> Iterator[st
         raise FileExistsError(f"{path} exists")
     temporary = temporary_sibling(path)
     try:
-        yield temporary
+        try:
+            yield temporary
+        except Exception as error:
+            _reraise_write_failure(error, path, temporary)
+            raise
         default_permissions(temporary, is_folder=False)
-        os.replace(temporary, path)
+        with commit_lock(path):
+            if os.path.lexists(path) and not overwrite:
+                raise FileExistsError(f"{path} was written by another process meanwhile")
+            os.replace(temporary, path)
     finally:
         if os.path.lexists(temporary):
             os.remove(temporary)
@@ -251,11 +500,23 @@ def atomic_folder(
         raise FileExistsError(f"{path} exists and is not empty")
     temporary = temporary_sibling(path, folder=True)
     try:
-        yield temporary
+        try:
+            yield temporary
+        except Exception as error:
+            _reraise_write_failure(error, path, temporary)
+            raise
         default_permissions_tree(temporary)
-        if keep_existing and os.path.isdir(path):
-            _carry_over(path, temporary, keep or (lambda relative, new: True))
-        move_into_place(temporary, path)
+        # two writers of one destination: one moves its complete result in at a time, never a mix of both
+        with commit_lock(path):
+            if os.path.isdir(path) and os.listdir(path) and not overwrite:
+                raise FileExistsError(f"{path} was written by another process meanwhile")
+            try:
+                if keep_existing and os.path.isdir(path):
+                    _carry_over(path, temporary, keep or (lambda relative, new: True))
+            except Exception as error:
+                _reraise_write_failure(error, path, temporary)
+                raise
+            move_into_place(temporary, path)
     finally:
         if os.path.lexists(temporary):
             _remove(temporary)

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
-from .atomic import atomic_file, atomic_folder, remove_stale_temporaries
+from .atomic import StopRequested, atomic_file, atomic_folder, remove_stale_temporaries, stop_on_signals
 
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
@@ -658,7 +658,11 @@ def main(argv: list[str] | None = None) -> int:
         return exit_request.code if isinstance(exit_request.code, int) else EXIT_USAGE_ERROR
     args.debug = getattr(args, "debug", False) or os.environ.get(DEBUG_ENVIRONMENT_VARIABLE, "") not in ("", "0")
     try:
-        message = generate(args) if args.command == "generate" else push(args)
+        with stop_on_signals():  # SIGTERM unwinds like Ctrl-C: the output is complete or absent, no temporary left
+            message = generate(args) if args.command == "generate" else push(args)
+    except StopRequested as stop:
+        print(f"videolatent: stopped by {stop.signal_name}; nothing half-written is left", file=sys.stderr)
+        return stop.exit_code
     except KeyboardInterrupt:
         print("videolatent: interrupted", file=sys.stderr)
         return 130

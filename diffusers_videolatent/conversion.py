@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, ModelMixin
 from huggingface_hub import hf_hub_download
 
-from .atomic import atomic_folder, remove_stale_temporaries
+from .atomic import StopRequested, atomic_folder, remove_stale_temporaries, stop_on_signals
 from .generation_defaults import check_generation_defaults
 from .geometry import size_multiple, unet_downsample_factor, vae_compression_ratios_from_config
 from .hub import push_folder_to_hub
@@ -401,6 +402,30 @@ def save_with_model_card(
 
 
 def run_conversion(
+    prog: str,
+    script: str,
+    parse_args: Callable[[list[str] | None], argparse.Namespace],
+    load_and_convert: Callable[[argparse.Namespace], Conversion],
+    argv: list[str] | None = None,
+) -> int:
+    r"""
+    Runs a conversion script (see `_run_conversion` for the steps and the arguments). SIGTERM or SIGINT stops it with
+    one line on stderr and the exit code 128 + the signal's number, leaving the output complete or absent and no
+    temporary behind.
+
+    Returns:
+        `int`: the exit code: 0 success, 1 verification failed, 2 bad input (one line on stderr), 128 + a signal's
+        number when stopped by it; nothing is written unless it is 0.
+    """
+    try:
+        with stop_on_signals((signal.SIGTERM, signal.SIGINT)):
+            return _run_conversion(prog, script, parse_args, load_and_convert, argv)
+    except StopRequested as stop:
+        sys.stderr.write(f"{prog}: stopped by {stop.signal_name}; nothing half-written is left\n")
+        return stop.exit_code
+
+
+def _run_conversion(
     prog: str,
     script: str,
     parse_args: Callable[[list[str] | None], argparse.Namespace],

@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
-from diffusers.models.activations import get_activation
+from diffusers.models.activations import ACT2CLS, get_activation
 from diffusers.models.autoencoders.vae import AutoencoderMixin, DecoderOutput, DiagonalGaussianDistribution
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.utils.accelerate_utils import apply_forward_hook
@@ -40,6 +40,7 @@ from ..geometry import (
 )
 from ..hub import ModelCardHubMixin
 from .attention import VideoLatentAttention
+from .config_utils import check_config_choice, check_config_integers, check_config_number
 
 
 class CausalCache:
@@ -708,6 +709,25 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
         force_upcast: bool = True,
     ):
         super().__init__()
+        # a config.json value no model can be built from is refused naming its key, not deep inside a layer
+        check_config_integers(
+            {
+                "in_channels": in_channels,
+                "out_channels": out_channels,
+                "block_out_channels": block_out_channels,
+                "layers_per_block": layers_per_block,
+                "latent_channels": latent_channels,
+                "norm_num_groups": norm_num_groups,
+            },
+            minimum=1,
+        )
+        check_config_choice("act_fn", act_fn, ACT2CLS)
+        check_config_number("scaling_factor", scaling_factor, 0.0, open_minimum=True)
+        for key, values in (("latents_mean", latents_mean), ("latents_std", latents_std)):
+            if values is not None and len(values) != latent_channels:
+                raise ValueError(
+                    f"Config key `{key}` must have one entry per latent channel ({latent_channels}), got {len(values)}."
+                )
         if len(temporal_downsample) != len(block_out_channels):
             raise ValueError(
                 f"`temporal_downsample` must have one entry per level ({len(block_out_channels)}), got "

@@ -38,7 +38,7 @@ from diffusers.hooks import (
 )
 from diffusers.hooks.faster_cache import _apply_faster_cache_on_attention_class
 from diffusers.loaders import PeftAdapterMixin
-from diffusers.models.activations import get_activation
+from diffusers.models.activations import ACT2CLS, get_activation
 from diffusers.models.attention import AttentionMixin, FeedForward, FreeNoiseTransformerBlock, _chunked_feed_forward
 from diffusers.models.cache_utils import CacheMixin
 from diffusers.models.embeddings import SinusoidalPositionalEmbedding, TimestepEmbedding, Timesteps
@@ -52,7 +52,7 @@ from .._checks import is_integer
 from ..geometry import unet_downsample_factor, unet_max_latent_frames
 from ..hub import ModelCardHubMixin
 from .attention import VideoLatentAttention, VideoLatentAttnProcessor
-from .config_utils import per_level
+from .config_utils import check_config_choice, check_config_integers, check_config_number, per_level
 from .conversion_unet import (
     convert_motion_adapter_state_dict,
     convert_unet2d_state_dict,
@@ -1085,6 +1085,37 @@ class UNetSpatioTemporalModel(
         use_fps_conditioning: bool = False,
     ):
         super().__init__()
+        # a config.json value no model can be built from is refused naming its key, not deep inside a layer
+        check_config_integers(
+            {
+                "in_channels": in_channels,
+                "out_channels": out_channels,
+                "block_out_channels": block_out_channels,
+                "num_attention_heads": num_attention_heads,
+                "temporal_num_attention_heads": temporal_num_attention_heads,
+                "input_temporal_num_attention_heads": input_temporal_num_attention_heads,
+                "temporal_max_frames": temporal_max_frames,
+                "cross_attention_dim": cross_attention_dim,
+                "norm_num_groups": norm_num_groups,
+            },
+            minimum=1,
+        )
+        check_config_integers(
+            {
+                "conditioning_channels": conditioning_channels,
+                "layers_per_block": layers_per_block,
+                "transformer_layers_per_block": transformer_layers_per_block,
+                "temporal_transformer_layers_per_block": temporal_transformer_layers_per_block,
+                "mid_block_layers": mid_block_layers,
+                "mid_transformer_layers": mid_transformer_layers,
+                "mid_temporal_transformer_layers": mid_temporal_transformer_layers,
+                "input_temporal_transformer_layers": input_temporal_transformer_layers,
+            },
+            minimum=0,
+        )
+        check_config_choice("act_fn", act_fn, ACT2CLS)
+        check_config_number("temporal_conv_dropout", temporal_conv_dropout, 0.0, 1.0)
+        check_config_number("norm_eps", norm_eps, 0.0, open_minimum=True)
 
         num_levels = len(block_out_channels)
         layers_per_block = per_level(layers_per_block, "layers_per_block", num_levels)

@@ -43,6 +43,7 @@ from .._checks import (
     is_integer,
     is_real_number,
     likely_cause_of_not_finite,
+    warn_if_not_finite,
 )
 from ..generation_defaults import check_generation_defaults, resolve_generation_settings
 from ..geometry import (
@@ -61,6 +62,7 @@ from ..models.unet_spatio_temporal import build_conditioning_latents
 from ..models.video_latents import decode_latents, encode_video
 from .component_checks import check_components_fit
 from .free_noise import VideoLatentFreeNoiseMixin
+from .memory_estimate import check_call_memory
 from .pipeline_output import VideoLatentPipelineOutput
 from .schedules import dynamic_shift_kwargs, retrieve_timesteps
 from .video_processor import VideoLatentVideoProcessor
@@ -534,18 +536,9 @@ class VideoLatentPipeline(
         """
         return decode_latents(self.vae, latents, self.vae_encodes_single_frames, decode_chunk_size)
 
-    def _warn_if_not_finite(
-        self, output: torch.Tensor, name: str, guidance_scale: float, timesteps_given: bool
-    ) -> None:
-        # the inputs were all finite, so a non-finite result comes from an overflow during sampling or decoding
-        finite = torch.isfinite(output)
-        if finite.all():
-            return
-        cause = likely_cause_of_not_finite(guidance_scale, self.unet.dtype, self.vae.dtype, timesteps_given)
-        logger.warning(
-            f"The generated {name} hold {int((~finite).sum())} non-finite values (NaN or inf) of {output.numel()},"
-            f" so the video is not usable. Likely cause: {cause}."
-        )
+    def _warn_if_not_finite(self, output: torch.Tensor, name: str, guidance_scale: float, timesteps_given: bool):
+        cause = partial(likely_cause_of_not_finite, guidance_scale, self.unet.dtype, self.vae.dtype, timesteps_given)
+        warn_if_not_finite(output, name, cause, logger)
 
     def prepare_latents(
         self,
@@ -828,6 +821,7 @@ class VideoLatentPipeline(
         num_videos = batch_size * num_videos_per_prompt
         device = self._execution_device
         dtype = self.unet.dtype
+        check_call_memory(self, num_videos, num_frames, height, width, output_type, device)  # before allocating
 
         # 3. Encode input prompt (a travelling prompt `{frame_index: prompt}` once per latent frame)
         encode_prompt = self.encode_prompt

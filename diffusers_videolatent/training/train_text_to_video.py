@@ -54,6 +54,7 @@ from .lora import (
     trainable_parameters,
 )
 from .moving_shapes import VOCABULARY, make_caption
+from .run_control import RunControl, clip_gradients, closes_run_control
 from .training_utils import (
     add_common_arguments,
     build_dataset,
@@ -701,10 +702,12 @@ def run_validation(args, accelerator, pipeline, global_step: int) -> dict:
     return logs
 
 
+@closes_run_control
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     project_name = args.tracker_project_name or "text_to_video"
     accelerator = create_accelerator(args, project_name)
+    run_control = RunControl(accelerator, args, "diffusers_videolatent.training.train_text_to_video", argv).start()
     logger.info(accelerator.state, main_process_only=False)
 
     # 1. models: frozen VAE and text encoder, trained U-Net (initialised identically on every process)
@@ -874,8 +877,9 @@ def main(argv: list[str] | None = None) -> None:
                 train_loss += average_loss.item() / args.gradient_accumulation_steps
 
                 accelerator.backward(loss)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(unet.parameters(), args.max_grad_norm)
+                if accelerator.sync_gradients:  # stops a diverged run before its weights change
+                    grad_norm = clip_gradients(accelerator, unet.parameters(), args.max_grad_norm)
+                    run_control.check_step(global_step + 1, train_loss, grad_norm)
                 optimizer.step()
                 lr_scheduler.step()
                 optimizer.zero_grad()
@@ -903,6 +907,8 @@ def main(argv: list[str] | None = None) -> None:
                     ema_unet.restore(unet.parameters())
                 unet.train()
             accelerator.log(logs, step=global_step)
+            if run_control.stop_requested():  # SIGTERM/SIGINT: save this step and exit
+                run_control.stop(global_step, lambda: save_checkpoint(accelerator, args, run_config, global_step))
             if args.max_train_minutes is not None:
                 # every process must stop at the same step: stop when any of them is out of time
                 out_of_time = time.perf_counter() - start_time > 60 * args.max_train_minutes
@@ -916,6 +922,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # 6. save the LoRA, or the pipeline (with the EMA weights when kept)
     accelerator.wait_for_everyone()
+    run_control.check_weights(global_step)
     if accelerator.is_main_process and args.rank is not None:
         save_unet_lora(accelerator.unwrap_model(unet), args.output_dir)
         if not args.no_validation:

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from ..geometry import check_num_frames, num_latent_frames
 from ..models import AutoencoderKLVideo
 from ..models.autoencoder_kl_video import CausalConv3d, TemporalDownsample, TemporalUpsample
+from .run_control import RunControl, clip_gradients, closes_run_control
 from .training_utils import (
     add_common_arguments,
     build_dataset,
@@ -365,10 +366,12 @@ def run_validation(args, vae: AutoencoderKLVideo, dataset, global_step: int, dev
     return {"validation_psnr": float(np.mean(psnrs))}
 
 
+@closes_run_control
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     project_name = args.tracker_project_name or "video_vae"
     accelerator = create_accelerator(args, project_name)
+    run_control = RunControl(accelerator, args, "diffusers_videolatent.training.train_video_vae", argv).start()
     logger.info(accelerator.state, main_process_only=False)
 
     # 1. model (initialised identically on every process), then the clip size it can take
@@ -474,8 +477,9 @@ def main(argv: list[str] | None = None) -> None:
                     step_logs[name] = step_logs.get(name, 0.0) + average / args.gradient_accumulation_steps
 
                 accelerator.backward(loss)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                if accelerator.sync_gradients:  # stops a diverged run before its weights change
+                    grad_norm = clip_gradients(accelerator, model.parameters(), args.max_grad_norm)
+                    run_control.check_step(global_step + 1, step_logs["loss"], grad_norm)
                 optimizer.step()
                 lr_scheduler.step()
                 optimizer.zero_grad()
@@ -503,6 +507,8 @@ def main(argv: list[str] | None = None) -> None:
                     ema_vae.restore(parameters)
                 model.train()
             accelerator.log(logs, step=global_step)
+            if run_control.stop_requested():  # SIGTERM/SIGINT: save this step and exit
+                run_control.stop(global_step, lambda: save_checkpoint(accelerator, args, run_config, global_step))
             if global_step >= max_train_steps:
                 break
         if global_step >= max_train_steps:
@@ -510,6 +516,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # 5. latent statistics and save (with the EMA weights when kept)
     accelerator.wait_for_everyone()
+    run_control.check_weights(global_step)
     if accelerator.is_main_process:
         vae = accelerator.unwrap_model(model).vae
         if ema_vae is not None:

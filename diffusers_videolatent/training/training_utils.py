@@ -20,6 +20,7 @@ from ..atomic import (
     move_into_place,
     remove_stale_temporaries,
     temporary_sibling,
+    write_failure_reason,
 )
 from ..geometry import (
     check_num_frames,
@@ -30,6 +31,7 @@ from ..geometry import (
     size_multiple,
 )
 from .moving_shapes import MovingShapesDataset
+from .run_control import TrainingDivergedError, divergence_message, non_finite_parameters
 from .video_folder import VideoFolderDataset
 
 
@@ -519,6 +521,11 @@ def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, run_conf
     checkpoints are pruned only after the new one is in place.
     """
     save_path = os.path.join(args.output_dir, f"checkpoint-{global_step}")
+    # never a checkpoint of non-finite weights (nor, therefore, the pruning of a good one for it)
+    names = non_finite_parameters(accelerator._models)
+    if names:
+        what = "the weights (" + ", ".join(names) + ")"
+        raise TrainingDivergedError(divergence_message(global_step, what, args, accelerator.mixed_precision))
     temporary = [None]
     if accelerator.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
@@ -526,12 +533,27 @@ def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, run_conf
         temporary = [temporary_sibling(save_path, folder=True)]
     # every process writes its own RNG state into the same folder
     temporary = broadcast_object_list(temporary)[0] if accelerator.num_processes > 1 else temporary[0]
-    accelerator.save_state(temporary)
-    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_state(temporary)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            save_run_config(temporary, run_config, global_step)
+            default_permissions_tree(temporary)
+            move_into_place(temporary, save_path)
+    except Exception as error:
+        # a full disk or a file-size limit: the previous checkpoints stay, the partial one goes, the error says why
+        reason = write_failure_reason(error, temporary)
+        if accelerator.is_main_process and os.path.lexists(temporary):
+            shutil.rmtree(temporary, ignore_errors=True)
+        if reason is not None:
+            raise OSError(
+                reason[0],
+                f"Could not write the checkpoint {save_path}: {reason[1]}. The previous checkpoints are unchanged and "
+                "no partial one is left; make room and resume with `--resume_from_checkpoint latest`",
+                save_path,
+            ) from error
+        raise
     if accelerator.is_main_process:
-        save_run_config(temporary, run_config, global_step)
-        default_permissions_tree(temporary)
-        move_into_place(temporary, save_path)
         prune_checkpoints(args.output_dir, args.checkpoints_total_limit)
     accelerator.wait_for_everyone()
     return save_path
