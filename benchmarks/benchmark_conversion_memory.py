@@ -1,7 +1,7 @@
 """Peak memory and time of converting a text-to-video-ms-1.7b-shaped pipeline, against one float32 copy of its weights.
 
-    python benchmarks/benchmark_conversion_memory.py                   # the 1.7B shape (about 8 GB of disk, ~10 GB RAM)
-    python benchmarks/benchmark_conversion_memory.py --quick           # the same steps, tiny (a smoke test)
+    python benchmarks/benchmark_conversion_memory.py             # the 1.7B shape (about 8 GB of disk, ~10 GB RAM)
+    python benchmarks/benchmark_conversion_memory.py --quick     # the same steps, tiny (a smoke test)
 
 The source is a diffusers `TextToVideoSDPipeline` with random weights (the cost does not depend on the values):
 `UNet3DConditionModel` with ali-vilab/text-to-video-ms-1.7b's config, Stable Diffusion's `AutoencoderKL` and an

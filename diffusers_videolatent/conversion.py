@@ -182,8 +182,8 @@ def stored_dtype(
             raise ValueError(f"cannot read the header of {file_path!r}: {first_line(error)}") from None
     if variant:
         raise ValueError(
-            f"`--source_variant` {variant!r}: `{argument}` {where} has no {stem}.safetensors or .bin; check the variant "
-            "(diffusers' `variant`, the weight files' middle suffix)."
+            f"`--source_variant` {variant!r}: `{argument}` {where} has no {stem}.safetensors or .bin; check the "
+            "variant (diffusers' `variant`, the weight files' middle suffix)."
         )
     return torch.float32
 
