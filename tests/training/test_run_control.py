@@ -105,6 +105,11 @@ def _launch_command(output: Path, total: int) -> list[str]:
     return launch + _command(output, "--max_train_steps", str(total))[1:]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known failure (issue 27): a SIGTERM to `accelerate launch` ends the launcher (exit 143) and the checkpoint "
+    "holds process 0's state only (no random_states_1.pkl), so the resumed run cannot be exact",
+)
 def test_a_stopped_two_process_run_stops_every_process_at_one_step_and_resumes_exactly(tmp_path):
     total = 16
     reference = _run(_launch_command(tmp_path / "reference", total))
