@@ -10,6 +10,10 @@ an `AutoencoderKLVideo` with temporal ratio 1; text encoder, tokenizer and sched
 is written, diffusers' `AnimateDiffPipeline` and the converted pipeline run on the same latents (a few DDIM steps, fixed
 seed, `output_type="np"`) and must agree to `--atol`/`--rtol`. The folder is saved atomically with a model card.
 
+The sources are read in the base U-Net's stored dtype (`--source_variant fp16` reads the `fp16` variant files of both)
+and saved in it unless `--dtype` says otherwise. Verification runs in float32 one pipeline at a time: the sources run
+first, are then converted and freed, and the converted pipeline runs after them.
+
 Exit codes: 0 success, 1 verification failed (nothing written), 2 bad input (one line on stderr, nothing written).
 """
 
@@ -18,7 +22,6 @@ import os
 import sys
 
 import diffusers
-import torch
 from diffusers import AnimateDiffPipeline, AutoencoderKL, MotionAdapter, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -32,7 +35,10 @@ from diffusers_videolatent.conversion import (
     first_line,
     read_json,
     run_conversion,
+    run_pipeline_in_float32,
     run_pipelines_side_by_side,
+    stored_dtype,
+    verification_inputs,
     verify_close,
 )
 from diffusers_videolatent.generation_defaults import call_defaults
@@ -94,33 +100,32 @@ def check_sources(base_model_path: str, motion_adapter_path: str, local_files_on
 
 
 def load_sources(
-    base_model_path: str, motion_adapter_path: str, local_files_only: bool = False
+    base_model_path: str, motion_adapter_path: str, local_files_only: bool = False, variant: str | None = None
 ) -> tuple[dict, MotionAdapter]:
     r"""
-    Load the base pipeline's components and the motion adapter in float32.
+    Load the base pipeline's components and the motion adapter in the dtype the base U-Net is stored in.
 
     Returns:
         `tuple`: the components (`vae`, `text_encoder`, `tokenizer`, `unet`, `scheduler`) and the `MotionAdapter`.
     """
     index = check_sources(base_model_path, motion_adapter_path, local_files_only)
+    dtype = stored_dtype(base_model_path, "unet", variant, "--base_model_path", local_files_only)
     common = {"local_files_only": local_files_only}
+    weights = {**common, "variant": variant, "torch_dtype": dtype}
     try:
         scheduler_class = getattr(diffusers, index["scheduler"][1])
         components = {
-            "vae": AutoencoderKL.from_pretrained(
-                base_model_path, subfolder="vae", torch_dtype=torch.float32, **common
-            ),
-            "text_encoder": CLIPTextModel.from_pretrained(base_model_path, subfolder="text_encoder", **common),
+            "vae": AutoencoderKL.from_pretrained(base_model_path, subfolder="vae", **weights),
+            "text_encoder": CLIPTextModel.from_pretrained(base_model_path, subfolder="text_encoder", **weights),
             "tokenizer": CLIPTokenizer.from_pretrained(base_model_path, subfolder="tokenizer", **common),
-            "unet": UNet2DConditionModel.from_pretrained(
-                base_model_path, subfolder="unet", torch_dtype=torch.float32, **common
-            ),
+            "unet": UNet2DConditionModel.from_pretrained(base_model_path, subfolder="unet", **weights),
             "scheduler": scheduler_class.from_pretrained(base_model_path, subfolder="scheduler", **common),
         }
-        adapter = MotionAdapter.from_pretrained(motion_adapter_path, torch_dtype=torch.float32, **common)
+        adapter = MotionAdapter.from_pretrained(motion_adapter_path, **weights)
     except Exception as error:  # unreadable or truncated weights, a missing file on the Hub, ...
-        raise ValueError(f"cannot load the sources: {first_line(error)}") from None
-    components["text_encoder"] = components["text_encoder"].to(torch.float32).eval()
+        with_variant = f" (`--source_variant` {variant!r})" if variant else ""
+        raise ValueError(f"cannot load the sources{with_variant}: {first_line(error)}") from None
+    components["text_encoder"] = components["text_encoder"].to(dtype).eval()
     return components, adapter
 
 
@@ -178,11 +183,27 @@ def verify(
 
 def load_and_convert(args: argparse.Namespace) -> Conversion:
     """Load the sources named by `args`, convert them, and say how to verify and describe them (see `run_conversion`)."""
-    components, adapter = load_sources(args.base_model_path, args.motion_adapter_path, args.local_files_only)
+    components, adapter = load_sources(
+        args.base_model_path, args.motion_adapter_path, args.local_files_only, args.source_variant
+    )
+    dtype = components["unet"].dtype
+    # the sources run now, before the converted pipeline exists, and are freed after conversion (see
+    # `run_pipeline_in_float32`)
+    expected = None
+    if args.verify:
+        latents, arguments, description = verification_inputs(components["vae"], components["unet"])
+        reference_components = {**components, "motion_adapter": adapter}
+        expected = run_pipeline_in_float32(
+            AnimateDiffPipeline, reference_components, latents, arguments, VERIFY_PROMPT
+        )
+        description = f"AnimateDiffPipeline, {description}"
+        del reference_components
     converted = convert(components, adapter)
+    del components, adapter
 
     def verify_and_report(atol: float, rtol: float) -> tuple[float, str]:
-        max_abs_diff, description = verify(components, adapter, converted, atol=atol, rtol=rtol)
+        actual = run_pipeline_in_float32(VideoLatentPipeline, converted.components, latents, arguments, VERIFY_PROMPT)
+        max_abs_diff = verify_close(actual, expected, atol, rtol, name="pipeline output")
         print(f"verified: max abs difference of the pipeline outputs {max_abs_diff:.2e} ({description})")
         return max_abs_diff, description
 
@@ -199,6 +220,7 @@ def load_and_convert(args: argparse.Namespace) -> Conversion:
         generation_defaults=generation_defaults,
         card_kwargs={"tags": ["animatediff"]},
         local_files_only=args.local_files_only,
+        dtype=dtype,
     )
 
 

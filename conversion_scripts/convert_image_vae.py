@@ -6,7 +6,8 @@ Example:
 
 The converted model is verified before it is written: with ratio 1 the video VAE must equal the image VAE applied
 frame by frame, with a larger ratio it must encode and decode the first frame exactly as the image VAE does (on a
-random input, to `--atol`/`--rtol`). It is saved atomically with `save_pretrained` and a model card.
+random input, to `--atol`/`--rtol`, both in float32). It is saved atomically with `save_pretrained` and a model card,
+in the image VAE's stored dtype (`--source_variant fp16` reads its `fp16` variant) unless `--dtype` says otherwise.
 
 Exit codes: 0 success, 1 verification failed (nothing written), 2 bad input (one line on stderr, nothing written).
 """
@@ -23,7 +24,9 @@ from diffusers_videolatent.conversion import (
     Conversion,
     ConversionArgumentParser,
     add_common_arguments,
+    first_line,
     run_conversion,
+    stored_dtype,
     verify_close,
 )
 from diffusers_videolatent.geometry import num_pixel_frames
@@ -42,15 +45,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_image_vae(vae_path: str, subfolder: str | None = None) -> AutoencoderKL:
+def load_image_vae(vae_path: str, subfolder: str | None = None, variant: str | None = None) -> AutoencoderKL:
     r"""
-    Load a diffusers `AutoencoderKL` in float32, refusing folders that hold another class.
+    Load a diffusers `AutoencoderKL` in its stored dtype, refusing folders that hold another class.
 
     Args:
         vae_path (`str`):
             Local folder or Hub id.
         subfolder (`str`, *optional*):
             Subfolder inside `vae_path`.
+        variant (`str`, *optional*):
+            Variant of the weight files (`--source_variant`), e.g. `fp16`.
 
     Returns:
         [`AutoencoderKL`]: the image VAE in eval mode.
@@ -66,7 +71,12 @@ def load_image_vae(vae_path: str, subfolder: str | None = None) -> AutoencoderKL
     class_name = config.get("_class_name")
     if class_name != "AutoencoderKL":
         raise ValueError(f"`--vae_path` {vae_path!r} holds a {class_name!r}, not an AutoencoderKL.")
-    return AutoencoderKL.from_pretrained(vae_path, subfolder=subfolder, torch_dtype=torch.float32).eval()
+    dtype = stored_dtype(vae_path, subfolder, variant, "--vae_path")
+    try:
+        return AutoencoderKL.from_pretrained(vae_path, subfolder=subfolder, variant=variant, torch_dtype=dtype).eval()
+    except Exception as error:  # unreadable or truncated weights, a missing file on the Hub, ...
+        with_variant = f" (`--source_variant` {variant!r})" if variant else ""
+        raise ValueError(f"cannot load `--vae_path` {vae_path!r}{with_variant}: {first_line(error)}") from None
 
 
 def convert(vae: AutoencoderKL, temporal_compression_ratio: int = 1) -> AutoencoderKLVideo:
@@ -120,11 +130,13 @@ def verify(
 
 def load_and_convert(args: argparse.Namespace) -> Conversion:
     """Load the image VAE named by `args`, inflate it, and say how to verify and describe it (see `run_conversion`)."""
-    vae = load_image_vae(args.vae_path, args.subfolder)
+    vae = load_image_vae(args.vae_path, args.subfolder, args.source_variant)
+    dtype = vae.dtype
     video_vae = convert(vae, args.temporal_compression_ratio)
 
     def verify_and_report(atol: float, rtol: float) -> tuple[float, str]:
-        differences = verify(vae, video_vae, atol=atol, rtol=rtol)
+        # both in float32 at once: an image VAE is small (83M parameters for Stable Diffusion's)
+        differences = verify(vae.to(torch.float32), video_vae.to(torch.float32), atol=atol, rtol=rtol)
         print(f"verified: max abs difference encode {differences['encode']:.2e}, decode {differences['decode']:.2e}")
         compared = "every frame" if video_vae.temporal_compression_ratio == 1 else "the first frame"
         return max(differences.values()), f"encode and decode of a random video, {compared} against the image VAE"
@@ -135,6 +147,7 @@ def load_and_convert(args: argparse.Namespace) -> Conversion:
         name=f"AutoencoderKLVideo (temporal ratio {args.temporal_compression_ratio})",
         sources=[(f"Image VAE (AutoencoderKL{subfolder})", args.vae_path)],
         verify=verify_and_report,
+        dtype=dtype,
     )
 
 

@@ -10,6 +10,10 @@ temporal ratio 1 (`from_image_vae`, frame by frame as before); text encoder, tok
 Before anything is written both pipelines run on the same latents (a few DDIM steps, fixed seed, `output_type="np"`)
 and must agree to `--atol`/`--rtol`. The folder is saved atomically with a model card.
 
+The source is read in its stored dtype (`--source_variant fp16` reads `*.fp16.safetensors`) and saved in it unless
+`--dtype` says otherwise. Verification runs in float32 one model at a time: the source runs first, is then converted
+and freed, and the converted pipeline runs after it, so the peak memory stays near one float32 copy of the source.
+
 Exit codes: 0 success, 1 verification failed (nothing written), 2 bad input (one line on stderr, nothing written).
 """
 
@@ -29,8 +33,11 @@ from diffusers_videolatent.conversion import (
     first_line,
     read_json,
     run_conversion,
+    run_pipeline_in_float32,
     run_pipelines_side_by_side,
+    stored_dtype,
     verification_frame_size,
+    verification_inputs,
     verify_close,
 )
 from diffusers_videolatent.generation_defaults import call_defaults
@@ -95,10 +102,10 @@ def check_source_index(path: str, index: dict) -> None:
 
 
 def load_source_pipeline(
-    checkpoint_path: str, revision: str | None = None, local_files_only: bool = False
+    checkpoint_path: str, revision: str | None = None, local_files_only: bool = False, variant: str | None = None
 ) -> TextToVideoSDPipeline:
     r"""
-    Load and check a diffusers `TextToVideoSDPipeline` in float32.
+    Load and check a diffusers `TextToVideoSDPipeline` in the dtype its U-Net is stored in.
 
     Args:
         checkpoint_path (`str`):
@@ -107,17 +114,23 @@ def load_source_pipeline(
             Hub revision.
         local_files_only (`bool`, *optional*, defaults to `False`):
             Only use the local Hub cache.
+        variant (`str`, *optional*):
+            Variant of the weight files (`--source_variant`), e.g. `fp16`.
 
     Returns:
         [`TextToVideoSDPipeline`]: the source pipeline.
     """
     check_source_index(checkpoint_path, read_model_index(checkpoint_path, revision, local_files_only))
+    dtype = stored_dtype(checkpoint_path, "unet", variant, "--checkpoint_path", local_files_only, revision)
     try:
         return TextToVideoSDPipeline.from_pretrained(
-            checkpoint_path, revision=revision, local_files_only=local_files_only, torch_dtype=torch.float32
+            checkpoint_path, revision=revision, local_files_only=local_files_only, torch_dtype=dtype, variant=variant
         )
     except Exception as error:  # unreadable or truncated weights, a missing file on the Hub, ...
-        raise ValueError(f"cannot load `--checkpoint_path` {checkpoint_path!r}: {first_line(error)}") from None
+        with_variant = f" (`--source_variant` {variant!r})" if variant else ""
+        raise ValueError(
+            f"cannot load `--checkpoint_path` {checkpoint_path!r}{with_variant}: {first_line(error)}"
+        ) from None
 
 
 def convert(source: TextToVideoSDPipeline) -> VideoLatentPipeline:
@@ -176,11 +189,20 @@ def verify(
 
 def load_and_convert(args: argparse.Namespace) -> Conversion:
     """Load the pipeline named by `args`, convert it, and say how to verify and describe it (see `run_conversion`)."""
-    source = load_source_pipeline(args.checkpoint_path, args.revision, args.local_files_only)
+    source = load_source_pipeline(args.checkpoint_path, args.revision, args.local_files_only, args.source_variant)
+    dtype = source.unet.dtype
+    # the source runs now, before the converted pipeline exists; it is freed after conversion, so the two are never
+    # in float32 at the same time
+    expected = None
+    if args.verify:
+        latents, arguments, description = verification_inputs(source.vae, source.unet)
+        expected = run_pipeline_in_float32(source.__class__, source.components, latents, arguments, VERIFY_PROMPT)
     converted = convert(source)
+    del source
 
     def verify_and_report(atol: float, rtol: float) -> tuple[float, str]:
-        max_abs_diff, description = verify(source, converted, atol=atol, rtol=rtol)
+        actual = run_pipeline_in_float32(VideoLatentPipeline, converted.components, latents, arguments, VERIFY_PROMPT)
+        max_abs_diff = verify_close(actual, expected, atol, rtol, name="pipeline output")
         print(f"verified: max abs difference of the pipeline outputs {max_abs_diff:.2e} ({description})")
         return max_abs_diff, description
 
@@ -192,6 +214,7 @@ def load_and_convert(args: argparse.Namespace) -> Conversion:
         generation_defaults={**call_defaults(TextToVideoSDPipeline), "fps": 8},
         revision=args.revision,
         local_files_only=args.local_files_only,
+        dtype=dtype,
     )
 
 

@@ -8,10 +8,12 @@ verifies, saves the weights and our model card atomically and pushes. Exit codes
 """
 
 import argparse
+import collections
 import json
 import os
 import shlex
 import signal
+import struct
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +31,8 @@ from .model_card import ConversionProvenance, combine_licenses, is_hub_id, load_
 
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPE_ALIASES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 VERIFY_PROMPT = "a panda playing a guitar on a beach"
 
 
@@ -61,8 +65,13 @@ def add_common_arguments(parser: argparse.ArgumentParser, saved: str, local_file
     """
     if local_files_only:
         parser.add_argument("--local_files_only", action="store_true", help="Only use the local Hub cache.")
+    parser.add_argument(
+        "--source_variant", default=None, help="Variant of the source's weight files to read, e.g. `fp16`."
+    )
     parser.add_argument("--output_path", required=True, help=f"Folder to save {saved} to.")
-    parser.add_argument("--dtype", default="fp32", help="Saved dtype: fp32, fp16 or bf16.")
+    parser.add_argument(
+        "--dtype", default=None, help="Saved dtype: fp32, fp16 or bf16 (or float32, ...); defaults to the source's."
+    )
     parser.add_argument("--variant", default=None, help="Variant suffix of the saved weights, e.g. `fp16`.")
     parser.add_argument("--safe_serialization", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True)
@@ -79,14 +88,104 @@ def parse_dtype(name: str) -> torch.dtype:
 
     Args:
         name (`str`):
-            One of `"fp32"`, `"fp16"` or `"bf16"`.
+            One of `"fp32"`, `"fp16"` or `"bf16"`, or their torch names `"float32"`, `"float16"`, `"bfloat16"`.
 
     Returns:
         `torch.dtype`: the matching dtype.
     """
+    name = DTYPE_ALIASES.get(name, name)
     if name not in DTYPES:
         raise ValueError(f"`--dtype` must be one of {', '.join(DTYPES)}, got {name!r}.")
     return DTYPES[name]
+
+
+def read_safetensors_dtype(file_path: str) -> torch.dtype | None:
+    r"""
+    The floating dtype most of a `.safetensors` file's tensors are stored in, read from its header alone.
+
+    Args:
+        file_path (`str`):
+            The weight file.
+
+    Returns:
+        `torch.dtype` or `None`: `None` when the file stores no float32, float16 or bfloat16 tensor.
+    """
+    with open(file_path, "rb") as file:
+        (header_length,) = struct.unpack("<Q", file.read(8))
+        header = json.loads(file.read(header_length))
+    counts = collections.Counter(
+        entry["dtype"]
+        for name, entry in header.items()
+        if name != "__metadata__" and entry["dtype"] in SAFETENSORS_DTYPES
+    )
+    return SAFETENSORS_DTYPES[counts.most_common(1)[0][0]] if counts else None
+
+
+def stored_dtype(
+    path: str,
+    subfolder: str | None,
+    variant: str | None,
+    argument: str,
+    local_files_only: bool = False,
+    revision: str | None = None,
+) -> torch.dtype:
+    r"""
+    The dtype a diffusers model's weights are stored in (of its `diffusion_pytorch_model[.variant].safetensors`, or
+    of the first shard of a sharded one), so that a source is loaded and saved in its own dtype, not upcast.
+
+    Args:
+        path (`str`):
+            Local folder or Hub id.
+        subfolder (`str`, *optional*):
+            The model's sub-folder, e.g. `"unet"`.
+        variant (`str`, *optional*):
+            The weight files' variant (`--source_variant`), e.g. `"fp16"`.
+        argument (`str`):
+            The option that named `path`, for error messages.
+        local_files_only (`bool`, *optional*, defaults to `False`):
+            Only use the local Hub cache.
+        revision (`str`, *optional*):
+            Hub revision.
+
+    Returns:
+        `torch.dtype`: the stored dtype; `torch.float32` for `.bin` weights (their dtype is not known without
+        loading them).
+    """
+    stem = "diffusion_pytorch_model" + (f".{variant}" if variant else "")
+    names = [f"{stem}.safetensors", f"{stem}.safetensors.index.json", f"{stem}.bin"]
+    where = f"{path!r}" + (f" (subfolder {subfolder!r})" if subfolder else "")
+    for name in names:
+        if os.path.isdir(path):
+            file_path = os.path.join(path, subfolder or "", name)
+            if not os.path.isfile(file_path):
+                continue
+        else:
+            try:
+                file_path = hf_hub_download(
+                    path, name, subfolder=subfolder, revision=revision, local_files_only=local_files_only
+                )
+            except Exception:  # not on the Hub (or not in the cache): try the next name
+                continue
+        if name.endswith(".bin"):
+            return torch.float32
+        if name.endswith(".index.json"):
+            shard = sorted(set(read_json(os.path.dirname(file_path), name, argument)["weight_map"].values()))[0]
+            if os.path.isdir(path):
+                file_path = os.path.join(os.path.dirname(file_path), shard)
+            else:
+                file_path = hf_hub_download(
+                    path, shard, subfolder=subfolder, revision=revision, local_files_only=local_files_only
+                )
+        try:
+            return read_safetensors_dtype(file_path) or torch.float32
+        except (OSError, ValueError, KeyError, struct.error) as error:
+            raise ValueError(f"cannot read the header of {file_path!r}: {first_line(error)}") from None
+    if variant:
+        raise ValueError(
+            f"`--source_variant` {variant!r}: `{argument}` {where} has no {stem}.safetensors or .bin; check the "
+            "variant (diffusers' `variant`, the weight files' middle suffix)."
+        )
+    return torch.float32
 
 
 def check_output_path(output_path: str, overwrite: bool = False) -> None:
@@ -243,7 +342,95 @@ def verification_frame_size(vae: ModelMixin, unet: ModelMixin) -> int:
     return 2 * size_multiple(spatial_ratio, unet_downsample_factor(unet.config))
 
 
+def verification_inputs(
+    vae: ModelMixin, unet: ModelMixin, num_frames: int = 3, num_inference_steps: int = 2, seed: int = 0
+) -> tuple[torch.Tensor, dict[str, Any], str]:
+    r"""
+    The initial latents and call arguments on which a source pipeline and its conversion are compared.
+
+    Args:
+        vae (`ModelMixin`):
+            The source's image VAE.
+        unet (`ModelMixin`):
+            The source's U-Net.
+        num_frames (`int`, *optional*, defaults to 3):
+            Frames of the generated videos.
+        num_inference_steps (`int`, *optional*, defaults to 2):
+            DDIM steps.
+        seed (`int`, *optional*, defaults to 0):
+            Seed of the initial latents.
+
+    Returns:
+        `tuple`: float32 latents, the call arguments (size of [`verification_frame_size`], guidance 7.5,
+        `output_type="np"`) and a description.
+    """
+    size = verification_frame_size(vae, unet)
+    spatial_ratio = vae_compression_ratios_from_config(vae.config)[0]
+    generator = torch.Generator().manual_seed(seed)
+    latent_size = size // spatial_ratio
+    latents = torch.randn(1, unet.config.in_channels, num_frames, latent_size, latent_size, generator=generator)
+    arguments = {
+        "num_frames": num_frames,
+        "height": size,
+        "width": size,
+        "num_inference_steps": num_inference_steps,
+        "guidance_scale": 7.5,
+        "output_type": "np",
+    }
+    description = (
+        f"{num_inference_steps} DDIM steps, {num_frames} frames of {size}x{size}, guidance 7.5, seed {seed}, "
+        'output_type="np"'
+    )
+    return latents, arguments, description
+
+
 @torch.no_grad()
+def run_pipeline_in_float32(
+    pipeline_class: type[DiffusionPipeline],
+    components: dict[str, Any],
+    latents: torch.Tensor,
+    arguments: dict[str, Any],
+    prompt: str = VERIFY_PROMPT,
+) -> torch.Tensor:
+    r"""
+    Run a pipeline built from `components` in float32 with a fresh `DDIMScheduler` (built from their scheduler's
+    config; the registered one is not touched), then put every model back in its own dtype.
+
+    The models are cast in place, one after the other, so a float16 source costs one float32 copy of itself while it
+    runs and nothing more afterwards: a conversion runs the source this way, frees it, then runs the converted
+    pipeline the same way, and never holds two float32 copies at once. A float16 to float32 to float16 round trip
+    is exact.
+
+    Args:
+        pipeline_class (`type[DiffusionPipeline]`):
+            e.g. `TextToVideoSDPipeline`, `AnimateDiffPipeline` or `VideoLatentPipeline`.
+        components (`dict`):
+            Its constructor arguments; `scheduler` among them.
+        latents (`torch.Tensor`):
+            The initial latents (see [`verification_inputs`]).
+        arguments (`dict`):
+            The other call arguments.
+        prompt (`str`, *optional*):
+            The prompt.
+
+    Returns:
+        `torch.Tensor`: the frames, `[B, F, H, W, 3]` in [0, 1].
+    """
+    models = {name: value for name, value in components.items() if isinstance(value, torch.nn.Module)}
+    dtypes = {name: next(model.parameters()).dtype for name, model in models.items()}
+    try:
+        for model in models.values():
+            model.to(torch.float32)
+        pipeline = pipeline_class(
+            **{**components, "scheduler": DDIMScheduler.from_config(components["scheduler"].config)}
+        )
+        pipeline.set_progress_bar_config(disable=True)
+        return torch.as_tensor(pipeline(prompt, latents=latents.clone(), **arguments).frames)
+    finally:
+        for name, model in models.items():
+            model.to(dtypes[name])
+
+
 def run_pipelines_side_by_side(
     reference_class: type[DiffusionPipeline],
     reference_components: dict[str, Any],
@@ -254,64 +441,19 @@ def run_pipelines_side_by_side(
     prompt: str = VERIFY_PROMPT,
 ) -> tuple[torch.Tensor, torch.Tensor, str]:
     r"""
-    Run a diffusers text-to-video pipeline and its converted `VideoLatentPipeline` on the same latents with DDIM.
-
-    Both get a fresh `DDIMScheduler` built from their own scheduler's config (the registered schedulers are not
-    touched), the same prompt, guidance 7.5 and the same initial latents, at the size of [`verification_frame_size`].
-
-    Args:
-        reference_class (`type[DiffusionPipeline]`):
-            The diffusers pipeline class to compare with, e.g. `TextToVideoSDPipeline` or `AnimateDiffPipeline`.
-        reference_components (`dict`):
-            Its constructor arguments; `vae`, `unet` and `scheduler` among them.
-        converted (`DiffusionPipeline`):
-            The converted pipeline.
-        num_frames (`int`, *optional*, defaults to 3):
-            Frames of the generated videos.
-        num_inference_steps (`int`, *optional*, defaults to 2):
-            DDIM steps.
-        seed (`int`, *optional*, defaults to 0):
-            Seed of the initial latents.
-        prompt (`str`, *optional*):
-            The prompt of both runs.
+    Run a diffusers text-to-video pipeline and its converted `VideoLatentPipeline` on the same latents with DDIM, each
+    in float32 (see [`run_pipeline_in_float32`]; both stay in memory, so prefer running the source, freeing it and
+    converting only then, as `convert_text_to_video_sd.py` does, for models of real size).
 
     Returns:
         `tuple`: the reference frames, the converted frames (both `[B, F, H, W, 3]` in [0, 1]) and a description.
     """
-    size = verification_frame_size(reference_components["vae"], reference_components["unet"])
-    spatial_ratio = vae_compression_ratios_from_config(reference_components["vae"].config)[0]
-    generator = torch.Generator().manual_seed(seed)
-    latents = torch.randn(
-        1,
-        reference_components["unet"].config.in_channels,
-        num_frames,
-        size // spatial_ratio,
-        size // spatial_ratio,
-        generator=generator,
+    latents, arguments, description = verification_inputs(
+        reference_components["vae"], reference_components["unet"], num_frames, num_inference_steps, seed
     )
-    arguments = {
-        "num_frames": num_frames,
-        "height": size,
-        "width": size,
-        "num_inference_steps": num_inference_steps,
-        "guidance_scale": 7.5,
-        "output_type": "np",
-    }
-    reference = reference_class(
-        **{**reference_components, "scheduler": DDIMScheduler.from_config(reference_components["scheduler"].config)}
-    )
-    ours = converted.__class__(
-        **{**converted.components, "scheduler": DDIMScheduler.from_config(converted.scheduler.config)}
-    )
-    for pipeline in (reference, ours):
-        pipeline.set_progress_bar_config(disable=True)
-    expected = reference(prompt, latents=latents.clone(), **arguments).frames
-    actual = ours(prompt, latents=latents.clone(), **arguments).frames
-    description = (
-        f"{num_inference_steps} DDIM steps, {num_frames} frames of {size}x{size}, guidance 7.5, seed {seed}, "
-        'output_type="np"'
-    )
-    return torch.as_tensor(expected), torch.as_tensor(actual), description
+    expected = run_pipeline_in_float32(reference_class, reference_components, latents, arguments, prompt)
+    actual = run_pipeline_in_float32(converted.__class__, converted.components, latents, arguments, prompt)
+    return expected, actual, description
 
 
 @dataclass
@@ -321,7 +463,7 @@ class Conversion:
 
     Args:
         converted (`ModelMixin` or `DiffusionPipeline`):
-            The converted model or pipeline, in float32; saved with `save_pretrained`.
+            The converted model or pipeline, in `dtype`; saved with `save_pretrained`.
         name (`str`):
             What was converted, for the `saved <name> to <output_path>` line.
         sources (`list[tuple[str, str]]`):
@@ -338,6 +480,8 @@ class Conversion:
             Hub revision of the sources' cards.
         local_files_only (`bool`, *optional*, defaults to `False`):
             Only look for the sources' cards in the local Hub cache.
+        dtype (`torch.dtype`, *optional*, defaults to `torch.float32`):
+            The source's stored dtype: what is saved unless `--dtype` says otherwise.
     """
 
     converted: ModelMixin | DiffusionPipeline
@@ -348,6 +492,7 @@ class Conversion:
     card_kwargs: dict[str, Any] = field(default_factory=dict)
     revision: str | None = None
     local_files_only: bool = False
+    dtype: torch.dtype = torch.float32
 
 
 def source_licenses(
@@ -443,8 +588,8 @@ def _run_conversion(
         parse_args (`Callable[[list[str] | None], argparse.Namespace]`):
             The script's parser: a [`ConversionArgumentParser`] with its own options and [`add_common_arguments`].
         load_and_convert (`Callable[[argparse.Namespace], Conversion]`):
-            Loads and checks the sources in float32 and converts them; raises `ValueError` or `TypeError` on bad
-            input.
+            Loads and checks the sources (in their stored dtype, reading `--source_variant`) and converts them; raises
+            `ValueError` or `TypeError` on bad input.
         argv (`list[str]`, *optional*):
             The command line without the program name; defaults to `sys.argv[1:]`.
 
@@ -460,7 +605,7 @@ def _run_conversion(
 
     try:
         # 1. check everything cheap before loading weights
-        dtype = parse_dtype(args.dtype)
+        dtype = parse_dtype(args.dtype) if args.dtype is not None else None
         # what a killed earlier run of this command left next to the output goes first (a set-aside folder comes back)
         remove_stale_temporaries(args.output_path)
         check_output_path(args.output_path, args.overwrite)
@@ -473,7 +618,7 @@ def _run_conversion(
         sys.stderr.write(f"{prog}: error: {error}\n")
         return 2
 
-    # 3. verify in float32, before anything is written
+    # 3. verify in float32 (one model at a time), before anything is written
     max_abs_diff, description = None, ""
     if args.verify:
         try:
@@ -494,7 +639,8 @@ def _run_conversion(
         source_licenses=licenses,
     )
     converted = conversion.converted
-    if dtype != torch.float32:
+    dtype = dtype or conversion.dtype
+    if converted.dtype != dtype:
         converted.to(dtype=dtype)
     if conversion.generation_defaults is not None:
         converted.register_to_config(generation_defaults=check_generation_defaults(conversion.generation_defaults))

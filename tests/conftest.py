@@ -299,6 +299,15 @@ def text_to_video_sd_folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def text_to_video_sd_fp16_folder(text_to_video_sd_folder, tmp_path_factory) -> Path:
+    """`text_to_video_sd_folder` in float16, saved as the `fp16` variant only (as the 1.7B Hub repository is)."""
+    folder = tmp_path_factory.mktemp("t2v_fp16") / "source"
+    pipe = TextToVideoSDPipeline.from_pretrained(text_to_video_sd_folder, torch_dtype=torch.float16)
+    pipe.save_pretrained(folder, variant="fp16")
+    return folder
+
+
+@pytest.fixture(scope="module")
 def converted_text_to_video_sd_folder(text_to_video_sd_folder, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("converted") / "pipeline"
     argv = ["--checkpoint_path", str(text_to_video_sd_folder), "--output_path", str(output)]

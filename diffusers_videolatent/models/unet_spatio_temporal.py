@@ -1731,10 +1731,14 @@ class UNetSpatioTemporalModel(
         Args:
             unet (`UNet3DConditionModel`): The source model.
         """
-        model = cls.from_config(unet3d_config_to_spatio_temporal(unet.config))
+        # every weight comes from `unet` (strict mapping, no buffers of our own), so the model is built without
+        # memory and allocated once, in the source's dtype: a float16 source never costs a float32 copy here
+        with torch.device("meta"):
+            model = cls.from_config(unet3d_config_to_spatio_temporal(unet.config))
+        model = model.to(dtype=unet.dtype).to_empty(device=unet.device)
         state_dict = convert_unet3d_state_dict(unet.state_dict())
         load_converted_state_dict(model, state_dict, allow_missing=())
-        return match_device_and_dtype(model, unet)
+        return model
 
     @classmethod
     def from_unet2d(

@@ -217,8 +217,16 @@ class RunControl:
         stored = read_run_config(path)
         if stored is None or stored.get("global_step") != global_step:
             path = save_checkpoint()  # refuses non-finite weights
-        self.accelerator.end_training()
         name = signal.Signals(self.signal_number).name
+        if not self.accelerator.is_main_process:
+            # each process says where it stopped, so a log shows that all stopped at the same step (said before the
+            # main process exits: the launcher then ends the others)
+            print(
+                f"Process {self.accelerator.process_index} stopped by {name} after step {global_step}.",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.accelerator.end_training()
         if self.accelerator.is_main_process:
             print(
                 f"Stopped by {name} after step {global_step}; the complete state is in {path}. Resume with the same "

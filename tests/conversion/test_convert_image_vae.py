@@ -16,11 +16,12 @@ from diffusers_videolatent.conversion import (
     VerificationError,
     check_output_path,
     parse_dtype,
+    read_safetensors_dtype,
     save_atomically,
     verify_close,
 )
 
-from ..testing_utils import REPOSITORY, load_conversion_script
+from ..testing_utils import REPOSITORY, build_image_vae, load_conversion_script, script_error
 
 
 convert_image_vae = load_conversion_script("convert_image_vae")
@@ -40,6 +41,7 @@ def test_parse_dtype():
     assert parse_dtype("fp32") is torch.float32
     assert parse_dtype("fp16") is torch.float16
     assert parse_dtype("bf16") is torch.bfloat16
+    assert parse_dtype("float32") is torch.float32 and parse_dtype("bfloat16") is torch.bfloat16
     with pytest.raises(ValueError, match="fp32, fp16, bf16.*'float64'"):
         parse_dtype("float64")
 
@@ -269,3 +271,24 @@ def test_script_runs_as_a_subprocess(image_vae_path, tmp_path):
     assert result.returncode == 2
     assert "convert_image_vae: error: `--output_path`" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_fp16_variant_source_keeps_its_dtype(tmp_path, capsys):
+    source = tmp_path / "vae_fp16"
+    build_image_vae().half().save_pretrained(source, variant="fp16")
+    output = tmp_path / "video_vae"
+    argv = ["--vae_path", str(source), "--source_variant", "fp16", "--output_path", str(output)]
+    assert convert_image_vae.main(argv) == 0
+    assert "verified: max abs difference" in capsys.readouterr().out
+    assert read_safetensors_dtype(str(output / "diffusion_pytorch_model.safetensors")) == torch.float16
+    upcast = tmp_path / "upcast"
+    argv = ["--vae_path", str(source), "--source_variant", "fp16", "--output_path", str(upcast), "--dtype", "float32"]
+    assert convert_image_vae.main(argv) == 0
+    assert read_safetensors_dtype(str(upcast / "diffusion_pytorch_model.safetensors")) == torch.float32
+
+    error = script_error(convert_image_vae, ["--vae_path", str(source), "--output_path", str(tmp_path / "x")], capsys)
+    assert f"cannot load `--vae_path` {str(source)!r}" in error
+    argv = ["--vae_path", str(source), "--source_variant", "fp8", "--output_path", str(tmp_path / "x")]
+    error = script_error(convert_image_vae, argv, capsys)
+    assert "`--source_variant` 'fp8'" in error and "diffusion_pytorch_model.fp8.safetensors" in error
+    assert not (tmp_path / "x").exists()

@@ -12,6 +12,7 @@ from diffusers import DDIMScheduler, DiffusionPipeline, TextToVideoSDPipeline
 from huggingface_hub import ModelCard
 
 from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel, VideoLatentPipeline
+from diffusers_videolatent.conversion import read_safetensors_dtype
 
 from ..testing_utils import REPOSITORY, build_unet2d, load_conversion_script, script_error
 
@@ -85,6 +86,49 @@ def test_fp16_variant_and_subprocess(text_to_video_sd_folder, tmp_path):
     pipe = VideoLatentPipeline.from_pretrained(output, variant="fp16", torch_dtype=torch.float16)
     assert pipe.unet.dtype == torch.float16 and pipe.vae.dtype == torch.float16
     assert not any(name.startswith(".") for name in os.listdir(tmp_path))  # no temporary folder left
+
+
+def test_fp16_variant_source_keeps_its_dtype(text_to_video_sd_folder, text_to_video_sd_fp16_folder, tmp_path, capsys):
+    source = text_to_video_sd_fp16_folder
+    assert not (source / "unet" / "diffusion_pytorch_model.safetensors").exists()  # the variant files only
+    output = tmp_path / "kept"
+    argv = ["--checkpoint_path", str(source), "--source_variant", "fp16", "--output_path", str(output)]
+    assert convert_script.main(argv) == 0
+    verified = float(capsys.readouterr().out.split("pipeline outputs ")[1].split()[0])
+    assert verified < 1e-4
+    # saved in the source's float16 (no variant suffix unless --variant asks for one)
+    for weights in ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors"):
+        assert read_safetensors_dtype(str(output / weights)) == torch.float16
+    assert read_safetensors_dtype(str(output / "text_encoder" / "model.safetensors")) == torch.float16
+    # the float16 conversion computes what the float16 source does, both run in float32
+    converted = VideoLatentPipeline.from_pretrained(output, torch_dtype=torch.float32)
+    reference = TextToVideoSDPipeline.from_pretrained(source, variant="fp16", torch_dtype=torch.float32)
+    assert np.abs(run(converted) - run(reference)).max() < 1e-4
+    # and it differs from the float32 original only by the float16 rounding of the weights
+    original = TextToVideoSDPipeline.from_pretrained(text_to_video_sd_folder)
+    assert 0 < np.abs(run(converted) - run(original)).max() < 1e-2
+
+    # --dtype float32 overrides the source's dtype
+    upcast = tmp_path / "upcast"
+    argv = ["--checkpoint_path", str(source), "--source_variant", "fp16", "--output_path", str(upcast)]
+    assert convert_script.main([*argv, "--dtype", "float32", "--no-verify"]) == 0
+    assert read_safetensors_dtype(str(upcast / "unet" / "diffusion_pytorch_model.safetensors")) == torch.float32
+    assert read_safetensors_dtype(str(upcast / "text_encoder" / "model.safetensors")) == torch.float32
+
+
+def test_wrong_or_missing_source_variant_is_one_line(text_to_video_sd_fp16_folder, tmp_path, capsys):
+    source = str(text_to_video_sd_fp16_folder)
+    output = tmp_path / "out"
+    wrong = script_error(
+        convert_script,
+        ["--checkpoint_path", source, "--source_variant", "bf16", "--output_path", str(output)],
+        capsys,
+    )
+    assert "`--source_variant` 'bf16'" in wrong and "diffusion_pytorch_model.bf16.safetensors" in wrong
+    # a variant-only source read without --source_variant: the loader's own message, naming the source
+    missing = script_error(convert_script, ["--checkpoint_path", source, "--output_path", str(output)], capsys)
+    assert f"cannot load `--checkpoint_path` {source!r}" in missing
+    assert not output.exists()
 
 
 def test_push_to_hub_hands_the_folder_to_huggingface_hub(text_to_video_sd_folder, tmp_path, monkeypatch):
