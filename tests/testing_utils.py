@@ -415,6 +415,17 @@ TRAINING_ARGUMENTS += ["--max_train_samples", "4", "--seed", "3", "--report_to",
 TOTAL_STEPS, CHECKPOINT_STEP = 12, 5
 
 
+# Two processes on the CPU: `--cpu --num_processes 2` starts ONE process (accelerate 1.1 to 1.16 at least); a
+# multi-process launch (`--multi_gpu`) with `ACCELERATE_USE_CPU` gives two, as DistributedType.MULTI_CPU over gloo.
+TWO_CPU_PROCESSES_LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+TWO_CPU_PROCESSES_LAUNCH += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+TWO_CPU_PROCESSES_ENVIRONMENT = {
+    "ACCELERATE_USE_CPU": "true",
+    "OMP_NUM_THREADS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -422,11 +433,9 @@ def _free_port() -> int:
 
 
 def launch_training(module: str, arguments: list[str], cwd) -> None:
-    """Runs a training script under `accelerate launch` with two CPU processes, one thread each."""
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2"]
-    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    command += ["--main_process_port", str(_free_port()), "-m", module, *arguments]
-    environment = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    """Runs a training script under `accelerate launch` with two CPU processes (DDP on gloo), one thread each."""
+    command = [*TWO_CPU_PROCESSES_LAUNCH, "--main_process_port", str(_free_port()), "-m", module, *arguments]
+    environment = dict(os.environ, **TWO_CPU_PROCESSES_ENVIRONMENT)
     result = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
 

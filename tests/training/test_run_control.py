@@ -13,7 +13,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ..testing_utils import TRAINING_ARGUMENTS, TRAINING_VAE_CONFIG, _free_port
+from ..testing_utils import (
+    TRAINING_ARGUMENTS,
+    TRAINING_VAE_CONFIG,
+    TWO_CPU_PROCESSES_ENVIRONMENT,
+    TWO_CPU_PROCESSES_LAUNCH,
+    _free_port,
+)
 
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -28,7 +34,7 @@ def _command(output: Path, *extra: str) -> list[str]:
 
 def _environment() -> dict:
     # one thread: a resumed run's losses are then bit-identical to an uninterrupted one's
-    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPOSITORY), TOKENIZERS_PARALLELISM="false")
+    return dict(os.environ, **TWO_CPU_PROCESSES_ENVIRONMENT, PYTHONPATH=str(REPOSITORY))
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess:
@@ -99,17 +105,10 @@ def test_a_stopped_run_saves_its_step_and_resumes_bit_identically(tmp_path, sign
 
 def _launch_command(output: Path, total: int) -> list[str]:
     """`_command` under `accelerate launch` with two CPU processes (DDP on gloo), one video per process and step."""
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2"]
-    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    launch += ["--main_process_port", str(_free_port())]
+    launch = [*TWO_CPU_PROCESSES_LAUNCH, "--main_process_port", str(_free_port())]
     return launch + _command(output, "--max_train_steps", str(total))[1:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known failure (issue 27): a SIGTERM to `accelerate launch` ends the launcher (exit 143) and the checkpoint "
-    "holds process 0's state only (no random_states_1.pkl), so the resumed run cannot be exact",
-)
 def test_a_stopped_two_process_run_stops_every_process_at_one_step_and_resumes_exactly(tmp_path):
     total = 16
     reference = _run(_launch_command(tmp_path / "reference", total))

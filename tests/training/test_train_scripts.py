@@ -1,6 +1,6 @@
 """The two accelerate training scripts, run for a few steps of tiny models on CPU.
 
-Each script runs twice under `accelerate launch --cpu --num_processes 2` (gloo): once for all steps with a checkpoint
+Each script runs twice under `accelerate launch` with two CPU processes (DDP on gloo; both write their random state): once for all steps with a checkpoint
 in the middle of an epoch, once resumed from that checkpoint. The tests check that the loss of a tiny overfitted batch
 drops, that the resumed run logs the same losses and ends with the same weights, and that the output loads.
 """
@@ -19,6 +19,7 @@ from ..testing_utils import (
     TRAINING_ARGUMENTS,
     TRAINING_UNET_CONFIG,
     TRAINING_VAE_CONFIG,
+    launch_training,
     text_to_video_model_arguments,
 )
 
@@ -60,6 +61,10 @@ def test_vae_overfits_resumes_exactly_and_saves(vae_runs):
         str(vae_runs / "full" / "diffusion_pytorch_model.safetensors"),
         str(vae_runs / "resumed" / "diffusion_pytorch_model.safetensors"),
     )
+
+    # two processes ran: each wrote its random state into the checkpoint
+    saved = os.listdir(vae_runs / "full" / f"checkpoint-{CHECKPOINT_STEP}")
+    assert {"random_states_0.pkl", "random_states_1.pkl"} <= set(saved)
 
     vae = AutoencoderKLVideo.from_pretrained(str(vae_runs / "full"))
     assert vae.temporal_compression_ratio == 2 and vae.spatial_compression_ratio == 2
@@ -112,6 +117,9 @@ def test_text_to_video_trains_resumes_exactly_and_loads(t2v_runs):
         str(root / "full" / "unet" / "diffusion_pytorch_model.safetensors"),
         str(root / "resumed" / "unet" / "diffusion_pytorch_model.safetensors"),
     )
+
+    saved = os.listdir(root / "full" / f"checkpoint-{CHECKPOINT_STEP}")
+    assert {"random_states_0.pkl", "random_states_1.pkl"} <= set(saved)  # two processes ran
 
     pipeline = VideoLatentPipeline.from_pretrained(str(root / "full"))
     assert type(pipeline.scheduler).__name__ == "DPMSolverMultistepScheduler"
@@ -200,12 +208,13 @@ def test_flow_matching_with_mixed_shifts_validates_both_modes(t2v_runs, tmp_path
 def test_resume_at_the_last_step_saves_that_step(t2v_runs, tmp_path):
     # a run stopped at a checkpoint is finished by resuming it with --max_train_steps set to that step
     from diffusers_videolatent import UNetSpatioTemporalModel
-    from diffusers_videolatent.training.train_text_to_video import main
 
     root, arguments = t2v_runs
     checkpoint = str(root / "full" / f"checkpoint-{CHECKPOINT_STEP}")
     arguments = [argument if argument != str(TOTAL_STEPS) else str(CHECKPOINT_STEP) for argument in arguments]
-    main(arguments + ["--output_dir", str(tmp_path / "stopped"), "--resume_from_checkpoint", checkpoint])
+    arguments += ["--output_dir", str(tmp_path / "stopped"), "--resume_from_checkpoint", checkpoint]
+    # the checkpoint is of two processes: so is the run that resumes it
+    launch_training("diffusers_videolatent.training.train_text_to_video", arguments, tmp_path)
     metrics = tmp_path / "stopped" / "logs" / "text_to_video" / "metrics.jsonl"
     assert not metrics.exists() or "train_loss" not in metrics.read_text()
     # the saved U-Net holds the checkpoint's EMA weights, not those of one more step
