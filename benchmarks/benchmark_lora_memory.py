@@ -27,8 +27,6 @@ import subprocess
 import sys
 import time
 
-import torch
-
 
 # diffusers' `UNet3DConditionModel` config of ali-vilab/text-to-video-ms-1.7b (as in benchmark_deepcache.py)
 MODELSCOPE_UNET_CONFIG = {
@@ -64,14 +62,17 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_case(case: str, quick: bool, rank: int, steps: int) -> dict:
+def run_case(case: str, quick: bool, rank: int, steps: int, threads: int) -> dict:
     """Builds the U-Net, makes `case` trainable as the training script does, runs `steps` steps; returns the numbers."""
+    import torch  # only in the case's process: the parent stays light and its refusals fast
+
     start = time.perf_counter()
     from diffusers import UNet3DConditionModel
 
     from diffusers_videolatent import UNetSpatioTemporalModel
     from diffusers_videolatent.training.lora import setup_fine_tuning, trainable_parameters
 
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     config = QUICK_UNET_CONFIG if quick else MODELSCOPE_UNET_CONFIG
     reference = UNet3DConditionModel(**config)
@@ -135,13 +136,12 @@ def main() -> None:
     if not os.path.exists("/proc/self/clear_refs"):
         print(f"{parser.prog}: error: the peak RSS is read from Linux's /proc; this system has none", file=sys.stderr)
         sys.exit(2)
-    if args.steps < 1 or args.threads < 1:
-        name = "--steps" if args.steps < 1 else "--threads"
-        print(f"{parser.prog}: error: {name} must be a positive integer", file=sys.stderr)
-        sys.exit(2)
+    for name, value in (("--rank", args.rank), ("--steps", args.steps), ("--threads", args.threads)):
+        if value < 1:
+            print(f"{parser.prog}: error: {name} must be >= 1, got {value}", file=sys.stderr)
+            sys.exit(2)
     if args.child is not None:
-        torch.set_num_threads(args.threads)
-        print(json.dumps(run_case(args.child, args.quick, args.rank, args.steps)))
+        print(json.dumps(run_case(args.child, args.quick, args.rank, args.steps, args.threads)))
         return
 
     results = {}
