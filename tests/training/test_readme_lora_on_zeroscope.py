@@ -43,8 +43,10 @@ def test_readme_zeroscope_lora_command_trains_a_lora_that_loads_and_unloads(
         write_index_video(clips / f"clip{index}.mp4", num_frames=20 + index, height=64, width=80)
     (clips / "metadata.csv").write_text("file_name,text\n" + "".join(f"clip{i}.mp4,grey ramp {i}\n" for i in range(4)))
 
-    # as written, but 2 steps instead of 300 (the last --max_train_steps wins); no accelerate config of this machine
+    # as written, but 2 steps instead of 300 and a 2-step final validation (the last value of an option wins); no
+    # accelerate config of this machine
     arguments = [sys.executable, "-m", "accelerate.commands.launch", *command[2:], "--max_train_steps", "2"]
+    arguments += ["--num_validation_inference_steps", "2"]
     environment = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
     result = subprocess.run(arguments, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600)
@@ -52,6 +54,7 @@ def test_readme_zeroscope_lora_command_trains_a_lora_that_loads_and_unloads(
     output = tmp_path / "out" / "lora"
     assert (output / "pytorch_lora_weights.safetensors").is_file()
     assert not (output / "unet").exists()  # the frozen base is never written
+    assert len(list((output / "validation").glob("step-000002-*.gif"))) == 3  # made with the LoRA on
 
     pipe = VideoLatentPipeline.from_pretrained(tmp_path / "zeroscope-videolatent")
     pipe.unet.requires_grad_(False)
