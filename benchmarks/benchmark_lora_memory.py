@@ -1,7 +1,7 @@
 """Peak memory and time of one training step at the text-to-video-ms-1.7b shape: LoRA, temporal-only, full.
 
     python benchmarks/benchmark_lora_memory.py                        # LoRA and temporal-only measured, full estimated
-    python benchmarks/benchmark_lora_memory.py --cases lora full      # full fine-tuning measured too (needs ~30 GB)
+    python benchmarks/benchmark_lora_memory.py --cases lora full      # full fine-tuning measured too (~23 GiB)
     python benchmarks/benchmark_lora_memory.py --quick                # the same layout, tiny (a smoke test)
 
 The U-Net is diffusers' `UNet3DConditionModel` with ali-vilab/text-to-video-ms-1.7b's config (random weights: the cost
