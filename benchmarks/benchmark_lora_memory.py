@@ -1,7 +1,7 @@
 """Peak memory and time of one training step at the text-to-video-ms-1.7b shape: LoRA, temporal-only, full.
 
     python benchmarks/benchmark_lora_memory.py                        # LoRA and temporal-only measured, full estimated
-    python benchmarks/benchmark_lora_memory.py --cases lora full      # full fine-tuning measured too (needs ~30 GB)
+    python benchmarks/benchmark_lora_memory.py --cases lora full      # full fine-tuning measured too (~23 GiB)
     python benchmarks/benchmark_lora_memory.py --quick                # the same layout, tiny (a smoke test)
 
 The U-Net is diffusers' `UNet3DConditionModel` with ali-vilab/text-to-video-ms-1.7b's config (random weights: the cost
@@ -10,7 +10,9 @@ checkpointing, trained as `train_text_to_video` trains it (its `setup_fine_tunin
 parameters): one video of 8 frames at 128x128 (latents 4 x 8 x 16 x 16), 77 text tokens of width 1024, flow-matching
 MSE. Each case runs in its own process, which builds the model, resets its peak resident set size (`VmHWM`, by
 writing 5 to `/proc/self/clear_refs`), runs `--steps` steps (the first allocates the optimizer states) and reports the
-peak RSS of the steps, the RSS of the model before them, and the time of each step.
+peak RSS of the steps, the RSS of the model before them, and the time of each step. The children run with
+`--threads` threads and `OMP_WAIT_POLICY=PASSIVE` (unless set): on a machine shared with other jobs, OpenMP threads
+that spin while they wait make each small operator many times slower.
 
 A case not run (`full`, by default: weights, gradients and two AdamW states of 1.41B float32 parameters are 22.6 GB
 before any activation) is estimated from the LoRA case: the model's RSS, plus 3 x 4 bytes per trained parameter, plus
@@ -24,8 +26,6 @@ import os
 import subprocess
 import sys
 import time
-
-import torch
 
 
 # diffusers' `UNet3DConditionModel` config of ali-vilab/text-to-video-ms-1.7b (as in benchmark_deepcache.py)
@@ -58,13 +58,21 @@ def read_status_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def run_case(case: str, quick: bool, rank: int, steps: int) -> dict:
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_case(case: str, quick: bool, rank: int, steps: int, threads: int) -> dict:
     """Builds the U-Net, makes `case` trainable as the training script does, runs `steps` steps; returns the numbers."""
+    import torch  # only in the case's process: the parent stays light and its refusals fast
+
+    start = time.perf_counter()
     from diffusers import UNet3DConditionModel
 
     from diffusers_videolatent import UNetSpatioTemporalModel
     from diffusers_videolatent.training.lora import setup_fine_tuning, trainable_parameters
 
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     config = QUICK_UNET_CONFIG if quick else MODELSCOPE_UNET_CONFIG
     reference = UNet3DConditionModel(**config)
@@ -81,6 +89,7 @@ def run_case(case: str, quick: bool, rank: int, steps: int) -> dict:
         trainable_layers={"lora": None, "temporal": "temporal", "full": None}[case],
     )
     setup_fine_tuning(unet, options, torch.float32)
+    log(f"{case}: model built in {time.perf_counter() - start:.0f} s")
     parameters = trainable_parameters(unet)
     optimizer = torch.optim.AdamW(parameters, lr=1e-4)
     latents = torch.randn(1, 4, 8, 16, 16)  # 8 frames of 128x128, the VAE's factor 8
@@ -102,6 +111,7 @@ def run_case(case: str, quick: bool, rank: int, steps: int) -> dict:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         seconds.append(time.perf_counter() - start)
+        log(f"{case}: step {len(seconds)} in {seconds[-1]:.1f} s, peak RSS {read_status_kib('VmHWM') / 2**20:.2f} GiB")
     return {
         "case": case,
         "total_parameters": sum(parameter.numel() for parameter in unet.parameters()),
@@ -117,7 +127,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", default=["lora", "temporal"], choices=CASES)
     parser.add_argument("--rank", type=int, default=16, help="The LoRA's rank (on every attention projection).")
-    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=2, help="Steps per case (the first allocates AdamW's states).")
+    parser.add_argument("--threads", type=int, default=2, help="torch's intra-op threads in each case's process.")
     parser.add_argument("--quick", action="store_true", help="The same layout, tiny: checks that the script runs.")
     parser.add_argument("--json", type=str, default=None, help="Also write the results here.")
     parser.add_argument("--child", type=str, default=None, choices=CASES, help=argparse.SUPPRESS)
@@ -125,15 +136,21 @@ def main() -> None:
     if not os.path.exists("/proc/self/clear_refs"):
         print(f"{parser.prog}: error: the peak RSS is read from Linux's /proc; this system has none", file=sys.stderr)
         sys.exit(2)
+    for name, value in (("--rank", args.rank), ("--steps", args.steps), ("--threads", args.threads)):
+        if value < 1:
+            print(f"{parser.prog}: error: {name} must be >= 1, got {value}", file=sys.stderr)
+            sys.exit(2)
     if args.child is not None:
-        print(json.dumps(run_case(args.child, args.quick, args.rank, args.steps)))
+        print(json.dumps(run_case(args.child, args.quick, args.rank, args.steps, args.threads)))
         return
 
     results = {}
+    environment = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ}
     for case in args.cases:  # one process per case: each peak is its own
         command = [sys.executable, os.path.abspath(__file__), "--child", case, "--rank", str(args.rank)]
-        command += ["--steps", str(args.steps)] + (["--quick"] if args.quick else [])
-        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        command += ["--steps", str(args.steps), "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
+        # the child's progress goes to our stderr as it runs; its last stdout line is the result
+        output = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True, env=environment).stdout
         results[case] = json.loads(output.strip().splitlines()[-1])
         print(json.dumps(results[case]))
 
@@ -159,7 +176,7 @@ def main() -> None:
                 f"| full (estimate) | all | {result['model_rss_gib']:.2f} | {result['peak_rss_gib']:.2f} | not run |"
             )
             continue
-        trained = f"{result['trained_parameters'] / 1e6:.1f} M of {result['total_parameters'] / 1e6:.0f} M"
+        trained = f"{result['trained_parameters'] / 1e6:.3g} M of {result['total_parameters'] / 1e6:.4g} M"
         step_times = " / ".join(f"{value:.1f}" for value in result["step_seconds"])
         print(f"| {case} | {trained} | {result['model_rss_gib']:.2f} | {result['peak_rss_gib']:.2f} | {step_times} |")
     if args.json:

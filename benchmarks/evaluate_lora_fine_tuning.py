@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--output_dir", type=str, required=True)
     parser.add_argument("--full_fine_tuning", action="store_true", help="Train every U-Net weight instead.")
     parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--lora_alpha", type=float, default=None, help="The LoRA's alpha (default: --rank).")
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--max_train_steps", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0, help="Noise seed of the generated videos.")
@@ -101,6 +102,8 @@ def main() -> None:
     arguments += ["--checkpointing_steps", str(10**6), "--no_validation", "--report_to", "jsonl"]
     if not args.full_fine_tuning:
         arguments += ["--rank", str(args.rank)]
+        if args.lora_alpha is not None:
+            arguments += ["--lora_alpha", str(args.lora_alpha)]
     start = time.perf_counter()
     train_text_to_video.main(arguments)
     results["training_seconds"] = time.perf_counter() - start
