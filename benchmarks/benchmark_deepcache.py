@@ -39,6 +39,7 @@ from benchmark_cache import (
     write_json,
 )
 from diffusers import DDIMScheduler, UNet3DConditionModel
+from modelscope_shape import MODELSCOPE_UNET_CONFIG, QUICK_UNET_CONFIG
 
 from diffusers_videolatent import DeepCacheConfig, UNetSpatioTemporalModel
 from diffusers_videolatent.cli import DEFAULT_MODEL
@@ -47,28 +48,6 @@ from diffusers_videolatent.training.evaluate import ALL_COMBINATIONS, HELDOUT_CO
 
 # the second DeepCache setting compared: more full steps and a deeper branch than the recommended one
 DEEPCACHE_SECOND = DeepCacheConfig(cache_interval=2, cache_branch_id=1)
-
-# diffusers' `UNet3DConditionModel` config of ali-vilab/text-to-video-ms-1.7b (its `unet/config.json`, less the keys
-# `UNet3DConditionModel` does not take)
-MODELSCOPE_UNET_CONFIG = {
-    "act_fn": "silu",
-    "attention_head_dim": 64,
-    "block_out_channels": (320, 640, 1280, 1280),
-    "cross_attention_dim": 1024,
-    "down_block_types": ("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
-    "downsample_padding": 1,
-    "in_channels": 4,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "out_channels": 4,
-    "sample_size": 32,
-    "up_block_types": ("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
-}
-# `--quick`: the same layout, tiny
-QUICK_UNET_CONFIG = {**MODELSCOPE_UNET_CONFIG, "block_out_channels": (8, 16, 16, 16), "norm_num_groups": 4}
-QUICK_UNET_CONFIG.update(attention_head_dim=2, cross_attention_dim=16, layers_per_block=1)
 
 
 CASES = ("none", "deepcache", "deepcache_second", "pab", "fastercache", "taylorseer")
