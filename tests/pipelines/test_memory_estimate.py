@@ -78,16 +78,22 @@ def test_the_option_forces_a_refused_call(monkeypatch):
 
 MEASURE = textwrap.dedent(
     """
-    import resource, sys, torch
+    import sys, torch
     from tests.testing_utils import build_pipeline
     from diffusers_videolatent.pipelines.memory_estimate import estimate_call_memory
+
+    def status(key):  # bytes of a /proc/self/status line
+        with open("/proc/self/status") as file:
+            return next(int(line.split()[1]) * 1024 for line in file if line.startswith(key + ":"))
 
     pipe = build_pipeline()
     call = dict(num_frames=9, height=int(sys.argv[1]), width=int(sys.argv[1]), num_inference_steps=1)
     pipe("a cat", num_frames=5, height=16, width=16, num_inference_steps=1)  # warm-up at a tiny size
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as file:
+        file.write("5")  # resets the peak (VmHWM) to the current resident size: earlier peaks do not count
     pipe("a cat", **call)
-    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    grown = status("VmHWM") - before
     estimate = estimate_call_memory(pipe, 1, 9, call["height"], call["width"]).total
     print(estimate, grown)
     """
