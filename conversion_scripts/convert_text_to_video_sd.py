@@ -123,8 +123,15 @@ def load_source_pipeline(
     check_source_index(checkpoint_path, read_model_index(checkpoint_path, revision, local_files_only))
     dtype = stored_dtype(checkpoint_path, "unet", variant, "--checkpoint_path", local_files_only, revision)
     try:
+        # not memory-mapped: a mapped file stays resident until its last tensor is freed, so casting the mapped U-Net
+        # to float32 would hold its float16 file and its float32 copy at once (1.45x one float32 copy at 1.7B)
         return TextToVideoSDPipeline.from_pretrained(
-            checkpoint_path, revision=revision, local_files_only=local_files_only, torch_dtype=dtype, variant=variant
+            checkpoint_path,
+            revision=revision,
+            local_files_only=local_files_only,
+            torch_dtype=dtype,
+            variant=variant,
+            disable_mmap=True,
         )
     except Exception as error:  # unreadable or truncated weights, a missing file on the Hub, ...
         with_variant = f" (`--source_variant` {variant!r})" if variant else ""

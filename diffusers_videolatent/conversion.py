@@ -9,6 +9,7 @@ verifies, saves the weights and our model card atomically and pushes. Exit codes
 
 import argparse
 import collections
+import ctypes
 import json
 import os
 import shlex
@@ -34,6 +35,8 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DTYPE_ALIASES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 VERIFY_PROMPT = "a panda playing a guitar on a beach"
+# glibc's `mallopt` parameter number of M_MMAP_THRESHOLD (malloc.h)
+M_MMAP_THRESHOLD = -3
 
 
 class VerificationError(ValueError):
@@ -256,6 +259,23 @@ def verify_close(
             f"{name}: max abs difference {max_difference:.3e} exceeds the tolerance (atol={atol:g}, rtol={rtol:g})."
         )
     return max_difference
+
+
+def return_freed_weights_to_the_system(threshold: int = 2**20) -> bool:
+    r"""
+    Make glibc serve every allocation of `threshold` bytes or more with its own `mmap`, so that a freed weight goes
+    back to the system at once. By default glibc raises that threshold (up to 32 MiB) each time such a block is freed,
+    after which weights are carved from the heap, and the heap keeps what is freed there: casting a model to float32
+    and back then leaves it about as large as the float32 copy, and the next model's float32 pass comes on top
+    (measured in docs/conversion.md). A no-op elsewhere than glibc.
+
+    Returns:
+        `bool`: whether the setting was applied.
+    """
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, threshold))
+    except (OSError, AttributeError):  # not glibc
+        return False
 
 
 def first_line(error: BaseException) -> str:
@@ -613,6 +633,7 @@ def _run_conversion(
             raise ValueError("`--push_to_hub` needs `--repo_id`.")
 
         # 2. load and convert
+        return_freed_weights_to_the_system()
         conversion = load_and_convert(args)
     except (ValueError, TypeError) as error:
         sys.stderr.write(f"{prog}: error: {error}\n")
