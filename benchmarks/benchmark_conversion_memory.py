@@ -24,26 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from modelscope_shape import MODELSCOPE_UNET_CONFIG
+
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
-# diffusers' `UNet3DConditionModel` config of ali-vilab/text-to-video-ms-1.7b (as in benchmark_deepcache.py)
-MODELSCOPE_UNET_CONFIG = {
-    "act_fn": "silu",
-    "attention_head_dim": 64,
-    "block_out_channels": (320, 640, 1280, 1280),
-    "cross_attention_dim": 1024,
-    "down_block_types": ("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
-    "downsample_padding": 1,
-    "in_channels": 4,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "out_channels": 4,
-    "sample_size": 32,
-    "up_block_types": ("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
-}
 # Stable Diffusion's image VAE (the 1.7B pipeline's `vae/config.json`)
 SD_VAE_CONFIG = {
     "block_out_channels": (128, 256, 512, 512),
@@ -65,6 +50,7 @@ TEXT_ENCODER_CONFIG = {
     "max_position_embeddings": 77,
     "vocab_size": 49408,
 }
+# `--quick`: the same layouts, small
 QUICK_UNET_CONFIG = {**MODELSCOPE_UNET_CONFIG, "block_out_channels": (32, 32, 32, 32), "norm_num_groups": 8}
 QUICK_UNET_CONFIG.update(attention_head_dim=8, cross_attention_dim=32, layers_per_block=1)
 QUICK_VAE_CONFIG = {**SD_VAE_CONFIG, "block_out_channels": (8, 8, 16, 16), "norm_num_groups": 4, "layers_per_block": 1}
@@ -151,6 +137,8 @@ def main() -> None:
         return
 
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    if args.work_dir is not None:
+        os.makedirs(args.work_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.work_dir) as work_dir:
         source, output = os.path.join(work_dir, "source"), os.path.join(work_dir, "converted")
         quick = ["--quick"] if args.quick else []
