@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from modelscope_shape import MODELSCOPE_UNET_CONFIG
+from proc_status import read_status_kib
 
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -99,14 +100,6 @@ def count_parameters(folder: str) -> int:
 
 def folder_bytes(folder: str) -> int:
     return sum(path.stat().st_size for path in Path(folder).rglob("*") if path.is_file())
-
-
-def read_status_kib(field: str) -> int:
-    with open("/proc/self/status") as file:
-        for line in file:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def measure_conversion(source: str, output: str) -> None:

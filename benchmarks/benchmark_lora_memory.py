@@ -28,17 +28,10 @@ import sys
 import time
 
 from modelscope_shape import MODELSCOPE_UNET_CONFIG, QUICK_UNET_CONFIG
+from proc_status import read_status_kib
 
 
 CASES = ("lora", "temporal", "full")
-
-
-def read_status_kib(field: str) -> int:
-    with open("/proc/self/status") as file:
-        for line in file:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def log(message: str) -> None:

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -22,48 +21,22 @@ from diffusers_videolatent.atomic import TEMPORARY_MARK, atomic_file, atomic_fol
 from diffusers_videolatent.cli import DEFAULT_MODEL
 from diffusers_videolatent.training.training_utils import find_checkpoint
 
-from .testing_utils import TRAINING_VAE_CONFIG
+from .testing_utils import SIGNAL_RUNNER, TRAINING_VAE_CONFIG
 
 
 REPO = Path(__file__).resolve().parents[1]
-RUNNER = textwrap.dedent(
-    """
-    import importlib, os, runpy, signal, sys
-
-    function, needle, nth = os.environ["KILL_ON"].split("|")
-    module_name, _, attribute = function.rpartition(".")
-    module = importlib.import_module(module_name)
-    original = getattr(module, attribute)
-    calls = 0
-
-    def killing(*args, **kwargs):
-        global calls
-        result = original(*args, **kwargs)
-        if any(needle in str(argument) for argument in args):
-            calls += 1
-            if calls == int(nth):
-                os.kill(os.getpid(), signal.SIGKILL)
-        return result
-
-    setattr(module, attribute, killing)
-    if sys.argv[1] == "-m":
-        sys.argv = sys.argv[2:]
-        runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
-    else:
-        sys.argv = sys.argv[1:]
-        runpy.run_path(sys.argv[0], run_name="__main__")
-    """
-)
 
 
 def run_killed(tmp_path: Path, kill_on: str, *command: str) -> subprocess.CompletedProcess:
     runner = tmp_path / "kill_runner.py"
-    runner.write_text(RUNNER)
-    os.environ["KILL_ON"] = kill_on
+    runner.write_text(SIGNAL_RUNNER)
+    function, needle, nth = kill_on.split("|")
+    module_name, _, attribute = function.rpartition(".")
+    os.environ["SIGNAL_ON"] = f"{module_name}:{attribute}|{needle}|{nth}|{int(signal.SIGKILL)}"
     try:
         return run(tmp_path, str(runner), *command)
     finally:
-        del os.environ["KILL_ON"]
+        del os.environ["SIGNAL_ON"]
 
 
 def run(tmp_path: Path, *command: str) -> subprocess.CompletedProcess:

@@ -16,42 +16,10 @@ from safetensors.torch import load_file
 
 from diffusers_videolatent.atomic import TEMPORARY_MARK, DestinationInUseError, destination_lock, lock_path
 
+from .testing_utils import SIGNAL_RUNNER
+
 
 REPO = Path(__file__).resolve().parents[1]
-
-# runs a command with a hook: after the `nth` call of `function` with an argument containing `needle`, the process
-# sends itself `signal`
-RUNNER = textwrap.dedent(
-    """
-    import importlib, os, runpy, signal, sys
-
-    function, needle, nth, number = os.environ["SIGNAL_ON"].split("|")
-    module_name, _, attribute = function.partition(":")
-    owner = importlib.import_module(module_name)
-    *path, attribute = attribute.split(".")
-    for name in path:
-        owner = getattr(owner, name)
-    original = getattr(owner, attribute)
-    calls = 0
-
-    def signalling(*args, **kwargs):
-        global calls
-        result = original(*args, **kwargs)
-        if any(needle in str(argument) for argument in args):
-            calls += 1
-            if calls == int(nth):
-                os.kill(os.getpid(), int(number))
-        return result
-
-    setattr(owner, attribute, signalling)
-    if sys.argv[1] == "-m":
-        sys.argv = sys.argv[2:]
-        runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
-    else:
-        sys.argv = sys.argv[1:]
-        runpy.run_path(sys.argv[0], run_name="__main__")
-    """
-)
 
 
 def _environment(**extra: str) -> dict:
@@ -62,7 +30,7 @@ def _environment(**extra: str) -> dict:
 
 def _run_signalled(tmp_path: Path, signal_on: str, *command: str) -> subprocess.CompletedProcess:
     runner = tmp_path / "signal_runner.py"
-    runner.write_text(RUNNER)
+    runner.write_text(SIGNAL_RUNNER)
     return subprocess.run(
         [sys.executable, str(runner), *command],
         cwd=tmp_path,

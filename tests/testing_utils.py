@@ -18,6 +18,7 @@ import string
 import subprocess
 import sys
 import tempfile
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -578,3 +579,39 @@ def write_motion_lora_files(root: Path) -> dict[str, Path]:
     )
     assert set(load_file(root / "public" / "diffusion_pytorch_model.safetensors")) == set(public)
     return {"peft": root / "peft", "metadata": root / "metadata", "public": root / "public"}
+
+
+# A script that runs a command (`-m module ...` or `script.py ...`) with a hook: `SIGNAL_ON=module:attribute|needle|nth|
+# signal` makes the process send itself `signal` right after the `nth` call of `module.attribute` whose arguments
+# mention `needle`.
+SIGNAL_RUNNER = textwrap.dedent(
+    """
+    import importlib, os, runpy, signal, sys
+
+    function, needle, nth, number = os.environ["SIGNAL_ON"].split("|")
+    module_name, _, attribute = function.partition(":")
+    owner = importlib.import_module(module_name)
+    *path, attribute = attribute.split(".")
+    for name in path:
+        owner = getattr(owner, name)
+    original = getattr(owner, attribute)
+    calls = 0
+
+    def signalling(*args, **kwargs):
+        global calls
+        result = original(*args, **kwargs)
+        if any(needle in str(argument) for argument in args):
+            calls += 1
+            if calls == int(nth):
+                os.kill(os.getpid(), int(number))
+        return result
+
+    setattr(owner, attribute, signalling)
+    if sys.argv[1] == "-m":
+        sys.argv = sys.argv[2:]
+        runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = sys.argv[1:]
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    """
+)
