@@ -212,10 +212,8 @@ class RunControl:
     def stop(self, global_step: int, save_checkpoint: Callable[[], str]) -> None:
         r"""Saves the checkpoint of `global_step` (unless it was just saved), says how to resume, exits non-zero."""
         path = os.path.join(self.args.output_dir, f"checkpoint-{global_step}")
-        from .training_utils import read_run_config
-
-        stored = read_run_config(path)
-        if stored is None or stored.get("global_step") != global_step:
+        # the trainers save every `--checkpointing_steps` steps just before asking whether to stop
+        if global_step % self.args.checkpointing_steps != 0:
             path = save_checkpoint()  # refuses non-finite weights
         name = signal.Signals(self.signal_number).name
         if not self.accelerator.is_main_process:
