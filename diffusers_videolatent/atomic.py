@@ -327,17 +327,28 @@ def write_failure_reason(error: BaseException, temporary: str | None = None) -> 
     return None
 
 
-def _reraise_write_failure(error: BaseException, path: str, temporary: str | None) -> None:
+def write_failure_error(
+    error: BaseException,
+    path: str,
+    temporary: str | None,
+    subject: str | None = None,
+    outcome: str = "Its previous content (if any) is unchanged and no partial file is left; make room and run again",
+) -> OSError | None:
+    r"""
+    The `OSError` to raise in place of `error` when it is a write to `path` (through `temporary`) that did not fit
+    (see [`write_failure_reason`]): it names `subject` (`path` by default), the reason and `outcome`. `None` otherwise.
+    """
     reason = write_failure_reason(error, temporary)
     if reason is None:
-        return
+        return None
     code, text = reason
-    raise OSError(
-        code,
-        f"Could not write {path}: {text}. Its previous content (if any) is unchanged and no partial file is left; "
-        "make room and run again",
-        path,
-    ) from error
+    return OSError(code, f"Could not write {path if subject is None else subject}: {text}. {outcome}", path)
+
+
+def _reraise_write_failure(error: BaseException, path: str, temporary: str | None) -> None:
+    failure = write_failure_error(error, path, temporary)
+    if failure is not None:
+        raise failure from error
 
 
 class StopRequested(KeyboardInterrupt):

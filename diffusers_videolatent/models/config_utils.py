@@ -16,6 +16,8 @@
 import math
 from typing import Any
 
+from .._checks import is_integer
+
 
 def per_level(value: Any, name: str, num_levels: int) -> tuple:
     r"""
@@ -43,7 +45,7 @@ def check_config_integers(config: dict[str, Any], minimum: int) -> None:
     """
     for key, value in config.items():
         for entry in _values(value):
-            if isinstance(entry, bool) or not isinstance(entry, int) or entry < minimum:
+            if not is_integer(entry) or entry < minimum:
                 kind = "positive integers" if minimum == 1 else f"integers >= {minimum}"
                 raise ValueError(f"Config key `{key}` must hold {kind}, got {value!r}.")
 

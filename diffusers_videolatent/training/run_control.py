@@ -102,6 +102,17 @@ def non_finite_parameters(models: Iterable[torch.nn.Module]) -> list[str]:
     return names
 
 
+def check_finite_weights(
+    accelerator: Accelerator, args: argparse.Namespace, step: int, models: Iterable[torch.nn.Module] | None = None
+) -> None:
+    r"""Raises a [`TrainingDivergedError`] naming `step` when a weight of `models` (by default the accelerator's
+    prepared models) is not finite: what runs before any save, so that no checkpoint of such weights is written."""
+    names = non_finite_parameters(accelerator._models if models is None else models)
+    if names:
+        what = "the weights (" + ", ".join(names) + ")"
+        raise TrainingDivergedError(divergence_message(step, what, args, accelerator.mixed_precision))
+
+
 def resume_command(module: str, argv: list[str] | None) -> str:
     r"""The command that resumes a run of `module` started with `argv`: the same options and
     `--resume_from_checkpoint latest`."""
@@ -250,7 +261,4 @@ class RunControl:
     def check_weights(self, step: int, models: Iterable[torch.nn.Module] | None = None) -> None:
         r"""Raises a [`TrainingDivergedError`] before a save when trained weights (of `models`, by default the
         prepared ones) are not finite."""
-        names = non_finite_parameters(self.accelerator._models if models is None else models)
-        if names:
-            what = "the weights (" + ", ".join(names) + ")"
-            raise TrainingDivergedError(divergence_message(step, what, self.args, self.accelerator.mixed_precision))
+        check_finite_weights(self.accelerator, self.args, step, models)

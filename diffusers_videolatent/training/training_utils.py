@@ -20,7 +20,7 @@ from ..atomic import (
     move_into_place,
     remove_stale_temporaries,
     temporary_sibling,
-    write_failure_reason,
+    write_failure_error,
 )
 from ..geometry import (
     check_num_frames,
@@ -31,7 +31,7 @@ from ..geometry import (
     size_multiple,
 )
 from .moving_shapes import MovingShapesDataset
-from .run_control import TrainingDivergedError, divergence_message, non_finite_parameters
+from .run_control import check_finite_weights
 from .video_folder import VideoFolderDataset
 
 
@@ -341,26 +341,20 @@ def create_dataloader_and_optimizer(
         `tuple`: `(train_dataloader, optimizer, lr_scheduler, max_train_steps)`, before `accelerator.prepare`.
     """
     if batch_sampler is not None:
-        train_dataloader = torch.utils.data.DataLoader(
-            train_dataset,
-            batch_sampler=batch_sampler,
-            collate_fn=collate_fn,
-            num_workers=args.dataloader_num_workers,
-            generator=torch.Generator().manual_seed(args.seed),
-        )
+        batching = {"batch_sampler": batch_sampler}
         num_batches = len(batch_sampler)
     else:
-        train_dataloader = torch.utils.data.DataLoader(
-            train_dataset,
-            batch_size=args.train_batch_size,
-            shuffle=True,
-            collate_fn=collate_fn,
-            num_workers=args.dataloader_num_workers,
-            # the loader's own generator: creating an epoch's iterator must not draw from the global random state,
-            # which the checkpoints save and restore for the noise (else a mid-epoch resume would draw other noise)
-            generator=torch.Generator().manual_seed(args.seed),
-        )
+        batching = {"batch_size": args.train_batch_size, "shuffle": True}
         num_batches = math.ceil(len(train_dataset) / args.train_batch_size)
+    train_dataloader = torch.utils.data.DataLoader(
+        train_dataset,
+        collate_fn=collate_fn,
+        num_workers=args.dataloader_num_workers,
+        # the loader's own generator: creating an epoch's iterator must not draw from the global random state, which
+        # the checkpoints save and restore for the noise (else a mid-epoch resume would draw different noise)
+        generator=torch.Generator().manual_seed(args.seed),
+        **batching,
+    )
     learning_rate = args.learning_rate
     if args.scale_lr:
         learning_rate *= args.gradient_accumulation_steps * args.train_batch_size * num_processes
@@ -522,10 +516,7 @@ def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, run_conf
     """
     save_path = os.path.join(args.output_dir, f"checkpoint-{global_step}")
     # never a checkpoint of non-finite weights (nor, therefore, the pruning of a good one for it)
-    names = non_finite_parameters(accelerator._models)
-    if names:
-        what = "the weights (" + ", ".join(names) + ")"
-        raise TrainingDivergedError(divergence_message(global_step, what, args, accelerator.mixed_precision))
+    check_finite_weights(accelerator, args, global_step)
     temporary = [None]
     if accelerator.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
@@ -542,16 +533,18 @@ def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, run_conf
             move_into_place(temporary, save_path)
     except Exception as error:
         # a full disk or a file-size limit: the previous checkpoints stay, the partial one goes, the error says why
-        reason = write_failure_reason(error, temporary)
+        failure = write_failure_error(
+            error,
+            save_path,
+            temporary,
+            subject=f"the checkpoint {save_path}",
+            outcome="The previous checkpoints are unchanged and no partial one is left; make room and resume with "
+            "`--resume_from_checkpoint latest`",
+        )
         if accelerator.is_main_process and os.path.lexists(temporary):
             shutil.rmtree(temporary, ignore_errors=True)
-        if reason is not None:
-            raise OSError(
-                reason[0],
-                f"Could not write the checkpoint {save_path}: {reason[1]}. The previous checkpoints are unchanged and "
-                "no partial one is left; make room and resume with `--resume_from_checkpoint latest`",
-                save_path,
-            ) from error
+        if failure is not None:
+            raise failure from error
         raise
     if accelerator.is_main_process:
         prune_checkpoints(args.output_dir, args.checkpoints_total_limit)
