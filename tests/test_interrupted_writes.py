@@ -21,7 +21,7 @@ from diffusers_videolatent.atomic import TEMPORARY_MARK, atomic_file, atomic_fol
 from diffusers_videolatent.cli import DEFAULT_MODEL
 from diffusers_videolatent.training.training_utils import find_checkpoint
 
-from .testing_utils import SIGNAL_RUNNER, TRAINING_VAE_CONFIG
+from .testing_utils import SIGNAL_RUNNER, TRAINING_VAE_CONFIG, build_image_vae
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -137,18 +137,7 @@ def test_save_pretrained_keeps_other_files_and_drops_stale_weights(tmp_path):
 
 
 def test_conversion_killed_then_rerun(tmp_path):
-    from diffusers import AutoencoderKL
-
-    image_vae = AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(8, 8),
-        layers_per_block=1,
-        norm_num_groups=4,
-        latent_channels=4,
-        sample_size=16,
-    )
-    image_vae.save_pretrained(tmp_path / "image_vae")
+    build_image_vae().save_pretrained(tmp_path / "image_vae")
     output = tmp_path / "video_vae"
     script = REPO / "conversion_scripts" / "convert_image_vae.py"
     arguments = ["--vae_path", str(tmp_path / "image_vae"), "--temporal_compression_ratio", "2"]

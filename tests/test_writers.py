@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from diffusers_videolatent.atomic import TEMPORARY_MARK, DestinationInUseError, destination_lock, lock_path
 
-from .testing_utils import SIGNAL_RUNNER
+from .testing_utils import SIGNAL_RUNNER, build_image_vae
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,23 +45,9 @@ def _debris(folder: Path) -> list[str]:
     return sorted(name for name in os.listdir(folder) if TEMPORARY_MARK in name)
 
 
-def _image_vae(folder: Path) -> None:
-    from diffusers import AutoencoderKL
-
-    AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(8, 8),
-        layers_per_block=1,
-        norm_num_groups=4,
-        latent_channels=4,
-        sample_size=16,
-    ).save_pretrained(folder)
-
-
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_a_conversions_write_leaves_nothing(tmp_path, signal_number):
-    _image_vae(tmp_path / "image_vae")
+    build_image_vae().save_pretrained(tmp_path / "image_vae")
     output = tmp_path / "video_vae"
     script = REPO / "conversion_scripts" / "convert_image_vae.py"
     arguments = ["--vae_path", str(tmp_path / "image_vae"), "--temporal_compression_ratio", "2"]

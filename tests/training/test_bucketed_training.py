@@ -39,6 +39,20 @@ def vae_folder(tmp_path_factory):
     return folder
 
 
+@pytest.fixture
+def seen(monkeypatch) -> list[tuple[tuple[int, ...], list[float]]]:
+    """The latents' shape and the frame rates of every training batch of the runs in the test."""
+    seen = []
+    original = train_text_to_video.diffusion_loss
+
+    def spy(args, scheduler, unet, latents, encoder_hidden_states, fps, conditioning_latents=None):
+        seen.append((tuple(latents.shape), fps.tolist()))
+        return original(args, scheduler, unet, latents, encoder_hidden_states, fps, conditioning_latents)
+
+    monkeypatch.setattr(train_text_to_video, "diffusion_loss", spy)
+    return seen
+
+
 def _arguments(vae_folder, *extra) -> list[str]:
     arguments = text_to_video_model_arguments(vae_folder) + ["--buckets", BUCKETS, "--train_fps", "4", "8", "16"]
     arguments += ["--use_fps_conditioning", "--num_train_videos", "66", "--train_batch_size", "2", "--seed", "3"]
@@ -65,15 +79,7 @@ def test_bucketed_training_resumes_exactly(vae_folder, tmp_path, cache):
     assert pipeline.unet.config.use_fps_conditioning
 
 
-def test_batches_hold_one_bucket_and_their_frame_rates(vae_folder, tmp_path, monkeypatch):
-    seen = []
-    original = train_text_to_video.diffusion_loss
-
-    def spy(args, scheduler, unet, latents, encoder_hidden_states, fps, conditioning_latents=None):
-        seen.append((tuple(latents.shape), fps.tolist()))
-        return original(args, scheduler, unet, latents, encoder_hidden_states, fps, conditioning_latents)
-
-    monkeypatch.setattr(train_text_to_video, "diffusion_loss", spy)
+def test_batches_hold_one_bucket_and_their_frame_rates(vae_folder, tmp_path, seen):
     arguments = _arguments(vae_folder, "--max_train_steps", "12", "--checkpointing_steps", "100", "--cache_latents")
     train_text_to_video.main(arguments + ["--output_dir", str(tmp_path / "run")])
     assert len(seen) == 12
@@ -93,7 +99,7 @@ def test_batches_hold_one_bucket_and_their_frame_rates(vae_folder, tmp_path, mon
         assert cache[index]["fps"] == dataset[index]["fps"]
 
 
-def test_bucketed_training_on_a_folder_of_real_videos(vae_folder, tmp_path, monkeypatch):
+def test_bucketed_training_on_a_folder_of_real_videos(vae_folder, tmp_path, seen):
     # encoded videos of two aspect ratios and two frame rates, resampled to one training rate
     root = tmp_path / "videos"
     root.mkdir()
@@ -107,14 +113,6 @@ def test_bucketed_training_on_a_folder_of_real_videos(vae_folder, tmp_path, monk
         write_index_video(root / name, frames, height, width, fps)
         rows.append(f"{name},a red square moving right")
     (root / "metadata.csv").write_text("\n".join(rows) + "\n")
-    seen = []
-    original = train_text_to_video.diffusion_loss
-
-    def spy(args, scheduler, unet, latents, encoder_hidden_states, fps, conditioning_latents=None):
-        seen.append((tuple(latents.shape), fps.tolist()))
-        return original(args, scheduler, unet, latents, encoder_hidden_states, fps, conditioning_latents)
-
-    monkeypatch.setattr(train_text_to_video, "diffusion_loss", spy)
     arguments = text_to_video_model_arguments(vae_folder) + ["--train_data_dir", str(root), "--train_fps", "8"]
     arguments += ["--buckets", "5x16x16,5x16x32", "--use_fps_conditioning", "--train_batch_size", "2"]
     arguments += ["--max_train_steps", "4", "--checkpointing_steps", "100", "--no_validation", "--seed", "0"]
