@@ -13,6 +13,8 @@ import importlib.util
 import json
 import math
 import os
+import shlex
+import signal
 import socket
 import string
 import subprocess
@@ -433,11 +435,42 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def run_with_tracebacks_on_timeout(command: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    """
+    `subprocess.run(command, capture_output=True, text=True)`, except that a command still running after `timeout`
+    seconds fails the test with every Python thread's traceback of each of its processes (faulthandler, on SIGABRT)
+    instead of a bare `TimeoutExpired`: what a hang needs to be found.
+    """
+    environment = dict(kwargs.pop("env", os.environ), PYTHONFAULTHANDLER="1")
+    process = subprocess.Popen(
+        command,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **kwargs,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGABRT)  # every process of the group prints its threads' tracebacks
+        try:
+            stdout, stderr = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+        pytest.fail(f"{shlex.join(command)} still ran after {timeout:g} s:\n{stdout[-3000:]}\n{stderr[-20000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 def launch_training(module: str, arguments: list[str], cwd) -> None:
     """Runs a training script under `accelerate launch` with two CPU processes (DDP on gloo), one thread each."""
     command = [*TWO_CPU_PROCESSES_LAUNCH, "--main_process_port", str(_free_port()), "-m", module, *arguments]
     environment = dict(os.environ, **TWO_CPU_PROCESSES_ENVIRONMENT)
-    result = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=600)
+    result = run_with_tracebacks_on_timeout(command, 300, cwd=cwd, env=environment)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
 
 

@@ -19,6 +19,7 @@ from ..testing_utils import (
     TWO_CPU_PROCESSES_ENVIRONMENT,
     TWO_CPU_PROCESSES_LAUNCH,
     _free_port,
+    run_with_tracebacks_on_timeout,
 )
 
 
@@ -38,7 +39,7 @@ def _environment() -> dict:
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(command, env=_environment(), capture_output=True, text=True, timeout=300)
+    return run_with_tracebacks_on_timeout(command, 300, env=_environment())
 
 
 def _losses(output: Path) -> dict[int, float]:
