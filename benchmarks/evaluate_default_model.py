@@ -16,12 +16,15 @@ model can reach. `--image_to_video` generates from the first frames of such unse
 adds the PSNR of the generated first frame against the given image.
 
 `--grid` evaluates the three dials instead (issue 28), one row per setting: 17 frames at 64x64, 96x96, 128x128,
-64x128 and 128x64; 9, 33 and 61 frames at 64x64; 4, 16 and 24 fps at 17 frames 64x64 (8 fps elsewhere). Each setting
+64x128 and 128x64; 9, 33 and 61 frames at 64x64; 4, 16 and 24 fps at 17 frames 64x64; 33 frames at 16 fps (the
+duration of 17 frames at 8 fps); 8 fps elsewhere. Each setting
 has a ground-truth reference row (the physical moving-shapes world of `render_physical_moving_shape` at that setting,
 dataset seed `IMAGE_TO_VIDEO_DATASET_SEED`), the text-to-video row and, with `--image_to_video`, the image-to-video row
 from the ground truth's first frames: colour, shape, direction, median area CV, centroid jitter, flicker score,
-frame-0 PSNR and the object's speed in pixels per second (median). `--combination_stride 3` keeps every third
-combination (fewer videos, for a quick table).
+frame-0 PSNR, the object's speed in pixels per second and per frame, and the distance it travels (medians). Then the
+frame-rate dial: motion per frame at 16 fps over 8 fps (0.5 in the physical world) and the distance of 33 frames at
+16 fps over 17 frames at 8 fps (1.0). `--combination_stride 3` keeps every third combination (fewer videos, for a
+quick table); `--grid_settings 17x64x64@8,17x64x64@16` evaluates only those settings.
 
     python benchmarks/evaluate_default_model.py --grid --image_to_video --videos_per_combination 1
 """
@@ -62,21 +65,26 @@ GRID_SETTINGS = (
     (17, 64, 64, 4),
     (17, 64, 64, 16),
     (17, 64, 64, 24),
+    (33, 64, 64, 16),  # the duration of 17 frames at 8 fps: the same distance travelled
 )
-GRID_COLUMNS = "| setting | videos | colour | shape | direction | area CV (median) | jitter (px) | flicker | frame-0 PSNR | px/s |"
+GRID_COLUMNS = (
+    "| setting | videos | colour | shape | direction | area CV (median) | area CV (max) | jitter (px) | flicker "
+    "| frame-0 PSNR | px/s | px/frame | distance (px) |"
+)
 
 
 def grid_row(samples: list, fps: float, images: list | None = None) -> dict:
     """Scores `(prompt, frames)` pairs of one setting; adds the median area CV and the median speed in px/s."""
     scores = score_videos(samples, print_table=False, images=images)
-    speeds = []
-    for _, frames in samples:
-        analysis = analyze_video(frames)
-        num_frames = len(frames)
-        speeds.append(float(np.hypot(*analysis.displacement)) / max(num_frames - 1, 1) * fps)
+    distances = [float(np.hypot(*analyze_video(frames).displacement)) for _, frames in samples]
+    per_frame = [distance / max(len(frames) - 1, 1) for distance, (_, frames) in zip(distances, samples)]
+    areas = [record["area_variation"] for record in scores["videos"]]
     row = dict(scores["all"])
-    row["area_variation_median"] = float(np.median([record["area_variation"] for record in scores["videos"]]))
-    row["pixels_per_second"] = float(np.median(speeds))
+    row["area_variation_median"] = float(np.median(areas))
+    row["area_variation_max"] = float(np.max(areas))
+    row["pixels_per_frame"] = float(np.median(per_frame))
+    row["pixels_per_second"] = row["pixels_per_frame"] * fps
+    row["distance"] = float(np.median(distances))  # start to end of the clip, in pixels
     return row
 
 
@@ -84,9 +92,49 @@ def format_grid_row(name: str, row: dict) -> str:
     psnr = row.get("first_frame_psnr")
     return (
         f"| {name} | {row['num_videos']} | {100 * row['color']:.0f}% | {100 * row['shape']:.0f}% "
-        f"| {100 * row['direction']:.0f}% | {row['area_variation_median']:.3f} | {row['centroid_jitter']:.2f} "
-        f"| {row['flicker_score']:.4f} | {'-' if psnr is None else f'{psnr:.1f}'} | {row['pixels_per_second']:.1f} |"
+        f"| {100 * row['direction']:.0f}% | {row['area_variation_median']:.3f} | {row['area_variation_max']:.3f} "
+        f"| {row['centroid_jitter']:.2f} | {row['flicker_score']:.4f} | {'-' if psnr is None else f'{psnr:.1f}'} "
+        f"| {row['pixels_per_second']:.1f} | {row['pixels_per_frame']:.2f} | {row['distance']:.1f} |"
     )
+
+
+def frame_rate_dial(results: dict) -> dict:
+    """
+    The frame-rate dial's two ratios per mode, from the first 8 fps setting of the grid that has the settings to
+    compare with (17 frames at 64x64 in the default grid): motion per frame at 16 fps against 8 fps, same frames and
+    size (0.5 when the model keeps the speed in the scene), and the distance travelled in the same duration at 16 fps
+    (33 frames against 17) against 8 fps (1.0).
+    """
+    keys = ("num_frames", "height", "width", "fps")
+    settings = {tuple(row["settings"][key] for key in keys): row for row in results.values()}
+    for (num_frames, height, width, fps), base in settings.items():
+        faster = settings.get((num_frames, height, width, 16))
+        longer = settings.get((2 * num_frames - 1, height, width, 16))
+        if fps != 8 or (faster is None and longer is None):
+            continue
+        dial = {"setting": f"{num_frames}x{height}x{width}"}
+        for mode in (mode for mode in base if mode not in ("settings", "seconds")):
+            ratios = {}
+            if faster is not None:
+                ratios["per_frame_16_over_8"] = faster[mode]["pixels_per_frame"] / base[mode]["pixels_per_frame"]
+            if longer is not None:
+                ratios["same_duration_distance_16_over_8"] = longer[mode]["distance"] / base[mode]["distance"]
+            dial[mode] = ratios
+        return dial
+    return {}
+
+
+def parse_grid_settings(text: str) -> tuple:
+    """`"17x64x64@8,33x64x64@16"` -> `((17, 64, 64, 8), (33, 64, 64, 16))`."""
+    settings = []
+    for item in text.split(","):
+        try:
+            size, fps = item.strip().split("@")
+            num_frames, height, width = (int(value) for value in size.split("x"))
+            settings.append((num_frames, height, width, int(fps)))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"takes FRAMESxHEIGHTxWIDTH@FPS items separated by commas, got {item!r}")
+    return tuple(settings)
 
 
 def evaluate_grid(pipeline, args, call_kwargs: dict) -> dict:
@@ -95,7 +143,7 @@ def evaluate_grid(pipeline, args, call_kwargs: dict) -> dict:
     results = {}
     print(GRID_COLUMNS)
     print("|---" * GRID_COLUMNS.count(" |") + "|")
-    for num_frames, height, width, fps in GRID_SETTINGS:
+    for num_frames, height, width, fps in args.grid_settings:
         setting = f"{num_frames}x{height}x{width} {fps}fps"
         start = time.perf_counter()
         references = []
@@ -125,6 +173,11 @@ def evaluate_grid(pipeline, args, call_kwargs: dict) -> dict:
         for name, row in rows.items():
             print(format_grid_row(f"{setting} {name}", row), flush=True)
         results[setting] = {"settings": size, **rows, "seconds": time.perf_counter() - start}
+    results["frame_rate_dial"] = frame_rate_dial(results)
+    dial = results["frame_rate_dial"]
+    for mode, ratios in ((mode, ratios) for mode, ratios in dial.items() if mode != "setting"):
+        values = ", ".join(f"{name} {value:.2f}" for name, value in ratios.items())
+        print(f"frame-rate dial from {dial['setting']} at 8 fps, {mode}: {values}")
     return results
 
 
@@ -168,6 +221,12 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="write the scores (and per-video records) to this file")
     parser.add_argument("--grid", action="store_true", help="one row per setting of the three dials (see above)")
     parser.add_argument("--combination_stride", type=int, default=1, help="--grid: every N-th combination only")
+    parser.add_argument(
+        "--grid_settings",
+        type=parse_grid_settings,
+        default=GRID_SETTINGS,
+        help="--grid: the settings, FRAMESxHEIGHTxWIDTH@FPS separated by commas (default: issue 28's grid)",
+    )
     args = parser.parse_args()
     if args.combination_stride < 1:
         parser.error(f"--combination_stride must be >= 1, but is {args.combination_stride}.")

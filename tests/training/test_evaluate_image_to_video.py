@@ -90,3 +90,38 @@ def test_evaluation_benchmark_runs_every_evaluation(image_to_video_pipe, tmp_pat
     assert "first_frame_psnr" in scores["image_to_video"]["all"]
     assert "| ground truth | 66 | 100.0% |" in result.stdout
     assert "| image-to-video | 66 |" in result.stdout
+
+
+def test_grid_evaluation_scores_each_setting_against_the_physical_ground_truth(image_to_video_pipe, tmp_path):
+    image_to_video_pipe.save_pretrained(tmp_path / "tiny")
+    script = Path(__file__).parents[2] / "benchmarks" / "evaluate_default_model.py"
+    command = [sys.executable, str(script), "--model", str(tmp_path / "tiny"), "--grid", "--image_to_video"]
+    command += ["--grid_settings", "5x32x32@8,5x32x32@16,9x32x32@16", "--combination_stride", "6"]
+    command += ["--videos_per_combination", "1", "--steps", "1", "--json", str(tmp_path / "grid.json")]
+    environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[2]))
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    grid = json.loads((tmp_path / "grid.json").read_text())["grid"]
+    assert {"5x32x32 8fps", "5x32x32 16fps", "9x32x32 16fps"} <= grid.keys()
+    for setting in ("5x32x32 8fps", "5x32x32 16fps", "9x32x32 16fps"):
+        rows = grid[setting]
+        assert rows["ground truth"]["num_videos"] == rows["text-to-video"]["num_videos"] == 12
+        assert "first_frame_psnr" in rows["image-to-video"]
+        assert rows["ground truth"]["area_variation_max"] >= rows["ground truth"]["area_variation_median"]
+        assert f"| {setting} text-to-video | 12 |" in result.stdout
+    # the reference rows keep the speed in the scene: half the motion per frame at twice the frame rate, and the
+    # same distance over the same duration (9 frames at 16 fps, 5 at 8 fps)
+    truth = grid["frame_rate_dial"]["ground truth"]
+    assert truth["per_frame_16_over_8"] == pytest.approx(0.5, abs=0.1)
+    assert truth["same_duration_distance_16_over_8"] == pytest.approx(1.0, abs=0.1)
+    assert set(grid["frame_rate_dial"]) == {"setting", "ground truth", "text-to-video", "image-to-video"}
+    assert "frame-rate dial from 5x32x32 at 8 fps, text-to-video: per_frame_16_over_8 " in result.stdout
+
+
+def test_grid_settings_that_do_not_parse_are_refused_naming_the_option(tmp_path):
+    script = Path(__file__).parents[2] / "benchmarks" / "evaluate_default_model.py"
+    command = [sys.executable, str(script), "--grid", "--grid_settings", "17x64@8"]
+    environment = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "--grid_settings" in result.stderr and "FRAMESxHEIGHTxWIDTH@FPS" in result.stderr
