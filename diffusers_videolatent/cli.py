@@ -512,20 +512,31 @@ def _keep_unless_frame(relative_path: str, new_folder: str) -> bool:
 
 
 def _write_frames(frames: list, output: Path, fps: float, overwrite: bool) -> None:
-    r"""Writes PIL frames to `output` through a temporary sibling, so that a failure or a kill leaves nothing."""
+    r"""
+    Writes PIL frames to `output` through a temporary sibling, so that a failure or a kill leaves nothing. An output
+    that another process wrote while this one generated is kept (a usage error, as when it existed at the start).
+    """
     from diffusers.utils import export_to_gif
 
     suffix = output.suffix.lower()
-    if suffix:
-        with atomic_file(output, overwrite=overwrite) as temporary:
-            if suffix == ".gif":
-                export_to_gif(frames, temporary, fps=fps)
-            else:
-                _write_mp4(frames, temporary, fps)
-        return
-    with atomic_folder(output, overwrite=overwrite, keep_existing=True, keep=_keep_unless_frame) as temporary:
-        for index, frame in enumerate(frames):
-            frame.save(os.path.join(temporary, FRAME_FILE_NAME.format(index=index)))
+    try:
+        if suffix:
+            with atomic_file(output, overwrite=overwrite) as temporary:
+                if suffix == ".gif":
+                    export_to_gif(frames, temporary, fps=fps)
+                else:
+                    _write_mp4(frames, temporary, fps)
+            return
+        with atomic_folder(output, overwrite=overwrite, keep_existing=True, keep=_keep_unless_frame) as temporary:
+            for index, frame in enumerate(frames):
+                frame.save(os.path.join(temporary, FRAME_FILE_NAME.format(index=index)))
+    except FileExistsError as error:
+        if overwrite or not os.path.lexists(output):
+            raise
+        raise UsageError(
+            f"--output {output} was written by another process while this one generated; it is kept. Pass "
+            "--overwrite to replace it, or choose another --output"
+        ) from error
 
 
 def generate(args: argparse.Namespace) -> str:

@@ -203,3 +203,94 @@ def test_a_save_over_the_file_size_limit_keeps_the_previous_folder_and_says_why(
     assert "(`ulimit -f`: 1048576 bytes)" in last and "previous content (if any) is unchanged" in last
     assert {name: (destination / name).read_bytes() for name in os.listdir(destination)} == before
     assert _debris(tmp_path) == [] and not os.path.exists(lock_path(destination))
+
+
+LIMITED_CHECKPOINT = textwrap.dedent(
+    """
+    import resource, signal, sys
+    from types import SimpleNamespace
+    import torch
+    from accelerate import Accelerator
+    from diffusers_videolatent.training.training_utils import save_checkpoint
+    from tests.testing_utils import build_video_vae
+
+    accelerator = Accelerator(cpu=True)
+    vae = build_video_vae(block_out_channels=(64, 64), norm_num_groups=8)  # about 3 MB of weights
+    model, optimizer = accelerator.prepare(vae, torch.optim.AdamW(vae.parameters()))
+    args = SimpleNamespace(output_dir=sys.argv[1], checkpoints_total_limit=1, checkpointing_steps=1)
+    save_checkpoint(accelerator, args, {"script": "test"}, 1)
+    print("saved 1", flush=True)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write over the limit then fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.RLIM_INFINITY))
+    save_checkpoint(accelerator, args, {"script": "test"}, 2)
+    """
+)
+
+
+def test_a_checkpoint_over_the_file_size_limit_keeps_the_previous_one_and_says_how_to_resume(tmp_path):
+    # with --checkpoints_total_limit 1 the failed save must not prune the only good checkpoint
+    output = tmp_path / "run"
+    script = tmp_path / "limited_checkpoint.py"
+    script.write_text(LIMITED_CHECKPOINT)
+    result = subprocess.run(
+        [sys.executable, str(script), str(output)], cwd=REPO, env=_environment(), capture_output=True, text=True
+    )
+    assert result.returncode == 1 and "saved 1" in result.stdout, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"OSError: [Errno 27] Could not write the checkpoint {output / 'checkpoint-2'}: "), last
+    assert "(`ulimit -f`: 1048576 bytes)" in last and "The previous checkpoints are unchanged" in last
+    assert "`--resume_from_checkpoint latest`" in last
+    assert sorted(os.listdir(output)) == ["checkpoint-1"]  # no partial checkpoint-2, no temporary
+    assert (output / "checkpoint-1" / "run_config.json").exists()
+    assert json.loads((output / "checkpoint-1" / "run_config.json").read_text())["global_step"] == 1
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_two_generations_into_one_output_give_one_complete_video(model_dir, tmp_path, overwrite):
+    output = tmp_path / "clip.gif"
+    processes = []
+    for seed in ("0", "1"):
+        arguments = [sys.executable, "-m", "diffusers_videolatent", "generate", "a cat", "--model", str(model_dir)]
+        arguments += ["--output", str(output), "--num_frames", "5", "--height", "32", "--width", "32"]
+        arguments += ["--steps", "2", "--seed", seed] + (["--overwrite"] if overwrite else [])
+        processes.append(
+            subprocess.Popen(
+                arguments, env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+            )
+        )
+    results = [(process.wait(timeout=300), *process.communicate()) for process in processes]
+    codes = sorted(code for code, _, _ in results)
+    if overwrite:
+        assert codes == [0, 0], [stderr[-2000:] for _, _, stderr in results]
+    else:
+        # the later one finds the output there, at the start (before any model loads) or when it writes its own:
+        # a usage error, one line, the other's video kept
+        assert codes == [0, 2], [stderr[-2000:] for _, _, stderr in results]
+        lines = [stderr.strip().splitlines() for code, _, stderr in results if code != 0][0]
+        assert len(lines) == 1 and str(output) in lines[0], lines
+        assert "exists; pass --overwrite" in lines[0] or "written by another process while this one" in lines[0], lines
+    import imageio.v2 as imageio
+
+    frames = imageio.mimread(output)
+    assert len(frames) == 5 and frames[0].shape[:2] == (32, 32)
+    assert _debris(tmp_path) == [] and not os.path.exists(lock_path(output))
+
+
+def test_an_output_written_by_another_process_during_the_write_is_kept_and_named(tmp_path, monkeypatch):
+    import diffusers.utils
+    import PIL.Image
+
+    from diffusers_videolatent import cli
+
+    output = tmp_path / "clip.gif"
+
+    def export_while_another_writes(frames, path, fps):
+        output.write_bytes(b"the other process's video")  # lands while this one writes its temporary
+        Path(path).write_bytes(b"ours")
+
+    monkeypatch.setattr(diffusers.utils, "export_to_gif", export_while_another_writes)
+    frames = [PIL.Image.new("RGB", (8, 8))] * 2
+    with pytest.raises(cli.UsageError, match="written by another process while this one generated; it is kept"):
+        cli._write_frames(frames, output, fps=8, overwrite=False)
+    assert output.read_bytes() == b"the other process's video"
+    assert _debris(tmp_path) == []
