@@ -186,11 +186,12 @@ def test_the_shipped_model_reaches_every_backend_layer(backend):
     # the shipped U-Net also takes an image (image-to-video), as the pipeline feeds it
     image_latents = torch.randn(1, unet.config.in_channels, 1, 8, 8, generator=generator)
     conditioning = build_conditioning_latents(sample, unet.config.conditioning_channels, image_latents)
-    reference = unet(sample, 500, text, conditioning_latents=conditioning).sample
+    fps = torch.tensor([8.0])  # the shipped U-Net is told the frame rate
+    reference = unet(sample, 500, text, conditioning_latents=conditioning, fps=fps).sample
 
     unet.set_attention_backend(backend)
     with counting_backend_calls(unet) as (totals, per_layer):
-        output = unet(sample, 500, text, conditioning_latents=conditioning).sample
+        output = unet(sample, 500, text, conditioning_latents=conditioning, fps=fps).sample
     # 2 x (2 down + 1 mid + 4 up) spatial and 2 x 7 temporal attentions, each called once
     assert len(per_layer) == 28 and dict(totals) == {backend: 28}
     assert_each_layer_called(per_layer, backend)
