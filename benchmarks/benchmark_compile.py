@@ -24,6 +24,7 @@ import diffusers_videolatent
 from diffusers_videolatent import UNetSpatioTemporalModel
 from diffusers_videolatent.atomic import atomic_file
 from diffusers_videolatent.cli import DEFAULT_MODEL
+from diffusers_videolatent.models.unet_spatio_temporal import build_conditioning_latents
 
 
 CASES = ("eager", "regional", "full")
@@ -37,6 +38,10 @@ def run_case(model: str, case: str, backend: str, repeats: int, device: str) -> 
     sample = torch.randn(2, config.in_channels, 5, 16, 16, device=device)
     text = torch.randn(2, 8, config.cross_attention_dim, device=device)
     timestep = torch.tensor([500, 500], device=device)
+    # what the pipeline feeds the shipped U-Net for text-to-video: the frame rate, and empty image conditioning
+    extra = {"fps": torch.full((2,), 8.0, device=device)} if config.use_fps_conditioning else {}
+    if config.conditioning_channels:
+        extra["conditioning_latents"] = build_conditioning_latents(sample, config.conditioning_channels)
     if case == "regional":
         unet.compile_repeated_blocks(fullgraph=True, backend=backend)
     elif case == "full":
@@ -45,7 +50,7 @@ def run_case(model: str, case: str, backend: str, repeats: int, device: str) -> 
     def call() -> tuple[float, torch.Tensor]:
         start = time.perf_counter()
         with torch.no_grad():
-            output = unet(sample, timestep, text).sample
+            output = unet(sample, timestep, text, **extra).sample
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         return time.perf_counter() - start, output

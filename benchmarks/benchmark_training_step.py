@@ -66,6 +66,8 @@ def make_step(name: str, model, case: str, batch_size: int):
         extra["conditioning_latents"] = torch.randn(
             batch_size, model.config.conditioning_channels, 5, 8, 8, generator=generator
         )
+    if name == "ours" and model.config.use_fps_conditioning:
+        extra["fps"] = torch.full((batch_size,), 8.0)  # the shipped U-Net is told the frame rate
     forward = torch.compile(model) if case.endswith("compiled") else model
 
     def step():

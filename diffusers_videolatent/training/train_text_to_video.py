@@ -18,6 +18,7 @@ import json
 import math
 import os
 import string
+import tempfile
 import time
 
 import numpy as np
@@ -478,7 +479,10 @@ def load_models(args: argparse.Namespace) -> tuple:
         tokenizer = CLIPTokenizer.from_pretrained(pipeline_path, subfolder="tokenizer", revision=args.revision)
         text_encoder = CLIPTextModel.from_pretrained(pipeline_path, subfolder="text_encoder", revision=args.revision)
     else:
-        tokenizer = build_word_level_tokenizer(VOCABULARY, os.path.join(args.output_dir, "tokenizer"))
+        # each process writes its own copy to load it (several writing one folder read each other's half-written
+        # files); the saved pipeline holds the tokenizer
+        with tempfile.TemporaryDirectory() as folder:
+            tokenizer = build_word_level_tokenizer(VOCABULARY, folder)
         text_encoder = build_text_encoder(tokenizer, load_json_option(args.text_encoder_config))
 
     unet_config = load_json_option(args.unet_config)
