@@ -65,6 +65,7 @@ from .training_utils import (
     common_run_config,
     create_accelerator,
     create_dataloader_and_optimizer,
+    end_training,
     epoch_batches,
     load_json_option,
     resume_training,
@@ -966,7 +967,8 @@ def main(argv: list[str] | None = None) -> None:
             accelerator.log(run_validation(args, accelerator, pipeline, global_step), step=global_step)
     if (summary := skipped_data_summary(source_dataset)) is not None:
         logger.warning(summary)
-    accelerator.end_training()
+    del unet, optimizer, train_dataloader, lr_scheduler  # the DDP wrapper goes before its process group
+    end_training(accelerator)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from .training_utils import (
     common_run_config,
     create_accelerator,
     create_dataloader_and_optimizer,
+    end_training,
     epoch_batches,
     load_json_option,
     resume_training,
@@ -548,7 +549,8 @@ def main(argv: list[str] | None = None) -> None:
             )
     if (summary := skipped_data_summary(train_dataset)) is not None:
         logger.warning(summary)
-    accelerator.end_training()
+    del model, optimizer, train_dataloader, lr_scheduler  # the DDP wrapper goes before its process group
+    end_training(accelerator)
 
 
 if __name__ == "__main__":

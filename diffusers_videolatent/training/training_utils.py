@@ -499,6 +499,19 @@ def prune_checkpoints(output_dir: str, total_limit: int | None) -> None:
         shutil.rmtree(path)
 
 
+def end_training(accelerator: Accelerator) -> None:
+    r"""
+    Ends a run on every process together: waits for all of them (the main process saves meanwhile), drops the
+    accelerator's references to the prepared objects, then destroys the process group (`accelerator.end_training`).
+    The caller deletes its own references to the prepared model first, so that no process frees a
+    `DistributedDataParallel` wrapper after its process group is gone: one that did (it had finished early, destroyed
+    its group, then freed the wrapper when `main` returned) hung in that teardown, in CI, while the other had exited.
+    """
+    accelerator.wait_for_everyone()
+    accelerator.free_memory()
+    accelerator.end_training()
+
+
 def save_run_config(checkpoint_dir: str, run_config: dict, global_step: int) -> None:
     """Stores, next to the accelerate state, what must not change when training resumes."""
     with open(os.path.join(checkpoint_dir, RUN_CONFIG_NAME), "w") as file:
