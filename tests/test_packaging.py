@@ -10,7 +10,7 @@ from packaging.version import Version
 
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-# the libraries whose oldest admitted release CI tests (torch is tested at 2.13 only: see the README's matrix)
+# the libraries whose oldest admitted release CI tests (torch is tested at 2.13 only: see docs/diffusers_compatibility.md#versions)
 PINNED = {"diffusers", "transformers", "huggingface-hub", "accelerate", "safetensors", "peft", "av"}
 
 
