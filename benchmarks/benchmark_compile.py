@@ -39,7 +39,7 @@ def run_case(model: str, case: str, backend: str, repeats: int, device: str) -> 
     text = torch.randn(2, 8, config.cross_attention_dim, device=device)
     timestep = torch.tensor([500, 500], device=device)
     # what the pipeline feeds the shipped U-Net for text-to-video: the frame rate, and empty image conditioning
-    extra = {"fps": torch.full((2,), 8.0, device=device)} if config.use_fps_conditioning else {}
+    extra = {"fps": 8} if config.use_fps_conditioning else {}
     if config.conditioning_channels:
         extra["conditioning_latents"] = build_conditioning_latents(sample, config.conditioning_channels)
     if case == "regional":

@@ -41,7 +41,6 @@ from diffusers_videolatent.atomic import atomic_file
 from diffusers_videolatent.cli import DEFAULT_MODEL
 from diffusers_videolatent.training.evaluate import (
     IMAGE_TO_VIDEO_DATASET_SEED,
-    analyze_video,
     evaluate_image_to_video,
     evaluate_pipeline,
     format_comparison_table,
@@ -76,7 +75,7 @@ GRID_COLUMNS = (
 def grid_row(samples: list, fps: float, images: list | None = None) -> dict:
     """Scores `(prompt, frames)` pairs of one setting; adds the median area CV and the median speed in px/s."""
     scores = score_videos(samples, print_table=False, images=images)
-    distances = [float(np.hypot(*analyze_video(frames).displacement)) for _, frames in samples]
+    distances = [record["travel"] for record in scores["videos"]]
     per_frame = [distance / max(len(frames) - 1, 1) for distance, (_, frames) in zip(distances, samples)]
     areas = [record["area_variation"] for record in scores["videos"]]
     row = dict(scores["all"])

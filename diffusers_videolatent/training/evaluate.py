@@ -458,7 +458,8 @@ def score_videos(
         `dict`: for each of `"seen"`, `"heldout"` and `"all"`: `num_videos`, the accuracies (in [0, 1]) `color`,
         `shape`, `direction` and `all_three`, and the means of `MEASURES` (`aligned_iou`, `area_variation`,
         `centroid_jitter`, `flicker_score`, `presence`, and `first_frame_psnr` with `images`); plus `"videos"`, the
-        per-video records (prompt, split, what was found and whether each attribute matches).
+        per-video records (prompt, split, what was found and whether each attribute matches, the measures and
+        the `travel` in pixels).
     """
     heldout = {tuple(combination) for combination in heldout_combinations}
     samples = list(samples)
@@ -480,6 +481,7 @@ def score_videos(
             record[attribute] = expected_value == found_value
         for measure in MEASURES:
             record[measure] = getattr(analysis, measure)
+        record["travel"] = float(np.hypot(*analysis.displacement))  # of the fitted path over the clip, in pixels
         if images is not None:
             record["first_frame_psnr"] = first_frame_psnr(frames, images[index])
         records.append(record)
