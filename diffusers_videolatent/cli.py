@@ -83,10 +83,12 @@ PIPELINE_ARGUMENT_FLAGS = {
     "context_length": "--context_length",
     "context_stride": "--context_stride",
     "weighting_scheme": "--weighting_scheme",
+    "context_scope": "--context_scope",
 }
 # diffusers' FreeNoise defaults (`enable_free_noise`); the stride is capped at the window
 DEFAULT_CONTEXT_STRIDE = 4
 WEIGHTING_SCHEMES = ("flat", "pyramid", "delayed_reverse_sawtooth")
+CONTEXT_SCOPES = ("attention", "unet")
 
 
 class CommandError(Exception):
@@ -244,9 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="how overlapping windows are blended (default: pyramid)",
     )
     long_option(
+        *_spellings("context_scope"),
+        default=None,
+        choices=CONTEXT_SCOPES,
+        help="what sees one window at a time: each temporal attention (attention, the default: diffusers'"
+        " FreeNoise) or the whole U-Net, called once per window (unet: memory flat in the number of frames)",
+    )
+    long_option(
         *_spellings("split_inference"),
         action="store_true",
-        help="run the U-Net's layers in slices, so its memory stays flat in the number of frames",
+        help="run the U-Net's layers in slices of frames and pixels, bounding what each layer adds",
     )
     long_option(
         *_spellings("prompt_travel"),
@@ -478,6 +487,7 @@ def _free_noise_settings(args: argparse.Namespace) -> dict | None:
         for flag, given in (
             ("--context_stride", args.context_stride is not None),
             ("--split_inference", args.split_inference),
+            ("--context_scope", args.context_scope is not None),
         ):
             if given:
                 raise UsageError(f"{flag} applies to windowed generation; pass --context_length too")
@@ -490,7 +500,12 @@ def _free_noise_settings(args: argparse.Namespace) -> dict | None:
             f"--context_stride {stride} is more than --context_length {args.context_length}; windows would leave"
             " frames out"
         )
-    return {"context_length": args.context_length, "context_stride": stride, "weighting_scheme": args.weighting_scheme}
+    return {
+        "context_length": args.context_length,
+        "context_stride": stride,
+        "weighting_scheme": args.weighting_scheme,
+        "context_scope": args.context_scope or "attention",
+    }
 
 
 def _write_mp4(frames: list, path: str, fps: float) -> None:

@@ -30,6 +30,14 @@ def test_long_travelling_video(windowed_model_dir, tmp_path, capsys):
     assert len(imageio.mimread(output)) == 21
 
 
+def test_long_video_with_unet_windows(windowed_model_dir, tmp_path, capsys):
+    output = tmp_path / "long.gif"
+    window = ["--context_length", "4", "--context_stride", "2", "--context_scope", "unet"]
+    code, out, err = generate(capsys, windowed_model_dir, output, "--num_frames", "21", *window)
+    assert code == 0, err
+    assert len(imageio.mimread(output)) == 21
+
+
 def test_too_many_frames_without_windows_says_how_to_turn_them_on(windowed_model_dir, tmp_path, capsys):
     code, _, err = generate(capsys, windowed_model_dir, tmp_path / "x.gif", "--num_frames", "21")
     assert_one_line_error(code, err, "--num_frames: ", "the largest `num_frames` it takes is 15", "--context_length 8")
@@ -42,6 +50,8 @@ def test_too_many_frames_without_windows_says_how_to_turn_them_on(windowed_model
         (["--context_length", "9"], ["--context_length: ", "holds 8 latent frames"]),
         (["--context_stride", "2"], ["--context_stride", "pass --context_length too"]),
         (["--split_inference"], ["--split_inference", "pass --context_length too"]),
+        (["--context_scope", "unet"], ["--context_scope", "pass --context_length too"]),
+        (["--context_length", "4", "--context_scope", "clip"], ["--context_scope", "'clip'"]),
         (["--context_length", "4", "--context_stride", "5"], ["--context_stride 5", "--context_length 4"]),
         (["--context_length", "4", "--weighting_scheme", "cosine"], ["--weighting_scheme", "cosine"]),
         (["--prompt_travel", "a dog"], ["--prompt_travel", "FRAME:PROMPT", "'a dog'"]),
@@ -54,6 +64,8 @@ def test_too_many_frames_without_windows_says_how_to_turn_them_on(windowed_model
         "length-past-table",
         "stride-alone",
         "split-alone",
+        "scope-alone",
+        "scope-choice",
         "stride-past-length",
         "scheme",
         "travel-format",
@@ -72,6 +84,12 @@ def test_bad_long_video_input(windowed_model_dir, tmp_path, capsys, extra, fragm
 def test_help_documents_long_videos(capsys):
     assert cli.main(["generate", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    for fragment in ("--context_length", "--context_stride", "--weighting_scheme", "--split_inference"):
+    for fragment in (
+        "--context_length",
+        "--context_stride",
+        "--weighting_scheme",
+        "--split_inference",
+        "--context_scope",
+    ):
         assert fragment in text
     assert "--prompt_travel FRAME:PROMPT" in text and "PROMPT (frame 0)" in text

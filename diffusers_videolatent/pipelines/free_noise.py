@@ -13,9 +13,12 @@
 # limitations under the License.
 """Any length for [`VideoLatentPipeline`]: FreeNoise windows and travelling prompts, with diffusers' API."""
 
+from contextlib import nullcontext
 from typing import Any, Callable
 
 import torch
+from diffusers.models.attention import FreeNoiseTransformerBlock
+from diffusers.models.cache_utils import CacheMixin
 from diffusers.pipelines.free_noise_utils import AnimateDiffFreeNoiseMixin
 
 from .._checks import is_integer
@@ -24,6 +27,34 @@ from ..models import UNetSpatioTemporalModel
 
 
 FREE_NOISE_NOISE_TYPES = ("shuffle_context", "repeat_context", "random")
+FREE_NOISE_CONTEXT_SCOPES = ("attention", "unet")
+
+
+class FreeNoiseWindows:
+    r"""
+    The windows and weights of diffusers' `FreeNoiseTransformerBlock` (its `_get_frame_indices` and
+    `_get_frame_weights`, inherited), for windows of latent frames outside a transformer block: `context_length`
+    frames every `context_stride`, plus a last window ending at the last frame when the stride does not reach it.
+    """
+
+    _get_frame_indices = FreeNoiseTransformerBlock._get_frame_indices
+    _get_frame_weights = FreeNoiseTransformerBlock._get_frame_weights
+
+    def __init__(self, context_length: int, context_stride: int, weighting_scheme: str):
+        self.context_length = context_length
+        self.context_stride = context_stride
+        self.weighting_scheme = weighting_scheme
+
+    def windows(self, num_frames: int) -> list[tuple[int, int]]:
+        """`(start, end)` of each window over `num_frames` (> `context_length`) frames, as diffusers' block has them."""
+        windows = self._get_frame_indices(num_frames)
+        if windows[-1][1] != num_frames:
+            windows.append((num_frames - self.context_length, num_frames))
+        return windows
+
+    def weights(self) -> list[float]:
+        """The weight of each frame of a window in the blend of overlapping windows."""
+        return self._get_frame_weights(self.context_length, self.weighting_scheme)
 
 
 class VideoLatentFreeNoiseMixin(AnimateDiffFreeNoiseMixin):
@@ -56,6 +87,7 @@ class VideoLatentFreeNoiseMixin(AnimateDiffFreeNoiseMixin):
         weighting_scheme: str = "pyramid",
         noise_type: str = "shuffle_context",
         prompt_interpolation_callback: Callable[[int, int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        context_scope: str = "attention",
     ) -> None:
         r"""
         Enables long video generation with FreeNoise: `num_frames` is no longer capped by the U-Net's frame-position
@@ -80,8 +112,21 @@ class VideoLatentFreeNoiseMixin(AnimateDiffFreeNoiseMixin):
             prompt_interpolation_callback (`Callable`, *optional*):
                 `callback(start_frame, end_frame, start_embeds, end_embeds)` returning the embeddings of latent frames
                 `start_frame` to `end_frame` (inclusive) between two keys of a travelling prompt; linear by default.
+            context_scope (`str`, *optional*, defaults to `"attention"`):
+                What sees one window at a time (not in diffusers, whose FreeNoise is `"attention"`). `"attention"`:
+                each temporal attention, blending the windows inside the layer; the U-Net runs once per step on the
+                whole clip, so its memory grows with the length, and the result is diffusers' FreeNoise. `"unet"`:
+                the whole U-Net runs once per window and the windows' predictions are blended with the weighting
+                scheme (the context scheduling of Gen-L-Video and ComfyUI's AnimateDiff-Evolved); every layer, the
+                temporal convolutions and norms included, sees one window as in training, and the U-Net's memory is
+                bounded by the window, whatever the length. Each window runs in its own cache context, so caches
+                such as DeepCache keep one state per window.
         """
         self._check_free_noise_unet()
+        if context_scope not in FREE_NOISE_CONTEXT_SCOPES:
+            raise ValueError(
+                f"`context_scope` must be one of {list(FREE_NOISE_CONTEXT_SCOPES)}, got {context_scope!r}."
+            )
         if context_length is None:
             context_length = unet_max_latent_frames(self.unet.config)
             if context_length is None:
@@ -103,6 +148,7 @@ class VideoLatentFreeNoiseMixin(AnimateDiffFreeNoiseMixin):
         self._free_noise_weighting_scheme = weighting_scheme
         self._free_noise_noise_type = noise_type
         self._free_noise_prompt_interpolation_callback = prompt_interpolation_callback or self._lerp
+        self._free_noise_context_scope = context_scope
 
     def disable_free_noise(self) -> None:
         r"""Disables FreeNoise: the temporal attentions see all frames and the frame-position table caps the length."""
@@ -128,6 +174,59 @@ class VideoLatentFreeNoiseMixin(AnimateDiffFreeNoiseMixin):
         r"""Runs the U-Net's layers on whole batches again (undoes `enable_free_noise_split_inference`)."""
         self._check_free_noise_unet()
         self.unet.disable_free_noise_split_inference()
+
+    def _predict_noise(
+        self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor, **unet_kwargs: Any
+    ) -> torch.Tensor:
+        r"""
+        The U-Net's prediction for one denoising step, each call inside a named `cache_context` for diffusers' cache
+        hooks (a U-Net without `CacheMixin` runs as is). One call on the whole clip, unless FreeNoise runs with
+        `context_scope="unet"` and the clip is longer than a window: then one call per window of latent frames (with
+        the window's per-frame text and conditioning latents), blended frame by frame with the weighting scheme.
+        """
+        num_frames = sample.shape[2]
+        context_length = getattr(self, "_free_noise_context_length", None)
+        if (
+            context_length is None
+            or getattr(self, "_free_noise_context_scope", "attention") != "unet"
+            or num_frames <= context_length
+        ):
+            return self._call_unet("cond_uncond", sample, timestep, encoder_hidden_states, **unet_kwargs)
+        windows = FreeNoiseWindows(context_length, self._free_noise_context_stride, self._free_noise_weighting_scheme)
+        weights = torch.tensor(windows.weights(), device=sample.device, dtype=torch.float32).view(1, 1, -1, 1, 1)
+        conditioning_latents = unet_kwargs.pop("conditioning_latents", None)
+        prediction, total = None, torch.zeros_like(weights[:, :, :1]).repeat(1, 1, num_frames, 1, 1)
+        for start, end in windows.windows(num_frames):
+            if conditioning_latents is not None:
+                unet_kwargs["conditioning_latents"] = conditioning_latents[:, :, start:end]
+            window_prediction = self._call_unet(
+                f"cond_uncond_window_{start}",
+                sample[:, :, start:end],
+                timestep,
+                encoder_hidden_states[:, start:end] if encoder_hidden_states.ndim == 4 else encoder_hidden_states,
+                **unet_kwargs,
+            )
+            if prediction is None:
+                shape = list(window_prediction.shape)
+                shape[2] = num_frames
+                prediction = window_prediction.new_zeros(shape, dtype=torch.float32)
+            prediction[:, :, start:end] += window_prediction.float() * weights
+            total[:, :, start:end] += weights
+        return (prediction / total).to(sample.dtype)
+
+    def _call_unet(
+        self,
+        context: str,
+        sample: torch.Tensor,
+        timestep: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        **unet_kwargs: Any,
+    ) -> torch.Tensor:
+        cache_context = self.unet.cache_context(context) if isinstance(self.unet, CacheMixin) else nullcontext()
+        with cache_context:
+            return self.unet(
+                sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False, **unet_kwargs
+            )[0]
 
     def _check_prompt_travel(
         self,

@@ -14,7 +14,6 @@
 
 import inspect
 import math
-from contextlib import nullcontext
 from functools import partial
 from typing import Any, Callable
 
@@ -24,7 +23,6 @@ import torch
 from diffusers import AutoencoderKL, AutoencoderKLCogVideoX, AutoencoderKLWan, DiffusionPipeline, UNet3DConditionModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.guiders.guider_utils import rescale_noise_cfg
-from diffusers.models.cache_utils import CacheMixin
 from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
 from diffusers.schedulers import SchedulerMixin
 from diffusers.utils import logging, replace_example_docstring
@@ -923,20 +921,14 @@ class VideoLatentPipeline(
                     repeats = 2 if do_classifier_free_guidance else 1
                     unet_kwargs["conditioning_latents"] = torch.cat([conditioning_latents] * repeats)
 
-                # one named call per step for diffusers' cache hooks; a U-Net without `CacheMixin` runs as is
                 self._current_timestep = t
-                cache_context = (
-                    self.unet.cache_context("cond_uncond") if isinstance(self.unet, CacheMixin) else nullcontext()
+                noise_pred = self._predict_noise(
+                    latent_model_input,
+                    timestep,
+                    encoder_hidden_states,
+                    cross_attention_kwargs=self.cross_attention_kwargs,
+                    **unet_kwargs,
                 )
-                with cache_context:
-                    noise_pred = self.unet(
-                        latent_model_input,
-                        timestep,
-                        encoder_hidden_states=encoder_hidden_states,
-                        cross_attention_kwargs=self.cross_attention_kwargs,
-                        return_dict=False,
-                        **unet_kwargs,
-                    )[0]
 
                 if do_classifier_free_guidance:
                     noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)

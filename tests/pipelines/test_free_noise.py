@@ -6,6 +6,7 @@ import torch
 from diffusers import AnimateDiffPipeline, DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
 
 from diffusers_videolatent.models.unet_spatio_temporal import VideoLatentFreeNoiseTransformerBlock
+from diffusers_videolatent.pipelines.free_noise import FreeNoiseWindows
 
 from ..testing_utils import (
     build_image_vae,
@@ -245,3 +246,81 @@ def test_travelling_prompt_keys_count_video_frames():
     for frame, expected in enumerate([cat, (cat + dog) / 2, dog, dog, dog]):
         torch.testing.assert_close(embeds[:, frame], expected.expand_as(embeds[:, frame]))
     torch.testing.assert_close(negative, blurry.expand_as(negative))
+
+
+def _latent_model_input(num_frames: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn((2, 4, num_frames, 4, 4), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("weighting_scheme", ["flat", "pyramid", "delayed_reverse_sawtooth"])
+def test_unet_scope_blends_one_call_per_window(weighting_scheme):
+    # 11 latent frames in windows of 4, 3 apart: [0, 4), [3, 7), [6, 10), then the last window [7, 11)
+    pipe = build_pipeline(unet=build_unet(identity_init=False), vae=build_video_vae())
+    pipe.enable_free_noise(context_length=4, context_stride=3, weighting_scheme=weighting_scheme, context_scope="unet")
+    sample = _latent_model_input(11)
+    text = torch.randn((2, 11, 3, pipe.unet.config.cross_attention_dim), generator=torch.Generator().manual_seed(1))
+    calls = []
+    hook = pipe.unet.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[2]))
+    prediction = pipe._predict_noise(sample, torch.tensor(500), text)
+    hook.remove()
+    assert calls == [4, 4, 4, 4]
+
+    # the blend written out: each window is a plain U-Net call on its frames and their text
+    weights = torch.tensor(FreeNoiseWindows(4, 3, weighting_scheme).weights()).view(1, 1, -1, 1, 1)
+    expected, total = torch.zeros_like(sample), torch.zeros(1, 1, 11, 1, 1)
+    for start in (0, 3, 6, 7):
+        window = pipe.unet(sample[:, :, start : start + 4], 500, text[:, start : start + 4], return_dict=False)[0]
+        expected[:, :, start : start + 4] += window * weights
+        total[:, :, start : start + 4] += weights
+    torch.testing.assert_close(prediction, expected / total)
+    # the U-Net saw windows only: the result is not the windowed attention's over the whole clip
+    pipe.enable_free_noise(context_length=4, context_stride=3, weighting_scheme=weighting_scheme)
+    assert (pipe._predict_noise(sample, torch.tensor(500), text) - prediction).abs().max() > 1e-4
+    # a clip no longer than a window is one call, as without windows
+    pipe.enable_free_noise(context_length=4, context_stride=3, context_scope="unet")
+    torch.testing.assert_close(
+        pipe._predict_noise(sample[:, :, :4], 500, text[:, :4]),
+        pipe.unet(sample[:, :, :4], 500, text[:, :4], return_dict=False)[0],
+    )
+
+
+def test_unet_scope_runs_every_path_of_the_pipeline():
+    # image conditioning channels, fps, a travelling prompt with CFG, video-to-video, another scheduler
+    unet = build_unet(identity_init=False, conditioning_channels=5, use_fps_conditioning=True)
+    pipe = build_pipeline(unet=unet, vae=build_video_vae(), scheduler=FlowMatchEulerDiscreteScheduler())
+    pipe.enable_free_noise(context_length=4, context_stride=2, context_scope="unet")
+    kwargs = {"num_frames": 21, "height": 8, "width": 8, "num_inference_steps": 2, "output_type": "np", "fps": 8}
+    image = np.full((8, 8, 3), 0.5, dtype=np.float32)
+    video = np.full((21, 8, 8, 3), 0.25, dtype=np.float32)
+    frames = pipe(TRAVEL, image=image, guidance_scale=3.0, **kwargs).frames
+    assert frames.shape == (1, 21, 8, 8, 3) and np.isfinite(frames).all()
+    frames = pipe(PROMPT, video=video, strength=0.5, **kwargs).frames
+    assert frames.shape == (1, 21, 8, 8, 3) and np.isfinite(frames).all()
+    with pytest.raises(ValueError, match="`context_scope` must be one of"):
+        pipe.enable_free_noise(context_length=4, context_scope="clip")
+
+
+def test_unet_scope_keeps_one_cache_state_per_window():
+    # DeepCache's cheap step reuses the deep features of the last full call *of the same window*: changing frames
+    # 0-2, which only the first window [0, 4) holds, must not reach frames 4-5, which only the window [3, 7) covers
+    # (with one state for all windows, that window's cheap steps would reuse the first window's features)
+    from diffusers_videolatent import DeepCacheConfig
+
+    pipe = build_pipeline(unet=build_unet(identity_init=False), vae=build_video_vae())
+    pipe.enable_free_noise(context_length=4, context_stride=3, context_scope="unet")
+    text = torch.randn((2, 3, pipe.unet.config.cross_attention_dim), generator=torch.Generator().manual_seed(1))
+
+    def two_steps(sample):
+        pipe.unet._reset_stateful_cache()
+        pipe._predict_noise(sample, torch.tensor(900), text)  # full
+        return pipe._predict_noise(sample, torch.tensor(800), text)  # cheap
+
+    sample = _latent_model_input(11)
+    changed = sample.clone()
+    changed[:, :, :3] = torch.randn((2, 4, 3, 4, 4), generator=torch.Generator().manual_seed(2))
+    uncached = pipe._predict_noise(sample, torch.tensor(800), text)
+    pipe.unet.enable_cache(DeepCacheConfig(cache_interval=2))
+    cached = two_steps(sample)
+    assert (cached - uncached).abs().max() > 1e-4  # the second step was cheap
+    torch.testing.assert_close(two_steps(changed)[:, :, 4:6], cached[:, :, 4:6])
+    pipe.unet.disable_cache()
