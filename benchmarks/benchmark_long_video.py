@@ -1,6 +1,8 @@
 """Side-by-side benchmark of long videos: `VideoLatentPipeline.enable_free_noise` against diffusers'
 `AnimateDiffPipeline.enable_free_noise`, on the same weights (one random AnimateDiff source, converted for ours with
-`conversion_scripts/convert_animatediff.py`'s `convert`), both with split inference.
+`conversion_scripts/convert_animatediff.py`'s `convert`), both with split inference. Ours runs twice: with
+`context_scope="attention"` (diffusers' FreeNoise: windows inside each temporal attention, one U-Net call per step on
+the whole clip) and with `context_scope="unet"` (one U-Net call per window, the predictions blended).
 
 For each pipeline and each length: the time per denoising step and the peak memory of the call (the prompt and the
 denoising steps, no decoding), over the memory before it. Each measurement runs in its own process (spawned), the
@@ -26,7 +28,8 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parents[1]
 # this checkout's package and test builders, also in the spawned processes (which import this file again)
 sys.path[:0] = [str(REPOSITORY)]
-KINDS = ("VideoLatentPipeline", "AnimateDiffPipeline")
+# (pipeline, context scope); diffusers' FreeNoise windows the temporal attentions only
+CASES = (("VideoLatentPipeline", "attention"), ("VideoLatentPipeline", "unet"), ("AnimateDiffPipeline", "attention"))
 
 
 def parse_channels(text: str) -> tuple[int, ...]:
@@ -121,14 +124,16 @@ class ResidentSetPeak:
         self.peak = max(self.peak, self.current())
 
 
-def run_one(kind: str, num_frames: int, args: argparse.Namespace, tokenizer_folder: str, results) -> None:
+def run_one(case: tuple[str, str], num_frames: int, args: argparse.Namespace, tokenizer_folder: str, results) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    kind, scope = case
     pipe = build_pipeline(kind, args, tokenizer_folder).to(device)
     pipe.set_progress_bar_config(disable=True)
-    pipe.enable_free_noise(context_length=args.context_length, context_stride=args.context_stride)
+    scope_kwargs = {"context_scope": scope} if kind == "VideoLatentPipeline" else {}
+    pipe.enable_free_noise(context_length=args.context_length, context_stride=args.context_stride, **scope_kwargs)
     pipe.enable_free_noise_split_inference(args.spatial_split_size, args.temporal_split_size)
 
     def synchronize():
@@ -167,7 +172,7 @@ def run_one(kind: str, num_frames: int, args: argparse.Namespace, tokenizer_fold
         peak = resident.peak - before
     # the first step pays for the scheduler's first call; later steps are the steady state
     step_times = [end - start for start, end in zip(step_ends[:-1], step_ends[1:])]
-    results[(kind, num_frames, len(results))] = {"step": statistics.median(step_times), "peak": peak}
+    results[(case, num_frames, len(results))] = {"step": statistics.median(step_times), "peak": peak}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -199,18 +204,19 @@ def main(argv: list[str] | None = None) -> None:
         results = manager.dict()
         for _ in range(args.rounds):
             for num_frames in args.frames:
-                for kind in KINDS:
-                    process = context.Process(target=run_one, args=(kind, num_frames, args, tokenizer_folder, results))
+                for case in CASES:
+                    process = context.Process(target=run_one, args=(case, num_frames, args, tokenizer_folder, results))
                     process.start()
                     process.join()
                     if process.exitcode != 0:
                         raise SystemExit(
-                            f"the {kind} run at {num_frames} frames failed (exit code {process.exitcode})"
+                            f"the {case[0]} run ({case[1]} windows) at {num_frames} frames failed"
+                            f" (exit code {process.exitcode})"
                         )
         results = dict(results)
 
-    def values(kind: str, num_frames: int, key: str) -> list[float]:
-        return [result[key] for (k, f, _), result in results.items() if (k, f) == (kind, num_frames)]
+    def values(case: tuple[str, str], num_frames: int, key: str) -> list[float]:
+        return [result[key] for (c, f, _), result in results.items() if (c, f) == (case, num_frames)]
 
     print(
         f"FreeNoise (context_length {args.context_length}, stride {args.context_stride}) with split inference"
@@ -218,25 +224,26 @@ def main(argv: list[str] | None = None) -> None:
         f" DDIM with guidance, device {args.device}, {args.threads} threads, U-Net channels {args.unet_channels};"
         f" median (min-max) of {args.rounds} interleaved rounds"
     )
-    print("| pipeline | frames | time per step (s) | peak memory of the call (MiB) |")
-    print("|---|---|---|---|")
-    for kind in KINDS:
+    print("| pipeline | context scope | frames | time per step (s) | peak memory of the call (MiB) |")
+    print("|---|---|---|---|---|")
+    for case in CASES:
         for num_frames in args.frames:
-            steps = values(kind, num_frames, "step")
-            peaks = [peak / 2**20 for peak in values(kind, num_frames, "peak")]
+            steps = values(case, num_frames, "step")
+            peaks = [peak / 2**20 for peak in values(case, num_frames, "peak")]
             print(
-                f"| {kind} | {num_frames} | {statistics.median(steps):.3f} ({min(steps):.3f}-{max(steps):.3f}) |"
+                f"| {case[0]} | {case[1]} | {num_frames} |"
+                f" {statistics.median(steps):.3f} ({min(steps):.3f}-{max(steps):.3f}) |"
                 f" {statistics.median(peaks):.1f} ({min(peaks):.1f}-{max(peaks):.1f}) |"
             )
     shortest, longest = min(args.frames), max(args.frames)
-    print(f"| pipeline | time ratio {longest}/{shortest} | peak memory ratio {longest}/{shortest} |")
-    print("|---|---|---|")
-    for kind in KINDS:
+    print(f"| pipeline | context scope | time ratio {longest}/{shortest} | peak memory ratio {longest}/{shortest} |")
+    print("|---|---|---|---|")
+    for case in CASES:
         ratios = []
         for key in ("step", "peak"):
-            long, short = statistics.median(values(kind, longest, key)), statistics.median(values(kind, shortest, key))
+            long, short = statistics.median(values(case, longest, key)), statistics.median(values(case, shortest, key))
             ratios.append(f"{long / short:.2f}" if short > 0 else "n/a")
-        print(f"| {kind} | {ratios[0]} | {ratios[1]} |")
+        print(f"| {case[0]} | {case[1]} | {ratios[0]} | {ratios[1]} |")
 
 
 if __name__ == "__main__":

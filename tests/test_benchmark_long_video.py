@@ -1,4 +1,4 @@
-"""`benchmarks/benchmark_long_video.py` measures both pipelines at every length (its numbers are not tested)."""
+"""`benchmarks/benchmark_long_video.py` measures every pipeline and context scope at every length (its numbers are not tested)."""
 
 import re
 import subprocess
@@ -14,18 +14,25 @@ def run(*options):
     return subprocess.run(command, capture_output=True, text=True, timeout=600)
 
 
-def test_long_video_benchmark_measures_both_pipelines_at_every_length():
+def test_long_video_benchmark_measures_every_pipeline_and_scope_at_every_length():
     tiny = ["--frames", "5", "9", "--context_length", "4", "--height", "64", "--width", "64", "--rounds", "1"]
     result = run(*tiny, "--steps", "2")
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = re.findall(r"^\| (\w+) \| (\d+) \| ([\d.]+) \(([\d.]+)-([\d.]+)\) \| ([\d.]+) \(", result.stdout, re.M)
-    assert [(kind, int(frames)) for kind, frames, *_ in rows] == [
-        (kind, frames) for kind in ("VideoLatentPipeline", "AnimateDiffPipeline") for frames in (5, 9)
+    rows = re.findall(
+        r"^\| (\w+) \| (\w+) \| (\d+) \| ([\d.]+) \(([\d.]+)-([\d.]+)\) \| ([\d.]+) \(", result.stdout, re.M
+    )
+    cases = [
+        ("VideoLatentPipeline", "attention"),
+        ("VideoLatentPipeline", "unet"),
+        ("AnimateDiffPipeline", "attention"),
     ]
-    for _, _, median, low, high, peak in rows:
+    assert [(kind, scope, int(frames)) for kind, scope, frames, *_ in rows] == [
+        (*case, frames) for case in cases for frames in (5, 9)
+    ]
+    for *_, median, low, high, peak in rows:
         assert 0 < float(low) <= float(median) <= float(high) and float(peak) >= 0
-    ratios = re.findall(r"^\| (\w+) \| ([\d.]+) \| ([\d.]+|n/a) \|$", result.stdout, re.M)
-    assert [kind for kind, *_ in ratios] == ["VideoLatentPipeline", "AnimateDiffPipeline"]
+    ratios = re.findall(r"^\| (\w+) \| (\w+) \| ([\d.]+) \| ([\d.]+|n/a) \|$", result.stdout, re.M)
+    assert [(kind, scope) for kind, scope, *_ in ratios] == cases
 
 
 def test_long_video_benchmark_refuses_bad_counts():
