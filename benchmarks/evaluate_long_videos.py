@@ -1,16 +1,17 @@
 """Long videos from a moving-shapes model with FreeNoise windows: does the video keep its prompt?
 
     python benchmarks/evaluate_long_videos.py                                  # the shipped model, 121 and 241 frames
-    python benchmarks/evaluate_long_videos.py --num_frames 121 --context_length 16 --context_stride 4 --json out.json
+    python benchmarks/evaluate_long_videos.py --num_frames 121 --context_length 9 --context_scope unet --json out.json
 
 Every `--every`-th of the 72 moving-shapes combinations is prompted once per length, with seeded noise and windows of
-`--context_length` latent frames (`pipe.enable_free_noise`); the shipped model was trained on 17 frames (5 latent
-frames) and its frame-position table holds 16. Each video is measured with
+`--context_length` latent frames (`pipe.enable_free_noise`, with `--context_scope`); the shipped model was trained on
+9 to 61 frames (3 to 16 latent frames) and its frame-position table holds 16. Each video is measured with
 `diffusers_videolatent.training.evaluate.analyze_long_video`: colour, shape and direction of the whole video, the
-object-area CV, whether the first and the last second still show the prompt's colour, shape and direction (over a
-long video the whole-video direction fits one line to all centroids, which an object that leaves the frame and comes
-back defeats), and the object's speed in the last second over that in the first (constant speed: 1). `--travel` adds
-one travelling prompt per length, `{0: a red circle moving right, middle frame: a blue circle moving right}`, and
+object-area CV, VBench's temporal-flickering score, whether the first and the last second still show the prompt's
+colour, shape and direction (over a long video the whole-video direction fits one line to all centroids, which an
+object that leaves the frame and comes back defeats), and the object's speed in the last second over that in the
+first (constant speed: 1). A length of at most one window (17 frames) is the reference without windows. `--travel`
+adds one travelling prompt per length, `{0: a red circle moving right, middle frame: a blue circle moving right}`, and
 reports the colour of each of its seconds.
 """
 
@@ -44,6 +45,7 @@ def summarise(prompts: list[str], combinations: list[tuple], analyses: list[dict
         "direction": share(found.direction == wanted["direction"] for found, wanted in zip(whole, expected)),
         "area_cv": share(found.area_variation for found in whole),
         "presence": share(found.presence for found in whole),
+        "flicker": share(found.flicker_score for found in whole),
         "color_kept": share(
             analysis["first_second"].color == analysis["last_second"].color == wanted["color"]
             for analysis, wanted in zip(analyses, expected)
@@ -67,8 +69,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(DEFAULT_MODEL))
     parser.add_argument("--num_frames", type=int, nargs="+", default=[121, 241])
-    parser.add_argument("--context_length", type=int, default=5, help="latent frames per window (trained: 5)")
-    parser.add_argument("--context_stride", type=int, default=2)
+    parser.add_argument("--context_length", type=int, default=16, help="latent frames per window (trained: 3-16)")
+    parser.add_argument("--context_stride", type=int, default=4)
+    parser.add_argument("--context_scope", default="attention", choices=("attention", "unet"))
     parser.add_argument("--weighting_scheme", default="pyramid")
     parser.add_argument("--noise_type", default="shuffle_context")
     parser.add_argument("--every", type=int, default=6, help="prompt every N-th combination (72 in all)")
@@ -88,6 +91,7 @@ def main() -> None:
         context_stride=args.context_stride,
         weighting_scheme=args.weighting_scheme,
         noise_type=args.noise_type,
+        context_scope=args.context_scope,
     )
     fps = int(pipe.resolve_generation_settings()["fps"])
     combinations = list(ALL_COMBINATIONS[:: args.every])
@@ -116,17 +120,19 @@ def main() -> None:
 
     print(
         f"{args.model}: windows of {args.context_length} latent frames, stride {args.context_stride},"
-        f" {args.weighting_scheme}, {args.noise_type} noise; {len(prompts)} prompts (every {args.every}th combination), seed {args.seed}"
+        f" {args.weighting_scheme}, {args.noise_type} noise, {args.context_scope} scope; {len(prompts)} prompts (every {args.every}th combination), seed {args.seed}"
     )
     print(
-        "| frames | videos | colour | shape | direction | area CV | presence | colour kept (first/last s) |"
-        " shape kept | direction kept | speed last/first s (median) | speed within 20% | seconds |"
+        "| frames | videos | colour | shape | direction | area CV | presence | flicker score |"
+        " colour kept (first/last s) | shape kept | direction kept | speed last/first s (median) | speed within 20% |"
+        " seconds |"
     )
-    print("|---" * 13 + "|")
+    print("|---" * 14 + "|")
     for num_frames, summary in summaries.items():
         print(
             f"| {num_frames} | {summary['videos']} | {summary['color']:.0%} | {summary['shape']:.0%} |"
             f" {summary['direction']:.0%} | {summary['area_cv']:.3f} | {summary['presence']:.2f} |"
+            f" {summary['flicker']:.4f} |"
             f" {summary['color_kept']:.0%} | {summary['shape_kept']:.0%} | {summary['direction_kept']:.0%} |"
             f" {summary['speed_ratio_median']:.2f} |"
             f" {summary['speed_within_20_percent']:.0%} | {summary['seconds']:.0f} |"
