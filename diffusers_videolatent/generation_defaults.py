@@ -102,6 +102,7 @@ def resolve_generation_settings(
     generation_defaults: Mapping[str, Any] | None = None,
     unet_config: Mapping[str, Any] | None = None,
     vae_spatial_ratio: int | None = None,
+    window_frames: int | None = None,
 ) -> dict[str, Any]:
     r"""
     Fills the call settings left `None` from a pipeline's `generation_defaults`, then from the fallbacks.
@@ -118,6 +119,9 @@ def resolve_generation_settings(
         vae_spatial_ratio (`int`, *optional*):
             The VAE's spatial compression ratio, which turns the sample size into pixels; without it (no VAE) the
             size has no fallback and is left out unless given.
+        window_frames (`int`, *optional*):
+            With windows of frames (FreeNoise), the most frames the model sees at once: that, not `num_frames`, is
+            checked against the trained range of `num_frames`.
 
     Returns:
         `dict`: Every one of those settings (`height`/`width` only when they could be resolved). A setting outside the
@@ -140,7 +144,10 @@ def resolve_generation_settings(
             value = defaults.get(key)
         if value is not None:
             resolved[key] = value
-    warn_outside_trained_ranges(resolved, (generation_defaults or {}).get("trained_ranges"))
+    checked = dict(resolved)
+    if window_frames is not None and "num_frames" in checked:
+        checked["num_frames"] = min(checked["num_frames"], window_frames)
+    warn_outside_trained_ranges(checked, (generation_defaults or {}).get("trained_ranges"))
     return resolved
 
 

@@ -178,13 +178,16 @@ class VideoLatentPipeline(
 
         Returns:
             `dict`: Every one of those settings. `height`/`width` fall back to the U-Net's `sample_size` times the
-            VAE's spatial ratio; `num_frames` to 17.
+            VAE's spatial ratio; `num_frames` to 17. With FreeNoise windows, a window's frames are checked against
+            the trained range of `num_frames`.
         """
+        window = getattr(self, "_free_noise_context_length", None)
         return resolve_generation_settings(
             settings,
             self.config.get("generation_defaults"),
             self.unet.config if getattr(self, "unet", None) is not None else None,
             self.vae_scale_factor_spatial,
+            window_frames=None if window is None else (window - 1) * self.vae_scale_factor_temporal + 1,
         )
 
     def enable_vae_slicing(self) -> None:

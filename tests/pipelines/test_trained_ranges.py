@@ -58,3 +58,22 @@ def test_pipeline_call_outside_the_trained_range_warns_and_runs():
     with pytest.warns(UserWarning, match=r"`fps`=24 is outside the trained range \[4, 16\]"):
         outside = pipe("a red circle", num_frames=5, fps=24, **call).frames
     assert outside.shape == frames.shape
+
+
+def test_with_windows_the_window_is_checked_against_the_trained_length():
+    # ratio-1 VAE: a window of 4 latent frames is 4 frames, inside [3, 9]; 2 frames are not
+    from ..testing_utils import build_unet
+
+    pipe = build_pipeline(unet=build_unet())
+    ranges = {**RANGES, "num_frames": [3, 9], "height": [8, 32], "width": [8, 32]}
+    pipe.register_to_config(generation_defaults={"num_inference_steps": 1, "trained_ranges": ranges})
+    call = {"height": 8, "width": 8, "output_type": "latent", "num_frames": 21}
+    with pytest.warns(UserWarning, match=r"`num_frames`=21 is outside the trained range \[3, 9\]"):
+        pipe.resolve_generation_settings(num_frames=21)
+    pipe.enable_free_noise(context_length=4, context_stride=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert pipe("a red circle", **call).frames.shape[2] == 21
+    pipe.enable_free_noise(context_length=2, context_stride=1)
+    with pytest.warns(UserWarning, match=r"`num_frames`=2 is outside the trained range \[3, 9\]"):
+        pipe.resolve_generation_settings(num_frames=21)
