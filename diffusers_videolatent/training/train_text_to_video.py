@@ -792,6 +792,8 @@ def main(argv: list[str] | None = None) -> None:
             args.bucket_list,
             args.bucket_weights,
             seed=args.seed,
+            # the global batch of a step comes from one bucket, split between the processes
+            num_processes=accelerator.num_processes,
         )
     train_dataloader, optimizer, lr_scheduler, max_train_steps = create_dataloader_and_optimizer(
         args,
