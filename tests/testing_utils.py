@@ -474,13 +474,18 @@ def launch_training(module: str, arguments: list[str], cwd) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
 
 
-def run_vae_training(root: Path) -> Path:
-    """Trains the tiny VAE for `TOTAL_STEPS` steps (`root/full`), then resumes the run from its checkpoint at
-    `CHECKPOINT_STEP` (`root/resumed`)."""
+def vae_training_arguments() -> list[str]:
+    """The options of `run_vae_training` (all but `--output_dir` and `--resume_from_checkpoint`)."""
     arguments = TRAINING_ARGUMENTS + ["--vae_config", json.dumps(TRAINING_VAE_CONFIG), "--learning_rate", "2e-3"]
     arguments += ["--use_ema", "--max_train_steps", str(TOTAL_STEPS), "--checkpointing_steps", str(CHECKPOINT_STEP)]
     arguments += ["--validation_steps", "100", "--temporal_loss_weight", "0.5", "--alternate_num_frames", "3", "5"]
-    arguments += ["--frame_position_weights", "1", "2"]
+    return arguments + ["--frame_position_weights", "1", "2"]
+
+
+def run_vae_training(root: Path) -> Path:
+    """Trains the tiny VAE for `TOTAL_STEPS` steps (`root/full`), then resumes the run from its checkpoint at
+    `CHECKPOINT_STEP` (`root/resumed`)."""
+    arguments = vae_training_arguments()
     launch_training(
         "diffusers_videolatent.training.train_video_vae", arguments + ["--output_dir", str(root / "full")], root
     )

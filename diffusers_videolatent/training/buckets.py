@@ -82,6 +82,11 @@ class BucketBatchSampler(Sampler[list[int]]):
     when it runs out, so a bucket with fewer items than its share of the steps repeats them (and one with more sees a
     different part of them every epoch).
 
+    With `num_processes` > 1 the sampler draws global batches of `batch_size * num_processes` items, each from one
+    bucket, and gives each as `num_processes` consecutive batches of `batch_size`: accelerate hands process `p` the
+    batches `p, p + n, ...`, so at every step all processes train on one bucket, and together on the very batch that
+    one process at batch `batch_size * num_processes` draws (same seed).
+
     Args:
         item_buckets (`Sequence[tuple[int, int, int]]`):
             The bucket of every item of the dataset (its `item_buckets`).
@@ -92,9 +97,11 @@ class BucketBatchSampler(Sampler[list[int]]):
         weights (`Sequence[float]`, *optional*):
             The share of batches of each bucket; `default_bucket_weights(buckets)` when not given.
         num_batches (`int`, *optional*):
-            Batches per epoch; defaults to `len(item_buckets) // batch_size` (at least 1).
+            Global batches per epoch; defaults to `len(item_buckets) // (batch_size * num_processes)` (at least 1).
         seed (`int`, *optional*, defaults to 0):
             Seed of the order.
+        num_processes (`int`, *optional*, defaults to 1):
+            The processes the batches are sharded between (`accelerator.num_processes`).
     """
 
     def __init__(
@@ -105,9 +112,12 @@ class BucketBatchSampler(Sampler[list[int]]):
         weights: Sequence[float] | None = None,
         num_batches: int | None = None,
         seed: int = 0,
+        num_processes: int = 1,
     ):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"`batch_size` must be a positive integer, but is {batch_size!r}.")
+        if not isinstance(num_processes, int) or num_processes < 1:
+            raise ValueError(f"`num_processes` must be a positive integer, but is {num_processes!r}.")
         buckets = [tuple(bucket) for bucket in buckets]
         weights = default_bucket_weights(buckets) if weights is None else list(weights)
         if len(weights) != len(buckets) or any(weight < 0 for weight in weights) or not sum(weights) > 0:
@@ -126,7 +136,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.buckets = buckets
         self.weights = [weight / sum(weights) for weight in weights]
         self.batch_size = batch_size
-        self.num_batches = max(1, len(item_buckets) // batch_size) if num_batches is None else num_batches
+        self.num_processes = num_processes
+        global_batch_size = batch_size * num_processes
+        self.num_batches = max(1, len(item_buckets) // global_batch_size) if num_batches is None else num_batches
         if not isinstance(self.num_batches, int) or self.num_batches < 1:
             raise ValueError(f"`num_batches` must be a positive integer, but is {num_batches!r}.")
         self.seed = seed
@@ -137,10 +149,10 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.num_batches
+        return self.num_batches * self.num_processes
 
     def batch_buckets(self) -> list[int]:
-        """The bucket (its position in `buckets`) of each batch of the current epoch."""
+        """The bucket (its position in `buckets`) of each global batch of the current epoch."""
         generator = np.random.default_rng((self.seed, self.epoch, 0))
         return generator.choice(len(self.buckets), size=self.num_batches, p=self.weights).tolist()
 
@@ -149,11 +161,12 @@ class BucketBatchSampler(Sampler[list[int]]):
         orders = [[] for _ in self.buckets]  # what is left of each bucket's shuffled order
         for bucket in self.batch_buckets():
             batch = []
-            while len(batch) < self.batch_size:
+            while len(batch) < self.batch_size * self.num_processes:
                 if not orders[bucket]:
                     orders[bucket] = generator.permutation(self.indices_per_bucket[bucket]).tolist()
                 batch.append(orders[bucket].pop())
-            yield batch
+            for start in range(0, len(batch), self.batch_size):
+                yield batch[start : start + self.batch_size]
 
 
 def dataset_item_buckets(dataset) -> list[tuple[int, int, int]]:

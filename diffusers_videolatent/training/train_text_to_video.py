@@ -35,6 +35,7 @@ from diffusers import (
 )
 from diffusers.training_utils import EMAModel, compute_snr
 from diffusers.utils import export_to_gif
+from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
@@ -67,8 +68,12 @@ from .training_utils import (
     create_dataloader_and_optimizer,
     end_training,
     epoch_batches,
+    global_sample_indices,
     load_json_option,
     resume_training,
+    sample_generators,
+    sample_integers,
+    sample_uniform,
     save_checkpoint,
     skipped_data_summary,
 )
@@ -593,11 +598,14 @@ def build_schedulers(args: argparse.Namespace) -> tuple:
 
 
 def draw_conditioning_latents(
-    latents: torch.Tensor, conditioning_channels: int, image_conditioning_prob: float
+    latents: torch.Tensor,
+    conditioning_channels: int,
+    image_conditioning_prob: float,
+    generators: list[torch.Generator],
 ) -> torch.Tensor:
     """
     The `conditioning_latents` of one training batch: each video is given its first frame with probability
-    `image_conditioning_prob` (drawn from the global random state), as `image=` gives it to the pipeline, and none
+    `image_conditioning_prob` (one draw from its own generator), as `image=` gives it to the pipeline, and none
     otherwise (text-to-video). The image's latent is the clean latent frame 0 of the video: a causal VAE encodes the
     first frame alone, so it is the latent of the first frame as an image.
 
@@ -605,32 +613,34 @@ def draw_conditioning_latents(
         latents (`torch.Tensor`): the clean normalised latents `(batch_size, channels, latent_frames, height, width)`.
         conditioning_channels (`int`): the U-Net's `conditioning_channels`.
         image_conditioning_prob (`float`): the probability that a video gets its first frame.
+        generators (`list[torch.Generator]`): one per video (`training_utils.sample_generators`).
     """
-    image_given = torch.rand(latents.shape[0]) < image_conditioning_prob  # (B,)
+    image_given = sample_uniform(generators) < image_conditioning_prob  # (B,)
     return build_conditioning_latents(
         latents, conditioning_channels, latents[:, :, :1], image_given.to(latents.device)
     )
 
 
 def diffusion_loss(
-    args, noise_scheduler, unet, latents, encoder_hidden_states, fps, conditioning_latents=None
+    args, noise_scheduler, unet, latents, encoder_hidden_states, fps, generators, conditioning_latents=None
 ) -> torch.Tensor:
     """
     One training loss of the chosen objective on normalised `latents` `[B, C, F, H, W]`; `conditioning_latents`
-    (those of `build_conditioning_latents`) go to a U-Net with conditioning channels.
+    (those of `build_conditioning_latents`) go to a U-Net with conditioning channels. Each video's noise, then its
+    timestep (or sigma and shift), come from its own generator of `generators` (`training_utils.sample_generators`).
     """
     batch_size = latents.shape[0]
-    noise = torch.randn_like(latents)
+    noise = randn_tensor(latents.shape, generator=generators, device=latents.device, dtype=latents.dtype)
     unet_kwargs = {"fps": fps} if fps is not None else {}
     if conditioning_latents is not None:
         unet_kwargs["conditioning_latents"] = conditioning_latents
     if args.objective == "flow_matching":
         # x_t = (1 - sigma) x_0 + sigma * noise, target velocity noise - x_0; sigma shifted as the scheduler shifts it
-        sigmas = torch.rand(batch_size, device=latents.device)
+        sigmas = sample_uniform(generators).to(latents.device)
         shift = noise_scheduler.config.shift
         if args.training_flow_shifts is not None:
             shifts = torch.tensor(args.training_flow_shifts, device=latents.device)
-            shift = shifts[torch.randint(len(shifts), (batch_size,), device=latents.device)]
+            shift = shifts[sample_integers(generators, len(shifts)).to(latents.device)]
         sigmas = shift * sigmas / (1 + (shift - 1) * sigmas)
         timesteps = sigmas * noise_scheduler.config.num_train_timesteps
         sigmas = sigmas.view(batch_size, 1, 1, 1, 1)
@@ -639,7 +649,7 @@ def diffusion_loss(
         model_pred = unet(noisy_latents, timesteps, encoder_hidden_states, return_dict=False, **unet_kwargs)[0]
         return F.mse_loss(model_pred.float(), target.float())
 
-    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (batch_size,), device=latents.device)
+    timesteps = sample_integers(generators, noise_scheduler.config.num_train_timesteps).to(latents.device)
     noisy_latents = noise_scheduler.add_noise(latents, noise, timesteps)
     target = noise if args.objective == "epsilon" else noise_scheduler.get_velocity(latents, noise, timesteps)
     model_pred = unet(noisy_latents, timesteps, encoder_hidden_states, return_dict=False, **unet_kwargs)[0]
@@ -782,6 +792,8 @@ def main(argv: list[str] | None = None) -> None:
             args.bucket_list,
             args.bucket_weights,
             seed=args.seed,
+            # the global batch of a step comes from one bucket, split between the processes
+            num_processes=accelerator.num_processes,
         )
     train_dataloader, optimizer, lr_scheduler, max_train_steps = create_dataloader_and_optimizer(
         args,
@@ -847,6 +859,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # 5. training loop
     train_loss = 0.0
+    micro_batch = 0  # the batch's place among the accumulated batches of the step
     start_time = time.perf_counter()
     for epoch in range(first_epoch, num_train_epochs):
         if global_step >= max_train_steps:
@@ -855,6 +868,10 @@ def main(argv: list[str] | None = None) -> None:
         if bucket_sampler is not None:
             bucket_sampler.set_epoch(epoch)  # older accelerate does not pass the epoch on to a batch sampler
         for batch in epoch_batches(accelerator, train_dataloader, train_dataset, epoch, first_epoch, resume_batches):
+            # every random draw of a video comes from its own generator, the same on any process at any place in
+            # the batch: one process at batch 2b trains as two at batch b (docs/training.md)
+            sample_indices = global_sample_indices(accelerator, micro_batch, args.train_batch_size, len(batch["text"]))
+            generators = sample_generators(args.seed, global_step, sample_indices)
             with accelerator.accumulate(unet):
                 with torch.no_grad():
                     if "latents" in batch:
@@ -862,7 +879,7 @@ def main(argv: list[str] | None = None) -> None:
                     else:
                         latents = helper.encode_video(batch["pixel_values"].to(accelerator.device, dtype=vae_dtype))
                     latents = latents.to(torch.float32)  # (B, C, F_lat, H_lat, W_lat)
-                    drop = torch.rand(len(batch["text"])) < args.conditioning_dropout_prob
+                    drop = sample_uniform(generators) < args.conditioning_dropout_prob  # (B,)
                     captions = ["" if dropped else caption for caption, dropped in zip(batch["text"], drop.tolist())]
                     encoder_hidden_states, _ = helper.encode_prompt(
                         captions, device=accelerator.device, do_classifier_free_guidance=False, dtype=weight_dtype
@@ -870,14 +887,21 @@ def main(argv: list[str] | None = None) -> None:
                     conditioning_latents = None
                     if conditioning_channels > 0:
                         conditioning_latents = draw_conditioning_latents(
-                            latents, conditioning_channels, image_conditioning_prob
+                            latents, conditioning_channels, image_conditioning_prob, generators
                         )  # (B, C_cond, F_lat, H_lat, W_lat)
                 batch_fps = batch["fps"].to(accelerator.device) if use_clip_fps else fps  # (B,) or a number
                 loss = diffusion_loss(
-                    args, noise_scheduler, unet, latents, encoder_hidden_states, batch_fps, conditioning_latents
+                    args,
+                    noise_scheduler,
+                    unet,
+                    latents,
+                    encoder_hidden_states,
+                    batch_fps,
+                    generators,
+                    conditioning_latents,
                 )
 
-                # mean over processes, for logging
+                # mean over processes (of equal batches), for logging: the loss of the global batch
                 average_loss = accelerator.gather(loss.detach().repeat(args.train_batch_size)).mean()
                 train_loss += average_loss.item() / args.gradient_accumulation_steps
 
@@ -890,7 +914,9 @@ def main(argv: list[str] | None = None) -> None:
                 optimizer.zero_grad()
 
             if not accelerator.sync_gradients:
+                micro_batch += 1
                 continue
+            micro_batch = 0
             if ema_unet is not None:
                 ema_unet.step(unet.parameters())
             progress_bar.update(1)

@@ -46,8 +46,10 @@ from .training_utils import (
     create_dataloader_and_optimizer,
     end_training,
     epoch_batches,
+    global_sample_indices,
     load_json_option,
     resume_training,
+    sample_generators,
     save_checkpoint,
     skipped_data_summary,
 )
@@ -83,12 +85,16 @@ class AutoencoderTrainingModule(torch.nn.Module):
         self.vae = vae
         self.sample_posterior = sample_posterior
 
-    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, pixel_values: torch.Tensor, generators: list[torch.Generator]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         # all latent frames in one streamed step: the fastest for training clips
         chunk_size = num_latent_frames(pixel_values.shape[2], self.vae.temporal_compression_ratio)
         # a frozen encoder (`--train_decoder_only`) builds no autograd graph: none of its inputs requires grad
         posterior = self.vae.encode(pixel_values, chunk_size=chunk_size).latent_dist
-        latents = posterior.sample() if self.sample_posterior else posterior.mode()  # (B, C, F_lat, H_lat, W_lat)
+        # each video's posterior sample from its own generator (`training_utils.sample_generators`):
+        # (B, C, F_lat, H_lat, W_lat)
+        latents = posterior.sample(generators) if self.sample_posterior else posterior.mode()
         reconstruction = self.vae.decode(latents, chunk_size=chunk_size).sample  # (B, 3, F, H, W)
         # KL to the standard normal, summed over the latent (`DiagonalGaussianDistribution.kl` sums 4-D latents only)
         kl = 0.5 * (posterior.mean**2 + posterior.var - 1.0 - posterior.logvar).sum(dim=(1, 2, 3, 4))  # (B,)
@@ -446,16 +452,23 @@ def main(argv: list[str] | None = None) -> None:
 
     # 4. training loop
     step_logs = {}
+    micro_batch = 0  # the batch's place among the accumulated batches of the step
     for epoch in range(first_epoch, num_train_epochs):
         model.train()
         for batch in epoch_batches(accelerator, train_dataloader, train_dataset, epoch, first_epoch, resume_batches):
+            # every random draw of a video comes from its own generator, the same on any process at any place in
+            # the batch: one process at batch 2b trains as two at batch b (docs/training.md)
+            sample_indices = global_sample_indices(
+                accelerator, micro_batch, args.train_batch_size, batch["pixel_values"].shape[0]
+            )
+            generators = sample_generators(args.seed, global_step, sample_indices)
             with accelerator.accumulate(model):
                 pixel_values = batch["pixel_values"]  # (B, 3, F, H, W) in [-1, 1]
                 if args.alternate_num_frames is not None:
                     # chosen by the step, so a resumed run (and every process) picks the same count
                     num_frames = args.alternate_num_frames[global_step % len(args.alternate_num_frames)]
                     pixel_values = pixel_values[:, :, :: (args.num_frames - 1) // (num_frames - 1)]  # (B, 3, n, H, W)
-                reconstruction, kl = model(pixel_values)
+                reconstruction, kl = model(pixel_values, generators)
                 losses = reconstruction_losses(
                     reconstruction,
                     pixel_values,
@@ -472,7 +485,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 losses["loss"] = loss
 
-                # means over processes, for logging
+                # means over processes (of equal batches), for logging: the losses of the global batch
                 for name, value in losses.items():
                     average = accelerator.gather(value.detach().reshape(1)).mean().item()
                     step_logs[name] = step_logs.get(name, 0.0) + average / args.gradient_accumulation_steps
@@ -486,7 +499,9 @@ def main(argv: list[str] | None = None) -> None:
                 optimizer.zero_grad()
 
             if not accelerator.sync_gradients:
+                micro_batch += 1
                 continue
+            micro_batch = 0
             if ema_vae is not None:
                 ema_vae.step(parameters)
             progress_bar.update(1)

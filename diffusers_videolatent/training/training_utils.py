@@ -1,6 +1,7 @@
 """Pieces shared by `train_video_vae` and `train_text_to_video`: arguments, datasets, trackers and checkpoints."""
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -435,6 +436,57 @@ def epoch_batches(
     if epoch == first_epoch and resume_batches > 0:
         return accelerator.skip_first_batches(train_dataloader, resume_batches)
     return train_dataloader
+
+
+def global_sample_indices(accelerator: Accelerator, micro_batch: int, batch_size: int, local_batch_size: int) -> range:
+    r"""
+    The places of a local batch's samples in the global batch of the step: the `micro_batch`-th batch of the step
+    (of `--gradient_accumulation_steps`) on process `p` of `n` holds the samples `(micro_batch * n + p) * batch_size`
+    onwards, as the loader shards the batches (process `p` takes batches `p, p + n, ...`, see
+    `docs/training.md#one-process-or-several-the-same-numbers`).
+
+    Args:
+        accelerator (`Accelerator`): Gives the process index and the number of processes.
+        micro_batch (`int`): The local batch's place among the accumulated batches of the step (0 without accumulation).
+        batch_size (`int`): `--train_batch_size`, the batch size per process.
+        local_batch_size (`int`): The samples in this local batch.
+    """
+    first = (micro_batch * accelerator.num_processes + accelerator.process_index) * batch_size
+    return range(first, first + local_batch_size)
+
+
+def sample_generators(seed: int, step: int, indices: range) -> list[torch.Generator]:
+    r"""
+    One CPU generator per sample of a training step, seeded by a hash of `(seed, step, index)` with `index` the
+    sample's place in the step's global batch (`global_sample_indices`).
+
+    Every random draw of a step that depends on a sample (its noise, timestep, caption dropout, image conditioning,
+    the VAE's posterior sample) comes from that sample's generator, in a fixed order, so a sample draws the same
+    numbers whichever process and whichever place in its local batch it lands in: two processes at batch `b` train as
+    one process at batch `2b`. The draws depend on the step, not on a random state carried from step to step, so a run
+    resumed from a checkpoint draws what the uninterrupted run drew. Drawn on the CPU (and then moved), so they do
+    not depend on the device either.
+
+    Args:
+        seed (`int`): `--seed`.
+        step (`int`): The optimisation step being computed (0 for the first).
+        indices (`range`): The samples' places in the step's global batch.
+    """
+    generators = []
+    for index in indices:
+        digest = hashlib.blake2b(f"{seed}/{step}/{index}".encode(), digest_size=8).digest()
+        generators.append(torch.Generator().manual_seed(int.from_bytes(digest, "little")))
+    return generators
+
+
+def sample_uniform(generators: list[torch.Generator]) -> torch.Tensor:
+    """One uniform draw in [0, 1) from each sample's generator, as a CPU tensor of shape `(len(generators),)`."""
+    return torch.stack([torch.rand((), generator=generator) for generator in generators])
+
+
+def sample_integers(generators: list[torch.Generator], high: int) -> torch.Tensor:
+    """One integer in [0, `high`) from each sample's generator, as a CPU tensor of shape `(len(generators),)`."""
+    return torch.stack([torch.randint(high, (), generator=generator) for generator in generators])
 
 
 def collate_videos(examples: list[dict]) -> dict:

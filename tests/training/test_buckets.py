@@ -1,4 +1,5 @@
 import pytest
+from accelerate.data_loader import BatchSamplerShard
 
 from diffusers_videolatent.training.buckets import (
     BucketBatchSampler,
@@ -72,3 +73,23 @@ def test_sampler_rejects_an_empty_bucket():
         BucketBatchSampler([(9, 32, 32)] * 4, 2, [(9, 32, 32), (17, 32, 32)])
     with pytest.raises(ValueError, match="`weights`"):
         BucketBatchSampler([(9, 32, 32)] * 4, 2, [(9, 32, 32)], weights=[0.5, 0.5])
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_sharded_sampler_gives_the_global_batches_of_one_process(batch_size):
+    # accelerate gives process p the batches p, p + 2, ... (split_batches=False): at every step both processes are in
+    # one bucket, and together hold the batch one process at twice the batch size draws, in the same order
+    buckets = [(9, 32, 32), (17, 32, 32), (9, 64, 64)]
+    item_buckets = [buckets[index % 3] for index in range(30)]
+    one = BucketBatchSampler(item_buckets, 2 * batch_size, buckets, seed=7)
+    two = BucketBatchSampler(item_buckets, batch_size, buckets, seed=7, num_processes=2)
+    for epoch in (0, 1):
+        one.set_epoch(epoch)
+        two.set_epoch(epoch)
+        shards = [BatchSamplerShard(two, num_processes=2, process_index=process) for process in (0, 1)]
+        assert len(shards[0]) == len(shards[1]) == len(one) == 30 // (2 * batch_size)
+        steps = [first + second for first, second in zip(*shards, strict=True)]
+        assert steps == list(one)
+        assert all(len({item_buckets[index] for index in step}) == 1 for step in steps)
+    with pytest.raises(ValueError, match="`num_processes`"):
+        BucketBatchSampler(item_buckets, 2, buckets, num_processes=0)

@@ -7,6 +7,7 @@ import torch
 from diffusers_videolatent import UNetSpatioTemporalModel
 from diffusers_videolatent.models.unet_spatio_temporal import build_conditioning_latents
 from diffusers_videolatent.training.train_text_to_video import add_conditioning_channels, draw_conditioning_latents
+from diffusers_videolatent.training.training_utils import sample_generators
 
 from ..testing_utils import build_pipeline, build_unet, build_video_vae
 
@@ -38,8 +39,8 @@ def test_training_conditioning_is_what_the_pipeline_feeds(moving_square_video, c
     # training: the cached latents of the whole video, every item given its first frame
     latents = pipe.encode_video(video * 2 - 1)  # (1, C, 3, 8, 8)
     assert latents.shape == (1, LATENT_CHANNELS, 3, 8, 8)
-    torch.manual_seed(0)
-    training = draw_conditioning_latents(latents.repeat(3, 1, 1, 1, 1), conditioning_channels, 1.0)
+    generators = sample_generators(0, 0, range(3))
+    training = draw_conditioning_latents(latents.repeat(3, 1, 1, 1, 1), conditioning_channels, 1.0, generators)
     assert training.shape == (3, conditioning_channels, 3, 8, 8)
 
     # inference: the same first frame as `image=` (a float image in [0, 1], as a user passes it)
@@ -51,24 +52,29 @@ def test_training_conditioning_is_what_the_pipeline_feeds(moving_square_video, c
         assert training[:, -1, 0].min() == 1 and training[:, -1, 1:].abs().amax() == 0
 
     # a text-only item is what the pipeline feeds without an image: zeros, the mask too
-    torch.manual_seed(0)
-    text_only = draw_conditioning_latents(latents, conditioning_channels, 0.0)
+    text_only = draw_conditioning_latents(latents, conditioning_channels, 0.0, sample_generators(0, 0, range(1)))
     pipe("a red square moving right", generator=torch.manual_seed(0), **call)
     assert torch.equal(calls[-1], text_only) and text_only.abs().amax() == 0
 
 
 def test_image_conditioning_prob_draws_per_video():
     latents = torch.randn(400, LATENT_CHANNELS, 3, 2, 2)
-    torch.manual_seed(0)
-    conditioning = draw_conditioning_latents(latents, LATENT_CHANNELS + 1, 0.3)
+    conditioning = draw_conditioning_latents(latents, LATENT_CHANNELS + 1, 0.3, sample_generators(0, 0, range(400)))
     given = conditioning[:, -1, 0, 0, 0] == 1
     # 400 draws at 0.3: 120 expected, a standard deviation of about 9
     assert 90 < int(given.sum()) < 150
     assert torch.equal(conditioning[given, :LATENT_CHANNELS, :1], latents[given, :, :1])
     assert conditioning[~given].abs().amax() == 0
-    # the same draws as a seeded generator makes: resumable from the global random state
-    torch.manual_seed(0)
-    assert torch.equal(given, torch.rand(400) < 0.3)
+    # each video's draw is the first of its own generator, whatever the other videos of the batch: a video at place
+    # 7 of the step's global batch draws the same alone (on another process, or at another place in a local batch)
+    for index in (0, 7, 399):
+        alone = draw_conditioning_latents(
+            latents[index : index + 1], LATENT_CHANNELS + 1, 0.3, sample_generators(0, 0, range(index, index + 1))
+        )
+        assert torch.equal(alone, conditioning[index : index + 1])
+    # and another step draws again
+    again = draw_conditioning_latents(latents, LATENT_CHANNELS + 1, 0.3, sample_generators(0, 1, range(400)))
+    assert not torch.equal(again, conditioning)
     with pytest.raises(ValueError, match="conditioning_channels"):
         build_conditioning_latents(latents, LATENT_CHANNELS + 2, latents[:, :, :1])
 

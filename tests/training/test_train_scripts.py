@@ -1,8 +1,10 @@
 """The two accelerate training scripts, run for a few steps of tiny models on CPU.
 
-Each script runs twice under `accelerate launch` with two CPU processes (DDP on gloo; both write their random state): once for all steps with a checkpoint
-in the middle of an epoch, once resumed from that checkpoint. The tests check that the loss of a tiny overfitted batch
-drops, that the resumed run logs the same losses and ends with the same weights, and that the output loads.
+Each script runs twice under `accelerate launch` with two CPU processes (DDP on gloo; both write their random state):
+once for all steps with a checkpoint in the middle of an epoch, once resumed from that checkpoint. The tests check that
+the loss of a tiny overfitted batch drops, that the resumed run logs the same losses and ends with the same weights,
+that one process at the same global batch (run here, in-process) logs the same losses as both, and that the output
+loads.
 """
 
 import json
@@ -21,6 +23,7 @@ from ..testing_utils import (
     TRAINING_VAE_CONFIG,
     launch_training,
     text_to_video_model_arguments,
+    vae_training_arguments,
 )
 
 
@@ -70,6 +73,52 @@ def test_vae_overfits_resumes_exactly_and_saves(vae_runs):
     assert vae.temporal_compression_ratio == 2 and vae.spatial_compression_ratio == 2
     # the latent normalisation was measured: scaling_factor = 1 / std of the latents
     assert vae.config.scaling_factor == pytest.approx(1.0 / full[TOTAL_STEPS]["latent_std"], rel=1e-5)
+
+
+def _largest_differences(runs: dict[str, dict[int, dict]], reference: dict[int, dict], names: tuple[str, ...]):
+    """The largest absolute and relative differences of the logged `names` of `runs` (by step) to `reference`."""
+    absolute, relative = 0.0, 0.0
+    for run in runs.values():
+        for step, record in run.items():
+            for name in names:
+                if name in record:
+                    difference = abs(record[name] - reference[step][name])
+                    absolute = max(absolute, difference)
+                    relative = max(relative, difference / abs(reference[step][name]))
+    return absolute, relative
+
+
+def _assert_equal_losses(runs: dict[str, dict[int, dict]], reference: dict[int, dict], names: tuple[str, ...]):
+    """
+    Every logged value of `names` in `runs` equals `reference`'s at its step, to float rounding: 1e-6 at the first
+    step (the same weights: the rounding of the batch and gradient reductions alone), 5e-4 after it, where Adam's
+    division of every gradient by its own running scale magnifies rounding differences of near-zero gradients (the
+    one-process run on 2 threads instead of 1 differs by up to 1.3e-5; unequal random streams by 0.3 to 0.5).
+    """
+    for label, run in runs.items():
+        steps = [step for step in run if names[0] in run[step]]
+        assert steps, label
+        for step in steps:
+            rel = 1e-6 if step == 1 else 5e-4
+            for name in names:
+                expected = reference[step][name]
+                assert run[step][name] == pytest.approx(expected, rel=rel, abs=1e-7), (label, step, name)
+
+
+def test_vae_two_processes_train_as_one_process_at_the_same_global_batch(vae_runs, tmp_path):
+    # the two-process runs take batches of 1: one process at batch 2 sees the same global batches and, with the
+    # per-sample random streams, draws the same posterior samples, so it logs the same losses at every step
+    from diffusers_videolatent.training.train_video_vae import main
+
+    main(vae_training_arguments() + ["--train_batch_size", "2", "--output_dir", str(tmp_path / "one")])
+    one = _metrics(tmp_path / "one", "video_vae")
+    two = {"full": _metrics(vae_runs / "full", "video_vae"), "resumed": _metrics(vae_runs / "resumed", "video_vae")}
+    names = ("loss", "reconstruction_loss", "temporal_loss", "kl_loss")
+    assert sorted(step for step in one if "loss" in one[step]) == list(range(1, TOTAL_STEPS + 1))
+    absolute, relative = _largest_differences(two, one, names)
+    print(f"VAE, 2 processes at batch 1 against 1 at batch 2: largest difference {absolute:.3g} ({relative:.3g})")
+    _assert_equal_losses(two, one, names)
+    assert len({round(one[step]["loss"], 4) for step in one if "loss" in one[step]}) == TOTAL_STEPS  # no constant
 
 
 def test_vae_decoder_only_keeps_the_encoder_and_its_normalisation(vae_runs, tmp_path):
@@ -136,6 +185,21 @@ def test_text_to_video_trains_resumes_exactly_and_loads(t2v_runs):
     image = frames[0, 0]
     frames = pipeline("a red circle moving right", image=image, generator=torch.Generator().manual_seed(0), **call)
     assert frames.frames.shape == (1, 5, 16, 16, 3) and np.isfinite(frames.frames).all()
+
+
+def test_text_to_video_two_processes_train_as_one_process_at_the_same_global_batch(t2v_runs, tmp_path):
+    # as for the VAE: the same noise, timesteps, caption dropout and image conditioning per video, so the same losses
+    from diffusers_videolatent.training.train_text_to_video import main
+
+    root, arguments = t2v_runs
+    main(arguments + ["--train_batch_size", "2", "--output_dir", str(tmp_path / "one")])
+    one = _metrics(tmp_path / "one", "text_to_video")
+    two = {"full": _metrics(root / "full", "text_to_video"), "resumed": _metrics(root / "resumed", "text_to_video")}
+    assert sorted(one) == list(range(1, TOTAL_STEPS + 1))
+    absolute, relative = _largest_differences(two, one, ("train_loss",))
+    print(f"T2V, 2 processes at batch 1 against 1 at batch 2: largest difference {absolute:.3g} ({relative:.3g})")
+    _assert_equal_losses(two, one, ("train_loss",))
+    assert len({round(one[step]["train_loss"], 4) for step in one}) == TOTAL_STEPS
 
 
 def test_text_to_video_fine_tunes_a_pipeline(t2v_runs, tmp_path):
