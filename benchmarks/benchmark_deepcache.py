@@ -53,11 +53,25 @@ DEEPCACHE_SECOND = DeepCacheConfig(cache_interval=2, cache_branch_id=1)
 CASES = ("none", "deepcache", "deepcache_second", "pab", "fastercache", "taylorseer")
 
 
-def all_configs(current_timestep: Callable[[], torch.Tensor], cases: Sequence[str] = CASES) -> dict:
-    """The cases compared, in the order of `CASES`, those named in `cases`."""
+def all_configs(
+    current_timestep: Callable[[], torch.Tensor], cases: Sequence[str] = CASES, sweep: Sequence[str] = ()
+) -> dict:
+    """The cases compared, in the order of `CASES`, those named in `cases`; then the DeepCache settings of `sweep`."""
     configs = cache_configs(current_timestep)
     configs.update(deepcache=DeepCacheConfig(), deepcache_second=DEEPCACHE_SECOND)
-    return {name: configs[name] for name in CASES if name in cases}
+    chosen = {name: configs[name] for name in CASES if name in cases}
+    for setting in sweep:
+        interval, branch = (int(value) for value in setting.split(":"))
+        chosen[f"deepcache_i{interval}_b{branch}"] = DeepCacheConfig(cache_interval=interval, cache_branch_id=branch)
+    return chosen
+
+
+def sweep_setting(text: str) -> str:
+    """`--sweep` values: `INTERVAL:BRANCH`, a DeepCache setting (uniform schedule) added to the cases."""
+    parts = text.split(":")
+    if len(parts) != 2 or not all(part.isdigit() for part in parts) or int(parts[0]) < 1:
+        raise argparse.ArgumentTypeError(f"expected INTERVAL:BRANCH (integers, interval >= 1), got {text!r}")
+    return text
 
 
 def time_per_part(unet: UNetSpatioTemporalModel, run: Callable[[], object]) -> tuple[dict[str, float], object]:
@@ -121,7 +135,7 @@ def benchmark_shipped(args: argparse.Namespace) -> dict:
     if args.quick:
         call_kwargs.update(num_frames=5, height=32, width=32, num_inference_steps=4)
         combinations = {"combinations": [ALL_COMBINATIONS[0], HELDOUT_COMBINATIONS[0]]}
-    configs = all_configs(lambda: pipeline.current_timestep, args.cases)
+    configs = all_configs(lambda: pipeline.current_timestep, args.cases, args.sweep)
     print(f"## shipped model {args.model}, {call_kwargs}, {torch.get_num_threads()} threads")
     seconds, scores = time_and_score(pipeline, configs, call_kwargs, args, **combinations)
     rows = report(seconds, scores)
@@ -170,7 +184,7 @@ def benchmark_modelscope(args: argparse.Namespace) -> dict:
     initial_latents = torch.randn(1, 4, num_frames, size, size, generator=generator)  # (B, C, F, H, W)
     text = torch.randn(2, 77, config["cross_attention_dim"], generator=generator)  # (unconditional, conditional)
     current = {"timestep": None}
-    configs = all_configs(lambda: current["timestep"], args.cases)
+    configs = all_configs(lambda: current["timestep"], args.cases, args.sweep)
     print(
         f"## ModelScope-sized U-Net: {num_parameters / 1e6:.1f}M parameters, latents {tuple(initial_latents.shape)}, "
         f"{num_steps} DDIM steps, guidance {guidance_scale}, {torch.get_num_threads()} threads"
@@ -233,6 +247,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads; 1 keeps timings steadier when shared")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cases", nargs="+", choices=CASES, default=CASES, help="the cases to run (none always runs)")
+    parser.add_argument(
+        "--sweep",
+        nargs="+",
+        type=sweep_setting,
+        default=[],
+        metavar="INTERVAL:BRANCH",
+        help="more DeepCache settings to compare, e.g. 3:1 4:1 (named deepcache_i3_b1, ...)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 2 scored prompts: a smoke test")
     parser.add_argument("--json", default=None, help="write the results to this file")
     args = parser.parse_args()

@@ -212,7 +212,7 @@ class VideoLatentFreeNoiseMixin(AnimateDiffFreeNoiseMixin):
                 prediction = window_prediction.new_zeros(shape, dtype=torch.float32)
             prediction[:, :, start:end] += window_prediction.float() * weights
             total[:, :, start:end] += weights
-        return (prediction / total).to(sample.dtype)
+        return prediction.div_(total).to(sample.dtype)  # in place: one clip-sized buffer fewer
 
     def _call_unet(
         self,

@@ -26,17 +26,17 @@ def run(*options):
 # diffusers 0.38's TaylorSeer hook cannot run on the CPU (see `needs_diffusers_hooks_0_42`)
 @needs_diffusers_hooks_0_42
 def test_deepcache_benchmark_runs_every_case_on_both_models(tmp_path):
-    result = run("--repeats", "1", "--json", str(tmp_path / "results.json"))
+    result = run("--repeats", "1", "--sweep", "4:1", "--json", str(tmp_path / "results.json"))
     assert result.returncode == 0, result.stderr[-3000:]
     rows = re.findall(r"^\| (\w+) \| ([\d.]+) s \| ([\d.]+)-([\d.]+) s \| ([\d.]+) \|", result.stdout, re.M)
     # the shipped model's table, then the ModelScope-shaped U-Net's
-    assert [name for name, *_ in rows] == CASES + CASES
+    assert [name for name, *_ in rows] == CASES + ["deepcache_i4_b1"] + CASES + ["deepcache_i4_b1"]
     for _, median, low, high, _ in rows:
         assert 0 < float(low) <= float(median) <= float(high)
 
     results = json.loads((tmp_path / "results.json").read_text())
     shipped, modelscope = results["shipped"], results["modelscope"]
-    assert list(shipped["cases"]) == list(shipped["quality_check"]) == CASES
+    assert list(shipped["cases"]) == list(shipped["quality_check"]) == CASES + ["deepcache_i4_b1"]
     assert shipped["cases"]["none"]["ratio"] == 1.0
     # (4 steps at 32x32 draw no clean shapes, so the check itself may fail here)
     assert all(isinstance(passed, bool) for passed in shipped["quality_check"].values())
@@ -54,3 +54,6 @@ def test_deepcache_benchmark_refuses_counts_below_one():
         result = run(option, "0")
         assert result.returncode == 2
         assert f"{option} must be >= 1, got 0" in result.stderr
+    for bad in ("4", "0:1", "a:b"):
+        result = run("--sweep", bad)
+        assert result.returncode == 2 and "expected INTERVAL:BRANCH" in result.stderr
