@@ -8,13 +8,15 @@ For each pipeline and each length: the time per denoising step and the peak memo
 denoising steps, no decoding), over the memory before it. Each measurement runs in its own process (spawned), the
 pipelines and lengths interleaved round after round; the median and range over the rounds are printed, then the ratio
 of the longest to the shortest length. Memory is `max_memory_allocated` on CUDA; on the CPU, the resident set size
-sampled every half millisecond by a thread (so a spike shorter than that can be missed).
+sampled every half millisecond by a thread (so a spike shorter than that can be missed), after glibc's `malloc_trim`
+returned the memory the warm-up freed.
 
     python benchmarks/benchmark_long_video.py                           # 61 and 241 frames at 128x128 on the CPU
     python benchmarks/benchmark_long_video.py --device cuda --height 512 --width 512 --unet_channels 320,640,1280,1280
 """
 
 import argparse
+import ctypes
 import importlib.util
 import multiprocessing
 import resource
@@ -94,7 +96,11 @@ def build_pipeline(kind: str, args: argparse.Namespace, tokenizer_folder: str):
 
 
 class ResidentSetPeak:
-    """The peak resident set size of this process while in the `with` block, sampled by a thread."""
+    """The peak resident set size of this process while in the `with` block, sampled by a thread.
+
+    On entry glibc's `malloc_trim(0)` hands the heap's free memory back to the system, so that what the warm-up call
+    freed is not silently reused by the measured call (the resident size would then miss it).
+    """
 
     def __init__(self, interval: float = 0.0005):
         self.interval = interval
@@ -112,6 +118,10 @@ class ResidentSetPeak:
             time.sleep(self.interval)
 
     def __enter__(self):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except OSError:  # not glibc: the free memory stays and the peak may be underestimated
+            pass
         self.peak = self.current()
         self._running = True
         self._thread = threading.Thread(target=self._sample, daemon=True)
