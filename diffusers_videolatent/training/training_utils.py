@@ -313,7 +313,7 @@ def create_accelerator(args: argparse.Namespace, project_name: str) -> Accelerat
     remove_stale_temporaries(args.output_dir)
     remove_stale_temporaries(args.output_dir, name_pattern=CHECKPOINT_NAME_PATTERN)
     logging_dir = os.path.join(args.output_dir, args.logging_dir)
-    return Accelerator(
+    accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         log_with=resolve_trackers(args.report_to, project_name, logging_dir),
@@ -321,6 +321,24 @@ def create_accelerator(args: argparse.Namespace, project_name: str) -> Accelerat
         # a seeded sampler makes each epoch's order a function of (seed, epoch): resuming mid-epoch is exact
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
     )
+    check_processes_joined(accelerator)
+    return accelerator
+
+
+def check_processes_joined(accelerator: Accelerator) -> None:
+    r"""
+    Refuses a launch whose processes did not join one run: `accelerate launch --use_fsdp --num_processes 2` on a
+    machine without GPUs starts two processes that each run alone (`DistributedType.NO`, both rank 0), each training
+    the whole model and writing the same `output_dir`.
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > accelerator.num_processes:
+        raise ValueError(
+            f"`accelerate launch` started {launched} processes, but accelerate runs each alone"
+            f" ({accelerator.distributed_type.value}, {accelerator.num_processes} process): every one would train the"
+            " whole model and write the same `output_dir`. FSDP needs GPUs in accelerate; on CPUs, run DDP with"
+            " `ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N` (see docs/training.md)."
+        )
 
 
 def create_dataloader_and_optimizer(

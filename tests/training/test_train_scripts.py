@@ -15,13 +15,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from diffusers_videolatent.training.training_utils import read_run_config
+
 from ..testing_utils import (
     CHECKPOINT_STEP,
     TOTAL_STEPS,
     TRAINING_ARGUMENTS,
     TRAINING_UNET_CONFIG,
     TRAINING_VAE_CONFIG,
+    TWO_CPU_PROCESSES_ENVIRONMENT,
     launch_training,
+    run_with_tracebacks_on_timeout,
     text_to_video_model_arguments,
     vae_training_arguments,
 )
@@ -119,6 +123,31 @@ def test_vae_two_processes_train_as_one_process_at_the_same_global_batch(vae_run
     print(f"VAE, 2 processes at batch 1 against 1 at batch 2: largest difference {absolute:.3g} ({relative:.3g})")
     _assert_equal_losses(two, one, names)
     assert len({round(one[step]["loss"], 4) for step in one if "loss" in one[step]}) == TOTAL_STEPS  # no constant
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on GPUs accelerate runs FSDP for real")
+def test_processes_that_do_not_join_one_run_are_refused(tmp_path):
+    # without GPUs, accelerate 1.16 turns `--use_fsdp --num_processes 2` into two processes that each run alone (both
+    # rank 0): both would train the whole model and write the same output_dir
+    import sys
+
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--use_fsdp", "--num_processes", "2"]
+    launch += ["--fsdp_sync_module_states", "false", "--fsdp_cpu_ram_efficient_loading", "false"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    output = tmp_path / "out"
+    command = [*launch, "-m", "diffusers_videolatent.training.train_video_vae", *vae_training_arguments()]
+    environment = {**os.environ, **TWO_CPU_PROCESSES_ENVIRONMENT}
+    environment.pop("ACCELERATE_USE_CPU")
+    result = run_with_tracebacks_on_timeout(
+        [*command, "--output_dir", str(output)], 300, cwd=tmp_path, env=environment
+    )
+    if result.returncode == 0:
+        # accelerate 1.1 makes such a launch DDP on gloo instead: the processes join one run, which is fine
+        checkpoint = read_run_config(str(output / f"checkpoint-{CHECKPOINT_STEP}"))
+        assert checkpoint["run_config"]["num_processes"] == 2
+        return
+    assert "`accelerate launch` started 2 processes, but accelerate runs each alone" in result.stderr
+    assert not (output / f"checkpoint-{CHECKPOINT_STEP}").exists() and not (output / "config.json").exists()
 
 
 def test_vae_decoder_only_keeps_the_encoder_and_its_normalisation(vae_runs, tmp_path):
