@@ -63,7 +63,8 @@ class VideoLatentFreeNoiseMixin(AnimateDiffFreeNoiseMixin):
     defaults of diffusers' [`~diffusers.pipelines.free_noise_utils.AnimateDiffFreeNoiseMixin`]: long videos from
     windows of frames, and travelling prompts `{frame_index: prompt}`. The windows are those of diffusers'
     `FreeNoiseTransformerBlock`, inside [`UNetSpatioTemporalModel`]'s temporal attentions (see
-    [`~UNetSpatioTemporalModel.enable_free_noise`]), so the U-Net is still called once per step; the noise is that of
+    [`~UNetSpatioTemporalModel.enable_free_noise`]), so the U-Net is still called once per step, or, with
+    `context_scope="unet"`, around the whole U-Net, called once per window (memory flat in the length); the noise is that of
     diffusers' `_prepare_latents_free_noise` and the prompt interpolation its `_lerp`, both inherited. Context sizes
     count latent frames (frames, for a VAE without temporal compression); prompt keys count video frames.
     """
