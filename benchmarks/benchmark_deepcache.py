@@ -54,24 +54,26 @@ CASES = ("none", "deepcache", "deepcache_second", "pab", "fastercache", "taylors
 
 
 def all_configs(
-    current_timestep: Callable[[], torch.Tensor], cases: Sequence[str] = CASES, sweep: Sequence[str] = ()
+    current_timestep: Callable[[], torch.Tensor],
+    cases: Sequence[str] = CASES,
+    sweep: Sequence[tuple[int, int]] = (),
 ) -> dict:
-    """The cases compared, in the order of `CASES`, those named in `cases`; then the DeepCache settings of `sweep`."""
+    """The cases compared, in the order of `CASES`, those named in `cases`; then the DeepCache settings of `sweep`
+    (`(cache_interval, cache_branch_id)` pairs)."""
     configs = cache_configs(current_timestep)
     configs.update(deepcache=DeepCacheConfig(), deepcache_second=DEEPCACHE_SECOND)
     chosen = {name: configs[name] for name in CASES if name in cases}
-    for setting in sweep:
-        interval, branch = (int(value) for value in setting.split(":"))
+    for interval, branch in sweep:
         chosen[f"deepcache_i{interval}_b{branch}"] = DeepCacheConfig(cache_interval=interval, cache_branch_id=branch)
     return chosen
 
 
-def sweep_setting(text: str) -> str:
-    """`--sweep` values: `INTERVAL:BRANCH`, a DeepCache setting (uniform schedule) added to the cases."""
+def sweep_setting(text: str) -> tuple[int, int]:
+    """A `--sweep` value `INTERVAL:BRANCH`, a DeepCache setting (uniform schedule) added to the cases."""
     parts = text.split(":")
     if len(parts) != 2 or not all(part.isdigit() for part in parts) or int(parts[0]) < 1:
         raise argparse.ArgumentTypeError(f"expected INTERVAL:BRANCH (integers, interval >= 1), got {text!r}")
-    return text
+    return int(parts[0]), int(parts[1])
 
 
 def time_per_part(unet: UNetSpatioTemporalModel, run: Callable[[], object]) -> tuple[dict[str, float], object]:

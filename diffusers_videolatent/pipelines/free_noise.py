@@ -64,9 +64,9 @@ class VideoLatentFreeNoiseMixin(AnimateDiffFreeNoiseMixin):
     windows of frames, and travelling prompts `{frame_index: prompt}`. The windows are those of diffusers'
     `FreeNoiseTransformerBlock`, inside [`UNetSpatioTemporalModel`]'s temporal attentions (see
     [`~UNetSpatioTemporalModel.enable_free_noise`]), so the U-Net is still called once per step, or, with
-    `context_scope="unet"`, around the whole U-Net, called once per window (memory flat in the length); the noise is that of
-    diffusers' `_prepare_latents_free_noise` and the prompt interpolation its `_lerp`, both inherited. Context sizes
-    count latent frames (frames, for a VAE without temporal compression); prompt keys count video frames.
+    `context_scope="unet"`, around the whole U-Net, called once per window (memory flat in the length); the noise is
+    that of diffusers' `_prepare_latents_free_noise` and the prompt interpolation its `_lerp`, both inherited. Context
+    sizes count latent frames (frames, for a VAE without temporal compression); prompt keys count video frames.
     """
 
     @property
@@ -196,7 +196,7 @@ class VideoLatentFreeNoiseMixin(AnimateDiffFreeNoiseMixin):
         windows = FreeNoiseWindows(context_length, self._free_noise_context_stride, self._free_noise_weighting_scheme)
         weights = torch.tensor(windows.weights(), device=sample.device, dtype=torch.float32).view(1, 1, -1, 1, 1)
         conditioning_latents = unet_kwargs.pop("conditioning_latents", None)
-        prediction, total = None, torch.zeros_like(weights[:, :, :1]).repeat(1, 1, num_frames, 1, 1)
+        prediction, total = None, weights.new_zeros(1, 1, num_frames, 1, 1)
         for start, end in windows.windows(num_frames):
             if conditioning_latents is not None:
                 unet_kwargs["conditioning_latents"] = conditioning_latents[:, :, start:end]
