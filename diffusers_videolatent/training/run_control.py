@@ -32,6 +32,7 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 
 from ..atomic import DestinationInUseError, destination_lock
+from .sharding import all_finite, full_tensor
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -87,19 +88,16 @@ def clip_gradients(accelerator: Accelerator, parameters: Iterable[torch.nn.Param
     """
     # an infinite limit measures the norm and scales every gradient by exactly 1
     limit = max_grad_norm if max_grad_norm and max_grad_norm > 0 else math.inf
-    return accelerator.clip_grad_norm_(parameters, limit)
+    # with `--fsdp` the norm is a sharded tensor: its whole value is the same on every process
+    return full_tensor(accelerator.clip_grad_norm_(parameters, limit))
 
 
 def non_finite_parameters(models: Iterable[torch.nn.Module]) -> list[str]:
     r"""The names of the parameters of `models` that hold a NaN or an infinity (the first few)."""
-    names = []
-    for model in models:
-        for name, parameter in model.named_parameters():
-            if not torch.isfinite(parameter.detach()).all():
-                names.append(name)
-                if len(names) == 3:
-                    return names
-    return names
+    named = [(name, parameter.detach()) for model in models for name, parameter in model.named_parameters()]
+    # sharded (`--fsdp`) weights are checked on every process together: all of them get the same answer
+    finite = all_finite(parameter for _, parameter in named)
+    return [name for (name, _), is_finite in zip(named, finite) if not is_finite][:3]
 
 
 def check_finite_weights(

@@ -57,6 +57,7 @@ from .lora import (
 )
 from .moving_shapes import VOCABULARY, make_caption
 from .run_control import RunControl, clip_gradients, closes_run_control
+from .sharding import ShardedTraining, shard_model
 from .training_utils import (
     add_common_arguments,
     build_dataset,
@@ -767,13 +768,16 @@ def main(argv: list[str] | None = None) -> None:
     if weight_dtype != text_encoder.dtype:
         text_encoder.to(dtype=weight_dtype)
 
+    if args.fsdp:  # every process keeps its shard of the U-Net (and of its gradients, Adam state and EMA)
+        shard_model(unet, accelerator)
     ema_unet = None
     if args.use_ema:
         ema_unet = EMAModel(
             unet.parameters(), decay=args.ema_decay, model_cls=UNetSpatioTemporalModel, model_config=unet.config
         )
         ema_unet.to(accelerator.device)
-        accelerator.register_for_checkpointing(ema_unet)
+        if not args.fsdp:  # a sharded EMA is saved with the sharded state
+            accelerator.register_for_checkpointing(ema_unet)
 
     # 3. data, optimiser, learning-rate schedule
     train_fps = None if args.train_fps is None else list(args.train_fps)
@@ -803,9 +807,16 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.num_processes,
         batch_sampler=bucket_sampler,
     )
-    unet, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
-        unet, optimizer, train_dataloader, lr_scheduler
-    )
+    sharded = None
+    if args.fsdp:
+        unet_config = unet.config  # to build whole copies of the sharded U-Net
+        sharded = ShardedTraining(accelerator, unet, optimizer, ema_unet, list(unet.parameters()))
+        optimizer = sharded.prepared_optimizer()
+        train_dataloader, lr_scheduler = accelerator.prepare(train_dataloader, lr_scheduler)
+    else:
+        unet, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
+            unet, optimizer, train_dataloader, lr_scheduler
+        )
     num_update_steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
     num_train_epochs = math.ceil(max_train_steps / num_update_steps_per_epoch)
 
@@ -841,7 +852,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # 4. resume
     global_step, first_epoch, resume_batches = resume_training(
-        accelerator, args, run_config, num_update_steps_per_epoch
+        accelerator, args, run_config, num_update_steps_per_epoch, sharded
     )
 
     total_batch_size = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
@@ -926,10 +937,19 @@ def main(argv: list[str] | None = None) -> None:
             train_loss = 0.0
 
             if global_step % args.checkpointing_steps == 0:
-                save_path = save_checkpoint(accelerator, args, run_config, global_step)
+                save_path = save_checkpoint(accelerator, args, run_config, global_step, sharded)
                 logger.info(f"Saved state to {save_path}")
 
-            if not args.no_validation and global_step % args.validation_steps == 0 and accelerator.is_main_process:
+            if not args.no_validation and global_step % args.validation_steps == 0 and sharded is not None:
+                # the whole U-Net (with the EMA weights) gathered from the shards, validated on the main process
+                whole_unet = sharded.whole_model(lambda: UNetSpatioTemporalModel.from_config(unet_config))
+                if accelerator.is_main_process:
+                    validation_pipeline = VideoLatentPipeline(
+                        vae, text_encoder, tokenizer, whole_unet, inference_scheduler
+                    )
+                    logs.update(run_validation(args, accelerator, validation_pipeline, global_step))
+                del whole_unet
+            elif not args.no_validation and global_step % args.validation_steps == 0 and accelerator.is_main_process:
                 if ema_unet is not None:
                     ema_unet.store(unet.parameters())
                     ema_unet.copy_to(unet.parameters())
@@ -939,7 +959,9 @@ def main(argv: list[str] | None = None) -> None:
                 unet.train()
             accelerator.log(logs, step=global_step)
             if run_control.stop_requested():  # SIGTERM/SIGINT: save this step and exit
-                run_control.stop(global_step, lambda: save_checkpoint(accelerator, args, run_config, global_step))
+                run_control.stop(
+                    global_step, lambda: save_checkpoint(accelerator, args, run_config, global_step, sharded)
+                )
             if args.max_train_minutes is not None:
                 # every process must stop at the same step: stop when any of them is out of time
                 out_of_time = time.perf_counter() - start_time > 60 * args.max_train_minutes
@@ -953,7 +975,11 @@ def main(argv: list[str] | None = None) -> None:
 
     # 6. save the LoRA, or the pipeline (with the EMA weights when kept)
     accelerator.wait_for_everyone()
-    run_control.check_weights(global_step)
+    run_control.check_weights(global_step, None if sharded is None else [unet])
+    if sharded is not None:
+        # the whole U-Net, with the EMA weights, on the main process (the other processes have nothing to save)
+        unet = sharded.whole_model(lambda: UNetSpatioTemporalModel.from_config(unet_config))
+        ema_unet = None
     if accelerator.is_main_process and args.rank is not None:
         save_unet_lora(accelerator.unwrap_model(unet), args.output_dir)
         if not args.no_validation:

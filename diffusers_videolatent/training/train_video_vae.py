@@ -35,6 +35,7 @@ from ..geometry import check_num_frames, num_latent_frames
 from ..models import AutoencoderKLVideo
 from ..models.autoencoder_kl_video import CausalConv3d, TemporalDownsample, TemporalUpsample
 from .run_control import RunControl, clip_gradients, closes_run_control
+from .sharding import ShardedTraining, shard_model
 from .training_utils import (
     add_common_arguments,
     build_dataset,
@@ -396,16 +397,20 @@ def main(argv: list[str] | None = None) -> None:
             f"`--frame_position_weights` needs one weight per place in a latent frame's group: "
             f"{vae.temporal_compression_ratio} for this VAE, but got {len(args.frame_position_weights)}."
         )
-    parameters = trained_parameters(vae, args.train_decoder_only)
     vae.train()
     if args.gradient_checkpointing:
         vae.enable_gradient_checkpointing()
+    training_module = AutoencoderTrainingModule(vae, sample_posterior=args.decode_posterior == "sample")
+    if args.fsdp:  # every process keeps its shard of the VAE (and of its gradients, Adam state and EMA)
+        shard_model(training_module, accelerator)
+    parameters = trained_parameters(vae, args.train_decoder_only)
 
     ema_vae = None
     if args.use_ema:
         ema_vae = EMAModel(parameters, decay=args.ema_decay, model_cls=AutoencoderKLVideo, model_config=vae.config)
         ema_vae.to(accelerator.device)
-        accelerator.register_for_checkpointing(ema_vae)
+        if not args.fsdp:  # a sharded EMA is saved with the sharded state
+            accelerator.register_for_checkpointing(ema_vae)
 
     # 2. data, optimiser, learning-rate schedule
     train_dataset = build_dataset(
@@ -414,12 +419,17 @@ def main(argv: list[str] | None = None) -> None:
     train_dataloader, optimizer, lr_scheduler, max_train_steps = create_dataloader_and_optimizer(
         args, parameters, train_dataset, collate_videos, accelerator.num_processes
     )
-    model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
-        AutoencoderTrainingModule(vae, sample_posterior=args.decode_posterior == "sample"),
-        optimizer,
-        train_dataloader,
-        lr_scheduler,
-    )
+    sharded = None
+    if args.fsdp:
+        model = training_module
+        sharded = ShardedTraining(accelerator, model, optimizer, ema_vae, parameters)
+        optimizer = sharded.prepared_optimizer()
+        train_dataloader, lr_scheduler = accelerator.prepare(train_dataloader, lr_scheduler)
+    else:
+        model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
+            training_module, optimizer, train_dataloader, lr_scheduler
+        )
+    del training_module  # `model` from here on
     num_update_steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
     num_train_epochs = math.ceil(max_train_steps / num_update_steps_per_epoch)
 
@@ -438,7 +448,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # 3. resume
     global_step, first_epoch, resume_batches = resume_training(
-        accelerator, args, run_config, num_update_steps_per_epoch
+        accelerator, args, run_config, num_update_steps_per_epoch, sharded
     )
 
     total_batch_size = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
@@ -511,10 +521,16 @@ def main(argv: list[str] | None = None) -> None:
             step_logs = {}
 
             if global_step % args.checkpointing_steps == 0:
-                save_path = save_checkpoint(accelerator, args, run_config, global_step)
+                save_path = save_checkpoint(accelerator, args, run_config, global_step, sharded)
                 logger.info(f"Saved state to {save_path}")
 
-            if not args.no_validation and global_step % args.validation_steps == 0 and accelerator.is_main_process:
+            if not args.no_validation and global_step % args.validation_steps == 0 and sharded is not None:
+                # the whole VAE (with the EMA weights) gathered from the shards, validated on the main process
+                whole_vae = sharded.whole_model(lambda: AutoencoderKLVideo.from_config(vae.config), prefix="vae.")
+                if accelerator.is_main_process:
+                    logs.update(run_validation(args, whole_vae.eval(), train_dataset, global_step, accelerator.device))
+                del whole_vae
+            elif not args.no_validation and global_step % args.validation_steps == 0 and accelerator.is_main_process:
                 if ema_vae is not None:
                     ema_vae.store(parameters)
                     ema_vae.copy_to(parameters)
@@ -524,7 +540,9 @@ def main(argv: list[str] | None = None) -> None:
                 model.train()
             accelerator.log(logs, step=global_step)
             if run_control.stop_requested():  # SIGTERM/SIGINT: save this step and exit
-                run_control.stop(global_step, lambda: save_checkpoint(accelerator, args, run_config, global_step))
+                run_control.stop(
+                    global_step, lambda: save_checkpoint(accelerator, args, run_config, global_step, sharded)
+                )
             if global_step >= max_train_steps:
                 break
         if global_step >= max_train_steps:
@@ -532,11 +550,17 @@ def main(argv: list[str] | None = None) -> None:
 
     # 5. latent statistics and save (with the EMA weights when kept)
     accelerator.wait_for_everyone()
-    run_control.check_weights(global_step)
+    run_control.check_weights(global_step, None if sharded is None else [model])
+    if sharded is not None:
+        # the whole VAE, with the EMA weights, on the main process (the other processes have nothing to save)
+        whole_vae = sharded.whole_model(lambda: AutoencoderKLVideo.from_config(vae.config), prefix="vae.")
     if accelerator.is_main_process:
-        vae = accelerator.unwrap_model(model).vae
-        if ema_vae is not None:
-            ema_vae.copy_to(parameters)
+        if sharded is not None:
+            vae = whole_vae
+        else:
+            vae = accelerator.unwrap_model(model).vae
+            if ema_vae is not None:
+                ema_vae.copy_to(parameters)
         vae.eval()
         if args.num_frames == 1 and vae.temporal_compression_ratio > 1:
             logger.info("Trained on single frames: folding the temporal kernels onto the current frame.")

@@ -33,6 +33,7 @@ from ..geometry import (
 )
 from .moving_shapes import MovingShapesDataset
 from .run_control import check_finite_weights
+from .sharding import ShardedTraining, check_sharded_launch
 from .video_folder import VideoFolderDataset
 
 
@@ -152,6 +153,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         choices=["no", "fp16", "bf16"],
         help="Overrides the accelerate config; frozen models run in this precision, trained ones stay in float32.",
+    )
+    training.add_argument(
+        "--fsdp",
+        action="store_true",
+        help="Shard the trained model, its gradients, optimizer state and EMA over the processes (PyTorch FSDP2, on "
+        "CPUs too): launch as for DDP; checkpoints keep the shards (docs/training.md).",
     )
 
     logging_group = parser.add_argument_group("logging and checkpoints")
@@ -322,6 +329,8 @@ def create_accelerator(args: argparse.Namespace, project_name: str) -> Accelerat
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
     )
     check_processes_joined(accelerator)
+    if args.fsdp:
+        check_sharded_launch(accelerator, args)
     return accelerator
 
 
@@ -396,10 +405,15 @@ def create_dataloader_and_optimizer(
 
 
 def resume_training(
-    accelerator: Accelerator, args: argparse.Namespace, run_config: dict, num_update_steps_per_epoch: int
+    accelerator: Accelerator,
+    args: argparse.Namespace,
+    run_config: dict,
+    num_update_steps_per_epoch: int,
+    sharded: ShardedTraining | None = None,
 ) -> tuple[int, int, int]:
     r"""
-    Restores the newest (or the named) checkpoint of `--resume_from_checkpoint`, refusing one of another configuration.
+    Restores the newest (or the named) checkpoint of `--resume_from_checkpoint`, refusing one of another configuration;
+    with `sharded` (`--fsdp`), its sharded model, optimizer and EMA too.
 
     Returns:
         `tuple`: `(global_step, first_epoch, resume_batches)`: the step reached, the epoch it is in, and the batches of
@@ -411,6 +425,8 @@ def resume_training(
     global_step = load_and_check_run_config(checkpoint, run_config)
     accelerator.print(f"Resuming from {checkpoint} at step {global_step}")
     accelerator.load_state(checkpoint)
+    if sharded is not None:
+        sharded.load(checkpoint)
     first_epoch = global_step // num_update_steps_per_epoch
     resume_batches = (global_step % num_update_steps_per_epoch) * args.gradient_accumulation_steps
     return global_step, first_epoch, resume_batches
@@ -432,6 +448,8 @@ def common_run_config(args: argparse.Namespace, num_processes: int) -> dict:
         "use_ema": args.use_ema,
         "dataset": args.train_data_dir or f"moving_shapes(seed={args.dataset_seed}, videos={args.num_train_videos})",
         "max_train_samples": args.max_train_samples,
+        # a sharded checkpoint resumes only as a sharded run (and the other way round)
+        **({"fsdp": True} if args.fsdp else {}),
     }
 
 
@@ -588,10 +606,17 @@ def save_run_config(checkpoint_dir: str, run_config: dict, global_step: int) -> 
         json.dump({"global_step": global_step, "run_config": run_config}, file, indent=2, sort_keys=True)
 
 
-def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, run_config: dict, global_step: int) -> str:
+def save_checkpoint(
+    accelerator: Accelerator,
+    args: argparse.Namespace,
+    run_config: dict,
+    global_step: int,
+    sharded: ShardedTraining | None = None,
+) -> str:
     """
-    Saves the accelerate state (models, optimiser, scheduler, RNGs, registered objects such as EMA) and the run
-    configuration as `output_dir/checkpoint-{global_step}`, then prunes old checkpoints; returns its path.
+    Saves the accelerate state (models, optimiser, scheduler, RNGs, registered objects such as EMA), with `sharded`
+    (`--fsdp`) the shards of its model, optimizer and EMA, and the run configuration as
+    `output_dir/checkpoint-{global_step}`, then prunes old checkpoints; returns its path.
 
     The state is written into a temporary sibling that becomes `checkpoint-{global_step}` only once complete, so a crash
     at any moment leaves the previous checkpoints as they were and no partial one for `latest` to pick; old
@@ -599,7 +624,7 @@ def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, run_conf
     """
     save_path = os.path.join(args.output_dir, f"checkpoint-{global_step}")
     # never a checkpoint of non-finite weights (nor, therefore, the pruning of a good one for it)
-    check_finite_weights(accelerator, args, global_step)
+    check_finite_weights(accelerator, args, global_step, None if sharded is None else [sharded.model])
     temporary = [None]
     if accelerator.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
@@ -609,6 +634,8 @@ def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, run_conf
     temporary = broadcast_object_list(temporary)[0] if accelerator.num_processes > 1 else temporary[0]
     try:
         accelerator.save_state(temporary)
+        if sharded is not None:
+            sharded.save(temporary)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             save_run_config(temporary, run_config, global_step)
