@@ -375,3 +375,15 @@ def vae_runs(tmp_path_factory) -> Path:
 def t2v_runs(vae_runs, tmp_path_factory) -> tuple[Path, list[str]]:
     """A tiny text-to-video U-Net trained on `vae_runs`' VAE (`full/`), the run resumed (`resumed/`), its arguments."""
     return run_text_to_video_training(tmp_path_factory.mktemp("t2v"), vae_runs / "full")
+
+
+@pytest.fixture(scope="module")
+def vae_fsdp_runs(tmp_path_factory) -> Path:
+    """`vae_runs` with `--fsdp`: the tiny VAE sharded over the two processes (`full/`, `resumed/`)."""
+    return run_vae_training(tmp_path_factory.mktemp("vae-fsdp"), ("--fsdp",))
+
+
+@pytest.fixture(scope="module")
+def t2v_fsdp_runs(vae_fsdp_runs, tmp_path_factory) -> tuple[Path, list[str]]:
+    """`t2v_runs` with `--fsdp`, on `vae_fsdp_runs`' VAE; the arguments returned are without `--fsdp`."""
+    return run_text_to_video_training(tmp_path_factory.mktemp("t2v-fsdp"), vae_fsdp_runs / "full", ("--fsdp",))

@@ -40,6 +40,7 @@ from diffusers import (
     UNet3DConditionModel,
 )
 from packaging import version
+from safetensors.torch import load_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel, VideoLatentPipeline
@@ -466,6 +467,54 @@ def run_with_tracebacks_on_timeout(command: list[str], timeout: float, **kwargs)
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
+def training_metrics(output_dir, project) -> dict[int, dict]:
+    """The values a training run logged to its jsonl tracker, by step."""
+    with open(os.path.join(output_dir, "logs", project, "metrics.jsonl")) as file:
+        records = [json.loads(line) for line in file]
+    steps = {}
+    for record in records:
+        steps.setdefault(record["step"], {}).update(record)
+    return steps
+
+
+def assert_same_weights(first: str, second: str) -> None:
+    """The two safetensors files hold the same tensors, to 1e-6."""
+    first_state, second_state = load_file(first), load_file(second)
+    assert first_state.keys() == second_state.keys()
+    for key in first_state:
+        torch.testing.assert_close(first_state[key], second_state[key], rtol=0, atol=1e-6, msg=key)
+
+
+def largest_differences(runs: dict[str, dict[int, dict]], reference: dict[int, dict], names: tuple[str, ...]):
+    """The largest absolute and relative differences of the logged `names` of `runs` (by step) to `reference`."""
+    absolute, relative = 0.0, 0.0
+    for run in runs.values():
+        for step, record in run.items():
+            for name in names:
+                if name in record:
+                    difference = abs(record[name] - reference[step][name])
+                    absolute = max(absolute, difference)
+                    relative = max(relative, difference / abs(reference[step][name]))
+    return absolute, relative
+
+
+def assert_equal_losses(runs: dict[str, dict[int, dict]], reference: dict[int, dict], names: tuple[str, ...]):
+    """
+    Every logged value of `names` in `runs` equals `reference`'s at its step, to float rounding: 1e-6 at the first
+    step (the same weights: the rounding of the batch and gradient reductions alone), 5e-4 after it, where Adam's
+    division of every gradient by its own running scale magnifies rounding differences of near-zero gradients (the
+    one-process run on 2 threads instead of 1 differs by up to 1.3e-5; unequal random streams by 0.3 to 0.5).
+    """
+    for label, run in runs.items():
+        steps = [step for step in run if names[0] in run[step]]
+        assert steps, label
+        for step in steps:
+            rel = 1e-6 if step == 1 else 5e-4
+            for name in names:
+                expected = reference[step][name]
+                assert run[step][name] == pytest.approx(expected, rel=rel, abs=1e-7), (label, step, name)
+
+
 def launch_training(module: str, arguments: list[str], cwd) -> None:
     """Runs a training script under `accelerate launch` with two CPU processes (DDP on gloo), one thread each."""
     command = [*TWO_CPU_PROCESSES_LAUNCH, "--main_process_port", str(_free_port()), "-m", module, *arguments]
@@ -482,10 +531,10 @@ def vae_training_arguments() -> list[str]:
     return arguments + ["--frame_position_weights", "1", "2"]
 
 
-def run_vae_training(root: Path) -> Path:
+def run_vae_training(root: Path, extra_arguments: tuple[str, ...] = ()) -> Path:
     """Trains the tiny VAE for `TOTAL_STEPS` steps (`root/full`), then resumes the run from its checkpoint at
-    `CHECKPOINT_STEP` (`root/resumed`)."""
-    arguments = vae_training_arguments()
+    `CHECKPOINT_STEP` (`root/resumed`), both with `extra_arguments` added (e.g. `--fsdp`)."""
+    arguments = vae_training_arguments() + list(extra_arguments)
     launch_training(
         "diffusers_videolatent.training.train_video_vae", arguments + ["--output_dir", str(root / "full")], root
     )
@@ -501,10 +550,12 @@ def text_to_video_model_arguments(vae_folder: Path) -> list[str]:
     return arguments + ["--text_encoder_config", json.dumps(TRAINING_TEXT_ENCODER_CONFIG)]
 
 
-def run_text_to_video_training(root: Path, vae_folder: Path) -> tuple[Path, list[str]]:
+def run_text_to_video_training(
+    root: Path, vae_folder: Path, extra_arguments: tuple[str, ...] = ()
+) -> tuple[Path, list[str]]:
     """Trains the tiny text- and image-to-video U-Net on `vae_folder`'s VAE for `TOTAL_STEPS` steps (`root/full`),
-    then resumes the run from its checkpoint at `CHECKPOINT_STEP` (`root/resumed`); returns `root` and the
-    arguments."""
+    then resumes the run from its checkpoint at `CHECKPOINT_STEP` (`root/resumed`), both with `extra_arguments`
+    added; returns `root` and the arguments (without the extra ones)."""
     arguments = TRAINING_ARGUMENTS + text_to_video_model_arguments(vae_folder) + ["--objective", "v_prediction"]
     arguments += ["--learning_rate", "3e-3", "--use_ema", "--conditioning_dropout_prob", "0.2"]
     # text- and image-to-video: 4 latent channels plus the mask, half of the videos given their first frame
@@ -512,10 +563,11 @@ def run_text_to_video_training(root: Path, vae_folder: Path) -> tuple[Path, list
     arguments += ["--max_train_steps", str(TOTAL_STEPS), "--checkpointing_steps", str(CHECKPOINT_STEP)]
     arguments += ["--validation_steps", "100", "--no_validation"]
     module = "diffusers_videolatent.training.train_text_to_video"
-    launch_training(module, arguments + ["--output_dir", str(root / "full")], root)
+    launched = arguments + list(extra_arguments)
+    launch_training(module, launched + ["--output_dir", str(root / "full")], root)
     checkpoint = str(root / "full" / f"checkpoint-{CHECKPOINT_STEP}")
     launch_training(
-        module, arguments + ["--output_dir", str(root / "resumed"), "--resume_from_checkpoint", checkpoint], root
+        module, launched + ["--output_dir", str(root / "resumed"), "--resume_from_checkpoint", checkpoint], root
     )
     return root, arguments
 
@@ -589,7 +641,6 @@ def write_motion_lora_files(root: Path) -> dict[str, Path]:
     from diffusers import AnimateDiffPipeline, UNetMotionModel
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
-    from safetensors.torch import load_file
 
     unet = UNetMotionModel.from_unet2d(build_unet2d(), build_motion_adapter())
     torch.manual_seed(4)

@@ -19,17 +19,42 @@ import torch
 from accelerate import Accelerator
 from accelerate.optimizer import AcceleratedOptimizer
 from accelerate.utils import DistributedType, convert_outputs_to_fp32
-from torch.distributed.tensor import DTensor
 
 
 SHARDED_STATE_FOLDER = "fsdp"
+
+
+def _dtensor_class() -> type | None:
+    """`DTensor`, or `None` on a torch without it (then no tensor is sharded)."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:
+        return None
+    return DTensor
+
+
+def _is_sharded(tensor: torch.Tensor) -> bool:
+    dtensor = _dtensor_class()
+    return dtensor is not None and isinstance(tensor, dtensor)
+
 
 # where `--fsdp` cannot run, and why
 _SHARDED_DISTRIBUTED_TYPES = (DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
 
 
 def check_sharded_launch(accelerator: Accelerator, args) -> None:
-    r"""Refuses `--fsdp` where it cannot shard: one process, accelerate's own FSDP or DeepSpeed, LoRA, fp16."""
+    r"""Refuses `--fsdp` where it cannot shard: LoRA, fp16, one process, accelerate's own FSDP or DeepSpeed."""
+    if getattr(args, "rank", None) is not None:
+        raise ValueError("`--fsdp` trains whole models; `--rank` (LoRA) trains a few adapters: use DDP for LoRA.")
+    if accelerator.mixed_precision == "fp16":
+        raise ValueError("`--fsdp` runs in float32 or `--mixed_precision bf16`; fp16's loss scaling is not sharded.")
+    try:
+        from torch.distributed.fsdp import fully_shard  # noqa: F401
+    except ImportError:
+        raise ValueError(
+            f"`--fsdp` needs PyTorch's FSDP2 (`torch.distributed.fsdp.fully_shard`, torch 2.6 or newer), but this is "
+            f"torch {torch.__version__}."
+        ) from None
     if accelerator.num_processes < 2:
         raise ValueError(
             "`--fsdp` shards the model over several processes, but this run has one: launch it with "
@@ -42,10 +67,6 @@ def check_sharded_launch(accelerator: Accelerator, args) -> None:
             f"one as {accelerator.distributed_type.value}: use either accelerate's own sharding (`--use_fsdp`, GPUs "
             "only) or `--fsdp`, not both."
         )
-    if getattr(args, "rank", None) is not None:
-        raise ValueError("`--fsdp` trains whole models; `--rank` (LoRA) trains a few adapters: use DDP for LoRA.")
-    if accelerator.mixed_precision == "fp16":
-        raise ValueError("`--fsdp` runs in float32 or `--mixed_precision bf16`; fp16's loss scaling is not sharded.")
 
 
 def _unit_names(model: torch.nn.Module) -> list[str]:
@@ -91,7 +112,7 @@ def shard_model(model: torch.nn.Module, accelerator: Accelerator) -> torch.nn.Mo
 
 def full_tensor(tensor: torch.Tensor) -> torch.Tensor:
     """The whole of a sharded `DTensor` (gathered from every process: call it on all of them), or `tensor` itself."""
-    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+    return tensor.full_tensor() if _is_sharded(tensor) else tensor
 
 
 def all_finite(tensors: Iterable[torch.Tensor]) -> list[bool]:
@@ -100,8 +121,8 @@ def all_finite(tensors: Iterable[torch.Tensor]) -> list[bool]:
     combined, so every process gets the same list (call it on all of them).
     """
     tensors = list(tensors)
-    flags = [bool(torch.isfinite(t.to_local() if isinstance(t, DTensor) else t).all()) for t in tensors]
-    sharded = [isinstance(t, DTensor) for t in tensors]
+    sharded = [_is_sharded(t) for t in tensors]
+    flags = [bool(torch.isfinite(t.to_local() if is_sharded else t).all()) for t, is_sharded in zip(tensors, sharded)]
     if any(sharded) and torch.distributed.is_initialized():
         combined = torch.tensor([float(flag) for flag in flags])
         torch.distributed.all_reduce(combined, op=torch.distributed.ReduceOp.MIN)

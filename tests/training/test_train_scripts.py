@@ -24,33 +24,21 @@ from ..testing_utils import (
     TRAINING_UNET_CONFIG,
     TRAINING_VAE_CONFIG,
     TWO_CPU_PROCESSES_ENVIRONMENT,
+    assert_equal_losses,
+    assert_same_weights,
+    largest_differences,
     launch_training,
     run_with_tracebacks_on_timeout,
     text_to_video_model_arguments,
+    training_metrics,
     vae_training_arguments,
 )
-
-
-def _metrics(output_dir, project) -> dict[int, dict]:
-    with open(os.path.join(output_dir, "logs", project, "metrics.jsonl")) as file:
-        records = [json.loads(line) for line in file]
-    steps = {}
-    for record in records:
-        steps.setdefault(record["step"], {}).update(record)
-    return steps
-
-
-def _assert_same_weights(first: str, second: str) -> None:
-    first_state, second_state = load_file(first), load_file(second)
-    assert first_state.keys() == second_state.keys()
-    for key in first_state:
-        torch.testing.assert_close(first_state[key], second_state[key], rtol=0, atol=1e-6, msg=key)
 
 
 def test_vae_overfits_resumes_exactly_and_saves(vae_runs):
     from diffusers_videolatent import AutoencoderKLVideo
 
-    full = _metrics(vae_runs / "full", "video_vae")
+    full = training_metrics(vae_runs / "full", "video_vae")
     first = np.mean([full[step]["reconstruction_loss"] for step in (1, 2)])
     last = np.mean([full[step]["reconstruction_loss"] for step in (TOTAL_STEPS - 1, TOTAL_STEPS)])
     print(f"VAE reconstruction loss: steps 1-2 {first:.4f}, steps {TOTAL_STEPS - 1}-{TOTAL_STEPS} {last:.4f}")
@@ -60,11 +48,11 @@ def test_vae_overfits_resumes_exactly_and_saves(vae_runs):
     assert [full[step]["num_frames"] for step in range(1, TOTAL_STEPS + 1)] == [3, 5] * (TOTAL_STEPS // 2)
 
     # the resumed run continues at step 6 with the same batches, clip lengths, noise and state
-    resumed = _metrics(vae_runs / "resumed", "video_vae")
+    resumed = training_metrics(vae_runs / "resumed", "video_vae")
     assert min(step for step in resumed if "loss" in resumed[step]) == CHECKPOINT_STEP + 1
     for step in range(CHECKPOINT_STEP + 1, TOTAL_STEPS + 1):
         assert resumed[step]["loss"] == pytest.approx(full[step]["loss"], rel=1e-5, abs=1e-7), step
-    _assert_same_weights(
+    assert_same_weights(
         str(vae_runs / "full" / "diffusion_pytorch_model.safetensors"),
         str(vae_runs / "resumed" / "diffusion_pytorch_model.safetensors"),
     )
@@ -79,49 +67,22 @@ def test_vae_overfits_resumes_exactly_and_saves(vae_runs):
     assert vae.config.scaling_factor == pytest.approx(1.0 / full[TOTAL_STEPS]["latent_std"], rel=1e-5)
 
 
-def _largest_differences(runs: dict[str, dict[int, dict]], reference: dict[int, dict], names: tuple[str, ...]):
-    """The largest absolute and relative differences of the logged `names` of `runs` (by step) to `reference`."""
-    absolute, relative = 0.0, 0.0
-    for run in runs.values():
-        for step, record in run.items():
-            for name in names:
-                if name in record:
-                    difference = abs(record[name] - reference[step][name])
-                    absolute = max(absolute, difference)
-                    relative = max(relative, difference / abs(reference[step][name]))
-    return absolute, relative
-
-
-def _assert_equal_losses(runs: dict[str, dict[int, dict]], reference: dict[int, dict], names: tuple[str, ...]):
-    """
-    Every logged value of `names` in `runs` equals `reference`'s at its step, to float rounding: 1e-6 at the first
-    step (the same weights: the rounding of the batch and gradient reductions alone), 5e-4 after it, where Adam's
-    division of every gradient by its own running scale magnifies rounding differences of near-zero gradients (the
-    one-process run on 2 threads instead of 1 differs by up to 1.3e-5; unequal random streams by 0.3 to 0.5).
-    """
-    for label, run in runs.items():
-        steps = [step for step in run if names[0] in run[step]]
-        assert steps, label
-        for step in steps:
-            rel = 1e-6 if step == 1 else 5e-4
-            for name in names:
-                expected = reference[step][name]
-                assert run[step][name] == pytest.approx(expected, rel=rel, abs=1e-7), (label, step, name)
-
-
 def test_vae_two_processes_train_as_one_process_at_the_same_global_batch(vae_runs, tmp_path):
     # the two-process runs take batches of 1: one process at batch 2 sees the same global batches and, with the
     # per-sample random streams, draws the same posterior samples, so it logs the same losses at every step
     from diffusers_videolatent.training.train_video_vae import main
 
     main(vae_training_arguments() + ["--train_batch_size", "2", "--output_dir", str(tmp_path / "one")])
-    one = _metrics(tmp_path / "one", "video_vae")
-    two = {"full": _metrics(vae_runs / "full", "video_vae"), "resumed": _metrics(vae_runs / "resumed", "video_vae")}
+    one = training_metrics(tmp_path / "one", "video_vae")
+    two = {
+        "full": training_metrics(vae_runs / "full", "video_vae"),
+        "resumed": training_metrics(vae_runs / "resumed", "video_vae"),
+    }
     names = ("loss", "reconstruction_loss", "temporal_loss", "kl_loss")
     assert sorted(step for step in one if "loss" in one[step]) == list(range(1, TOTAL_STEPS + 1))
-    absolute, relative = _largest_differences(two, one, names)
+    absolute, relative = largest_differences(two, one, names)
     print(f"VAE, 2 processes at batch 1 against 1 at batch 2: largest difference {absolute:.3g} ({relative:.3g})")
-    _assert_equal_losses(two, one, names)
+    assert_equal_losses(two, one, names)
     assert len({round(one[step]["loss"], 4) for step in one if "loss" in one[step]}) == TOTAL_STEPS  # no constant
 
 
@@ -181,17 +142,17 @@ def test_text_to_video_trains_resumes_exactly_and_loads(t2v_runs):
     from diffusers_videolatent import VideoLatentPipeline
 
     root, _ = t2v_runs
-    full = _metrics(root / "full", "text_to_video")
+    full = training_metrics(root / "full", "text_to_video")
     first = np.mean([full[step]["train_loss"] for step in (1, 2, 3)])
     last = np.mean([full[step]["train_loss"] for step in (TOTAL_STEPS - 2, TOTAL_STEPS - 1, TOTAL_STEPS)])
     print(f"T2V v-prediction loss: steps 1-3 {first:.4f}, last 3 steps {last:.4f}")
     assert last < 0.8 * first
 
-    resumed = _metrics(root / "resumed", "text_to_video")
+    resumed = training_metrics(root / "resumed", "text_to_video")
     assert min(resumed) == CHECKPOINT_STEP + 1
     for step in range(CHECKPOINT_STEP + 1, TOTAL_STEPS + 1):
         assert resumed[step]["train_loss"] == pytest.approx(full[step]["train_loss"], rel=1e-5, abs=1e-7), step
-    _assert_same_weights(
+    assert_same_weights(
         str(root / "full" / "unet" / "diffusion_pytorch_model.safetensors"),
         str(root / "resumed" / "unet" / "diffusion_pytorch_model.safetensors"),
     )
@@ -222,12 +183,15 @@ def test_text_to_video_two_processes_train_as_one_process_at_the_same_global_bat
 
     root, arguments = t2v_runs
     main(arguments + ["--train_batch_size", "2", "--output_dir", str(tmp_path / "one")])
-    one = _metrics(tmp_path / "one", "text_to_video")
-    two = {"full": _metrics(root / "full", "text_to_video"), "resumed": _metrics(root / "resumed", "text_to_video")}
+    one = training_metrics(tmp_path / "one", "text_to_video")
+    two = {
+        "full": training_metrics(root / "full", "text_to_video"),
+        "resumed": training_metrics(root / "resumed", "text_to_video"),
+    }
     assert sorted(one) == list(range(1, TOTAL_STEPS + 1))
-    absolute, relative = _largest_differences(two, one, ("train_loss",))
+    absolute, relative = largest_differences(two, one, ("train_loss",))
     print(f"T2V, 2 processes at batch 1 against 1 at batch 2: largest difference {absolute:.3g} ({relative:.3g})")
-    _assert_equal_losses(two, one, ("train_loss",))
+    assert_equal_losses(two, one, ("train_loss",))
     assert len({round(one[step]["train_loss"], 4) for step in one}) == TOTAL_STEPS
 
 
@@ -254,7 +218,7 @@ def test_text_to_video_fine_tunes_a_pipeline(t2v_runs, tmp_path):
     assert before.keys() == after.keys()
     assert max((before[key] - after[key]).abs().max().item() for key in before) < 0.1
     assert any(not torch.equal(before[key], after[key]) for key in before)
-    _assert_same_weights(
+    assert_same_weights(
         str(source / "vae" / "diffusion_pytorch_model.safetensors"),
         str(tmp_path / "tuned" / "vae" / "diffusion_pytorch_model.safetensors"),
     )
@@ -285,7 +249,7 @@ def test_flow_matching_with_mixed_shifts_validates_both_modes(t2v_runs, tmp_path
     arguments += ["--validation_prompts", "a red circle moving right", "--output_dir", str(tmp_path / "flow")]
     main(arguments)
 
-    logged = _metrics(tmp_path / "flow", "text_to_video")[2]
+    logged = training_metrics(tmp_path / "flow", "text_to_video")[2]
     for name in ("validation_color", "validation_direction", "validation_i2v_color", "validation_i2v_area_variation"):
         assert 0.0 <= logged[name] <= 1.0 or name.endswith("variation"), name
     # the first frame of an image-to-video validation video against the given image, in dB
