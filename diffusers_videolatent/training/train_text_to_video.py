@@ -940,23 +940,24 @@ def main(argv: list[str] | None = None) -> None:
                 save_path = save_checkpoint(accelerator, args, run_config, global_step, sharded)
                 logger.info(f"Saved state to {save_path}")
 
-            if not args.no_validation and global_step % args.validation_steps == 0 and sharded is not None:
-                # the whole U-Net (with the EMA weights) gathered from the shards, validated on the main process
-                whole_unet = sharded.whole_model(lambda: UNetSpatioTemporalModel.from_config(unet_config))
-                if accelerator.is_main_process:
-                    validation_pipeline = VideoLatentPipeline(
-                        vae, text_encoder, tokenizer, whole_unet, inference_scheduler
-                    )
-                    logs.update(run_validation(args, accelerator, validation_pipeline, global_step))
-                del whole_unet
-            elif not args.no_validation and global_step % args.validation_steps == 0 and accelerator.is_main_process:
-                if ema_unet is not None:
-                    ema_unet.store(unet.parameters())
-                    ema_unet.copy_to(unet.parameters())
-                logs.update(run_validation(args, accelerator, helper, global_step))
-                if ema_unet is not None:
-                    ema_unet.restore(unet.parameters())
-                unet.train()
+            if not args.no_validation and global_step % args.validation_steps == 0:
+                if sharded is not None:
+                    # the whole U-Net (with the EMA weights) gathered from the shards, validated on the main process
+                    whole_unet = sharded.whole_model(lambda: UNetSpatioTemporalModel.from_config(unet_config))
+                    if accelerator.is_main_process:
+                        validation_pipeline = VideoLatentPipeline(
+                            vae, text_encoder, tokenizer, whole_unet, inference_scheduler
+                        )
+                        logs.update(run_validation(args, accelerator, validation_pipeline, global_step))
+                    del whole_unet
+                elif accelerator.is_main_process:
+                    if ema_unet is not None:
+                        ema_unet.store(unet.parameters())
+                        ema_unet.copy_to(unet.parameters())
+                    logs.update(run_validation(args, accelerator, helper, global_step))
+                    if ema_unet is not None:
+                        ema_unet.restore(unet.parameters())
+                    unet.train()
             accelerator.log(logs, step=global_step)
             if run_control.stop_requested():  # SIGTERM/SIGINT: save this step and exit
                 run_control.stop(

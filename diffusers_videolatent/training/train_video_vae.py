@@ -524,20 +524,23 @@ def main(argv: list[str] | None = None) -> None:
                 save_path = save_checkpoint(accelerator, args, run_config, global_step, sharded)
                 logger.info(f"Saved state to {save_path}")
 
-            if not args.no_validation and global_step % args.validation_steps == 0 and sharded is not None:
-                # the whole VAE (with the EMA weights) gathered from the shards, validated on the main process
-                whole_vae = sharded.whole_model(lambda: AutoencoderKLVideo.from_config(vae.config), prefix="vae.")
-                if accelerator.is_main_process:
-                    logs.update(run_validation(args, whole_vae.eval(), train_dataset, global_step, accelerator.device))
-                del whole_vae
-            elif not args.no_validation and global_step % args.validation_steps == 0 and accelerator.is_main_process:
-                if ema_vae is not None:
-                    ema_vae.store(parameters)
-                    ema_vae.copy_to(parameters)
-                logs.update(run_validation(args, vae, train_dataset, global_step, accelerator.device))
-                if ema_vae is not None:
-                    ema_vae.restore(parameters)
-                model.train()
+            if not args.no_validation and global_step % args.validation_steps == 0:
+                if sharded is not None:
+                    # the whole VAE (with the EMA weights) gathered from the shards, validated on the main process
+                    whole_vae = sharded.whole_model(lambda: AutoencoderKLVideo.from_config(vae.config), prefix="vae.")
+                    if accelerator.is_main_process:
+                        logs.update(
+                            run_validation(args, whole_vae.eval(), train_dataset, global_step, accelerator.device)
+                        )
+                    del whole_vae
+                elif accelerator.is_main_process:
+                    if ema_vae is not None:
+                        ema_vae.store(parameters)
+                        ema_vae.copy_to(parameters)
+                    logs.update(run_validation(args, vae, train_dataset, global_step, accelerator.device))
+                    if ema_vae is not None:
+                        ema_vae.restore(parameters)
+                    model.train()
             accelerator.log(logs, step=global_step)
             if run_control.stop_requested():  # SIGTERM/SIGINT: save this step and exit
                 run_control.stop(

@@ -345,8 +345,9 @@ def check_processes_joined(accelerator: Accelerator) -> None:
         raise ValueError(
             f"`accelerate launch` started {launched} processes, but accelerate runs each alone"
             f" ({accelerator.distributed_type.value}, {accelerator.num_processes} process): every one would train the"
-            " whole model and write the same `output_dir`. FSDP needs GPUs in accelerate; on CPUs, run DDP with"
-            " `ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N` (see docs/training.md)."
+            " whole model and write the same `output_dir`. accelerate's FSDP needs GPUs; on CPUs, launch with"
+            " `ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N` (DDP), adding the script's"
+            " `--fsdp` to shard the model (see docs/training.md)."
         )
 
 
