@@ -38,7 +38,7 @@ def _is_sharded(tensor: torch.Tensor) -> bool:
     return dtensor is not None and isinstance(tensor, dtensor)
 
 
-# where `--fsdp` cannot run, and why
+# the launches `--fsdp` shards inside: accelerate's DDP process group, on CPUs or GPUs
 _SHARDED_DISTRIBUTED_TYPES = (DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
 
 
@@ -189,22 +189,21 @@ class ShardedTraining:
         if self.ema is not None:
             self.ema.optimization_step = int(state["ema_optimization_step"])
 
-    def whole_model(self, build: Callable[[], torch.nn.Module], prefix: str = "", use_ema: bool = True):
+    def whole_model(self, build: Callable[[], torch.nn.Module], prefix: str = ""):
         r"""
         A whole, unsharded copy of the model (or of its submodule `prefix`, e.g. `"vae."`) on the main process, with
-        the EMA weights when there is an EMA and `use_ema`; `None` on the other processes. Gathers the shards: call it
-        on every process.
+        the EMA weights when there is an EMA (what the scripts validate and save); `None` on the other processes.
+        Gathers the shards: call it on every process.
 
         Args:
             build (`Callable`): Makes an unsharded model of the same configuration (its weights are replaced).
             prefix (`str`): The submodule's name in the sharded model, with its trailing dot.
-            use_ema (`bool`): Whether to take the EMA's weights for the parameters it averages.
         """
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
         state = get_model_state_dict(self.model, options=options)  # whole on the main process, empty elsewhere
-        if self.ema is not None and use_ema:
+        if self.ema is not None:
             for name, shadow in zip(self.ema_names, self.ema.shadow_params):
                 whole = full_tensor(shadow)
                 if self.accelerator.is_main_process:
