@@ -417,6 +417,13 @@ TRAINING_TEXT_ENCODER_CONFIG = {"hidden_size": 16, "intermediate_size": 32, "pro
 TRAINING_ARGUMENTS = ["--num_frames", "5", "--height", "16", "--width", "16", "--train_batch_size", "1"]
 TRAINING_ARGUMENTS += ["--max_train_samples", "4", "--seed", "3", "--report_to", "jsonl"]
 TOTAL_STEPS, CHECKPOINT_STEP = 12, 5
+# `--fsdp` shards with torch's FSDP2 (`torch.distributed.fsdp.fully_shard`, torch 2.6 or newer)
+try:
+    from torch.distributed.fsdp import fully_shard  # noqa: F401
+
+    HAS_FULLY_SHARD = True
+except ImportError:
+    HAS_FULLY_SHARD = False
 
 
 # Two processes on the CPU: `--cpu --num_processes 2` starts ONE process (accelerate 1.1 to 1.16 at least); a

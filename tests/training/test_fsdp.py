@@ -18,6 +18,7 @@ from diffusers_videolatent.training.training_utils import read_run_config
 
 from ..testing_utils import (
     CHECKPOINT_STEP,
+    HAS_FULLY_SHARD,
     TOTAL_STEPS,
     TRAINING_UNET_CONFIG,
     TRAINING_VAE_CONFIG,
@@ -27,6 +28,9 @@ from ..testing_utils import (
     training_metrics,
     vae_training_arguments,
 )
+
+
+pytestmark = pytest.mark.skipif(not HAS_FULLY_SHARD, reason="`--fsdp` needs torch's FSDP2 (torch 2.6 or newer)")
 
 
 def _assert_sharded_checkpoint(run: str, prefix: str) -> None:

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from ..testing_utils import (
+    HAS_FULLY_SHARD,
     TRAINING_ARGUMENTS,
     TRAINING_VAE_CONFIG,
     TWO_CPU_PROCESSES_ENVIRONMENT,
@@ -104,22 +105,29 @@ def test_a_stopped_run_saves_its_step_and_resumes_bit_identically(tmp_path, sign
     assert all(torch.equal(first[key], second[key]) for key in first)
 
 
-def _launch_command(output: Path, total: int) -> list[str]:
+def _launch_command(output: Path, total: int, *extra: str) -> list[str]:
     """`_command` under `accelerate launch` with two CPU processes (DDP on gloo), one video per process and step."""
     launch = [*TWO_CPU_PROCESSES_LAUNCH, "--main_process_port", str(_free_port())]
-    return launch + _command(output, "--max_train_steps", str(total))[1:]
+    return launch + _command(output, "--max_train_steps", str(total), *extra)[1:]
 
 
-def test_a_stopped_two_process_run_stops_every_process_at_one_step_and_resumes_exactly(tmp_path):
+@pytest.mark.parametrize(
+    "sharding",
+    [
+        pytest.param((), id="ddp"),
+        pytest.param(("--fsdp",), id="fsdp", marks=pytest.mark.skipif(not HAS_FULLY_SHARD, reason="torch < 2.6")),
+    ],
+)
+def test_a_stopped_two_process_run_stops_every_process_at_one_step_and_resumes_exactly(tmp_path, sharding):
     total = 16
-    reference = _run(_launch_command(tmp_path / "reference", total))
+    reference = _run(_launch_command(tmp_path / "reference", total, *sharding))
     assert reference.returncode == 0, reference.stderr[-3000:]
     expected = _losses(tmp_path / "reference")
     assert sorted(expected) == list(range(1, total + 1))
 
     # the scheduler signals the launcher (as Kubernetes signals a pod's first process); torch's launcher forwards it
     output = tmp_path / "preempted"
-    command = _launch_command(output, total)
+    command = _launch_command(output, total, *sharding)
     process = _start_and_wait_for_step(command, output, 2)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
@@ -132,9 +140,11 @@ def test_a_stopped_two_process_run_stops_every_process_at_one_step_and_resumes_e
     assert checkpoints == [f"checkpoint-{stopped}"]
     saved = os.listdir(output / checkpoints[0])
     assert {"random_states_0.pkl", "random_states_1.pkl"} <= set(saved)  # both processes' state, one step
+    if sharding:  # and both processes' shards of the VAE, Adam's moments and the EMA
+        assert {"__0_0.distcp", "__1_0.distcp"} <= set(os.listdir(output / checkpoints[0] / "fsdp"))
     assert not (output / "diffusion_pytorch_model.safetensors").exists()
 
-    resumed = _run(_launch_command(output, total))
+    resumed = _run(_launch_command(output, total, *sharding))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"at step {stopped}" in resumed.stdout + resumed.stderr
     assert _losses(output) == expected  # every step's (gathered) loss, bit for bit
