@@ -492,6 +492,16 @@ def assert_same_weights(first: str, second: str) -> None:
         torch.testing.assert_close(first_state[key], second_state[key], rtol=0, atol=1e-6, msg=key)
 
 
+def assert_resumed_exactly(root: Path, project: str, name: str, weights: str) -> None:
+    """`root/resumed`, resumed from `root/full`'s checkpoint at `CHECKPOINT_STEP`, starts at the next step, logs
+    `full`'s `name` at every step after it and saves the same weights (`weights`, a path inside the output folder)."""
+    full, resumed = training_metrics(root / "full", project), training_metrics(root / "resumed", project)
+    assert min(resumed) == CHECKPOINT_STEP + 1
+    for step in range(CHECKPOINT_STEP + 1, TOTAL_STEPS + 1):
+        assert resumed[step][name] == pytest.approx(full[step][name], rel=1e-5, abs=1e-7), step
+    assert_same_weights(str(root / "full" / weights), str(root / "resumed" / weights))
+
+
 def largest_differences(runs: dict[str, dict[int, dict]], reference: dict[int, dict], names: tuple[str, ...]):
     """The largest absolute and relative differences of the logged `names` of `runs` (by step) to `reference`."""
     absolute, relative = 0.0, 0.0

@@ -141,14 +141,29 @@ class ShardedTraining:
         accelerator (`Accelerator`): The run's accelerator.
         model (`torch.nn.Module`): The model sharded by [`shard_model`].
         optimizer (`torch.optim.Optimizer`): Its optimizer, over its (sharded) trained parameters.
+        build_whole (`Callable`): Makes an unsharded model of the same configuration as the one `whole_model`
+            returns (its weights are replaced).
+        whole_prefix (`str`, *optional*, defaults to `""`): That model's name in the sharded model, with its
+            trailing dot (`"vae."` for the VAE inside its training module); the whole sharded model when empty.
         ema (`diffusers.training_utils.EMAModel`, *optional*): The EMA of the trained parameters.
         ema_parameters (`list[torch.nn.Parameter]`, *optional*): The parameters the EMA averages, in its order.
     """
 
-    def __init__(self, accelerator: Accelerator, model: torch.nn.Module, optimizer, ema=None, ema_parameters=None):
+    def __init__(
+        self,
+        accelerator: Accelerator,
+        model: torch.nn.Module,
+        optimizer,
+        build_whole: Callable[[], torch.nn.Module],
+        whole_prefix: str = "",
+        ema=None,
+        ema_parameters=None,
+    ):
         self.accelerator = accelerator
         self.model = model
         self.optimizer = optimizer
+        self.build_whole = build_whole
+        self.whole_prefix = whole_prefix
         self.ema = ema
         names = {id(parameter): name for name, parameter in model.named_parameters()}
         self.ema_names = [names[id(parameter)] for parameter in ema_parameters or []]
@@ -189,15 +204,11 @@ class ShardedTraining:
         if self.ema is not None:
             self.ema.optimization_step = int(state["ema_optimization_step"])
 
-    def whole_model(self, build: Callable[[], torch.nn.Module], prefix: str = ""):
+    def whole_model(self):
         r"""
-        A whole, unsharded copy of the model (or of its submodule `prefix`, e.g. `"vae."`) on the main process, with
-        the EMA weights when there is an EMA (what the scripts validate and save); `None` on the other processes.
-        Gathers the shards: call it on every process.
-
-        Args:
-            build (`Callable`): Makes an unsharded model of the same configuration (its weights are replaced).
-            prefix (`str`): The submodule's name in the sharded model, with its trailing dot.
+        A whole, unsharded copy of the model (or of its submodule `whole_prefix`) on the main process, with the EMA
+        weights when there is an EMA (what the scripts validate and save); `None` on the other processes. Gathers the
+        shards: call it on every process.
         """
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
@@ -210,7 +221,8 @@ class ShardedTraining:
                     state[name] = whole.cpu()
         if not self.accelerator.is_main_process:
             return None
-        model = build()
+        model = self.build_whole()
+        prefix = self.whole_prefix
         state = {name[len(prefix) :]: value for name, value in state.items() if name.startswith(prefix)}
         model.load_state_dict(state, strict=True)
         return model.to(self.accelerator.device)

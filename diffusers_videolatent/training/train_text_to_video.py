@@ -809,8 +809,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     sharded = None
     if args.fsdp:
-        unet_config = unet.config  # to build whole copies of the sharded U-Net
-        sharded = ShardedTraining(accelerator, unet, optimizer, ema_unet, list(unet.parameters()))
+        unet_config = unet.config
+        sharded = ShardedTraining(
+            accelerator,
+            unet,
+            optimizer,
+            build_whole=lambda: UNetSpatioTemporalModel.from_config(unet_config),
+            ema=ema_unet,
+            ema_parameters=list(unet.parameters()),
+        )
         optimizer = sharded.prepared_optimizer()
         train_dataloader, lr_scheduler = accelerator.prepare(train_dataloader, lr_scheduler)
     else:
@@ -943,7 +950,7 @@ def main(argv: list[str] | None = None) -> None:
             if not args.no_validation and global_step % args.validation_steps == 0:
                 if sharded is not None:
                     # the whole U-Net (with the EMA weights) gathered from the shards, validated on the main process
-                    whole_unet = sharded.whole_model(lambda: UNetSpatioTemporalModel.from_config(unet_config))
+                    whole_unet = sharded.whole_model()
                     if accelerator.is_main_process:
                         validation_pipeline = VideoLatentPipeline(
                             vae, text_encoder, tokenizer, whole_unet, inference_scheduler
@@ -979,7 +986,7 @@ def main(argv: list[str] | None = None) -> None:
     run_control.check_weights(global_step, None if sharded is None else [unet])
     if sharded is not None:
         # the whole U-Net, with the EMA weights, on the main process (the other processes have nothing to save)
-        unet = sharded.whole_model(lambda: UNetSpatioTemporalModel.from_config(unet_config))
+        unet = sharded.whole_model()
         ema_unet = None
     if accelerator.is_main_process and args.rank is not None:
         save_unet_lora(accelerator.unwrap_model(unet), args.output_dir)

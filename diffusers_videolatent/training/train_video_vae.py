@@ -422,7 +422,16 @@ def main(argv: list[str] | None = None) -> None:
     sharded = None
     if args.fsdp:
         model = training_module
-        sharded = ShardedTraining(accelerator, model, optimizer, ema_vae, parameters)
+        vae_config = vae.config
+        sharded = ShardedTraining(
+            accelerator,
+            model,
+            optimizer,
+            build_whole=lambda: AutoencoderKLVideo.from_config(vae_config),
+            whole_prefix="vae.",
+            ema=ema_vae,
+            ema_parameters=parameters,
+        )
         optimizer = sharded.prepared_optimizer()
         train_dataloader, lr_scheduler = accelerator.prepare(train_dataloader, lr_scheduler)
     else:
@@ -527,7 +536,7 @@ def main(argv: list[str] | None = None) -> None:
             if not args.no_validation and global_step % args.validation_steps == 0:
                 if sharded is not None:
                     # the whole VAE (with the EMA weights) gathered from the shards, validated on the main process
-                    whole_vae = sharded.whole_model(lambda: AutoencoderKLVideo.from_config(vae.config), prefix="vae.")
+                    whole_vae = sharded.whole_model()
                     if accelerator.is_main_process:
                         logs.update(
                             run_validation(args, whole_vae.eval(), train_dataset, global_step, accelerator.device)
@@ -556,7 +565,7 @@ def main(argv: list[str] | None = None) -> None:
     run_control.check_weights(global_step, None if sharded is None else [model])
     if sharded is not None:
         # the whole VAE, with the EMA weights, on the main process (the other processes have nothing to save)
-        whole_vae = sharded.whole_model(lambda: AutoencoderKLVideo.from_config(vae.config), prefix="vae.")
+        whole_vae = sharded.whole_model()
     if accelerator.is_main_process:
         if sharded is not None:
             vae = whole_vae

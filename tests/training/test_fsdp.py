@@ -23,7 +23,7 @@ from ..testing_utils import (
     TRAINING_UNET_CONFIG,
     TRAINING_VAE_CONFIG,
     assert_equal_losses,
-    assert_same_weights,
+    assert_resumed_exactly,
     largest_differences,
     training_metrics,
     vae_training_arguments,
@@ -55,14 +55,6 @@ def _assert_sharded_checkpoint(run: str, prefix: str) -> None:
     assert len(optimizer_keys) >= len(weights)
 
 
-def _assert_resumed_exactly(root, project: str, name: str, weights: str) -> None:
-    full, resumed = training_metrics(root / "full", project), training_metrics(root / "resumed", project)
-    assert min(step for step in resumed if name in resumed[step]) == CHECKPOINT_STEP + 1
-    for step in range(CHECKPOINT_STEP + 1, TOTAL_STEPS + 1):
-        assert resumed[step][name] == pytest.approx(full[step][name], rel=1e-5, abs=1e-7), step
-    assert_same_weights(str(root / "full" / weights), str(root / "resumed" / weights))
-
-
 def test_sharded_units_are_the_outermost_blocks():
     from diffusers_videolatent import AutoencoderKLVideo, UNetSpatioTemporalModel
     from diffusers_videolatent.training.train_video_vae import AutoencoderTrainingModule
@@ -88,7 +80,7 @@ def test_vae_sharded_over_two_processes_trains_as_one_process_and_resumes_exactl
     assert sharded["full"][TOTAL_STEPS]["loss"] < 0.6 * sharded["full"][1]["loss"]
 
     _assert_sharded_checkpoint(vae_fsdp_runs, "vae.")
-    _assert_resumed_exactly(vae_fsdp_runs, "video_vae", "loss", "diffusion_pytorch_model.safetensors")
+    assert_resumed_exactly(vae_fsdp_runs, "video_vae", "loss", "diffusion_pytorch_model.safetensors")
     # the whole VAE (its EMA weights) was gathered and saved, with its measured latent normalisation
     vae = AutoencoderKLVideo.from_pretrained(str(vae_fsdp_runs / "full"))
     assert vae.config.scaling_factor == pytest.approx(1.0 / sharded["full"][TOTAL_STEPS]["latent_std"], rel=1e-5)
@@ -115,7 +107,7 @@ def test_text_to_video_sharded_over_two_processes_trains_as_one_process_and_resu
     assert len({round(one[step]["train_loss"], 4) for step in one}) == TOTAL_STEPS
 
     _assert_sharded_checkpoint(root, "")
-    _assert_resumed_exactly(root, "text_to_video", "train_loss", "unet/diffusion_pytorch_model.safetensors")
+    assert_resumed_exactly(root, "text_to_video", "train_loss", "unet/diffusion_pytorch_model.safetensors")
     pipeline = VideoLatentPipeline.from_pretrained(str(root / "full"))
     one_pipeline = VideoLatentPipeline.from_pretrained(str(tmp_path / "one"))
     for (name, parameter), one_parameter in zip(pipeline.unet.named_parameters(), one_pipeline.unet.parameters()):

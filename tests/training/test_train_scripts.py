@@ -25,6 +25,7 @@ from ..testing_utils import (
     TRAINING_VAE_CONFIG,
     TWO_CPU_PROCESSES_ENVIRONMENT,
     assert_equal_losses,
+    assert_resumed_exactly,
     assert_same_weights,
     largest_differences,
     launch_training,
@@ -48,14 +49,7 @@ def test_vae_overfits_resumes_exactly_and_saves(vae_runs):
     assert [full[step]["num_frames"] for step in range(1, TOTAL_STEPS + 1)] == [3, 5] * (TOTAL_STEPS // 2)
 
     # the resumed run continues at step 6 with the same batches, clip lengths, noise and state
-    resumed = training_metrics(vae_runs / "resumed", "video_vae")
-    assert min(step for step in resumed if "loss" in resumed[step]) == CHECKPOINT_STEP + 1
-    for step in range(CHECKPOINT_STEP + 1, TOTAL_STEPS + 1):
-        assert resumed[step]["loss"] == pytest.approx(full[step]["loss"], rel=1e-5, abs=1e-7), step
-    assert_same_weights(
-        str(vae_runs / "full" / "diffusion_pytorch_model.safetensors"),
-        str(vae_runs / "resumed" / "diffusion_pytorch_model.safetensors"),
-    )
+    assert_resumed_exactly(vae_runs, "video_vae", "loss", "diffusion_pytorch_model.safetensors")
 
     # two processes ran: each wrote its random state into the checkpoint
     saved = os.listdir(vae_runs / "full" / f"checkpoint-{CHECKPOINT_STEP}")
@@ -148,14 +142,7 @@ def test_text_to_video_trains_resumes_exactly_and_loads(t2v_runs):
     print(f"T2V v-prediction loss: steps 1-3 {first:.4f}, last 3 steps {last:.4f}")
     assert last < 0.8 * first
 
-    resumed = training_metrics(root / "resumed", "text_to_video")
-    assert min(resumed) == CHECKPOINT_STEP + 1
-    for step in range(CHECKPOINT_STEP + 1, TOTAL_STEPS + 1):
-        assert resumed[step]["train_loss"] == pytest.approx(full[step]["train_loss"], rel=1e-5, abs=1e-7), step
-    assert_same_weights(
-        str(root / "full" / "unet" / "diffusion_pytorch_model.safetensors"),
-        str(root / "resumed" / "unet" / "diffusion_pytorch_model.safetensors"),
-    )
+    assert_resumed_exactly(root, "text_to_video", "train_loss", "unet/diffusion_pytorch_model.safetensors")
 
     saved = os.listdir(root / "full" / f"checkpoint-{CHECKPOINT_STEP}")
     assert {"random_states_0.pkl", "random_states_1.pkl"} <= set(saved)  # two processes ran
