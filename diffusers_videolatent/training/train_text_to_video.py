@@ -41,7 +41,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from ..atomic import atomic_folder, keep_unless_superseded_weights
 from ..generation_defaults import load_generation_defaults
-from ..geometry import unet_max_latent_frames
+from ..geometry import num_pixel_frames, unet_max_latent_frames
 from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
 from ..models.unet_spatio_temporal import build_conditioning_latents
 from ..pipelines import VideoLatentPipeline
@@ -598,6 +598,13 @@ def build_schedulers(args: argparse.Namespace) -> tuple:
     return noise_scheduler, DPMSolverMultistepScheduler.from_config(noise_scheduler.config)
 
 
+def latent_bucket_name(latent_shape: torch.Size, pipeline: VideoLatentPipeline) -> str:
+    """The `--buckets` name (`FRAMESxHEIGHTxWIDTH`, pixels) of a batch of latents `(B, C, F_lat, H_lat, W_lat)`."""
+    num_frames = num_pixel_frames(latent_shape[2], pipeline.vae_scale_factor_temporal)
+    spatial = pipeline.vae_scale_factor_spatial
+    return format_buckets([(num_frames, latent_shape[3] * spatial, latent_shape[4] * spatial)])
+
+
 def draw_conditioning_latents(
     latents: torch.Tensor,
     conditioning_channels: int,
@@ -879,6 +886,7 @@ def main(argv: list[str] | None = None) -> None:
     train_loss = 0.0
     micro_batch = 0  # the batch's place among the accumulated batches of the step
     start_time = time.perf_counter()
+    step_start = start_time  # a bucketed run logs each step's bucket and seconds, for the budget's cost per bucket
     for epoch in range(first_epoch, num_train_epochs):
         if global_step >= max_train_steps:
             break  # resumed at the last step (or beyond): nothing left to train, only the saving
@@ -940,6 +948,10 @@ def main(argv: list[str] | None = None) -> None:
             progress_bar.update(1)
             global_step += 1
             logs = {"train_loss": train_loss, "lr": lr_scheduler.get_last_lr()[0]}
+            if bucket_sampler is not None:
+                now = time.perf_counter()
+                logs["bucket"] = latent_bucket_name(latents.shape, helper)
+                logs["step_seconds"] = now - step_start
             progress_bar.set_postfix(loss=train_loss)
             train_loss = 0.0
 
@@ -966,6 +978,7 @@ def main(argv: list[str] | None = None) -> None:
                         ema_unet.restore(unet.parameters())
                     unet.train()
             accelerator.log(logs, step=global_step)
+            step_start = time.perf_counter()  # checkpoints and validation are not counted as the next step's time
             if run_control.stop_requested():  # SIGTERM/SIGINT: save this step and exit
                 run_control.stop(
                     global_step, lambda: save_checkpoint(accelerator, args, run_config, global_step, sharded)

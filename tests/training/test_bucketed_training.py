@@ -88,6 +88,12 @@ def test_batches_hold_one_bucket_and_their_frame_rates(vae_folder, tmp_path, see
     assert shapes <= {(2, 4, 3, 8, 8), (2, 4, 5, 8, 8), (2, 4, 3, 8, 16)} and len(shapes) >= 2
     assert {rate for _, rates in seen for rate in rates} <= {4.0, 8.0, 16.0}
     assert len({rate for _, rates in seen for rate in rates}) >= 2
+    # each step's log names its batch's bucket (the pixel sizes of the latents seen) and its seconds
+    with open(tmp_path / "run" / "logs" / "text_to_video" / "metrics.jsonl") as file:
+        records = [json.loads(line) for line in file]
+    pixel_buckets = {(3, 8, 8): "5x16x16", (5, 8, 8): "9x16x16", (3, 8, 16): "5x16x32"}
+    assert [record["bucket"] for record in records] == [pixel_buckets[shape[2:]] for shape, _ in seen]
+    assert all(0 < record["step_seconds"] < 60 for record in records)
     # the cached latents are those of the dataset's items at their buckets
     dataset = MovingShapesDataset(num_videos=66, buckets=[(5, 16, 16), (9, 16, 16), (5, 16, 32)], fps=[4, 8, 16])
     pipeline = VideoLatentPipeline.from_pretrained(tmp_path / "run")
