@@ -1642,7 +1642,8 @@ class UNetSpatioTemporalModel(
 
         Args:
             sample (`torch.Tensor`): The noisy video latent of shape `(batch, in_channels, num_frames, height, width)`.
-            timestep (`torch.Tensor` or `float` or `int`): The denoising step, a number or a tensor `[]`, `[1]`, `[B]`.
+            timestep (`torch.Tensor` or `float` or `int`): The denoising step, a number or a tensor `[]`, `[1]`, `[B]`,
+                or `[B, F]` for one step per frame (frames at different noise levels).
             encoder_hidden_states (`torch.Tensor`): Text embeddings `(batch, sequence_length, cross_attention_dim)`,
                 once per video, or `(batch, num_frames, sequence_length, cross_attention_dim)`, once per frame.
             fps (`torch.Tensor` or `float` or `int`, *optional*):
@@ -1661,13 +1662,24 @@ class UNetSpatioTemporalModel(
         self._check_inputs(sample, encoder_hidden_states, conditioning_latents, fps)
         batch_size, _, num_frames, height, width = sample.shape
 
-        # 1. time (and frame rate), one embedding per video repeated for each of its frames
-        timesteps = self._to_batch(timestep, "timestep", batch_size, sample.device)
-        temb = self.time_embedding(self.time_proj(timesteps).to(dtype=sample.dtype))  # (B, D_t)
+        # 1. time (and frame rate), one embedding per video repeated for each of its frames, or one per frame for a
+        # `[B, F]` timestep (frames at different noise levels, as FIFO's diagonal denoising has them)
+        if isinstance(timestep, torch.Tensor) and timestep.ndim == 2:
+            if tuple(timestep.shape) != (batch_size, num_frames):
+                raise ValueError(
+                    f"A per-frame `timestep` must have shape [{batch_size}, {num_frames}] (batch and frames of"
+                    f" `sample`), got {tuple(timestep.shape)}."
+                )
+            timesteps = timestep.reshape(-1).to(sample.device)  # (B*F,)
+            temb = self.time_embedding(self.time_proj(timesteps).to(dtype=sample.dtype))  # (B*F, D_t)
+        else:
+            timesteps = self._to_batch(timestep, "timestep", batch_size, sample.device)
+            temb = self.time_embedding(self.time_proj(timesteps).to(dtype=sample.dtype))  # (B, D_t)
+            temb = temb.repeat_interleave(num_frames, dim=0, output_size=batch_size * num_frames)  # (B*F, D_t)
         if self.fps_embedding is not None:
             fps = self._to_batch(fps, "fps", batch_size, sample.device)
-            temb = temb + self.fps_embedding(self.fps_proj(fps).to(dtype=sample.dtype))
-        temb = temb.repeat_interleave(num_frames, dim=0, output_size=batch_size * num_frames)  # (B*F, D_t)
+            fps_emb = self.fps_embedding(self.fps_proj(fps).to(dtype=sample.dtype))  # (B, D_t)
+            temb = temb + fps_emb.repeat_interleave(num_frames, dim=0, output_size=batch_size * num_frames)
         if encoder_hidden_states.ndim == 4:  # one text per frame (a travelling prompt)
             encoder_hidden_states = encoder_hidden_states.flatten(0, 1)  # (B*F, L, D)
         else:

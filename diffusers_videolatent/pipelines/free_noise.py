@@ -124,6 +124,10 @@ class VideoLatentFreeNoiseMixin(AnimateDiffFreeNoiseMixin):
                 such as DeepCache keep one state per window.
         """
         self._check_free_noise_unet()
+        if getattr(self, "fifo_enabled", False):
+            raise ValueError(
+                "FIFO denoising is enabled; FreeNoise replaces it: call `pipe.disable_fifo_denoising()` first."
+            )
         if context_scope not in FREE_NOISE_CONTEXT_SCOPES:
             raise ValueError(
                 f"`context_scope` must be one of {list(FREE_NOISE_CONTEXT_SCOPES)}, got {context_scope!r}."

@@ -68,6 +68,8 @@ def estimate_call_memory(
     unet_channels = (getattr(pipeline.unet.config, "block_out_channels", None) or (1,))[0]
     if getattr(pipeline, "free_noise_enabled", False):  # the U-Net sees one window of latent frames at a time
         latent_frames = min(latent_frames, pipeline._free_noise_context_length)
+    if getattr(pipeline, "fifo_enabled", False):
+        latent_frames = min(latent_frames, pipeline._fifo_context_length)
     unet = 2 * guidance_batch * num_videos * unet_channels * latent_frames * latent_height * latent_width
     unet *= _bytes(pipeline.unet.dtype)
     output = vae_decoder = 0
@@ -124,7 +126,7 @@ def check_call_memory(
     remedies = ["fewer frames (`num_frames`) or a smaller `height` and `width`", "fewer videos per call"]
     if estimate.vae_decoder > 0:
         remedies.insert(0, "VAE tiling (`pipe.enable_vae_tiling()`)")
-    if not getattr(pipeline, "free_noise_enabled", False):
+    if not getattr(pipeline, "free_noise_enabled", False) and not getattr(pipeline, "fifo_enabled", False):
         remedies.append("windows of frames for the U-Net (`pipe.enable_free_noise(context_length=...)`)")
     if num_videos > 1 and not getattr(pipeline.vae, "use_slicing", False):
         remedies.append("VAE slicing (`pipe.enable_vae_slicing()`)")

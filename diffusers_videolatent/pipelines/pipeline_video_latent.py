@@ -59,6 +59,7 @@ from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
 from ..models.unet_spatio_temporal import build_conditioning_latents
 from ..models.video_latents import decode_latents, encode_video
 from .component_checks import check_components_fit
+from .fifo import VideoLatentFIFOMixin
 from .free_noise import VideoLatentFreeNoiseMixin
 from .memory_estimate import check_call_memory
 from .pipeline_output import VideoLatentPipelineOutput
@@ -92,7 +93,12 @@ EXAMPLE_DOC_STRING = """
 
 
 class VideoLatentPipeline(
-    ModelCardHubMixin, DiffusionPipeline, StableDiffusionMixin, VideoLatentLoraLoaderMixin, VideoLatentFreeNoiseMixin
+    ModelCardHubMixin,
+    DiffusionPipeline,
+    StableDiffusionMixin,
+    VideoLatentLoraLoaderMixin,
+    VideoLatentFreeNoiseMixin,
+    VideoLatentFIFOMixin,
 ):
     r"""
     Pipeline for text-to-video, image-to-video and video-to-video generation in the latent space of a video VAE.
@@ -105,6 +111,7 @@ class VideoLatentPipeline(
         - [`~VideoLatentLoraLoaderMixin.save_lora_weights`] for saving LoRA weights
         - [`~StableDiffusionMixin.enable_freeu`] and [`~DiffusionPipeline.enable_attention_slicing`] for the U-Net
         - [`~VideoLatentFreeNoiseMixin.enable_free_noise`] for videos of any length and travelling prompts
+        - [`~VideoLatentFIFOMixin.enable_fifo_denoising`] for videos of any length at constant memory
 
     Args:
         vae ([`AutoencoderKLVideo`], [`~diffusers.AutoencoderKL`], [`~diffusers.AutoencoderKLWan`] or [`~diffusers.AutoencoderKLCogVideoX`]):
@@ -178,10 +185,10 @@ class VideoLatentPipeline(
 
         Returns:
             `dict`: Every one of those settings. `height`/`width` fall back to the U-Net's `sample_size` times the
-            VAE's spatial ratio; `num_frames` to 17. With FreeNoise windows, a window's frames are checked against
-            the trained range of `num_frames`.
+            VAE's spatial ratio; `num_frames` to 17. With FreeNoise or FIFO windows, a window's frames are checked
+            against the trained range of `num_frames`.
         """
-        window = getattr(self, "_free_noise_context_length", None)
+        window = getattr(self, "_free_noise_context_length", None) or getattr(self, "_fifo_context_length", None)
         return resolve_generation_settings(
             settings,
             self.config.get("generation_defaults"),
@@ -399,6 +406,7 @@ class VideoLatentPipeline(
             self.video_processor.check_items("video", self.video_processor.split_videos(video), batch_size)
         if not is_real_number(strength) or not 0.0 <= strength <= 1.0:
             raise ValueError(f"`strength` must be a number in [0.0, 1.0], got {strength!r}.")
+        self._check_fifo_inputs(video, callback_on_step_end)
 
         # 3. sizes
         self._check_num_frames(num_frames, video)
@@ -497,14 +505,16 @@ class VideoLatentPipeline(
         if not is_integer(num_frames) or num_frames < 1:
             raise ValueError(f"`num_frames` must be an integer >= 1, got {num_frames!r}.")
         check_num_frames(num_frames, temporal_ratio)
-        max_latent_frames = None if self.free_noise_enabled else unet_max_latent_frames(self.unet.config)
+        windowed = self.free_noise_enabled or self.fifo_enabled
+        max_latent_frames = None if windowed else unet_max_latent_frames(self.unet.config)
         if max_latent_frames is not None and num_latent_frames(num_frames, temporal_ratio) > max_latent_frames:
             largest = largest_num_frames(max_latent_frames, temporal_ratio)
             raise ValueError(
                 f"`num_frames` is {num_frames}, but the U-Net's frame-position table holds {max_latent_frames} latent"
                 f" frames (`temporal_max_frames`): the largest `num_frames` it takes is {largest}"
                 + (f"; trim `video` to at most {largest} frames" if video is not None else "")
-                + f". Longer videos: turn windowing on, `pipe.enable_free_noise(context_length={max_latent_frames})`."
+                + f". Longer videos: turn windowing on, `pipe.enable_free_noise(context_length={max_latent_frames})`"
+                + " (or `pipe.enable_fifo_denoising()`)."
             )
         video_length = len(self.video_processor.split_videos(video)[0]) if video is not None else num_frames
         if video_length != num_frames:
@@ -896,75 +906,87 @@ class VideoLatentPipeline(
         extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
         use_fps_conditioning = self.unet.config.get("use_fps_conditioning", False)
 
-        # 8. Denoising loop
-        num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
-        with self.progress_bar(total=num_inference_steps) as progress_bar:
-            for i, t in enumerate(timesteps):
-                if self.interrupt:
-                    continue
+        # 8. Denoising loop: every frame at each timestep, or FIFO's queue of frames at increasing noise levels
+        if self.fifo_enabled:
+            latents = self._fifo_denoise(
+                latents,
+                prompt_embeds,
+                timesteps,
+                generator,
+                extra_step_kwargs,
+                fps if use_fps_conditioning else None,
+                condition_latents if image is not None else None,
+                image_noise,
+            )
+        else:
+            num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
+            with self.progress_bar(total=num_inference_steps) as progress_bar:
+                for i, t in enumerate(timesteps):
+                    if self.interrupt:
+                        continue
 
-                # a callback may switch guidance off (and may or may not drop the unconditional embeddings)
-                do_classifier_free_guidance = (
-                    self.do_classifier_free_guidance and prompt_embeds.shape[0] == 2 * latents.shape[0]
-                )
-                if do_classifier_free_guidance:
-                    encoder_hidden_states = prompt_embeds
-                    latent_model_input = torch.cat([latents] * 2)
-                else:
-                    encoder_hidden_states = prompt_embeds[-latents.shape[0] :]
-                    latent_model_input = latents
-                if hasattr(self.scheduler, "scale_model_input"):
-                    latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
-                timestep = t.expand(latent_model_input.shape[0])
-
-                unet_kwargs = {}
-                if use_fps_conditioning:
-                    unet_kwargs["fps"] = torch.full((latent_model_input.shape[0],), float(fps), device=device)
-                if conditioning_latents is not None:
-                    repeats = 2 if do_classifier_free_guidance else 1
-                    unet_kwargs["conditioning_latents"] = torch.cat([conditioning_latents] * repeats)
-
-                self._current_timestep = t
-                noise_pred = self._predict_noise(
-                    latent_model_input,
-                    timestep,
-                    encoder_hidden_states,
-                    cross_attention_kwargs=self.cross_attention_kwargs,
-                    **unet_kwargs,
-                )
-
-                if do_classifier_free_guidance:
-                    noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
-                    noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
-                    if self.guidance_rescale > 0.0:
-                        noise_pred = rescale_noise_cfg(noise_pred, noise_pred_text, self.guidance_rescale)
-
-                # compute the previous noisy sample x_t -> x_t-1
-                latents_dtype = latents.dtype
-                latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
-                if latents.dtype != latents_dtype:
-                    latents = latents.to(latents_dtype)
-
-                if image_latents is not None:
-                    # keep the first frame on the image, noised to the level the next step expects
-                    if i < len(timesteps) - 1:
-                        first_frame = self.add_noise(image_latents, image_noise, timesteps[i + 1 : i + 2])
+                    # a callback may switch guidance off (and may or may not drop the unconditional embeddings)
+                    do_classifier_free_guidance = (
+                        self.do_classifier_free_guidance and prompt_embeds.shape[0] == 2 * latents.shape[0]
+                    )
+                    if do_classifier_free_guidance:
+                        encoder_hidden_states = prompt_embeds
+                        latent_model_input = torch.cat([latents] * 2)
                     else:
-                        first_frame = image_latents
-                    latents = torch.cat([first_frame, latents[:, :, 1:]], dim=2)
+                        encoder_hidden_states = prompt_embeds[-latents.shape[0] :]
+                        latent_model_input = latents
+                    if hasattr(self.scheduler, "scale_model_input"):
+                        latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
+                    timestep = t.expand(latent_model_input.shape[0])
 
-                if callback_on_step_end is not None:
-                    callback_kwargs = {}
-                    for k in callback_on_step_end_tensor_inputs:
-                        callback_kwargs[k] = locals()[k]
-                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
+                    unet_kwargs = {}
+                    if use_fps_conditioning:
+                        unet_kwargs["fps"] = torch.full((latent_model_input.shape[0],), float(fps), device=device)
+                    if conditioning_latents is not None:
+                        repeats = 2 if do_classifier_free_guidance else 1
+                        unet_kwargs["conditioning_latents"] = torch.cat([conditioning_latents] * repeats)
 
-                    latents = callback_outputs.pop("latents", latents)
-                    prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
-                    negative_prompt_embeds = callback_outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
+                    self._current_timestep = t
+                    noise_pred = self._predict_noise(
+                        latent_model_input,
+                        timestep,
+                        encoder_hidden_states,
+                        cross_attention_kwargs=self.cross_attention_kwargs,
+                        **unet_kwargs,
+                    )
 
-                if i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
-                    progress_bar.update()
+                    if do_classifier_free_guidance:
+                        noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
+                        noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
+                        if self.guidance_rescale > 0.0:
+                            noise_pred = rescale_noise_cfg(noise_pred, noise_pred_text, self.guidance_rescale)
+
+                    # compute the previous noisy sample x_t -> x_t-1
+                    latents_dtype = latents.dtype
+                    latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+                    if latents.dtype != latents_dtype:
+                        latents = latents.to(latents_dtype)
+
+                    if image_latents is not None:
+                        # keep the first frame on the image, noised to the level the next step expects
+                        if i < len(timesteps) - 1:
+                            first_frame = self.add_noise(image_latents, image_noise, timesteps[i + 1 : i + 2])
+                        else:
+                            first_frame = image_latents
+                        latents = torch.cat([first_frame, latents[:, :, 1:]], dim=2)
+
+                    if callback_on_step_end is not None:
+                        callback_kwargs = {}
+                        for k in callback_on_step_end_tensor_inputs:
+                            callback_kwargs[k] = locals()[k]
+                        callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
+
+                        latents = callback_outputs.pop("latents", latents)
+                        prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
+                        negative_prompt_embeds = callback_outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
+
+                    if i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
+                        progress_bar.update()
 
         self._current_timestep = None
         if conditioning_latents is not None and image is not None:
