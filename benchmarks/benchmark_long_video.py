@@ -2,7 +2,10 @@
 `AnimateDiffPipeline.enable_free_noise`, on the same weights (one random AnimateDiff source, converted for ours with
 `conversion_scripts/convert_animatediff.py`'s `convert`), both with split inference. Ours runs twice: with
 `context_scope="attention"` (diffusers' FreeNoise: windows inside each temporal attention, one U-Net call per step on
-the whole clip) and with `context_scope="unet"` (one U-Net call per window, the predictions blended).
+the whole clip) and with `context_scope="unet"` (one U-Net call per window, the predictions blended), and a third time
+with FIFO's diagonal denoising (`enable_fifo_denoising(context_length)`, lookahead on), whose queue holds
+`--context_length` frames, so it runs that many steps (one U-Net call per iteration on the whole queue); its "time per
+step" is the call's time divided by its steps, as it has no step over the whole clip.
 
 For each pipeline and each length: the time per denoising step and the peak memory of the call (the prompt and the
 denoising steps, no decoding), over the memory before it. Each measurement runs in its own process (spawned), the
@@ -31,7 +34,12 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 # this checkout's package and test builders, also in the spawned processes (which import this file again)
 sys.path[:0] = [str(REPOSITORY)]
 # (pipeline, context scope); diffusers' FreeNoise windows the temporal attentions only
-CASES = (("VideoLatentPipeline", "attention"), ("VideoLatentPipeline", "unet"), ("AnimateDiffPipeline", "attention"))
+CASES = (
+    ("VideoLatentPipeline", "attention"),
+    ("VideoLatentPipeline", "unet"),
+    ("VideoLatentPipeline", "fifo"),
+    ("AnimateDiffPipeline", "attention"),
+)
 
 
 def parse_channels(text: str) -> tuple[int, ...]:
@@ -142,8 +150,12 @@ def run_one(case: tuple[str, str], num_frames: int, args: argparse.Namespace, to
     kind, scope = case
     pipe = build_pipeline(kind, args, tokenizer_folder).to(device)
     pipe.set_progress_bar_config(disable=True)
-    scope_kwargs = {"context_scope": scope} if kind == "VideoLatentPipeline" else {}
-    pipe.enable_free_noise(context_length=args.context_length, context_stride=args.context_stride, **scope_kwargs)
+    fifo = scope == "fifo"
+    if fifo:
+        pipe.enable_fifo_denoising(context_length=args.context_length)
+    else:
+        scope_kwargs = {"context_scope": scope} if kind == "VideoLatentPipeline" else {}
+        pipe.enable_free_noise(context_length=args.context_length, context_stride=args.context_stride, **scope_kwargs)
     pipe.enable_free_noise_split_inference(args.spatial_split_size, args.temporal_split_size)
 
     def synchronize():
@@ -161,13 +173,15 @@ def run_one(case: tuple[str, str], num_frames: int, args: argparse.Namespace, to
         "prompt": "a red circle",
         "height": args.height,
         "width": args.width,
-        "num_inference_steps": args.steps,
+        "num_inference_steps": args.context_length if fifo else args.steps,
         "guidance_scale": 7.5,
         "output_type": "latent",
-        "callback_on_step_end": on_step_end,
     }
+    if not fifo:
+        call["callback_on_step_end"] = on_step_end
     pipe(**call, num_frames=args.context_length, generator=torch.Generator("cpu").manual_seed(0))  # warm-up
     step_ends.clear()
+    step_ends.append(time.perf_counter())
 
     if device.type == "cuda":
         synchronize()
@@ -180,8 +194,11 @@ def run_one(case: tuple[str, str], num_frames: int, args: argparse.Namespace, to
             before = resident.peak
             pipe(**call, num_frames=num_frames, generator=torch.Generator("cpu").manual_seed(0))
         peak = resident.peak - before
-    # the first step pays for the scheduler's first call; later steps are the steady state
-    step_times = [end - start for start, end in zip(step_ends[:-1], step_ends[1:])]
+    if fifo:  # the call's time per step
+        synchronize()
+        step_times = [(time.perf_counter() - step_ends[0]) / call["num_inference_steps"]]
+    else:  # the first step pays for the scheduler's first call; later steps are the steady state
+        step_times = [end - start for start, end in zip(step_ends[1:-1], step_ends[2:])]
     results[(case, num_frames, len(results))] = {"step": statistics.median(step_times), "peak": peak}
 
 

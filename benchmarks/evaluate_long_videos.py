@@ -1,11 +1,13 @@
-"""Long videos from a moving-shapes model with FreeNoise windows: does the video keep its prompt?
+"""Long videos from a moving-shapes model with FreeNoise windows or FIFO: does the video keep its prompt?
 
     python benchmarks/evaluate_long_videos.py                                  # the shipped model, 121 and 241 frames
     python benchmarks/evaluate_long_videos.py --num_frames 121 --context_length 9 --context_scope unet --json out.json
+    python benchmarks/evaluate_long_videos.py --num_frames 121 241 --fifo --every 12 --travel
 
 Every `--every`-th of the 72 moving-shapes combinations is prompted once per length, with seeded noise and windows of
-`--context_length` latent frames (`pipe.enable_free_noise`, with `--context_scope`); the shipped model was trained on
-9 to 61 frames (3 to 16 latent frames) and its frame-position table holds 16. Each video is measured with
+`--context_length` latent frames (`pipe.enable_free_noise`, with `--context_scope`, or `pipe.enable_fifo_denoising`
+with `--fifo`); the shipped model was trained on 9 to 61 frames (3 to 16 latent frames) and its frame-position table
+holds 16. Each video is measured with
 `diffusers_videolatent.training.evaluate.analyze_long_video`: colour, shape and direction of the whole video, the
 object-area CV, VBench's temporal-flickering score, whether the first and the last second still show the prompt's
 colour, shape and direction (over a long video the whole-video direction fits one line to all centroids, which an
@@ -74,6 +76,12 @@ def main() -> None:
     parser.add_argument("--context_scope", default="attention", choices=("attention", "unet"))
     parser.add_argument("--weighting_scheme", default="pyramid")
     parser.add_argument("--noise_type", default="shuffle_context")
+    parser.add_argument(
+        "--fifo",
+        action="store_true",
+        help="FIFO diagonal denoising (`pipe.enable_fifo_denoising`, windows of --context_length) instead of FreeNoise",
+    )
+    parser.add_argument("--no_lookahead", action="store_true", help="with --fifo: tile the queue with windows")
     parser.add_argument("--every", type=int, default=6, help="prompt every N-th combination (72 in all)")
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
@@ -86,13 +94,23 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     pipe = VideoLatentPipeline.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=True)
-    pipe.enable_free_noise(
-        context_length=args.context_length,
-        context_stride=args.context_stride,
-        weighting_scheme=args.weighting_scheme,
-        noise_type=args.noise_type,
-        context_scope=args.context_scope,
-    )
+    if args.fifo:
+        pipe.enable_fifo_denoising(context_length=args.context_length, lookahead_denoising=not args.no_lookahead)
+        method = f"FIFO diagonal denoising in windows of {args.context_length} latent frames" + (
+            ", no lookahead" if args.no_lookahead else ", lookahead"
+        )
+    else:
+        pipe.enable_free_noise(
+            context_length=args.context_length,
+            context_stride=args.context_stride,
+            weighting_scheme=args.weighting_scheme,
+            noise_type=args.noise_type,
+            context_scope=args.context_scope,
+        )
+        method = (
+            f"windows of {args.context_length} latent frames, stride {args.context_stride}, {args.weighting_scheme},"
+            f" {args.noise_type} noise, {args.context_scope} scope"
+        )
     fps = int(pipe.resolve_generation_settings()["fps"])
     combinations = list(ALL_COMBINATIONS[:: args.every])
     prompts = [make_caption(*combination) for combination in combinations]
@@ -118,10 +136,7 @@ def main() -> None:
                 "colour_per_second": [analyze_video(second, min_travel=0.0).color for second in seconds],
             }
 
-    print(
-        f"{args.model}: windows of {args.context_length} latent frames, stride {args.context_stride},"
-        f" {args.weighting_scheme}, {args.noise_type} noise, {args.context_scope} scope; {len(prompts)} prompts (every {args.every}th combination), seed {args.seed}"
-    )
+    print(f"{args.model}: {method}; {len(prompts)} prompts (every {args.every}th combination), seed {args.seed}")
     print(
         "| frames | videos | colour | shape | direction | area CV | presence | flicker score |"
         " colour kept (first/last s) | shape kept | direction kept | speed last/first s (median) | speed within 20% |"

@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--context_length turns windowing on: each temporal attention sees windows of that many latent frames, so"
         " --num_frames is no longer capped by the model's frame-position table. Example: videolatent generate"
         ' "a red circle moving right" --prompt_travel "60:a blue circle moving right" --num_frames 121'
-        " --context_length 16 --output long.mp4",
+        " --context_length 16 --output long.mp4. --fifo denoises a queue of frames instead (FIFO-Diffusion).",
     )
     long_option = long_videos.add_argument
     long_option(
@@ -251,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=CONTEXT_SCOPES,
         help="what sees one window at a time: each temporal attention (attention, the default: diffusers'"
         " FreeNoise) or the whole U-Net, called once per window (unet: memory flat in the number of frames)",
+    )
+    long_option(
+        *_spellings("fifo"),
+        action="store_true",
+        help="diagonal denoising (FIFO-Diffusion) instead of FreeNoise: a queue of frames at increasing noise, each"
+        " U-Net call on windows of --context_length latent frames (default: the model's frame-position table), memory"
+        " flat in the number of frames; the queue holds --steps frames",
     )
     long_option(
         *_spellings("split_inference"),
@@ -460,6 +467,7 @@ def _pipeline_usage_error(error: Exception, video_frames: int | None, num_frames
     message = _first_line(error)
     # the pipeline's advice for longer videos, in the command's terms
     message = re.sub(r"`pipe\.enable_free_noise\(context_length=(\d+)\)`", r"pass --context_length \1", message)
+    message = message.replace("`pipe.enable_fifo_denoising()`", "--fifo")
     for name in re.findall(r"`(\w+)`", message):
         flag = PIPELINE_ARGUMENT_FLAGS.get(name)
         if flag is None:
@@ -483,6 +491,16 @@ def _travelling_prompt(prompt: str, travel: list[tuple[int, str]] | None) -> str
 
 def _free_noise_settings(args: argparse.Namespace) -> dict | None:
     # the `enable_free_noise` arguments of --context_length, --context_stride and --weighting_scheme
+    if args.fifo:  # FIFO's own windows: none of FreeNoise's settings apply
+        for flag, given in (
+            ("--context_stride", args.context_stride is not None),
+            ("--weighting_scheme", args.weighting_scheme != "pyramid"),
+            ("--context_scope", args.context_scope is not None),
+            ("--split_inference", args.split_inference),
+        ):
+            if given:
+                raise UsageError(f"{flag} applies to FreeNoise windows, not to --fifo; leave it out")
+        return None
     if args.context_length is None:
         for flag, given in (
             ("--context_stride", args.context_stride is not None),
@@ -588,6 +606,8 @@ def generate(args: argparse.Namespace) -> str:
     try:
         if free_noise is not None:
             pipe.enable_free_noise(**free_noise)
+        if args.fifo:
+            pipe.enable_fifo_denoising(context_length=args.context_length)
         if args.split_inference:
             pipe.enable_free_noise_split_inference()
     except (ValueError, TypeError) as error:

@@ -24,6 +24,7 @@ def test_long_video_benchmark_measures_every_pipeline_and_scope_at_every_length(
     cases = [
         ("VideoLatentPipeline", "attention"),
         ("VideoLatentPipeline", "unet"),
+        ("VideoLatentPipeline", "fifo"),
         ("AnimateDiffPipeline", "attention"),
     ]
     assert [(kind, scope, int(frames)) for kind, scope, frames, *_ in rows] == [

@@ -38,9 +38,18 @@ def test_long_video_with_unet_windows(windowed_model_dir, tmp_path, capsys):
     assert len(imageio.mimread(output)) == 21
 
 
+def test_long_travelling_video_with_fifo(windowed_model_dir, tmp_path, capsys):
+    output = tmp_path / "long.gif"
+    fifo = ["--fifo", "--context_length", "4", "--steps", "3", "--prompt_travel", "8:a dog"]
+    code, out, err = generate(capsys, windowed_model_dir, output, "--num_frames", "21", *fifo)
+    assert code == 0, err
+    assert len(imageio.mimread(output)) == 21
+
+
 def test_too_many_frames_without_windows_says_how_to_turn_them_on(windowed_model_dir, tmp_path, capsys):
     code, _, err = generate(capsys, windowed_model_dir, tmp_path / "x.gif", "--num_frames", "21")
-    assert_one_line_error(code, err, "--num_frames: ", "the largest `num_frames` it takes is 15", "--context_length 8")
+    fragments = ("--num_frames: ", "the largest `num_frames` it takes is 15", "--context_length 8", "or --fifo")
+    assert_one_line_error(code, err, *fragments)
 
 
 @pytest.mark.parametrize(
@@ -54,6 +63,9 @@ def test_too_many_frames_without_windows_says_how_to_turn_them_on(windowed_model
         (["--context_length", "4", "--context_scope", "clip"], ["--context_scope", "'clip'"]),
         (["--context_length", "4", "--context_stride", "5"], ["--context_stride 5", "--context_length 4"]),
         (["--context_length", "4", "--weighting_scheme", "cosine"], ["--weighting_scheme", "cosine"]),
+        (["--fifo", "--context_length", "9"], ["--context_length: ", "holds 8 latent frames"]),
+        (["--fifo", "--context_stride", "2"], ["--context_stride applies to FreeNoise windows, not to --fifo"]),
+        (["--fifo", "--split_inference"], ["--split_inference applies to FreeNoise windows, not to --fifo"]),
         (["--prompt_travel", "a dog"], ["--prompt_travel", "FRAME:PROMPT", "'a dog'"]),
         (["--prompt_travel", "0:a dog"], ["--prompt_travel", "FRAME an integer >= 1"]),
         (["--prompt_travel", "4:a dog", "4:a bird"], ["--prompt_travel", "frame 4 more than once"]),
@@ -68,6 +80,9 @@ def test_too_many_frames_without_windows_says_how_to_turn_them_on(windowed_model
         "scope-choice",
         "stride-past-length",
         "scheme",
+        "fifo-length-past-table",
+        "fifo-stride",
+        "fifo-split",
         "travel-format",
         "travel-frame-0",
         "travel-repeated",
@@ -90,6 +105,7 @@ def test_help_documents_long_videos(capsys):
         "--weighting_scheme",
         "--split_inference",
         "--context_scope",
+        "--fifo",
     ):
         assert fragment in text
     assert "--prompt_travel FRAME:PROMPT" in text and "PROMPT (frame 0)" in text
