@@ -172,10 +172,12 @@ class VideoLatentFIFOMixin:
                 ],
                 dim=2,
             )
-            prediction = torch.empty_like(queue)
-            for start, end, take_start, take_end in fifo_windows(
-                queue.shape[2], self._fifo_context_length, self._fifo_lookahead
-            ):
+            prediction = queue.new_zeros((queue.shape[0], self.unet.config.out_channels, *queue.shape[2:]))
+            rank, num_processes = self._window_process_share()
+            windows = fifo_windows(queue.shape[2], self._fifo_context_length, self._fifo_lookahead)
+            for index, (start, end, take_start, take_end) in enumerate(windows):
+                if index % num_processes != rank:  # another process's window (`enable_parallel_windows`)
+                    continue
                 window_prediction = self._fifo_window(
                     f"fifo_window_{start}",  # one cache state per place in the queue
                     model_input[:, :, start:end],
@@ -186,6 +188,7 @@ class VideoLatentFIFOMixin:
                     fps,
                 )
                 prediction[:, :, take_start:take_end] = window_prediction[:, :, take_start - start : take_end - start]
+            self._sum_over_window_processes(prediction)  # each frame is kept from one window: the sum assembles them
             return prediction
 
         def step(queue, prediction, first_frame, steps_done, schedulers) -> torch.Tensor:

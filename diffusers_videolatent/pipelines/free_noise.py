@@ -200,8 +200,13 @@ class VideoLatentFreeNoiseMixin(AnimateDiffFreeNoiseMixin):
         windows = FreeNoiseWindows(context_length, self._free_noise_context_stride, self._free_noise_weighting_scheme)
         weights = torch.tensor(windows.weights(), device=sample.device, dtype=torch.float32).view(1, 1, -1, 1, 1)
         conditioning_latents = unet_kwargs.pop("conditioning_latents", None)
-        prediction, total = None, weights.new_zeros(1, 1, num_frames, 1, 1)
-        for start, end in windows.windows(num_frames):
+        shape = (sample.shape[0], self.unet.config.out_channels, num_frames, *sample.shape[3:])
+        prediction = sample.new_zeros(shape, dtype=torch.float32)
+        total = weights.new_zeros(1, 1, num_frames, 1, 1)
+        rank, num_processes = self._window_process_share()
+        for index, (start, end) in enumerate(windows.windows(num_frames)):
+            if index % num_processes != rank:  # another process's window (`enable_parallel_windows`)
+                continue
             if conditioning_latents is not None:
                 unet_kwargs["conditioning_latents"] = conditioning_latents[:, :, start:end]
             window_prediction = self._call_unet(
@@ -211,12 +216,9 @@ class VideoLatentFreeNoiseMixin(AnimateDiffFreeNoiseMixin):
                 encoder_hidden_states[:, start:end] if encoder_hidden_states.ndim == 4 else encoder_hidden_states,
                 **unet_kwargs,
             )
-            if prediction is None:
-                shape = list(window_prediction.shape)
-                shape[2] = num_frames
-                prediction = window_prediction.new_zeros(shape, dtype=torch.float32)
             prediction[:, :, start:end] += window_prediction.float() * weights
             total[:, :, start:end] += weights
+        self._sum_over_window_processes(prediction, total)
         return prediction.div_(total).to(sample.dtype)  # in place: one clip-sized buffer fewer
 
     def _call_unet(

@@ -62,6 +62,7 @@ from .component_checks import check_components_fit
 from .fifo import VideoLatentFIFOMixin
 from .free_noise import VideoLatentFreeNoiseMixin
 from .memory_estimate import check_call_memory
+from .parallel_windows import VideoLatentParallelWindowsMixin
 from .pipeline_output import VideoLatentPipelineOutput
 from .schedules import dynamic_shift_kwargs, retrieve_timesteps
 from .video_processor import VideoLatentVideoProcessor
@@ -99,6 +100,7 @@ class VideoLatentPipeline(
     VideoLatentLoraLoaderMixin,
     VideoLatentFreeNoiseMixin,
     VideoLatentFIFOMixin,
+    VideoLatentParallelWindowsMixin,
 ):
     r"""
     Pipeline for text-to-video, image-to-video and video-to-video generation in the latent space of a video VAE.
@@ -112,6 +114,7 @@ class VideoLatentPipeline(
         - [`~StableDiffusionMixin.enable_freeu`] and [`~DiffusionPipeline.enable_attention_slicing`] for the U-Net
         - [`~VideoLatentFreeNoiseMixin.enable_free_noise`] for videos of any length and travelling prompts
         - [`~VideoLatentFIFOMixin.enable_fifo_denoising`] for videos of any length at constant memory
+        - [`~VideoLatentParallelWindowsMixin.enable_parallel_windows`] to share the windows over processes
 
     Args:
         vae ([`AutoencoderKLVideo`], [`~diffusers.AutoencoderKL`], [`~diffusers.AutoencoderKLWan`] or [`~diffusers.AutoencoderKLCogVideoX`]):
