@@ -5,6 +5,10 @@ added to a trained U-Net leaving its predictions unchanged."""
 import argparse
 import json
 import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -94,6 +98,16 @@ def test_batches_hold_one_bucket_and_their_frame_rates(vae_folder, tmp_path, see
     pixel_buckets = {(3, 8, 8): "5x16x16", (5, 8, 8): "9x16x16", (3, 8, 16): "5x16x32"}
     assert [record["bucket"] for record in records] == [pixel_buckets[shape[2:]] for shape, _ in seen]
     assert all(0 < record["step_seconds"] < 60 for record in records)
+    # benchmarks/bucket_step_seconds.py reads them: one row per bucket seen, with its steps
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bucket_step_seconds.py"
+    log = tmp_path / "run" / "logs" / "text_to_video" / "metrics.jsonl"
+    result = subprocess.run([sys.executable, str(script), str(log)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    rows = re.findall(r"^\| (\d+x\d+x\d+) \| (\d+) \| [\d.]+ \(", result.stdout, re.M)
+    left_out = int(re.search(r"(\d+) slower than 5x", result.stdout).group(1))
+    counts = {bucket: [record["bucket"] for record in records].count(bucket) for bucket in pixel_buckets.values()}
+    assert {bucket for bucket, _ in rows} == {bucket for bucket, count in counts.items() if count}
+    assert sum(int(steps) for _, steps in rows) + left_out == 12
     # the cached latents are those of the dataset's items at their buckets
     dataset = MovingShapesDataset(num_videos=66, buckets=[(5, 16, 16), (9, 16, 16), (5, 16, 32)], fps=[4, 8, 16])
     pipeline = VideoLatentPipeline.from_pretrained(tmp_path / "run")
