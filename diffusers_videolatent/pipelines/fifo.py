@@ -229,13 +229,12 @@ class VideoLatentFIFOMixin:
                 prediction = predict(queue, 0, [k] * queue_length, schedulers)
                 queue = step(queue, prediction, 0, [k] * queue_length, schedulers)
                 progress_bar.update()
-            if self.interrupt:
-                return queue[:, :, :num_frames]
-            queue, schedulers = torch.cat(start_queue, dim=2), start_schedulers
+            finished = []
+            if not self.interrupt:
+                queue, schedulers = torch.cat(start_queue, dim=2), start_schedulers
             steps_done = [queue_length - 1 - i for i in range(queue_length)]
 
             # 2. the FIFO: each iteration finishes the head frame and takes in a frame of fresh noise at the tail
-            finished = []
             for first_frame in range(num_frames):
                 if self.interrupt:
                     break
@@ -248,7 +247,8 @@ class VideoLatentFIFOMixin:
                 schedulers = schedulers[1:] + [copy.deepcopy(pristine)]
                 progress_bar.update()
         self._current_timestep = None
-        return torch.cat(finished, dim=2) if finished else latents
+        # the finished frames; after an interrupt, the frames still in the queue (noisy) and the noise of the others
+        return torch.cat([*finished, queue, noise[:, :, len(finished) + queue_length :]], dim=2)[:, :, :num_frames]
 
     def _fifo_window(
         self,
