@@ -17,7 +17,6 @@ import copy
 from typing import Any
 
 import torch
-from diffusers.guiders.guider_utils import rescale_noise_cfg
 from diffusers.utils.torch_utils import randn_tensor
 
 from .._checks import is_integer
@@ -285,9 +284,4 @@ class VideoLatentFIFOMixin:
             cross_attention_kwargs=self.cross_attention_kwargs,
             **unet_kwargs,
         )
-        if guidance:
-            noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
-            noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
-            if self.guidance_rescale > 0.0:
-                noise_pred = rescale_noise_cfg(noise_pred, noise_pred_text, self.guidance_rescale)
-        return noise_pred
+        return self._apply_guidance(noise_pred) if guidance else noise_pred

@@ -588,6 +588,14 @@ class VideoLatentPipeline(
             return video_latents.to(device=device, dtype=dtype)
         return self.add_noise(video_latents.to(device=device, dtype=dtype), noise, timestep)
 
+    def _apply_guidance(self, noise_pred: torch.Tensor) -> torch.Tensor:
+        r"""Classifier-free guidance of a `[uncond, cond]` prediction, rescaled by `guidance_rescale` when it is > 0."""
+        noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
+        noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
+        if self.guidance_rescale > 0.0:
+            noise_pred = rescale_noise_cfg(noise_pred, noise_pred_text, self.guidance_rescale)
+        return noise_pred
+
     def add_noise(self, latents: torch.Tensor, noise: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
         r"""Noises clean `latents` to `timestep` with the scheduler (`scale_noise` for flow-matching schedulers)."""
         timestep = timestep.reshape(-1)[:1].expand(latents.shape[0])
@@ -959,10 +967,7 @@ class VideoLatentPipeline(
                     )
 
                     if do_classifier_free_guidance:
-                        noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
-                        noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
-                        if self.guidance_rescale > 0.0:
-                            noise_pred = rescale_noise_cfg(noise_pred, noise_pred_text, self.guidance_rescale)
+                        noise_pred = self._apply_guidance(noise_pred)
 
                     # compute the previous noisy sample x_t -> x_t-1
                     latents_dtype = latents.dtype
