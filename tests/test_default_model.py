@@ -66,7 +66,7 @@ def test_generate_from_an_image_keeps_the_object_and_moves_it_as_prompted(tmp_pa
     import PIL.Image
 
     from diffusers_videolatent.training.evaluate import analyze_video, first_frame_psnr, segment_object
-    from diffusers_videolatent.training.moving_shapes import render_moving_shape
+    from diffusers_videolatent.training.moving_shapes import SPEED_RANGE, render_moving_shape
 
     pipe = VideoLatentPipeline.from_pretrained(cli.DEFAULT_MODEL)
     assert pipe.unet.config.conditioning_channels == pipe.unet.config.in_channels + 1
@@ -85,8 +85,15 @@ def test_generate_from_an_image_keeps_the_object_and_moves_it_as_prompted(tmp_pa
     generated = analyze_video(frames)
     assert (generated.color, generated.direction) == ("blue", "down")
     assert generated.area_variation < 0.1
-    # it goes from where the image has it, on the ground truth's path
+    # it goes from where the image has it, down the ground truth's line, at a speed of the world it was fine-tuned
+    # on (docs/dials.md: 0.15-0.45 frame sizes per second, so 19-58 px over the 2 s of 17 frames at 8 fps; the speed
+    # is the model's to choose, the caption does not give it)
     masks, reference_masks = segment_object(frames), segment_object(truth)
-    for index in (0, 8, 16):
-        distance = np.hypot(*(centroid(masks[index]) - centroid(reference_masks[index])))
-        assert distance < 4, (index, distance)
+    start = centroid(masks[0])
+    assert np.hypot(*(start - centroid(reference_masks[0]))) < 4
+    for index in (8, 16):
+        assert abs(centroid(masks[index])[0] - centroid(reference_masks[index])[0]) < 4, index
+    travel = centroid(masks[16])[1] - start[1]
+    seconds = 16 / pipe.resolve_generation_settings()["fps"]
+    low, high = (speed * frames.shape[1] * seconds for speed in SPEED_RANGE)
+    assert low <= travel <= high, (low, travel, high)
