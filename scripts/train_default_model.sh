@@ -35,8 +35,11 @@
 # 7. the evaluation: 2 videos per combination (66 seen, 6 held out) with the recommended sampling settings, the
 #    ground-truth and VAE-reconstruction reference rows and image-to-video from unseen first frames;
 # 8. the three dials (scripts/train_dials_model.sh, docs/dials.md): t2i2v fine-tuned on clips of several sizes,
-#    lengths and frame rates (bucketed, told the frame rate), into WORK_DIR/dials, then evaluated on the grid.
-# The result is WORK_DIR/t2i2v, with the recommended settings as `generation_defaults` in its model_index.json.
+#    lengths and frame rates (bucketed, told the frame rate), into WORK_DIR/dials, then evaluated on the grid;
+# 9. stage 8 annealed (scripts/train_dials_anneal.sh): the learning rate decaying to zero, a longer EMA and more steps
+#    on the large frames, into WORK_DIR/dials_anneal (the shipped model), then evaluated on the grid.
+# The shipped model is WORK_DIR/dials_anneal (stages 1-7 alone give WORK_DIR/t2i2v), with the recommended settings as
+# `generation_defaults` in its model_index.json.
 # Every stage checkpoints at least every 400 steps and resumes from its newest checkpoint, exactly: rerunning the
 # command after a kill goes on where it stopped (a finished stage restarts from its last checkpoint and saves again).
 set -euo pipefail
@@ -123,3 +126,5 @@ python benchmarks/evaluate_default_model.py --model "$WORK_DIR/t2i2v" --videos_p
   --image_to_video --json "$WORK_DIR/evaluation.json"
 
 bash scripts/train_dials_model.sh "$WORK_DIR/t2i2v" "$WORK_DIR/dials"
+
+bash scripts/train_dials_anneal.sh "$WORK_DIR/dials" "$WORK_DIR/dials_anneal"
