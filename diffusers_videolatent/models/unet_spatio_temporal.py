@@ -1668,7 +1668,7 @@ class UNetSpatioTemporalModel(
             if tuple(timestep.shape) != (batch_size, num_frames):
                 raise ValueError(
                     f"A per-frame `timestep` must have shape [{batch_size}, {num_frames}] (batch and frames of"
-                    f" `sample`), got {tuple(timestep.shape)}."
+                    f" `sample`), got shape {tuple(timestep.shape)}."
                 )
             timesteps = timestep.reshape(-1).to(sample.device)  # (B*F,)
             temb = self.time_embedding(self.time_proj(timesteps).to(dtype=sample.dtype))  # (B*F, D_t)
