@@ -256,8 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
         *_spellings("fifo"),
         action="store_true",
         help="diagonal denoising (FIFO-Diffusion) instead of FreeNoise: a queue of frames at increasing noise, each"
-        " U-Net call on windows of --context_length latent frames (default: the model's frame-position table), memory"
-        " flat in the number of frames; the queue holds --steps frames",
+        " U-Net call on windows of --context_length latent frames (default: the model's frame-position table), whatever"
+        " the number of frames; the queue holds --steps frames",
     )
     long_option(
         *_spellings("split_inference"),

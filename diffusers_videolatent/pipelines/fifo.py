@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Any length at constant memory for [`VideoLatentPipeline`]: FIFO-Diffusion's diagonal denoising."""
+"""Any length for [`VideoLatentPipeline`], one window at a time: FIFO-Diffusion's diagonal denoising."""
 
 import copy
 from typing import Any
@@ -68,8 +68,9 @@ class VideoLatentFIFOMixin:
     def enable_fifo_denoising(self, context_length: int | None = None, lookahead_denoising: bool = True) -> None:
         r"""
         Generates with diagonal denoising: `num_frames` is no longer capped by the U-Net's frame-position table, and
-        the U-Net's memory does not grow with the length. The number of denoising steps is the queue's length: with
-        25 steps each U-Net call sees windows of a 25-frame queue.
+        the U-Net sees one window at a time whatever the length (what still grows is the video's latents and their
+        noise; docs/long_videos.md has the measured memory). The number of denoising steps is the queue's length:
+        with 25 steps each U-Net call sees windows of a 25-frame queue.
 
         Args:
             context_length (`int`, *optional*):

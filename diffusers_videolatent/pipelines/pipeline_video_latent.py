@@ -113,7 +113,7 @@ class VideoLatentPipeline(
         - [`~VideoLatentLoraLoaderMixin.save_lora_weights`] for saving LoRA weights
         - [`~StableDiffusionMixin.enable_freeu`] and [`~DiffusionPipeline.enable_attention_slicing`] for the U-Net
         - [`~VideoLatentFreeNoiseMixin.enable_free_noise`] for videos of any length and travelling prompts
-        - [`~VideoLatentFIFOMixin.enable_fifo_denoising`] for videos of any length at constant memory
+        - [`~VideoLatentFIFOMixin.enable_fifo_denoising`] for videos of any length, one window of frames at a time
         - [`~VideoLatentParallelWindowsMixin.enable_parallel_windows`] to share the windows over processes
 
     Args:
