@@ -48,7 +48,15 @@ from diffusers_videolatent.training.evaluate import (
     score_videos,
     to_uint8_frames,
 )
-from diffusers_videolatent.training.moving_shapes import ALL_COMBINATIONS, make_caption, render_physical_moving_shape
+from diffusers_videolatent.training.moving_shapes import (
+    ALL_COMBINATIONS,
+    COLORS,
+    DIRECTIONS,
+    HELDOUT_COMBINATIONS,
+    SHAPES,
+    make_caption,
+    render_physical_moving_shape,
+)
 
 
 # the settings of issue 28's grid: (num_frames, height, width, fps)
@@ -136,9 +144,25 @@ def parse_grid_settings(text: str) -> tuple:
     return tuple(settings)
 
 
+def describe_combinations(combinations) -> str:
+    """
+    One line naming the colours, shapes and directions a subset of the combinations covers, and those it leaves out:
+    colour, shape and direction scores say nothing of what the subset does not prompt (every 12th of the 72
+    combinations is a circle moving left in each colour; every 5th covers them all).
+    """
+    parts = []
+    for position, (name, values) in enumerate((("colours", COLORS), ("shapes", SHAPES), ("directions", DIRECTIONS))):
+        covered = [value for value in values if any(combination[position] == value for combination in combinations)]
+        missing = [value for value in values if value not in covered]
+        parts.append(f"{name} {', '.join(covered)}" + (f" (not {', '.join(missing)})" if missing else ""))
+    heldout = sum(combination in HELDOUT_COMBINATIONS for combination in combinations)
+    return f"{len(combinations)} of {len(ALL_COMBINATIONS)} combinations ({heldout} held out): " + "; ".join(parts)
+
+
 def evaluate_grid(pipeline, args, call_kwargs: dict) -> dict:
     """Every setting of `GRID_SETTINGS`: ground truth, text-to-video and (with `--image_to_video`) image-to-video."""
     combinations = ALL_COMBINATIONS[:: args.combination_stride]
+    print(describe_combinations(combinations))
     results = {}
     print(GRID_COLUMNS)
     print("|---" * GRID_COLUMNS.count(" |") + "|")
@@ -173,6 +197,7 @@ def evaluate_grid(pipeline, args, call_kwargs: dict) -> dict:
             print(format_grid_row(f"{setting} {name}", row), flush=True)
         results[setting] = {"settings": size, **rows, "seconds": time.perf_counter() - start}
     results["frame_rate_dial"] = frame_rate_dial(results)
+    results["combinations"] = [make_caption(*combination) for combination in combinations]
     dial = results["frame_rate_dial"]
     for mode, ratios in ((mode, ratios) for mode, ratios in dial.items() if mode != "setting"):
         values = ", ".join(f"{name} {value:.2f}" for name, value in ratios.items())

@@ -11,6 +11,8 @@
 #   (0.999 against 0.995): the noise of the last steps is what makes the object's size wobble;
 # - the U-Net already has its fps embedding and its 17 conditioning channels; half of the clips get their first frame
 #   as the image condition, so text- and image-to-video are both kept.
+# ANNEAL_STEPS, ANNEAL_BUCKETS, ANNEAL_LR and ANNEAL_SEED change the run; scripts/train_default_model.sh sets them to
+# anneal once more (stage 10).
 # Resumable: rerunning the command after a kill goes on from the newest checkpoint, exactly.
 set -euo pipefail
 
@@ -18,18 +20,21 @@ FROM_MODEL=${1:-out/default_model/dials}
 OUTPUT_DIR=${2:-out/default_model/dials_anneal}
 ANNEAL_STEPS=${ANNEAL_STEPS:-4000}
 ANNEAL_BUCKETS=${ANNEAL_BUCKETS:-9x64x64:0.2,17x64x64:0.2,33x64x64:0.1,61x64x64:0.06,17x96x96:0.1,17x128x128:0.14,17x64x128:0.1,17x128x64:0.1}
+ANNEAL_LR=${ANNEAL_LR:-1e-4}
+ANNEAL_SEED=${ANNEAL_SEED:-5}
 GUIDANCE=${GUIDANCE:-1.5}
 
 python -m diffusers_videolatent.training.train_text_to_video \
-  --pretrained_model_name_or_path "$FROM_MODEL" --output_dir "$OUTPUT_DIR" --seed 5 \
+  --pretrained_model_name_or_path "$FROM_MODEL" --output_dir "$OUTPUT_DIR" --seed "$ANNEAL_SEED" \
   --buckets "$ANNEAL_BUCKETS" --train_fps 4 8 12 16 24 --num_train_videos 4224 \
   --cache_latents --objective flow_matching --flow_shift 3.0 --conditioning_dropout_prob 0.1 \
-  --image_conditioning_prob 0.5 --train_batch_size 16 --learning_rate 1e-4 --lr_scheduler cosine \
+  --image_conditioning_prob 0.5 --train_batch_size 16 --learning_rate "$ANNEAL_LR" --lr_scheduler cosine \
   --lr_warmup_steps 50 --use_ema --ema_decay 0.999 --max_train_steps "$ANNEAL_STEPS" \
   --checkpointing_steps 200 --checkpoints_total_limit 3 --validation_steps 2000 \
   --num_validation_inference_steps 20 --validation_guidance_scale "$GUIDANCE" \
   --resume_from_checkpoint latest
 
-# the grid on every 12th of the 72 combinations, as for stage 8 (EVAL_STRIDE=1 scores all of them)
+# the grid on every 5th of the 72 combinations: 15 prompts, every colour, shape and direction, 2 held out (every 12th,
+# used until 2026-12-05, prompts only circles moving left); EVAL_STRIDE=1 scores all of them
 python benchmarks/evaluate_default_model.py --model "$OUTPUT_DIR" --grid --image_to_video \
-  --videos_per_combination 1 --combination_stride "${EVAL_STRIDE:-12}" --json "$OUTPUT_DIR/evaluation_grid.json"
+  --videos_per_combination 1 --combination_stride "${EVAL_STRIDE:-5}" --json "$OUTPUT_DIR/evaluation_grid.json"

@@ -31,7 +31,7 @@ python -m diffusers_videolatent.training.train_text_to_video \
   --num_validation_inference_steps 20 --validation_guidance_scale "$GUIDANCE" \
   --resume_from_checkpoint latest
 
-# the grid on every 12th of the 72 combinations (6 prompts per setting; about an hour on 2 CPU cores); EVAL_STRIDE=1
-# scores all of them
+# the grid on every 5th of the 72 combinations: 15 prompts per setting, every colour, shape and direction, 2 held out
+# (every 12th, used until 2026-12-05, prompts only circles moving left); EVAL_STRIDE=1 scores all of them
 python benchmarks/evaluate_default_model.py --model "$OUTPUT_DIR" --grid --image_to_video \
-  --videos_per_combination 1 --combination_stride "${EVAL_STRIDE:-12}" --json "$OUTPUT_DIR/evaluation_grid.json"
+  --videos_per_combination 1 --combination_stride "${EVAL_STRIDE:-5}" --json "$OUTPUT_DIR/evaluation_grid.json"

@@ -103,6 +103,10 @@ def test_grid_evaluation_scores_each_setting_against_the_physical_ground_truth(i
     assert result.returncode == 0, result.stderr[-3000:]
     grid = json.loads((tmp_path / "grid.json").read_text())["grid"]
     assert {"5x32x32 8fps", "5x32x32 16fps", "9x32x32 16fps"} <= grid.keys()
+    # every 6th combination prompts circles and squares moving left and up only: the table says what it left out
+    assert "12 of 72 combinations (1 held out): colours red, green, blue, yellow, white, purple; " in result.stdout
+    assert "shapes circle, square (not triangle); directions left, up (not right, down)" in result.stdout
+    assert len(grid["combinations"]) == 12 and grid["combinations"][1] == "a red square moving up"
     for setting in ("5x32x32 8fps", "5x32x32 16fps", "9x32x32 16fps"):
         rows = grid[setting]
         assert rows["ground truth"]["num_videos"] == rows["text-to-video"]["num_videos"] == 12
