@@ -152,8 +152,9 @@ def describe_combinations(combinations) -> str:
     """
     parts = []
     for position, (name, values) in enumerate((("colours", COLORS), ("shapes", SHAPES), ("directions", DIRECTIONS))):
-        covered = [value for value in values if any(combination[position] == value for combination in combinations)]
-        missing = [value for value in values if value not in covered]
+        prompted = {combination[position] for combination in combinations}
+        covered = [value for value in values if value in prompted]
+        missing = [value for value in values if value not in prompted]
         parts.append(f"{name} {', '.join(covered)}" + (f" (not {', '.join(missing)})" if missing else ""))
     heldout = sum(combination in HELDOUT_COMBINATIONS for combination in combinations)
     return f"{len(combinations)} of {len(ALL_COMBINATIONS)} combinations ({heldout} held out): " + "; ".join(parts)

@@ -11,8 +11,8 @@
 #   (0.999 against 0.995): the noise of the last steps is what makes the object's size wobble;
 # - the U-Net already has its fps embedding and its 17 conditioning channels; half of the clips get their first frame
 #   as the image condition, so text- and image-to-video are both kept.
-# ANNEAL_STEPS, ANNEAL_BUCKETS, ANNEAL_LR and ANNEAL_SEED change the run; scripts/train_default_model.sh sets them to
-# anneal once more (stage 10).
+# ANNEAL_STEPS, ANNEAL_BUCKETS, ANNEAL_LR and ANNEAL_SEED change the run (docs/dials.md's stage 10, trained from stage 9
+# and not shipped, set all four).
 # Resumable: rerunning the command after a kill goes on from the newest checkpoint, exactly.
 set -euo pipefail
 
