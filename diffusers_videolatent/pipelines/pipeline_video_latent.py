@@ -37,22 +37,12 @@ from .._checks import (
     check_latents,
     check_prompt,
     check_sampling_schedule,
-    check_strings,
-    is_integer,
     is_real_number,
     likely_cause_of_not_finite,
     warn_if_not_finite,
 )
 from ..generation_defaults import check_generation_defaults, resolve_generation_settings
-from ..geometry import (
-    check_num_frames,
-    get_vae_compression_ratios,
-    largest_num_frames,
-    num_latent_frames,
-    size_multiple,
-    unet_downsample_factor,
-    unet_max_latent_frames,
-)
+from ..geometry import get_vae_compression_ratios, num_latent_frames, unet_downsample_factor, unet_max_latent_frames
 from ..hub import ModelCardHubMixin
 from ..loaders import VideoLatentLoraLoaderMixin
 from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
@@ -61,6 +51,14 @@ from ..models.video_latents import decode_latents, encode_video
 from .component_checks import check_components_fit
 from .fifo import VideoLatentFIFOMixin
 from .free_noise import VideoLatentFreeNoiseMixin
+from .input_checks import (
+    check_clip_skip,
+    check_frame_size,
+    check_negative_prompt,
+    check_outputs,
+    check_pipeline_num_frames,
+    check_prompt_embeds,
+)
 from .memory_estimate import check_call_memory
 from .parallel_windows import VideoLatentParallelWindowsMixin
 from .pipeline_output import VideoLatentPipelineOutput
@@ -69,8 +67,6 @@ from .video_processor import VideoLatentVideoProcessor
 
 
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
-
-OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
 # the components whose interfaces must fit each other (see `component_checks`)
 INTERFACE_COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet")
@@ -322,7 +318,7 @@ class VideoLatentPipeline(
         device = device or self._execution_device
         if dtype is None:
             dtype = self.text_encoder.dtype if self.text_encoder is not None else self.unet.dtype
-        self._check_clip_skip(clip_skip)
+        check_clip_skip(clip_skip, self._num_text_encoder_layers())
         for name, embeds in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
             if isinstance(embeds, torch.Tensor):
                 check_finite_tensor(name, embeds)
@@ -388,17 +384,18 @@ class VideoLatentPipeline(
         if isinstance(prompt, dict):
             self._check_prompt_travel(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, num_frames)
         batch_size = 1 if isinstance(prompt, dict) else check_prompt(prompt, prompt_embeds)
-        if negative_prompt is not None and negative_prompt_embeds is not None:
-            raise ValueError("Pass only one of `negative_prompt` and `negative_prompt_embeds`, not both.")
-        if negative_prompt is not None and not isinstance(prompt, dict):
-            check_strings("negative_prompt", negative_prompt)
-            if isinstance(negative_prompt, list) and len(negative_prompt) != batch_size:
-                raise ValueError(
-                    f"`negative_prompt` has {len(negative_prompt)} entries but the prompt batch has {batch_size};"
-                    " pass one string or one negative prompt per prompt."
-                )
-        self._check_prompt_embeds(prompt_embeds, negative_prompt_embeds, batch_size)
-        self._check_clip_skip(clip_skip)
+        # a travelling prompt's negative prompt is checked with it, and it takes no embeddings
+        check_negative_prompt(
+            None if isinstance(prompt, dict) else negative_prompt, negative_prompt_embeds, batch_size
+        )
+        check_prompt_embeds(
+            prompt_embeds,
+            negative_prompt_embeds,
+            batch_size,
+            self.unet.config.cross_attention_dim,
+            getattr(self.tokenizer, "model_max_length", None) if self.tokenizer is not None else None,
+        )
+        check_clip_skip(clip_skip, self._num_text_encoder_layers())
 
         # 2. conditioning inputs
         if image is not None and video is not None:
@@ -411,16 +408,15 @@ class VideoLatentPipeline(
             raise ValueError(f"`strength` must be a number in [0.0, 1.0], got {strength!r}.")
         self._check_fifo_inputs(video, callback_on_step_end)
 
-        # 3. sizes
-        self._check_num_frames(num_frames, video)
-        multiple = size_multiple(self.vae_scale_factor_spatial, self.unet_downsample_factor)
-        for name, size in (("height", height), ("width", width)):
-            if not is_integer(size) or size < 1 or size % multiple != 0:
-                raise ValueError(
-                    f"`{name}` must be a positive multiple of {multiple} (the VAE's spatial ratio"
-                    f" {self.vae_scale_factor_spatial} times the U-Net's downsampling {self.unet_downsample_factor}),"
-                    f" got {size!r}."
-                )
+        # 3. sizes; with FreeNoise or FIFO a window, not the U-Net's frame-position table, bounds the frames it sees
+        windowed = self.free_noise_enabled or self.fifo_enabled
+        check_pipeline_num_frames(
+            num_frames,
+            self.vae_scale_factor_temporal,
+            None if windowed else unet_max_latent_frames(self.unet.config),
+            len(self.video_processor.split_videos(video)[0]) if video is not None else None,
+        )
+        check_frame_size(height, width, self.vae_scale_factor_spatial, self.unet_downsample_factor)
         check_finite_number("fps", fps, minimum=0, inclusive=False)
 
         # 4. sampling
@@ -446,85 +442,16 @@ class VideoLatentPipeline(
             )
 
         # 5. outputs
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"`output_type` must be one of {list(OUTPUT_TYPES)}, got {output_type!r}.")
-        if callback_on_step_end is not None and not callable(callback_on_step_end):
-            raise TypeError(
-                f"`callback_on_step_end` must be callable (a function or a `PipelineCallback`), got"
-                f" {type(callback_on_step_end).__name__}."
-            )
-        unknown = [k for k in callback_on_step_end_tensor_inputs or [] if k not in self._callback_tensor_inputs]
-        if unknown:
-            raise ValueError(
-                f"`callback_on_step_end_tensor_inputs` has unknown entries {unknown}; allowed are"
-                f" {self._callback_tensor_inputs}."
-            )
-        if decode_chunk_size is not None and (not is_integer(decode_chunk_size) or decode_chunk_size < 1):
-            raise ValueError(f"`decode_chunk_size` must be an integer >= 1 or None, got {decode_chunk_size!r}.")
+        check_outputs(
+            output_type,
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+            self._callback_tensor_inputs,
+            decode_chunk_size,
+        )
 
-    def _check_prompt_embeds(self, prompt_embeds: Any, negative_prompt_embeds: Any, batch_size: int) -> None:
-        # the embeddings' width is the U-Net's `cross_attention_dim`; guidance concatenates both halves
-        cross_attention_dim = self.unet.config.cross_attention_dim
-        for name, embeds in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
-            if embeds is None:
-                continue
-            if not isinstance(embeds, torch.Tensor) or embeds.ndim != 3 or embeds.shape[-1] != cross_attention_dim:
-                raise ValueError(
-                    f"`{name}` must have shape (batch_size, sequence_length, {cross_attention_dim}) to match the"
-                    f" U-Net's `cross_attention_dim`, got {tuple(getattr(embeds, 'shape', ()))}."
-                )
-            check_finite_tensor(name, embeds)
-        if prompt_embeds is not None and negative_prompt_embeds is not None:
-            if prompt_embeds.shape != negative_prompt_embeds.shape:
-                raise ValueError(
-                    "`prompt_embeds` and `negative_prompt_embeds` must have the same shape, got"
-                    f" {tuple(prompt_embeds.shape)} and {tuple(negative_prompt_embeds.shape)}."
-                )
-        elif negative_prompt_embeds is not None and self.tokenizer is not None:
-            # the prompt is encoded to (batch_size, model_max_length, hidden_size)
-            expected_shape = (batch_size, getattr(self.tokenizer, "model_max_length", None), cross_attention_dim)
-            if tuple(negative_prompt_embeds.shape) != expected_shape:
-                raise ValueError(
-                    f"`negative_prompt_embeds` must have shape {expected_shape} to match the encoded `prompt`, got"
-                    f" {tuple(negative_prompt_embeds.shape)}."
-                )
-
-    def _check_clip_skip(self, clip_skip: int | None) -> None:
-        # `clip_skip` layers are skipped from the end, so at least one layer of the text encoder must remain
-        if clip_skip is None:
-            return
-        if not is_integer(clip_skip) or clip_skip < 0:
-            raise ValueError(f"`clip_skip` must be an integer >= 0 or None, got {clip_skip!r}.")
-        num_layers = getattr(getattr(self.text_encoder, "config", None), "num_hidden_layers", None)
-        if num_layers is not None and clip_skip >= num_layers:
-            raise ValueError(
-                f"`clip_skip` is {clip_skip}, but the text encoder has {num_layers} layers: skip at most"
-                f" {num_layers - 1}."
-            )
-
-    def _check_num_frames(self, num_frames: Any, video: Any) -> None:
-        # the VAE's frame rule, the U-Net's frame-position table and the length of `video`
-        temporal_ratio = self.vae_scale_factor_temporal
-        if not is_integer(num_frames) or num_frames < 1:
-            raise ValueError(f"`num_frames` must be an integer >= 1, got {num_frames!r}.")
-        check_num_frames(num_frames, temporal_ratio)
-        windowed = self.free_noise_enabled or self.fifo_enabled
-        max_latent_frames = None if windowed else unet_max_latent_frames(self.unet.config)
-        if max_latent_frames is not None and num_latent_frames(num_frames, temporal_ratio) > max_latent_frames:
-            largest = largest_num_frames(max_latent_frames, temporal_ratio)
-            raise ValueError(
-                f"`num_frames` is {num_frames}, but the U-Net's frame-position table holds {max_latent_frames} latent"
-                f" frames (`temporal_max_frames`): the largest `num_frames` it takes is {largest}"
-                + (f"; trim `video` to at most {largest} frames" if video is not None else "")
-                + f". Longer videos: turn windowing on, `pipe.enable_free_noise(context_length={max_latent_frames})`"
-                + " (or `pipe.enable_fifo_denoising()`)."
-            )
-        video_length = len(self.video_processor.split_videos(video)[0]) if video is not None else num_frames
-        if video_length != num_frames:
-            raise ValueError(
-                f"`video` has {video_length} frames but `num_frames` is {num_frames}; leave `num_frames` unset in"
-                " video-to-video to use the video's length."
-            )
+    def _num_text_encoder_layers(self) -> int | None:
+        return getattr(getattr(self.text_encoder, "config", None), "num_hidden_layers", None)
 
     def latents_shape(self, batch_size: int, num_frames: int, height: int, width: int) -> tuple[int, ...]:
         r"""Returns the shape `(batch_size, channels, latent_frames, latent_height, latent_width)` of the latents."""
