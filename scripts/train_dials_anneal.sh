@@ -12,7 +12,8 @@
 # - the U-Net already has its fps embedding and its 17 conditioning channels; half of the clips get their first frame
 #   as the image condition, so text- and image-to-video are both kept.
 # ANNEAL_STEPS, ANNEAL_BUCKETS, ANNEAL_LR and ANNEAL_SEED change the run (docs/dials.md's stage 10, trained from stage 9
-# and not shipped, set all four).
+# and not shipped, set all four); FOREGROUND_LOSS_WEIGHT weights the object's latent cells up (--foreground_loss_weight,
+# 0 by default: stages 9 and 10 weighted every cell alike).
 # Resumable: rerunning the command after a kill goes on from the newest checkpoint, exactly.
 set -euo pipefail
 
@@ -22,6 +23,7 @@ ANNEAL_STEPS=${ANNEAL_STEPS:-4000}
 ANNEAL_BUCKETS=${ANNEAL_BUCKETS:-9x64x64:0.2,17x64x64:0.2,33x64x64:0.1,61x64x64:0.06,17x96x96:0.1,17x128x128:0.14,17x64x128:0.1,17x128x64:0.1}
 ANNEAL_LR=${ANNEAL_LR:-1e-4}
 ANNEAL_SEED=${ANNEAL_SEED:-5}
+FOREGROUND_LOSS_WEIGHT=${FOREGROUND_LOSS_WEIGHT:-0}
 GUIDANCE=${GUIDANCE:-1.5}
 
 python -m diffusers_videolatent.training.train_text_to_video \
@@ -32,7 +34,7 @@ python -m diffusers_videolatent.training.train_text_to_video \
   --lr_warmup_steps 50 --use_ema --ema_decay 0.999 --max_train_steps "$ANNEAL_STEPS" \
   --checkpointing_steps 200 --checkpoints_total_limit 3 --validation_steps 2000 \
   --num_validation_inference_steps 20 --validation_guidance_scale "$GUIDANCE" \
-  --resume_from_checkpoint latest
+  --foreground_loss_weight "$FOREGROUND_LOSS_WEIGHT" --resume_from_checkpoint latest
 
 # the grid on every 5th of the 72 combinations: 15 prompts, every colour, shape and direction, 2 held out (every 12th,
 # used until 2026-12-05, prompts only circles moving left); EVAL_STRIDE=1 scores all of them

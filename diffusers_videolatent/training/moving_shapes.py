@@ -349,7 +349,8 @@ class MovingShapesDataset(Dataset):
 
     Items are dictionaries with `pixel_values` (float32 in [-1, 1], `[3, num_frames, height, width]` at the item's
     bucket), `text` (the caption), `fps` (the frame rate the frames are spaced at; `DEFAULT_FPS` for fixed-travel
-    clips) and the `color`, `shape` and `direction` it shows. `item_buckets` lists each item's bucket.
+    clips), `foreground` (the object's coverage of each pixel, float32 in [0, 1], `[num_frames, height, width]`) and the
+    `color`, `shape` and `direction` it shows. `item_buckets` lists each item's bucket.
     """
 
     def __init__(
@@ -459,8 +460,11 @@ class MovingShapesDataset(Dataset):
                 travel_fraction=travel_fraction,
             )  # (F, H, W, 3) in [0, 1]
         pixel_values = torch.from_numpy(video).permute(3, 0, 1, 2) * 2.0 - 1.0  # (3, F, H, W) in [-1, 1]
+        # the object's pixel coverage: the frame is its colour times the coverage on a black background
+        foreground = torch.from_numpy(video.max(axis=-1) / max(COLORS[color]))  # (F, H, W) in [0, 1]
         return {
             "pixel_values": pixel_values.contiguous(),
+            "foreground": foreground,
             "text": make_caption(color, shape, direction),
             "fps": fps,
             "color": color,

@@ -210,7 +210,8 @@ def build_text_encoder(tokenizer: CLIPTokenizer, config_overrides: dict | None =
 class CachedLatentsDataset(torch.utils.data.Dataset):
     """
     Normalised latents `[C, F_lat, H_lat, W_lat]` of a dataset's videos, encoded once, with their captions (and, for
-    a bucketed dataset, each item's frame rate and bucket: `item_buckets`, so the latents train in the same buckets).
+    a bucketed dataset, each item's frame rate and bucket: `item_buckets`, so the latents train in the same buckets;
+    for a dataset with foreground masks, their coverage of each latent cell, `[F_lat, H_lat, W_lat]`).
     """
 
     def __init__(
@@ -219,6 +220,7 @@ class CachedLatentsDataset(torch.utils.data.Dataset):
         captions: list[str],
         fps: list[float] | None = None,
         item_buckets: list[tuple[int, int, int]] | None = None,
+        latent_foreground: torch.Tensor | list[torch.Tensor] | None = None,
     ):
         if len(latents) != len(captions):
             raise ValueError(f"{len(latents)} latents but {len(captions)} captions.")
@@ -226,6 +228,7 @@ class CachedLatentsDataset(torch.utils.data.Dataset):
         self.captions = captions
         self.fps = fps
         self.item_buckets = item_buckets
+        self.latent_foreground = latent_foreground
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -234,7 +237,21 @@ class CachedLatentsDataset(torch.utils.data.Dataset):
         item = {"latents": self.latents[index], "text": self.captions[index]}
         if self.fps is not None:
             item["fps"] = self.fps[index]
+        if self.latent_foreground is not None:
+            item["latent_foreground"] = self.latent_foreground[index]
         return item
+
+
+def latent_foreground(foreground: torch.Tensor, temporal_ratio: int, spatial_ratio: int) -> torch.Tensor:
+    """
+    The share of each latent cell's pixels that the foreground covers: `(B, F, H, W)` masks in [0, 1] pooled to the
+    latent grid `(B, F_lat, H_lat, W_lat)` as a causal video VAE compresses frames (latent frame 0 is frame 0, each
+    later one the next `temporal_ratio` frames) and space (`spatial_ratio` x `spatial_ratio` pixels per cell).
+    """
+    batch_size, num_frames, height, width = foreground.shape
+    later_frames = foreground[:, 1:].reshape(batch_size, -1, temporal_ratio, height, width).mean(dim=2)
+    frames = torch.cat([foreground[:, :1], later_frames], dim=1)  # (B, F_lat, H, W)
+    return F.avg_pool2d(frames, spatial_ratio)  # (B, F_lat, H_lat, W_lat)
 
 
 @torch.no_grad()
@@ -242,7 +259,8 @@ def cache_latents(pipeline: VideoLatentPipeline, dataset, batch_size: int, devic
     """
     Encodes every video of `dataset` once with `pipeline.encode_video` (the normalised mode of the VAE's latent
     distribution) and keeps the latents in memory, in float32, on the CPU: one tensor `[N, C, F_lat, H_lat, W_lat]`
-    for a dataset of one size, one tensor per item (batches encoded bucket by bucket) for a bucketed one.
+    for a dataset of one size, one tensor per item (batches encoded bucket by bucket) for a bucketed one. Items with a
+    `foreground` mask keep its `latent_foreground` too.
     """
     try:
         item_buckets = dataset_item_buckets(dataset)
@@ -264,25 +282,36 @@ def cache_latents(pipeline: VideoLatentPipeline, dataset, batch_size: int, devic
         dataset, batch_sampler=batches, collate_fn=collate_videos, generator=torch.Generator()
     )
     latents, captions, fps = [None] * len(dataset), [None] * len(dataset), [None] * len(dataset)
+    foreground = [None] * len(dataset)
     for indices, batch in zip(batches, tqdm(dataloader, desc="Caching latents")):
         encoded = pipeline.encode_video(batch["pixel_values"].to(device, dtype=dtype)).float().cpu()
+        if "foreground" in batch:
+            batch_foreground = latent_foreground(
+                batch["foreground"].float(), pipeline.vae_scale_factor_temporal, pipeline.vae_scale_factor_spatial
+            )
         for position, index in enumerate(indices):
             latents[index], captions[index] = encoded[position], batch["text"][position]
             fps[index] = float(batch["fps"][position]) if "fps" in batch else None
+            foreground[index] = batch_foreground[position] if "foreground" in batch else None
     fps = None if None in fps else fps
+    foreground = None if None in foreground else foreground
     if item_buckets is None:
-        return CachedLatentsDataset(torch.stack(latents), captions, fps)  # latents (N, C, F_lat, H_lat, W_lat)
-    return CachedLatentsDataset(latents, captions, fps, item_buckets)
+        # latents (N, C, F_lat, H_lat, W_lat), foreground (N, F_lat, H_lat, W_lat)
+        foreground = None if foreground is None else torch.stack(foreground)
+        return CachedLatentsDataset(torch.stack(latents), captions, fps, latent_foreground=foreground)
+    return CachedLatentsDataset(latents, captions, fps, item_buckets, foreground)
 
 
 def collate_latents(examples: list[dict]) -> dict:
-    """Stacks cached `latents`, lists the captions and, where the items have one, gathers their `fps`."""
+    """Stacks cached `latents`, lists the captions and, where the items have them, gathers `fps` and `latent_foreground`."""
     batch = {
         "latents": torch.stack([example["latents"] for example in examples]),
         "text": [example["text"] for example in examples],
     }
     if all("fps" in example for example in examples):
         batch["fps"] = torch.tensor([float(example["fps"]) for example in examples])  # (B,)
+    if all("latent_foreground" in example for example in examples):
+        batch["latent_foreground"] = torch.stack([example["latent_foreground"] for example in examples])
     return batch
 
 
@@ -395,6 +424,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
 
     diffusion.add_argument(
+        "--foreground_loss_weight",
+        type=float,
+        default=0.0,
+        help="Weight each latent cell's loss by 1 + this times the share of its pixels that the object covers "
+        "(moving shapes' foreground masks), each video's weights normalised to mean 1: the object, a small part of "
+        "the frame, gets a larger share of the loss. 0 (the default) weights every cell alike.",
+    )
+    diffusion.add_argument(
         "--max_train_minutes",
         type=float,
         default=None,
@@ -439,6 +476,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             )
         if any(not shift > 0 for shift in args.training_flow_shifts):
             raise ValueError(f"`--training_flow_shifts` must all be > 0, but are {args.training_flow_shifts}.")
+    if not args.foreground_loss_weight >= 0:
+        raise ValueError(f"`--foreground_loss_weight` must be >= 0, but is {args.foreground_loss_weight}.")
+    if args.foreground_loss_weight > 0 and args.train_data_dir is not None:
+        raise ValueError(
+            "`--foreground_loss_weight` weights the loss by moving shapes' foreground masks; a video folder "
+            "(`--train_data_dir`) has none."
+        )
     if args.buckets is not None:
         args.bucket_list, args.bucket_weights = parse_buckets(args.buckets)
     else:
@@ -629,13 +673,34 @@ def draw_conditioning_latents(
     )
 
 
+def weighted_mse(model_pred: torch.Tensor, target: torch.Tensor, loss_weights: torch.Tensor | None) -> torch.Tensor:
+    """
+    Each video's mean squared error `(B,)`; with `loss_weights` `(B, 1, F, H, W)`, its weighted mean over the latent
+    cells (so a video's loss keeps its scale whatever share of it is weighted up).
+    """
+    error = F.mse_loss(model_pred.float(), target.float(), reduction="none")  # (B, C, F, H, W)
+    if loss_weights is None:
+        return error.mean(dim=(1, 2, 3, 4))
+    loss_weights = loss_weights.float()
+    return (error * loss_weights).mean(dim=(1, 2, 3, 4)) / loss_weights.mean(dim=(1, 2, 3, 4))
+
+
 def diffusion_loss(
-    args, noise_scheduler, unet, latents, encoder_hidden_states, fps, generators, conditioning_latents=None
+    args,
+    noise_scheduler,
+    unet,
+    latents,
+    encoder_hidden_states,
+    fps,
+    generators,
+    conditioning_latents=None,
+    loss_weights=None,
 ) -> torch.Tensor:
     """
     One training loss of the chosen objective on normalised `latents` `[B, C, F, H, W]`; `conditioning_latents`
     (those of `build_conditioning_latents`) go to a U-Net with conditioning channels. Each video's noise, then its
     timestep (or sigma and shift), come from its own generator of `generators` (`training_utils.sample_generators`).
+    `loss_weights` `(B, 1, F, H, W)` weight the latent cells of each video (`--foreground_loss_weight`).
     """
     batch_size = latents.shape[0]
     noise = randn_tensor(latents.shape, generator=generators, device=latents.device, dtype=latents.dtype)
@@ -655,19 +720,23 @@ def diffusion_loss(
         noisy_latents = (1.0 - sigmas) * latents + sigmas * noise
         target = noise - latents
         model_pred = unet(noisy_latents, timesteps, encoder_hidden_states, return_dict=False, **unet_kwargs)[0]
+        if loss_weights is not None:
+            return weighted_mse(model_pred, target, loss_weights).mean()
         return F.mse_loss(model_pred.float(), target.float())
 
     timesteps = sample_integers(generators, noise_scheduler.config.num_train_timesteps).to(latents.device)
     noisy_latents = noise_scheduler.add_noise(latents, noise, timesteps)
     target = noise if args.objective == "epsilon" else noise_scheduler.get_velocity(latents, noise, timesteps)
     model_pred = unet(noisy_latents, timesteps, encoder_hidden_states, return_dict=False, **unet_kwargs)[0]
-    if args.snr_gamma is None:
+    if args.snr_gamma is None and loss_weights is None:
         return F.mse_loss(model_pred.float(), target.float())
+    loss = weighted_mse(model_pred, target, loss_weights)  # (B,)
+    if args.snr_gamma is None:
+        return loss.mean()
     # min-SNR weighting (Hang et al., 2023)
     snr = compute_snr(noise_scheduler, timesteps)
     weights = torch.stack([snr, args.snr_gamma * torch.ones_like(snr)], dim=1).min(dim=1)[0]
     weights = weights / snr if args.objective == "epsilon" else weights / (snr + 1)
-    loss = F.mse_loss(model_pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3, 4))
     return (loss * weights).mean()
 
 
@@ -860,6 +929,8 @@ def main(argv: list[str] | None = None) -> None:
             None if args.bucket_list is None else format_buckets(args.bucket_list, args.bucket_weights)
         )
         run_config["train_fps"] = train_fps
+    if args.foreground_loss_weight > 0:  # only then, so the checkpoints of runs without it resume as they were
+        run_config["foreground_loss_weight"] = args.foreground_loss_weight
     if accelerator.is_main_process:
         tracker_config = {key: value for key, value in vars(args).items() if not isinstance(value, list)}
         accelerator.init_trackers(project_name, config=tracker_config)
@@ -916,6 +987,17 @@ def main(argv: list[str] | None = None) -> None:
                             latents, conditioning_channels, image_conditioning_prob, generators
                         )  # (B, C_cond, F_lat, H_lat, W_lat)
                 batch_fps = batch["fps"].to(accelerator.device) if use_clip_fps else fps  # (B,) or a number
+                loss_weights = None
+                if args.foreground_loss_weight > 0:
+                    coverage = batch.get("latent_foreground")
+                    if coverage is None:
+                        coverage = latent_foreground(
+                            batch["foreground"].float(),
+                            helper.vae_scale_factor_temporal,
+                            helper.vae_scale_factor_spatial,
+                        )
+                    # (B, 1, F_lat, H_lat, W_lat)
+                    loss_weights = 1.0 + args.foreground_loss_weight * coverage.to(accelerator.device).unsqueeze(1)
                 loss = diffusion_loss(
                     args,
                     noise_scheduler,
@@ -925,6 +1007,7 @@ def main(argv: list[str] | None = None) -> None:
                     batch_fps,
                     generators,
                     conditioning_latents,
+                    loss_weights=loss_weights,
                 )
 
                 # mean over processes (of equal batches), for logging: the loss of the global batch

@@ -527,13 +527,18 @@ def sample_integers(generators: list[torch.Generator], high: int) -> torch.Tenso
 
 
 def collate_videos(examples: list[dict]) -> dict:
-    """Stacks `pixel_values`, lists the captions and, where the items have one, gathers their `fps` in a tensor."""
+    """
+    Stacks `pixel_values`, lists the captions and, where the items have them, gathers their `fps` in a tensor and
+    stacks their `foreground` masks (moving shapes).
+    """
     batch = {
         "pixel_values": torch.stack([example["pixel_values"] for example in examples]),
         "text": [example["text"] for example in examples],
     }
     if all("fps" in example for example in examples):
         batch["fps"] = torch.tensor([float(example["fps"]) for example in examples])  # (B,)
+    if all("foreground" in example for example in examples):
+        batch["foreground"] = torch.stack([example["foreground"] for example in examples])  # (B, F, H, W)
     return batch
 
 

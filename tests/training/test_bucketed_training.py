@@ -49,9 +49,11 @@ def seen(monkeypatch) -> list[tuple[tuple[int, ...], list[float]]]:
     seen = []
     original = train_text_to_video.diffusion_loss
 
-    def spy(args, scheduler, unet, latents, encoder_hidden_states, fps, generators, conditioning_latents=None):
+    def spy(args, scheduler, unet, latents, encoder_hidden_states, fps, generators, *conditioning, **weights):
         seen.append((tuple(latents.shape), fps.tolist()))
-        return original(args, scheduler, unet, latents, encoder_hidden_states, fps, generators, conditioning_latents)
+        return original(
+            args, scheduler, unet, latents, encoder_hidden_states, fps, generators, *conditioning, **weights
+        )
 
     monkeypatch.setattr(train_text_to_video, "diffusion_loss", spy)
     return seen

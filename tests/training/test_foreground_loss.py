@@ -1,0 +1,129 @@
+"""`train_text_to_video --foreground_loss_weight`: moving shapes' foreground masks, pooled to the latent grid as the
+VAE compresses, weight each latent cell's loss; cached and per-step runs agree, and a run resumes only with the same
+weight."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from diffusers_videolatent import AutoencoderKLVideo, VideoLatentPipeline
+from diffusers_videolatent.cli import DEFAULT_MODEL
+from diffusers_videolatent.training import train_text_to_video
+from diffusers_videolatent.training.moving_shapes import COLORS, MovingShapesDataset
+
+from ..testing_utils import TRAINING_VAE_CONFIG, text_to_video_model_arguments
+
+
+def test_moving_shapes_foreground_is_the_object_coverage():
+    dataset = MovingShapesDataset(num_videos=24, buckets=[(9, 32, 32), (5, 32, 64)], fps=[4, 8])
+    for index in (0, 5, 23):  # purple (a colour below 1.0) is combination 5 of the training split's colour order
+        item = dataset[index]
+        foreground = item["foreground"]
+        assert foreground.shape == item["pixel_values"].shape[1:] and foreground.dtype == torch.float32
+        assert 0.0 <= foreground.min() and foreground.max() == 1.0  # the object covers whole pixels inside it
+        colour = torch.tensor(COLORS[item["color"]]).view(3, 1, 1, 1)
+        torch.testing.assert_close((item["pixel_values"] + 1) / 2, colour * foreground, rtol=0, atol=1e-6)
+        area = foreground.sum(dim=(1, 2))  # the object stays in the frame: the same area in every frame
+        assert area.min() > 0 and (area.max() - area.min()) / area.mean() < 0.05
+
+
+def test_latent_foreground_pools_as_the_vae_compresses():
+    foreground = torch.zeros(1, 5, 4, 4)
+    foreground[0, 0] = 1.0  # frame 0: a latent frame of its own
+    foreground[0, 1, 0, 0] = 1.0  # frames 1-2 share latent frame 1: one pixel of a 2x2 cell, in one of two frames
+    foreground[0, 4, 2:, 2:] = 1.0  # frames 3-4 share latent frame 2: a whole cell in one of two frames
+    pooled = train_text_to_video.latent_foreground(foreground, temporal_ratio=2, spatial_ratio=2)
+    expected = torch.zeros(1, 3, 2, 2)
+    expected[0, 0] = 1.0
+    expected[0, 1, 0, 0] = 0.125
+    expected[0, 2, 1, 1] = 0.5
+    torch.testing.assert_close(pooled, expected, rtol=0, atol=0)
+
+    # the grid is the shipped VAE's latent grid, and the object's cells are where its latents differ from those of
+    # the empty frame
+    pipeline = VideoLatentPipeline.from_pretrained(DEFAULT_MODEL)
+    item = MovingShapesDataset(num_videos=1, buckets=[(9, 64, 96)], fps=8)[0]
+    with torch.no_grad():
+        latents = pipeline.encode_video(item["pixel_values"][None])  # (1, C, F_lat, H_lat, W_lat)
+        background = pipeline.encode_video(-torch.ones_like(item["pixel_values"])[None])
+    pooled = train_text_to_video.latent_foreground(
+        item["foreground"][None], pipeline.vae_scale_factor_temporal, pipeline.vae_scale_factor_spatial
+    )
+    assert pooled.shape == (1, *latents.shape[2:])
+    changed = (latents - background).abs().amax(dim=1)  # (1, F_lat, H_lat, W_lat)
+    assert changed[pooled > 0.5].min() > changed[pooled == 0].median()
+
+
+def test_weighted_mse_weights_cells_and_keeps_the_scale():
+    torch.manual_seed(0)
+    prediction, target = torch.randn(2, 3, 2, 4, 4), torch.randn(2, 3, 2, 4, 4)
+    unweighted = train_text_to_video.weighted_mse(prediction, target, None)
+    torch.testing.assert_close(unweighted, ((prediction - target) ** 2).mean(dim=(1, 2, 3, 4)))
+    # equal weights are no weighting, whatever their value
+    torch.testing.assert_close(
+        train_text_to_video.weighted_mse(prediction, target, torch.full((2, 1, 2, 4, 4), 3.0)), unweighted
+    )
+    # one cell of weight 5 among 31 of weight 1: its error counts 5 / 36, each other cell's 1 / 36 of the mean
+    weights = torch.ones(2, 1, 2, 4, 4)
+    weights[:, :, 1, 2, 3] = 5.0
+    error = ((prediction - target) ** 2).mean(dim=1)  # (B, F, H, W), over channels
+    expected = (error.sum(dim=(1, 2, 3)) + 4 * error[:, 1, 2, 3]) / 36
+    torch.testing.assert_close(train_text_to_video.weighted_mse(prediction, target, weights), expected)
+
+
+def _losses(output_dir) -> dict[int, float]:
+    with open(os.path.join(output_dir, "logs", "text_to_video", "metrics.jsonl")) as file:
+        records = [json.loads(line) for line in file]
+    return {record["step"]: record["train_loss"] for record in records if "train_loss" in record}
+
+
+def test_foreground_loss_training_cached_equals_encoded_and_resumes_only_with_its_weight(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    AutoencoderKLVideo.from_config(TRAINING_VAE_CONFIG).save_pretrained(tmp_path / "vae")
+    arguments = text_to_video_model_arguments(tmp_path / "vae") + ["--buckets", "5x16x16,5x16x32", "--train_fps", "8"]
+    arguments += ["--num_train_videos", "8", "--train_batch_size", "2", "--max_train_steps", "3", "--seed", "3"]
+    arguments += ["--learning_rate", "1e-3", "--no_validation", "--report_to", "jsonl", "--checkpointing_steps", "2"]
+    weights_seen = []
+    original = train_text_to_video.diffusion_loss
+
+    def spy(*args, loss_weights=None, **kwargs):
+        weights_seen.append(loss_weights)
+        return original(*args, loss_weights=loss_weights, **kwargs)
+
+    monkeypatch.setattr(train_text_to_video, "diffusion_loss", spy)
+    weighted = arguments + ["--foreground_loss_weight", "4"]
+    train_text_to_video.main(weighted + ["--output_dir", str(tmp_path / "encoded")])
+    train_text_to_video.main(weighted + ["--output_dir", str(tmp_path / "cached"), "--cache_latents"])
+    train_text_to_video.main(arguments + ["--output_dir", str(tmp_path / "unweighted"), "--cache_latents"])
+
+    # every step of the weighted runs got weights from 1 (background) to 5 (cells the object covers), none after
+    assert all(weights is not None for weights in weights_seen[:6]) and weights_seen[6:] == [None] * 3
+    for weights in weights_seen[:6]:
+        assert weights.shape[:3] == (2, 1, 3) and weights.min() == 1.0 and 1.0 < weights.max() <= 5.0
+    for step in range(3):  # the cached masks are the per-step ones
+        torch.testing.assert_close(weights_seen[3 + step], weights_seen[step], rtol=0, atol=1e-6)
+    encoded, cached, unweighted = (_losses(tmp_path / name) for name in ("encoded", "cached", "unweighted"))
+    for step in (1, 2, 3):
+        assert cached[step] == pytest.approx(encoded[step], rel=1e-4)
+    # the same noise and batches: only the weighting differs at step 1
+    assert abs(unweighted[1] - cached[1]) > 1e-4 * cached[1]
+
+    # a checkpoint of a weighted run resumes with its weight, and refuses another
+    resumed = ["--output_dir", str(tmp_path / "cached"), "--cache_latents", "--max_train_steps", "4"]
+    resumed += ["--resume_from_checkpoint", "latest"]
+    with pytest.raises(ValueError, match="foreground_loss_weight: checkpoint 4.0, now None"):
+        train_text_to_video.main(arguments + resumed)
+    train_text_to_video.main(weighted + resumed)
+    assert sorted(_losses(tmp_path / "cached")) == [1, 2, 3, 4]
+
+
+def test_foreground_loss_weight_is_checked():
+    base = ["--output_dir", "o", "--pretrained_vae_name_or_path", "v"]
+    with pytest.raises(ValueError, match="--foreground_loss_weight"):
+        train_text_to_video.parse_args(base + ["--foreground_loss_weight", "-1"])
+    with pytest.raises(ValueError, match="--foreground_loss_weight.*video folder"):
+        train_text_to_video.parse_args(base + ["--foreground_loss_weight", "2", "--train_data_dir", "videos"])
+    assert train_text_to_video.parse_args(base).foreground_loss_weight == 0.0
