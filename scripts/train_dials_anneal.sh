@@ -13,7 +13,8 @@
 #   as the image condition, so text- and image-to-video are both kept.
 # ANNEAL_STEPS, ANNEAL_BUCKETS, ANNEAL_LR and ANNEAL_SEED change the run (docs/dials.md's stage 10, trained from stage 9
 # and not shipped, set all four); FOREGROUND_LOSS_WEIGHT weights the object's latent cells up (--foreground_loss_weight,
-# 0 by default: stages 9 and 10 weighted every cell alike).
+# 0 by default: stages 9 and 10 weighted every cell alike) and DATASET_SEED draws other clips (0 by default, the clips
+# of stages 8-10).
 # Resumable: rerunning the command after a kill goes on from the newest checkpoint, exactly.
 set -euo pipefail
 
@@ -24,12 +25,13 @@ ANNEAL_BUCKETS=${ANNEAL_BUCKETS:-9x64x64:0.2,17x64x64:0.2,33x64x64:0.1,61x64x64:
 ANNEAL_LR=${ANNEAL_LR:-1e-4}
 ANNEAL_SEED=${ANNEAL_SEED:-5}
 FOREGROUND_LOSS_WEIGHT=${FOREGROUND_LOSS_WEIGHT:-0}
+DATASET_SEED=${DATASET_SEED:-0}
 GUIDANCE=${GUIDANCE:-1.5}
 
 python -m diffusers_videolatent.training.train_text_to_video \
   --pretrained_model_name_or_path "$FROM_MODEL" --output_dir "$OUTPUT_DIR" --seed "$ANNEAL_SEED" \
   --buckets "$ANNEAL_BUCKETS" --train_fps 4 8 12 16 24 --num_train_videos 4224 \
-  --cache_latents --objective flow_matching --flow_shift 3.0 --conditioning_dropout_prob 0.1 \
+  --dataset_seed "$DATASET_SEED" --cache_latents --objective flow_matching --flow_shift 3.0 --conditioning_dropout_prob 0.1 \
   --image_conditioning_prob 0.5 --train_batch_size 16 --learning_rate "$ANNEAL_LR" --lr_scheduler cosine \
   --lr_warmup_steps 50 --use_ema --ema_decay 0.999 --max_train_steps "$ANNEAL_STEPS" \
   --checkpointing_steps 200 --checkpoints_total_limit 3 --validation_steps 2000 \

@@ -1,0 +1,103 @@
+"""Two or more grid evaluations side by side, and how they stand against the targets of the three dials (issue 28).
+
+    python benchmarks/compare_grid_evaluations.py stage9=out/stage9_grid.json stage11=out/dials_fg/evaluation_grid.json
+
+Each argument is `NAME=PATH` (or a path, named by its file) of a `benchmarks/evaluate_default_model.py --grid --json`
+result; all must have prompted the same combinations. Prints one row per setting and task with each evaluation's
+colour / shape / direction, median area CV with the largest clip's, and mean area CV (which the large clips move),
+then a summary per evaluation: settings whose median is at or under 0.05, cells with shape under 95% or direction
+under 98%, the largest clip, and the frame-rate dial on clips of equal duration (33 frames at 16 fps over 17 frames at
+8 fps, per frame: 0.5 when both travel the same distance).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+
+TASKS = ("text-to-video", "image-to-video")
+MEDIAN_TARGET, SHAPE_TARGET, DIRECTION_TARGET = 0.05, 0.95, 0.98
+EQUAL_DURATION = ("17x64x64 8fps", "33x64x64 16fps")
+
+
+def grid_settings(grid: dict) -> list[str]:
+    """The settings of a grid result, in its order (the other keys hold the frame-rate dial and the prompts)."""
+    return [key for key, value in grid.items() if isinstance(value, dict) and "settings" in value]
+
+
+def summary(grid: dict) -> dict:
+    """How one grid result stands against the targets."""
+    cells = [(setting, task, grid[setting][task]) for setting in grid_settings(grid) for task in TASKS]
+    result = {
+        "medians_met": sum(row["area_variation_median"] <= MEDIAN_TARGET for _, _, row in cells),
+        "cells": len(cells),
+        "shape_missed": [f"{setting} {task}" for setting, task, row in cells if row["shape"] < SHAPE_TARGET],
+        "direction_missed": [
+            f"{setting} {task}" for setting, task, row in cells if row["direction"] < DIRECTION_TARGET
+        ],
+        "largest_clip": max(row["area_variation_max"] for _, _, row in cells),
+    }
+    if all(setting in grid for setting in EQUAL_DURATION):
+        slow, fast = (grid[setting] for setting in EQUAL_DURATION)
+        result["equal_duration_per_frame"] = {
+            task: fast[task]["pixels_per_frame"] / slow[task]["pixels_per_frame"] for task in ("ground truth", *TASKS)
+        }
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("evaluations", nargs="+", help="NAME=PATH or PATH of a grid evaluation's JSON")
+    args = parser.parse_args(argv)
+    if len(args.evaluations) < 2:
+        sys.exit("error: compare_grid_evaluations: pass at least two evaluations")
+    names, grids = [], []
+    for argument in args.evaluations:
+        name, _, path = argument.rpartition("=")
+        try:
+            with open(path) as file:
+                result = json.load(file)
+        except (OSError, ValueError) as error:
+            sys.exit(f"error: compare_grid_evaluations: cannot read {path}: {error}")
+        if not isinstance(result.get("grid"), dict):
+            sys.exit(f"error: compare_grid_evaluations: {path} is not a grid evaluation (no `grid`)")
+        names.append(name or os.path.splitext(os.path.basename(path))[0])
+        grids.append(result["grid"])
+    prompts = {tuple(grid.get("combinations", ())) for grid in grids}
+    if len(prompts) != 1:
+        sys.exit("error: compare_grid_evaluations: the evaluations prompted different combinations")
+    settings = grid_settings(grids[0])
+    if any(grid_settings(grid) != settings for grid in grids[1:]):
+        sys.exit("error: compare_grid_evaluations: the evaluations have different settings")
+
+    header = ["setting", "task"]
+    for name in names:
+        header += [f"{name}: colour / shape / direction", f"{name}: area CV median (max)", f"{name}: mean"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for setting in settings:
+        for task in TASKS:
+            row = [setting, task]
+            for grid in grids:
+                cell = grid[setting][task]
+                row.append(f"{cell['color']:.0%} / {cell['shape']:.0%} / {cell['direction']:.0%}")
+                row.append(f"{cell['area_variation_median']:.3f} ({cell['area_variation_max']:.3f})")
+                row.append(f"{cell['area_variation']:.3f}")
+            print("| " + " | ".join(row) + " |")
+    print()
+    for name, grid in zip(names, grids):
+        result = summary(grid)
+        line = (
+            f"{name}: median area CV <= {MEDIAN_TARGET} in {result['medians_met']} of {result['cells']}; "
+            f"shape < {SHAPE_TARGET:.0%} in {len(result['shape_missed'])} cells, direction < {DIRECTION_TARGET:.0%} "
+            f"in {len(result['direction_missed'])}; largest clip {result['largest_clip']:.3f}"
+        )
+        if "equal_duration_per_frame" in result:
+            dial = ", ".join(f"{task} {value:.2f}" for task, value in result["equal_duration_per_frame"].items())
+            line += f"; per frame, 33 at 16 fps over 17 at 8 fps: {dial}"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
