@@ -37,8 +37,13 @@
 # 8. the three dials (scripts/train_dials_model.sh, docs/dials.md): t2i2v fine-tuned on clips of several sizes,
 #    lengths and frame rates (bucketed, told the frame rate), into WORK_DIR/dials, then evaluated on the grid;
 # 9. stage 8 annealed (scripts/train_dials_anneal.sh): the learning rate decaying to zero, a longer EMA and more steps
-#    on the large frames, into WORK_DIR/dials_anneal (the shipped model), then evaluated on the grid.
-# The shipped model is WORK_DIR/dials_anneal (stages 1-7 alone give WORK_DIR/t2i2v), with the recommended settings as
+#    on the large frames, into WORK_DIR/dials_anneal, then evaluated on the grid;
+# 10. a loss on the object (docs/dials.md's stage 11; its stage 10, not shipped, was this without that loss): the
+#    same script from stage 9 with the object's latent cells weighted up (--foreground_loss_weight 8), half the
+#    learning rate and more steps on the 128-wide frames, into WORK_DIR/dials_foreground;
+# 11. the same again on 4224 new clips (--dataset_seed 1; docs/dials.md's stage 12), into WORK_DIR/dials_fresh (the
+#    shipped model), then evaluated on the grid.
+# The shipped model is WORK_DIR/dials_fresh (stages 1-7 alone give WORK_DIR/t2i2v), with the recommended settings as
 # `generation_defaults` in its model_index.json.
 # Every stage checkpoints at least every 400 steps and resumes from its newest checkpoint, exactly: rerunning the
 # command after a kill goes on where it stopped (a finished stage restarts from its last checkpoint and saves again).
@@ -128,3 +133,10 @@ python benchmarks/evaluate_default_model.py --model "$WORK_DIR/t2i2v" --videos_p
 bash scripts/train_dials_model.sh "$WORK_DIR/t2i2v" "$WORK_DIR/dials"
 
 bash scripts/train_dials_anneal.sh "$WORK_DIR/dials" "$WORK_DIR/dials_anneal"
+
+FOREGROUND_BUCKETS=9x64x64:0.1,17x64x64:0.15,33x64x64:0.08,61x64x64:0.05,17x96x96:0.12,17x128x128:0.2,17x64x128:0.15,17x128x64:0.15
+FOREGROUND_LOSS_WEIGHT=8 ANNEAL_STEPS=3000 ANNEAL_LR=5e-5 ANNEAL_SEED=6 ANNEAL_BUCKETS=$FOREGROUND_BUCKETS \
+  bash scripts/train_dials_anneal.sh "$WORK_DIR/dials_anneal" "$WORK_DIR/dials_foreground"
+
+DATASET_SEED=1 FOREGROUND_LOSS_WEIGHT=8 ANNEAL_STEPS=3000 ANNEAL_LR=5e-5 ANNEAL_SEED=7 ANNEAL_BUCKETS=$FOREGROUND_BUCKETS \
+  bash scripts/train_dials_anneal.sh "$WORK_DIR/dials_foreground" "$WORK_DIR/dials_fresh"
