@@ -561,6 +561,13 @@ def run_vae_training(root: Path, extra_arguments: tuple[str, ...] = ()) -> Path:
     return root
 
 
+def text_to_video_losses(output_dir) -> dict[int, float]:
+    """The `train_loss` of each step that a `train_text_to_video` run logged (`--report_to jsonl`), by step."""
+    with open(os.path.join(output_dir, "logs", "text_to_video", "metrics.jsonl")) as file:
+        records = [json.loads(line) for line in file]
+    return {record["step"]: record["train_loss"] for record in records if "train_loss" in record}
+
+
 def text_to_video_model_arguments(vae_folder: Path) -> list[str]:
     """The models `train_text_to_video` trains with: a saved VAE, and the U-Net and text encoder of their configs."""
     arguments = ["--pretrained_vae_name_or_path", str(vae_folder), "--unet_config", json.dumps(TRAINING_UNET_CONFIG)]

@@ -4,7 +4,6 @@ added to a trained U-Net leaving its predictions unchanged."""
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -21,18 +20,13 @@ from ..testing_utils import (
     TRAINING_UNET_CONFIG,
     TRAINING_VAE_CONFIG,
     read_frame_indices,
+    text_to_video_losses,
     text_to_video_model_arguments,
     write_index_video,
 )
 
 
 BUCKETS = "5x16x16,9x16x16,5x16x32:0.5"
-
-
-def _losses(output_dir) -> dict[int, float]:
-    with open(os.path.join(output_dir, "logs", "text_to_video", "metrics.jsonl")) as file:
-        records = [json.loads(line) for line in file]
-    return {record["step"]: record["train_loss"] for record in records if "train_loss" in record}
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +71,7 @@ def test_bucketed_training_resumes_exactly(vae_folder, tmp_path, cache):
     train_text_to_video.main(
         arguments + ["--output_dir", str(tmp_path / "resumed"), "--resume_from_checkpoint", checkpoint]
     )
-    full, resumed = _losses(tmp_path / "full"), _losses(tmp_path / "resumed")
+    full, resumed = text_to_video_losses(tmp_path / "full"), text_to_video_losses(tmp_path / "resumed")
     assert sorted(full) == list(range(1, 8)) and sorted(resumed) == [5, 6, 7]
     for step in (5, 6, 7):
         assert resumed[step] == full[step], step  # bit-identical on one thread

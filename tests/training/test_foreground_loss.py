@@ -2,9 +2,6 @@
 VAE compresses, weight each latent cell's loss; cached and per-step runs agree, and a run resumes only with the same
 weight."""
 
-import json
-import os
-
 import pytest
 import torch
 
@@ -13,7 +10,7 @@ from diffusers_videolatent.cli import DEFAULT_MODEL
 from diffusers_videolatent.training import train_text_to_video
 from diffusers_videolatent.training.moving_shapes import COLORS, MovingShapesDataset
 
-from ..testing_utils import TRAINING_VAE_CONFIG, text_to_video_model_arguments
+from ..testing_utils import TRAINING_VAE_CONFIG, text_to_video_losses, text_to_video_model_arguments
 
 
 def test_moving_shapes_foreground_is_the_object_coverage():
@@ -73,12 +70,6 @@ def test_weighted_mse_weights_cells_and_keeps_the_scale():
     torch.testing.assert_close(train_text_to_video.weighted_mse(prediction, target, weights), expected)
 
 
-def _losses(output_dir) -> dict[int, float]:
-    with open(os.path.join(output_dir, "logs", "text_to_video", "metrics.jsonl")) as file:
-        records = [json.loads(line) for line in file]
-    return {record["step"]: record["train_loss"] for record in records if "train_loss" in record}
-
-
 def test_foreground_loss_training_cached_equals_encoded_and_resumes_only_with_its_weight(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -105,7 +96,9 @@ def test_foreground_loss_training_cached_equals_encoded_and_resumes_only_with_it
         assert weights.shape[:3] == (2, 1, 3) and weights.min() == 1.0 and 1.0 < weights.max() <= 5.0
     for step in range(3):  # the cached masks are the per-step ones
         torch.testing.assert_close(weights_seen[3 + step], weights_seen[step], rtol=0, atol=1e-6)
-    encoded, cached, unweighted = (_losses(tmp_path / name) for name in ("encoded", "cached", "unweighted"))
+    encoded, cached, unweighted = (
+        text_to_video_losses(tmp_path / name) for name in ("encoded", "cached", "unweighted")
+    )
     for step in (1, 2, 3):
         assert cached[step] == pytest.approx(encoded[step], rel=1e-4)
     # the same noise and batches: only the weighting differs at step 1
@@ -117,7 +110,7 @@ def test_foreground_loss_training_cached_equals_encoded_and_resumes_only_with_it
     with pytest.raises(ValueError, match="foreground_loss_weight: checkpoint 4.0, now None"):
         train_text_to_video.main(arguments + resumed)
     train_text_to_video.main(weighted + resumed)
-    assert sorted(_losses(tmp_path / "cached")) == [1, 2, 3, 4]
+    assert sorted(text_to_video_losses(tmp_path / "cached")) == [1, 2, 3, 4]
 
 
 def test_foreground_loss_weight_is_checked():

@@ -2,7 +2,6 @@
 few steps of a tiny pipeline on CPU: what trains, what stays bit-identical, what is saved, exact resume, and loading
 the result with `pipe.load_lora_weights`."""
 
-import json
 import os
 
 import numpy as np
@@ -15,7 +14,7 @@ from diffusers_videolatent import VideoLatentPipeline
 from diffusers_videolatent.training import train_text_to_video
 from diffusers_videolatent.training.lora import is_temporal, lora_target_modules
 
-from ..testing_utils import build_unet
+from ..testing_utils import build_unet, text_to_video_losses
 
 
 WEIGHT_NAME = "pytorch_lora_weights.safetensors"
@@ -29,12 +28,6 @@ PROMPT = "a red circle moving right"
 def train(base, output_dir, *extra) -> None:
     arguments = ARGUMENTS + ["--pretrained_model_name_or_path", str(base), "--output_dir", str(output_dir)]
     train_text_to_video.main(arguments + [str(value) for value in extra])
-
-
-def losses(output_dir) -> dict[int, float]:
-    with open(os.path.join(output_dir, "logs", "text_to_video", "metrics.jsonl")) as file:
-        records = [json.loads(line) for line in file]
-    return {record["step"]: record["train_loss"] for record in records if "train_loss" in record}
 
 
 def frozen_pipeline(folder) -> VideoLatentPipeline:
@@ -78,7 +71,7 @@ def test_lora_saves_only_the_adapter_and_resumes_exactly(lora_runs):
     # B starts at zero: the training moved it
     assert all(layers[key].abs().max() > 0 for key in layers if ".lora_B." in key)
 
-    full_losses, resumed_losses = losses(full), losses(resumed)
+    full_losses, resumed_losses = text_to_video_losses(full), text_to_video_losses(resumed)
     assert sorted(resumed_losses) == [4, 5, 6]
     for step in (4, 5, 6):
         assert resumed_losses[step] == pytest.approx(full_losses[step], rel=1e-6), step
