@@ -719,15 +719,13 @@ def diffusion_loss(
         sigmas = sigmas.view(batch_size, 1, 1, 1, 1)
         noisy_latents = (1.0 - sigmas) * latents + sigmas * noise
         target = noise - latents
-        model_pred = unet(noisy_latents, timesteps, encoder_hidden_states, return_dict=False, **unet_kwargs)[0]
-        if loss_weights is not None:
-            return weighted_mse(model_pred, target, loss_weights).mean()
-        return F.mse_loss(model_pred.float(), target.float())
-
-    timesteps = sample_integers(generators, noise_scheduler.config.num_train_timesteps).to(latents.device)
-    noisy_latents = noise_scheduler.add_noise(latents, noise, timesteps)
-    target = noise if args.objective == "epsilon" else noise_scheduler.get_velocity(latents, noise, timesteps)
+    else:
+        timesteps = sample_integers(generators, noise_scheduler.config.num_train_timesteps).to(latents.device)
+        noisy_latents = noise_scheduler.add_noise(latents, noise, timesteps)
+        target = noise if args.objective == "epsilon" else noise_scheduler.get_velocity(latents, noise, timesteps)
     model_pred = unet(noisy_latents, timesteps, encoder_hidden_states, return_dict=False, **unet_kwargs)[0]
+
+    # `--snr_gamma` is refused with flow matching (`parse_args`)
     if args.snr_gamma is None and loss_weights is None:
         return F.mse_loss(model_pred.float(), target.float())
     loss = weighted_mse(model_pred, target, loss_weights)  # (B,)
