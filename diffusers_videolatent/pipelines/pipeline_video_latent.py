@@ -393,7 +393,7 @@ class VideoLatentPipeline(
             negative_prompt_embeds,
             batch_size,
             self.unet.config.cross_attention_dim,
-            getattr(self.tokenizer, "model_max_length", None) if self.tokenizer is not None else None,
+            getattr(self.tokenizer, "model_max_length", None),
         )
         check_clip_skip(clip_skip, self._num_text_encoder_layers())
 
