@@ -255,12 +255,15 @@ def latent_foreground(foreground: torch.Tensor, temporal_ratio: int, spatial_rat
 
 
 @torch.no_grad()
-def cache_latents(pipeline: VideoLatentPipeline, dataset, batch_size: int, device, dtype) -> CachedLatentsDataset:
+def cache_latents(
+    pipeline: VideoLatentPipeline, dataset, batch_size: int, device, dtype, keep_foreground: bool = True
+) -> CachedLatentsDataset:
     """
     Encodes every video of `dataset` once with `pipeline.encode_video` (the normalised mode of the VAE's latent
     distribution) and keeps the latents in memory, in float32, on the CPU: one tensor `[N, C, F_lat, H_lat, W_lat]`
-    for a dataset of one size, one tensor per item (batches encoded bucket by bucket) for a bucketed one. Items with a
-    `foreground` mask keep its `latent_foreground` too.
+    for a dataset of one size, one tensor per item (batches encoded bucket by bucket) for a bucketed one. With
+    `keep_foreground`, items with a `foreground` mask keep its `latent_foreground` too (the training script asks for it
+    only when `--foreground_loss_weight` uses it).
     """
     try:
         item_buckets = dataset_item_buckets(dataset)
@@ -285,14 +288,15 @@ def cache_latents(pipeline: VideoLatentPipeline, dataset, batch_size: int, devic
     foreground = [None] * len(dataset)
     for indices, batch in zip(batches, tqdm(dataloader, desc="Caching latents")):
         encoded = pipeline.encode_video(batch["pixel_values"].to(device, dtype=dtype)).float().cpu()
-        if "foreground" in batch:
+        with_foreground = keep_foreground and "foreground" in batch
+        if with_foreground:
             batch_foreground = latent_foreground(
                 batch["foreground"].float(), pipeline.vae_scale_factor_temporal, pipeline.vae_scale_factor_spatial
             )
         for position, index in enumerate(indices):
             latents[index], captions[index] = encoded[position], batch["text"][position]
             fps[index] = float(batch["fps"][position]) if "fps" in batch else None
-            foreground[index] = batch_foreground[position] if "foreground" in batch else None
+            foreground[index] = batch_foreground[position] if with_foreground else None
     fps = None if None in fps else fps
     foreground = None if None in foreground else foreground
     if item_buckets is None:
@@ -860,7 +864,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.cache_latents:
         # every process encodes the same seeded videos; the sampler then shards them as it shards the videos
         helper = VideoLatentPipeline(vae, text_encoder, tokenizer, unet, inference_scheduler)
-        train_dataset = cache_latents(helper, train_dataset, args.train_batch_size, accelerator.device, vae_dtype)
+        train_dataset = cache_latents(
+            helper,
+            train_dataset,
+            args.train_batch_size,
+            accelerator.device,
+            vae_dtype,
+            keep_foreground=args.foreground_loss_weight > 0,
+        )
         collate_fn = collate_latents
     bucket_sampler = None
     if args.bucket_list is not None:

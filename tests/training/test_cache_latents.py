@@ -35,3 +35,8 @@ def test_cached_latents_equal_per_step_encoding(tmp_path):
         expected = pipeline.encode_video(dataset[index]["pixel_values"][None])[0]
         torch.testing.assert_close(cache[index]["latents"], expected, rtol=1e-5, atol=1e-6)
         assert cache[index]["text"] == dataset[index]["text"]
+    # the pooled foreground masks come along, unless the run does not weight its loss with them
+    assert cache.latent_foreground.shape == (3, 3, 8, 8)
+    without = train_text_to_video.cache_latents(pipeline, dataset, 2, "cpu", torch.float32, keep_foreground=False)
+    assert without.latent_foreground is None and "latent_foreground" not in without[0]
+    torch.testing.assert_close(without.latents, cache.latents)
