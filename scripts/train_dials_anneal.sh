@@ -14,7 +14,7 @@
 # ANNEAL_STEPS, ANNEAL_BUCKETS, ANNEAL_LR and ANNEAL_SEED change the run (docs/dials.md's stage 10, trained from stage 9
 # and not shipped, set all four); FOREGROUND_LOSS_WEIGHT weights the object's latent cells up (--foreground_loss_weight,
 # 0 by default: stages 9 and 10 weighted every cell alike) and DATASET_SEED draws other clips (0 by default, the clips
-# of stages 8-10).
+# of stages 8-10); IMAGE_CONDITIONING_PROB is the share of clips trained as image-to-video (0.5 by default).
 # Resumable: rerunning the command after a kill goes on from the newest checkpoint, exactly.
 set -euo pipefail
 
@@ -26,14 +26,15 @@ ANNEAL_LR=${ANNEAL_LR:-1e-4}
 ANNEAL_SEED=${ANNEAL_SEED:-5}
 FOREGROUND_LOSS_WEIGHT=${FOREGROUND_LOSS_WEIGHT:-0}
 DATASET_SEED=${DATASET_SEED:-0}
+IMAGE_CONDITIONING_PROB=${IMAGE_CONDITIONING_PROB:-0.5}
 GUIDANCE=${GUIDANCE:-1.5}
 
 python -m diffusers_videolatent.training.train_text_to_video \
   --pretrained_model_name_or_path "$FROM_MODEL" --output_dir "$OUTPUT_DIR" --seed "$ANNEAL_SEED" \
   --buckets "$ANNEAL_BUCKETS" --train_fps 4 8 12 16 24 --num_train_videos 4224 \
   --dataset_seed "$DATASET_SEED" --cache_latents --objective flow_matching --flow_shift 3.0 --conditioning_dropout_prob 0.1 \
-  --image_conditioning_prob 0.5 --train_batch_size 16 --learning_rate "$ANNEAL_LR" --lr_scheduler cosine \
-  --lr_warmup_steps 50 --use_ema --ema_decay 0.999 --max_train_steps "$ANNEAL_STEPS" \
+  --image_conditioning_prob "$IMAGE_CONDITIONING_PROB" --train_batch_size 16 --learning_rate "$ANNEAL_LR" \
+  --lr_scheduler cosine --lr_warmup_steps 50 --use_ema --ema_decay 0.999 --max_train_steps "$ANNEAL_STEPS" \
   --checkpointing_steps 200 --checkpoints_total_limit 3 --validation_steps 2000 \
   --num_validation_inference_steps 20 --validation_guidance_scale "$GUIDANCE" \
   --foreground_loss_weight "$FOREGROUND_LOSS_WEIGHT" --resume_from_checkpoint latest
