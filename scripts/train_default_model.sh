@@ -3,7 +3,7 @@
 #
 #   bash scripts/train_default_model.sh [WORK_DIR]      # default WORK_DIR: out/default_model
 #
-# Seven stages, all seeded; the times measured on a 2-core CPU are in docs/default_model.md:
+# Thirteen stages, all seeded; the times measured on a 2-core CPU are in docs/default_model.md:
 # 1. the video VAE (the script's tiny default config: 17 x 64 x 64 RGB -> 16 x 5 x 8 x 8 latents, spatial ratio 8,
 #    temporal ratio 4, 16 channels as in Wan's and CogVideoX's VAEs) on single frames of the moving-shapes training
 #    split; the script then folds each temporal kernel onto the current frame, so the saved VAE is a per-frame
@@ -41,9 +41,12 @@
 # 10. a loss on the object (docs/dials.md's stage 11; its stage 10, not shipped, was this without that loss): the
 #    same script from stage 9 with the object's latent cells weighted up (--foreground_loss_weight 8), half the
 #    learning rate and more steps on the 128-wide frames, into WORK_DIR/dials_foreground;
-# 11. the same again on 4224 new clips (--dataset_seed 1; docs/dials.md's stage 12), into WORK_DIR/dials_fresh (the
-#    shipped model), then evaluated on the grid.
-# The shipped model is WORK_DIR/dials_fresh (stages 1-7 alone give WORK_DIR/t2i2v), with the recommended settings as
+# 11. the same again on 4224 new clips (--dataset_seed 1; docs/dials.md's stage 12), into WORK_DIR/dials_fresh;
+# 12. the same on other new clips (--dataset_seed 2; docs/dials.md's stage 13) with more steps on the 96-128 pixel
+#    frames and on 61 frames, into WORK_DIR/dials_large;
+# 13. the same on other new clips again (--dataset_seed 3; docs/dials.md's stage 14), 70% of them trained as
+#    image-to-video, into WORK_DIR/dials_image (the shipped model). Each of stages 10-13 ends evaluated on the grid.
+# The shipped model is WORK_DIR/dials_image (stages 1-7 alone give WORK_DIR/t2i2v), with the recommended settings as
 # `generation_defaults` in its model_index.json.
 # Every stage checkpoints at least every 400 steps and resumes from its newest checkpoint, exactly: rerunning the
 # command after a kill goes on where it stopped (a finished stage restarts from its last checkpoint and saves again).
@@ -140,3 +143,10 @@ FOREGROUND_LOSS_WEIGHT=8 ANNEAL_STEPS=3000 ANNEAL_LR=5e-5 ANNEAL_SEED=6 ANNEAL_B
 
 DATASET_SEED=1 FOREGROUND_LOSS_WEIGHT=8 ANNEAL_STEPS=3000 ANNEAL_LR=5e-5 ANNEAL_SEED=7 ANNEAL_BUCKETS=$FOREGROUND_BUCKETS \
   bash scripts/train_dials_anneal.sh "$WORK_DIR/dials_foreground" "$WORK_DIR/dials_fresh"
+
+LARGE_BUCKETS=9x64x64:0.08,17x64x64:0.12,33x64x64:0.07,61x64x64:0.08,17x96x96:0.15,17x128x128:0.2,17x64x128:0.15,17x128x64:0.15
+DATASET_SEED=2 FOREGROUND_LOSS_WEIGHT=8 ANNEAL_STEPS=3000 ANNEAL_LR=5e-5 ANNEAL_SEED=8 ANNEAL_BUCKETS=$LARGE_BUCKETS \
+  bash scripts/train_dials_anneal.sh "$WORK_DIR/dials_fresh" "$WORK_DIR/dials_large"
+
+DATASET_SEED=3 IMAGE_CONDITIONING_PROB=0.7 FOREGROUND_LOSS_WEIGHT=8 ANNEAL_STEPS=3000 ANNEAL_LR=5e-5 ANNEAL_SEED=9 \
+  ANNEAL_BUCKETS=$LARGE_BUCKETS bash scripts/train_dials_anneal.sh "$WORK_DIR/dials_large" "$WORK_DIR/dials_image"
