@@ -23,6 +23,8 @@ and the model card all ask these functions.
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._checks import is_integer
+
 
 def num_latent_frames(num_frames: int, temporal_ratio: int) -> int:
     r"""Returns the latent frames `(num_frames - 1) // temporal_ratio + 1` of a video of `num_frames` pixel frames."""
@@ -83,6 +85,43 @@ def largest_num_frames(max_latent_frames: int, temporal_ratio: int) -> int:
 def size_multiple(spatial_ratio: int, unet_downsample_factor: int = 1) -> int:
     r"""Returns the multiple that pixel heights and widths must be: the VAE's ratio times the U-Net's downsampling."""
     return spatial_ratio * unet_downsample_factor
+
+
+def check_frame_table(
+    num_frames: int, temporal_ratio: int, max_latent_frames: int | None, name: str = "num_frames", advice: str = ""
+) -> None:
+    r"""
+    Raises a `ValueError` unless the latents of `num_frames` pixel frames fit in a U-Net's frame-position table of
+    `max_latent_frames` latent frames (`None`: no table, any length). The message names `name` (as its user spells it)
+    and the largest count that fits; `advice` is added to its end.
+    """
+    if max_latent_frames is None or num_latent_frames(num_frames, temporal_ratio) <= max_latent_frames:
+        return
+    raise ValueError(
+        f"`{name}` is {num_frames}, but the U-Net's frame-position table holds {max_latent_frames} latent frames"
+        f" (`temporal_max_frames`): the largest `{name}` it takes is"
+        f" {largest_num_frames(max_latent_frames, temporal_ratio)}{advice}."
+    )
+
+
+def check_frame_sides(
+    height: Any, width: Any, spatial_ratio: int, unet_downsample_factor: int = 1, prefix: str = ""
+) -> None:
+    r"""
+    Raises a `ValueError` unless `height` and `width` are positive multiples of the VAE's spatial ratio times the
+    U-Net's downsampling. The message names the side as `prefix + "height"` (`"--height"` on a command line), the rule
+    and the nearest valid sizes.
+    """
+    multiple = size_multiple(spatial_ratio, unet_downsample_factor)
+    for name, size in (("height", height), ("width", width)):
+        is_whole = is_integer(size)
+        if is_whole and size >= 1 and size % multiple == 0:
+            continue
+        what = f"the VAE's spatial ratio {spatial_ratio}"
+        if unet_downsample_factor > 1:
+            what += f" times the U-Net's downsampling {unet_downsample_factor}"
+        nearest = f": use {format_choices(nearest_multiples(size, multiple))}" if is_whole and size >= 1 else ""
+        raise ValueError(f"`{prefix}{name}` is {size!r}, but {what} needs a positive multiple of {multiple}{nearest}.")
 
 
 def vae_compression_ratios_from_config(config: Mapping[str, Any]) -> tuple[int, int, bool]:

@@ -10,6 +10,8 @@ import torch
 import diffusers_videolatent
 from diffusers_videolatent import AutoencoderKLVideo, VideoLatentPipeline
 from diffusers_videolatent.geometry import (
+    check_frame_sides,
+    check_frame_table,
     check_num_frames,
     get_vae_compression_ratios,
     is_valid_num_frames,
@@ -24,6 +26,8 @@ from diffusers_videolatent.geometry import (
     vae_compression_ratios_from_config,
 )
 from diffusers_videolatent.model_card import create_model_card
+from diffusers_videolatent.pipelines.input_checks import check_pipeline_num_frames
+from diffusers_videolatent.training.training_utils import check_video_size
 
 from .testing_utils import (
     build_cogvideox_vae,
@@ -127,3 +131,39 @@ def test_the_frame_rule_reads_the_same_wherever_it_is_broken():
         "`num_frames` is 6, which breaks the frame rule; a VAE with temporal compression ratio 2 needs 1 + k * 2"
         " frames: use 5 or 7."
     )
+
+
+def test_frame_sides_and_frame_table_read_the_same_in_the_pipeline_and_in_training():
+    # the pipeline and the training scripts both raise geometry's messages, with the argument as each user spells it
+    pipe = VideoLatentPipeline(**build_pipeline_components(vae=build_video_vae(), unet=build_unet()))
+    ratios = (pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial, pipe.unet_downsample_factor)
+    multiple = ratios[1] * ratios[2]
+    with pytest.raises(ValueError) as from_pipeline:
+        pipe("a red circle", num_frames=5, height=multiple + 2, width=multiple, num_inference_steps=1)
+    with pytest.raises(ValueError) as from_training:
+        check_video_size(5, multiple + 2, multiple, *ratios)
+    assert str(from_training.value) == str(from_pipeline.value).replace("`height`", "`--height`")
+    assert f"`height` is {multiple + 2}, but the VAE's spatial ratio {ratios[1]}" in str(from_pipeline.value)
+    assert str(from_pipeline.value).endswith(
+        f"needs a positive multiple of {multiple}: use {multiple} or {2 * multiple}."
+    )
+
+    with pytest.raises(ValueError, match=r"`--num_frames` is 21, .* holds 4 latent frames .* takes is 13\.$"):
+        check_video_size(21, multiple, multiple, 4, ratios[1], ratios[2], max_latent_frames=4)
+    with pytest.raises(ValueError, match=r"`num_frames` is 21, .* takes is 13; trim `video` to at most 13 frames\."):
+        check_pipeline_num_frames(21, 4, 4, video_length=21)
+
+
+def test_frame_sides_name_the_value_when_it_is_not_a_positive_integer():
+    for size in (0, -8, 16.0, "16", True):
+        with pytest.raises(ValueError) as error:
+            check_frame_sides(16, size, 8)
+        assert (
+            str(error.value) == f"`width` is {size!r}, but the VAE's spatial ratio 8 needs a positive multiple of 8."
+        )
+    check_frame_sides(16, 24, 8)
+    check_frame_sides(32, 64, 8, unet_downsample_factor=4)
+    with pytest.raises(ValueError, match=r"`--height` is 16, .* times the U-Net's downsampling 4 .* of 32: use 32\."):
+        check_frame_sides(16, 32, 8, unet_downsample_factor=4, prefix="--")
+    check_frame_table(61, 4, 16)
+    check_frame_table(10_001, 4, None)

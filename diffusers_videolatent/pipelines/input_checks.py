@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from .._checks import check_finite_tensor, check_strings, is_integer
-from ..geometry import check_num_frames, largest_num_frames, num_latent_frames, size_multiple
+from ..geometry import check_frame_sides, check_frame_table, check_num_frames, largest_num_frames
 
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
@@ -101,15 +101,13 @@ def check_pipeline_num_frames(
     if not is_integer(num_frames) or num_frames < 1:
         raise ValueError(f"`num_frames` must be an integer >= 1, got {num_frames!r}.")
     check_num_frames(num_frames, temporal_ratio)
-    if max_latent_frames is not None and num_latent_frames(num_frames, temporal_ratio) > max_latent_frames:
-        largest = largest_num_frames(max_latent_frames, temporal_ratio)
-        raise ValueError(
-            f"`num_frames` is {num_frames}, but the U-Net's frame-position table holds {max_latent_frames} latent"
-            f" frames (`temporal_max_frames`): the largest `num_frames` it takes is {largest}"
-            + (f"; trim `video` to at most {largest} frames" if video_length is not None else "")
-            + f". Longer videos: turn windowing on, `pipe.enable_free_noise(context_length={max_latent_frames})`"
-            + " (or `pipe.enable_fifo_denoising()`)."
-        )
+    advice = (
+        f". Longer videos: turn windowing on, `pipe.enable_free_noise(context_length={max_latent_frames})`"
+        " (or `pipe.enable_fifo_denoising()`)"
+    )
+    if video_length is not None and max_latent_frames is not None:
+        advice = f"; trim `video` to at most {largest_num_frames(max_latent_frames, temporal_ratio)} frames{advice}"
+    check_frame_table(num_frames, temporal_ratio, max_latent_frames, advice=advice)
     if video_length is not None and video_length != num_frames:
         raise ValueError(
             f"`video` has {video_length} frames but `num_frames` is {num_frames}; leave `num_frames` unset in"
@@ -119,13 +117,7 @@ def check_pipeline_num_frames(
 
 def check_frame_size(height: Any, width: Any, vae_scale_factor_spatial: int, unet_downsample_factor: int) -> None:
     r"""A frame's sides are multiples of the VAE's spatial ratio times the U-Net's downsampling."""
-    multiple = size_multiple(vae_scale_factor_spatial, unet_downsample_factor)
-    for name, size in (("height", height), ("width", width)):
-        if not is_integer(size) or size < 1 or size % multiple != 0:
-            raise ValueError(
-                f"`{name}` must be a positive multiple of {multiple} (the VAE's spatial ratio"
-                f" {vae_scale_factor_spatial} times the U-Net's downsampling {unet_downsample_factor}), got {size!r}."
-            )
+    check_frame_sides(height, width, vae_scale_factor_spatial, unet_downsample_factor)
 
 
 def check_outputs(

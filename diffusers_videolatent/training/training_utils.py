@@ -24,12 +24,9 @@ from ..atomic import (
     write_failure_error,
 )
 from ..geometry import (
+    check_frame_sides,
+    check_frame_table,
     check_num_frames,
-    format_choices,
-    largest_num_frames,
-    nearest_multiples,
-    num_latent_frames,
-    size_multiple,
 )
 from .moving_shapes import MovingShapesDataset
 from .run_control import check_finite_weights
@@ -232,21 +229,8 @@ def check_video_size(
     `spatial_ratio * unet_downsample_factor`.
     """
     check_num_frames(num_frames, temporal_ratio, name="--num_frames")
-    if max_latent_frames is not None and num_latent_frames(num_frames, temporal_ratio) > max_latent_frames:
-        raise ValueError(
-            f"`--num_frames` is {num_frames}, but the U-Net's frame-position table holds {max_latent_frames} latent "
-            f"frames: the largest `--num_frames` it takes is {largest_num_frames(max_latent_frames, temporal_ratio)}."
-        )
-    multiple = size_multiple(spatial_ratio, unet_downsample_factor)
-    for name, size in (("height", height), ("width", width)):
-        if size % multiple != 0:
-            what = f"the VAE's spatial ratio {spatial_ratio}"
-            if unet_downsample_factor > 1:
-                what += f" times the U-Net's downsampling {unet_downsample_factor}"
-            raise ValueError(
-                f"`--{name}` is {size}, but {what} needs a multiple of {multiple}: use "
-                f"{format_choices(nearest_multiples(size, multiple))}."
-            )
+    check_frame_table(num_frames, temporal_ratio, max_latent_frames, name="--num_frames")
+    check_frame_sides(height, width, spatial_ratio, unet_downsample_factor, prefix="--")
 
 
 def build_dataset(
