@@ -87,6 +87,10 @@ def grid_row(samples: list, fps: float, images: list | None = None) -> dict:
     per_frame = [distance / max(len(frames) - 1, 1) for distance, (_, frames) in zip(distances, samples)]
     areas = [record["area_variation"] for record in scores["videos"]]
     row = dict(scores["all"])
+    # the targets are on seen combinations, with held-out ones compared to them; the records allow any
+    # other statistic of the clips later (which prompt, what was read, its area CV and travel)
+    row["seen"], row["heldout"] = scores["seen"], scores["heldout"]
+    row["videos"] = scores["videos"]
     row["area_variation_median"] = float(np.median(areas))
     row["area_variation_max"] = float(np.max(areas))
     row["pixels_per_frame"] = float(np.median(per_frame))
