@@ -66,3 +66,39 @@ def test_compare_refuses_different_prompts_and_non_grids(tmp_path):
     assert result.returncode != 0 and "not a grid evaluation" in result.stderr
     result = _run(first)
     assert result.returncode != 0 and "at least two" in result.stderr
+
+
+def _records(areas, heldout_right):
+    # one record per clip: the last is a held-out combination, all three right or not
+    records = [{"split": "seen", "area_variation": area} for area in areas[:-1]]
+    return records + [{"split": "heldout", "area_variation": areas[-1], "all_three": heldout_right}]
+
+
+def test_compare_reads_seen_and_heldout_apart_and_counts_clips(tmp_path):
+    first = _grid(tmp_path / "a.json", {"17x64x64 8fps": 0.04, "33x64x64 16fps": 0.04})
+    grid = json.loads(first.read_text())
+    for setting in ("17x64x64 8fps", "33x64x64 16fps"):
+        for task, areas in (
+            ("ground truth", [0.01, 0.06]),
+            ("text-to-video", [0.02, 0.03]),
+            ("image-to-video", [0.07, 0.02]),
+        ):
+            cell = grid["grid"][setting][task]
+            # all videos read 90% shape, but the seen ones all right: the target reads the seen ones
+            cell["shape"] = 0.9
+            cell["seen"] = dict(cell, shape=1.0, all_three=1.0, num_videos=1)
+            heldout_right = not (setting == "33x64x64 16fps" and task == "image-to-video")
+            cell["heldout"] = dict(cell, all_three=float(heldout_right), num_videos=1)
+            cell["videos"] = _records(areas, heldout_right)
+    first.write_text(json.dumps(grid))
+    second = _grid(tmp_path / "b.json", {"17x64x64 8fps": 0.04, "33x64x64 16fps": 0.04}, shape=0.9)
+    result = _run(f"new={first}", f"old={second}")
+    assert result.returncode == 0, result.stderr
+    assert "| 33x64x64 16fps | image-to-video | 100% / 100% / 100% (0%) |" in result.stdout
+    lines = result.stdout.strip().splitlines()
+    assert lines[-2].startswith("new: median area CV <= 0.05 in 4 of 4; shape < 95% in 0 cells, direction < 98% in 0")
+    assert "held out more than 5 points below seen in 1 cells" in lines[-2]
+    assert "ground truth clips over 0.05: 2 of 4; image-to-video clips over 0.05: 2 of 4" in lines[-2]
+    # without the split, every video counts and nothing is said about held-out combinations or clips
+    assert lines[-1].startswith("old: median area CV <= 0.05 in 4 of 4; shape < 95% in 2 cells")
+    assert "held out" not in lines[-1] and "clips over" not in lines[-1]
