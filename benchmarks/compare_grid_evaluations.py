@@ -67,9 +67,9 @@ def summary(grid: dict) -> dict:
     gaps = {f"{setting} {task}": heldout_gap(row) for setting, task, row in cells}
     if all(gap is not None for gap in gaps.values()):
         result["heldout_missed"] = [cell for cell, gap in gaps.items() if gap > HELDOUT_GAP + 1e-9]
-    for task in ("ground truth", "image-to-video"):
-        if clips_over(grid, task) is not None:
-            result.setdefault("clips_over", {})[task] = clips_over(grid, task)
+    counts = {task: clips_over(grid, task) for task in ("ground truth", "image-to-video")}
+    if any(count is not None for count in counts.values()):
+        result["clips_over"] = {task: count for task, count in counts.items() if count is not None}
     if all(setting in grid for setting in EQUAL_DURATION):
         slow, fast = (grid[setting] for setting in EQUAL_DURATION)
         result["equal_duration_per_frame"] = {
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
             f"in {len(result['direction_missed'])}; largest clip {result['largest_clip']:.3f}"
         )
         if "heldout_missed" in result:
-            line += f"; held out more than 5 points below seen in {len(result['heldout_missed'])} cells"
+            line += f"; held out more than {100 * HELDOUT_GAP:.0f} points below seen in {len(result['heldout_missed'])} cells"
         for task, (over, total) in result.get("clips_over", {}).items():
             line += f"; {task} clips over {MEDIAN_TARGET}: {over} of {total}"
         if "equal_duration_per_frame" in result:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from .._checks import check_finite_tensor, check_strings, is_integer
-from ..geometry import check_frame_sides, check_frame_table, check_num_frames, largest_num_frames
+from ..geometry import check_frame_table, check_num_frames, largest_num_frames
 
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
@@ -113,11 +113,6 @@ def check_pipeline_num_frames(
             f"`video` has {video_length} frames but `num_frames` is {num_frames}; leave `num_frames` unset in"
             " video-to-video to use the video's length."
         )
-
-
-def check_frame_size(height: Any, width: Any, vae_scale_factor_spatial: int, unet_downsample_factor: int) -> None:
-    r"""A frame's sides are multiples of the VAE's spatial ratio times the U-Net's downsampling."""
-    check_frame_sides(height, width, vae_scale_factor_spatial, unet_downsample_factor)
 
 
 def check_outputs(

@@ -42,7 +42,13 @@ from .._checks import (
     warn_if_not_finite,
 )
 from ..generation_defaults import check_generation_defaults, resolve_generation_settings
-from ..geometry import get_vae_compression_ratios, num_latent_frames, unet_downsample_factor, unet_max_latent_frames
+from ..geometry import (
+    check_frame_sides,
+    get_vae_compression_ratios,
+    num_latent_frames,
+    unet_downsample_factor,
+    unet_max_latent_frames,
+)
 from ..hub import ModelCardHubMixin
 from ..loaders import VideoLatentLoraLoaderMixin
 from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
@@ -53,7 +59,6 @@ from .fifo import VideoLatentFIFOMixin
 from .free_noise import VideoLatentFreeNoiseMixin
 from .input_checks import (
     check_clip_skip,
-    check_frame_size,
     check_negative_prompt,
     check_outputs,
     check_pipeline_num_frames,
@@ -416,7 +421,7 @@ class VideoLatentPipeline(
             None if windowed else unet_max_latent_frames(self.unet.config),
             len(self.video_processor.split_videos(video)[0]) if video is not None else None,
         )
-        check_frame_size(height, width, self.vae_scale_factor_spatial, self.unet_downsample_factor)
+        check_frame_sides(height, width, self.vae_scale_factor_spatial, self.unet_downsample_factor)
         check_finite_number("fps", fps, minimum=0, inclusive=False)
 
         # 4. sampling
