@@ -29,17 +29,12 @@ DATASET_SEED=${DATASET_SEED:-0}
 IMAGE_CONDITIONING_PROB=${IMAGE_CONDITIONING_PROB:-0.5}
 GUIDANCE=${GUIDANCE:-1.5}
 
-python -m diffusers_videolatent.training.train_text_to_video \
-  --pretrained_model_name_or_path "$FROM_MODEL" --output_dir "$OUTPUT_DIR" --seed "$ANNEAL_SEED" \
-  --buckets "$ANNEAL_BUCKETS" --train_fps 4 8 12 16 24 --num_train_videos 4224 \
-  --dataset_seed "$DATASET_SEED" --cache_latents --objective flow_matching --flow_shift 3.0 --conditioning_dropout_prob 0.1 \
-  --image_conditioning_prob "$IMAGE_CONDITIONING_PROB" --train_batch_size 16 --learning_rate "$ANNEAL_LR" \
-  --lr_scheduler cosine --lr_warmup_steps 50 --use_ema --ema_decay 0.999 --max_train_steps "$ANNEAL_STEPS" \
-  --checkpointing_steps 200 --checkpoints_total_limit 3 --validation_steps 2000 \
-  --num_validation_inference_steps 20 --validation_guidance_scale "$GUIDANCE" \
-  --foreground_loss_weight "$FOREGROUND_LOSS_WEIGHT" --resume_from_checkpoint latest
+source "$(dirname "$0")/dials_common.sh"
 
-# the grid on every 5th of the 72 combinations: 15 prompts, every colour, shape and direction, 2 held out (every 12th,
-# used until 2026-12-05, prompts only circles moving left); EVAL_STRIDE=1 scores all of them
-python benchmarks/evaluate_default_model.py --model "$OUTPUT_DIR" --grid --image_to_video \
-  --videos_per_combination 1 --combination_stride "${EVAL_STRIDE:-5}" --json "$OUTPUT_DIR/evaluation_grid.json"
+python -m diffusers_videolatent.training.train_text_to_video "${DIALS_TRAIN_ARGS[@]}" \
+  --pretrained_model_name_or_path "$FROM_MODEL" --output_dir "$OUTPUT_DIR" --seed "$ANNEAL_SEED" \
+  --buckets "$ANNEAL_BUCKETS" --dataset_seed "$DATASET_SEED" --image_conditioning_prob "$IMAGE_CONDITIONING_PROB" \
+  --learning_rate "$ANNEAL_LR" --lr_scheduler cosine --use_ema --ema_decay 0.999 --max_train_steps "$ANNEAL_STEPS" \
+  --validation_steps 2000 --foreground_loss_weight "$FOREGROUND_LOSS_WEIGHT"
+
+evaluate_dials "$OUTPUT_DIR"

@@ -21,17 +21,12 @@ DIALS_STEPS=${DIALS_STEPS:-6000}
 DIALS_BUCKETS=${DIALS_BUCKETS:-9x64x64,17x64x64,33x64x64,61x64x64,17x96x96,17x128x128,17x64x128,17x128x64}
 GUIDANCE=${GUIDANCE:-1.5}
 
-python -m diffusers_videolatent.training.train_text_to_video \
-  --pretrained_model_name_or_path "$FROM_MODEL" --output_dir "$OUTPUT_DIR" --seed 4 \
-  --buckets "$DIALS_BUCKETS" --train_fps 4 8 12 16 24 --use_fps_conditioning --num_train_videos 4224 \
-  --cache_latents --objective flow_matching --flow_shift 3.0 --conditioning_dropout_prob 0.1 \
-  --image_conditioning_prob 0.5 --train_batch_size 16 --learning_rate 2e-4 --lr_scheduler constant_with_warmup \
-  --lr_warmup_steps 50 --use_ema --ema_decay 0.995 --max_train_steps "$DIALS_STEPS" \
-  --checkpointing_steps 200 --checkpoints_total_limit 3 --validation_steps 1000 \
-  --num_validation_inference_steps 20 --validation_guidance_scale "$GUIDANCE" \
-  --resume_from_checkpoint latest
+source "$(dirname "$0")/dials_common.sh"
 
-# the grid on every 5th of the 72 combinations: 15 prompts per setting, every colour, shape and direction, 2 held out
-# (every 12th, used until 2026-12-05, prompts only circles moving left); EVAL_STRIDE=1 scores all of them
-python benchmarks/evaluate_default_model.py --model "$OUTPUT_DIR" --grid --image_to_video \
-  --videos_per_combination 1 --combination_stride "${EVAL_STRIDE:-5}" --json "$OUTPUT_DIR/evaluation_grid.json"
+python -m diffusers_videolatent.training.train_text_to_video "${DIALS_TRAIN_ARGS[@]}" \
+  --pretrained_model_name_or_path "$FROM_MODEL" --output_dir "$OUTPUT_DIR" --seed 4 \
+  --buckets "$DIALS_BUCKETS" --use_fps_conditioning --image_conditioning_prob 0.5 --learning_rate 2e-4 \
+  --lr_scheduler constant_with_warmup --use_ema --ema_decay 0.995 --max_train_steps "$DIALS_STEPS" \
+  --validation_steps 1000
+
+evaluate_dials "$OUTPUT_DIR"
