@@ -132,6 +132,36 @@ def test_vae_decoder_only_keeps_the_encoder_and_its_normalisation(vae_runs, tmp_
     assert AutoencoderKLVideo.from_pretrained(str(tmp_path / "decoder")).config.scaling_factor == scaling_factor
 
 
+def test_vae_decoder_trains_on_the_physical_world(vae_runs, tmp_path):
+    # `--train_fps`: clips of the physical world at one of these frame rates, whose long slow clips cross the frame
+    # from edge to edge; the run records the rates and refuses to resume without them
+    from diffusers_videolatent.training.moving_shapes import MovingShapesDataset
+    from diffusers_videolatent.training.train_video_vae import main
+
+    arguments = TRAINING_ARGUMENTS + ["--pretrained_vae_name_or_path", str(vae_runs / "full"), "--train_decoder_only"]
+    arguments += ["--max_train_steps", "2", "--checkpointing_steps", "1", "--no_validation"]
+    output = tmp_path / "physical"
+    main(arguments + ["--train_fps", "2", "8", "--output_dir", str(output)])
+    assert read_run_config(str(output / "checkpoint-2"))["run_config"]["train_fps"] == [2.0, 8.0]
+    assert (output / "diffusion_pytorch_model.safetensors").exists()
+    checkpoint = str(output / "checkpoint-1")
+    with pytest.raises(ValueError, match=r"another configuration.*train_fps"):
+        main(arguments + ["--output_dir", str(tmp_path / "refused"), "--resume_from_checkpoint", checkpoint])
+
+    # what those 4 clips are: frames 5 x 16 x 16 of the physical world, at 2 or 8 fps, some touching an edge
+    dataset = MovingShapesDataset(num_videos=4, num_frames=5, height=16, width=16, fps=[2.0, 8.0])
+    rates = {dataset[index]["fps"] for index in range(4)}
+    touching = [
+        bool(
+            (dataset[index]["foreground"][:, [0, -1], :] > 0.5).any()
+            or (dataset[index]["foreground"][:, :, [0, -1]] > 0.5).any()
+        )
+        for index in range(4)
+    ]
+    print(f"frame rates {sorted(rates)}, clips touching an edge {sum(touching)} of 4")
+    assert rates <= {2.0, 8.0} and any(touching)
+
+
 def test_text_to_video_trains_resumes_exactly_and_loads(t2v_runs):
     from diffusers_videolatent import VideoLatentPipeline
 
@@ -350,6 +380,11 @@ def test_bad_options():
         0.0,
         0.6,
     ]
+    with pytest.raises(ValueError, match=r"Pass one of `--travel_fraction_range` .* and `--train_fps`"):
+        train_video_vae.parse_args(["--output_dir", "o", "--travel_fraction_range", "0", "0.6", "--train_fps", "8"])
+    for bad in ("0", "-4", "inf"):
+        with pytest.raises(ValueError, match="`--train_fps` must all be finite and > 0"):
+            train_video_vae.parse_args(["--output_dir", "o", "--train_fps", "8", bad])
     for counts in (["4"], ["3", "1"], ["19"]):
         with pytest.raises(ValueError, match=f"`--alternate_num_frames` takes .* but got {counts[-1]}"):
             train_video_vae.parse_args(["--output_dir", "o", "--num_frames", "17", "--alternate_num_frames", *counts])
