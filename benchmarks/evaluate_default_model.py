@@ -23,7 +23,9 @@ dataset seed `IMAGE_TO_VIDEO_DATASET_SEED`), the text-to-video row and, with `--
 from the ground truth's first frames: colour, shape, direction, median area CV, centroid jitter, flicker score,
 frame-0 PSNR, the object's speed in pixels per second and per frame, and the distance it travels (medians). Then the
 frame-rate dial: motion per frame at 16 fps over 8 fps (0.5 in the physical world) and the distance of 33 frames at
-16 fps over 17 frames at 8 fps (1.0). `--combination_stride 3` keeps every third combination (fewer videos, for a
+16 fps over 17 frames at 8 fps (1.0). With `--reconstruction` each setting also has a VAE round trip row of the
+ground truth (its frame-0 PSNR is the most image-to-video can keep of the image; `--skip_text_to_video` leaves only
+that and what else is asked for). `--combination_stride 3` keeps every third combination (fewer videos, for a
 quick table); `--grid_settings 17x64x64@8,17x64x64@16` evaluates only those settings.
 
     python benchmarks/evaluate_default_model.py --grid --image_to_video --videos_per_combination 1
@@ -183,7 +185,11 @@ def evaluate_grid(pipeline, args, call_kwargs: dict) -> dict:
         images = [video[0] for _, video in references]  # (H, W, 3) uint8
         size = {"num_frames": num_frames, "height": height, "width": width, "fps": fps}
         rows = {"ground truth": grid_row(references, fps)}
-        for mode in ("text-to-video", "image-to-video") if args.image_to_video else ("text-to-video",):
+        if args.reconstruction:
+            round_trips = [(prompt, vae_round_trip(pipeline, video)) for prompt, video in references]
+            rows["VAE reconstruction"] = grid_row(round_trips, fps, images)
+        modes = () if args.skip_text_to_video else ("text-to-video",)
+        for mode in modes + (("image-to-video",) if args.image_to_video else ()):
             samples = []
             for call, begin in enumerate(range(0, len(prompts), args.batch_size)):
                 extra = {"image": images[begin : begin + args.batch_size]} if mode == "image-to-video" else {}
@@ -210,6 +216,14 @@ def evaluate_grid(pipeline, args, call_kwargs: dict) -> dict:
     return results
 
 
+def vae_round_trip(pipeline: VideoLatentPipeline, frames: np.ndarray) -> np.ndarray:
+    """`frames` (uint8, `(F, H, W, 3)`) encoded and decoded by the pipeline's VAE: float in [0, 1], `(F, H, W, 3)`."""
+    video = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1  # (1, 3, F, H, W) in [-1, 1]
+    with torch.no_grad():
+        decoded = pipeline.decode_latents(pipeline.encode_video(video))  # (1, 3, F, H, W) in [-1, 1]
+    return ((decoded[0].permute(1, 2, 3, 0).float() + 1) / 2).clamp(0, 1).numpy()
+
+
 def reconstruction_scores(pipeline: VideoLatentPipeline, num_frames: int, height: int, width: int, seed: int) -> dict:
     """
     Scores unseen ground-truth videos (one per combination) and their VAE round trips (what the decoder can show at
@@ -218,13 +232,7 @@ def reconstruction_scores(pipeline: VideoLatentPipeline, num_frames: int, height
     references = render_evaluation_videos(
         num_frames=num_frames, height=height, width=width, seed=IMAGE_TO_VIDEO_DATASET_SEED + seed
     )
-    samples = []
-    for prompt, frames in references:
-        video = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1  # (1, 3, F, H, W) in [-1, 1]
-        with torch.no_grad():
-            decoded = pipeline.decode_latents(pipeline.encode_video(video))  # (1, 3, F, H, W) in [-1, 1]
-        decoded = ((decoded[0].permute(1, 2, 3, 0).float() + 1) / 2).clamp(0, 1).numpy()  # (F, H, W, 3)
-        samples.append((prompt, decoded))
+    samples = [(prompt, vae_round_trip(pipeline, frames)) for prompt, frames in references]
     print("ground truth:")
     ground_truth = score_videos(references, print_table=True)
     print("VAE reconstructions:")

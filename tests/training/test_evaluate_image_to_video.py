@@ -132,6 +132,40 @@ def test_grid_evaluation_scores_each_setting_against_the_physical_ground_truth(i
     assert "frame-rate dial from 5x32x32 at 8 fps, text-to-video: per_frame_16_over_8 " in result.stdout
 
 
+def test_grid_reconstruction_rows_score_the_vae_round_trip_of_each_setting(image_to_video_pipe, tmp_path):
+    # `--reconstruction --skip_text_to_video`: per setting the ground truth and its VAE round trip only, whose
+    # frame-0 PSNR is the most image-to-video can keep of the image
+    image_to_video_pipe.save_pretrained(tmp_path / "tiny")
+    script = Path(__file__).parents[2] / "benchmarks" / "evaluate_default_model.py"
+    command = [sys.executable, str(script), "--model", str(tmp_path / "tiny"), "--grid", "--reconstruction"]
+    command += ["--skip_text_to_video", "--grid_settings", "5x32x32@8,9x32x32@4", "--combination_stride", "12"]
+    command += ["--videos_per_combination", "1", "--json", str(tmp_path / "grid.json")]
+    environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[2]))
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    grid = json.loads((tmp_path / "grid.json").read_text())["grid"]
+    for setting in ("5x32x32 8fps", "9x32x32 4fps"):
+        assert set(grid[setting]) == {"settings", "ground truth", "VAE reconstruction", "seconds"}
+        assert f"| {setting} VAE reconstruction | 6 |" in result.stdout
+        assert "text-to-video" not in result.stdout
+    # the row's frame-0 PSNR is that of the VAE's round trip of the ground truth's first frames, recomputed here
+    from diffusers_videolatent import VideoLatentPipeline
+    from diffusers_videolatent.training.evaluate import IMAGE_TO_VIDEO_DATASET_SEED, to_uint8_frames
+    from diffusers_videolatent.training.moving_shapes import ALL_COMBINATIONS, render_physical_moving_shape
+
+    pipe = VideoLatentPipeline.from_pretrained(tmp_path / "tiny")
+    combination = ALL_COMBINATIONS[12]  # the second of every 12th
+    generator = np.random.default_rng((IMAGE_TO_VIDEO_DATASET_SEED, 1))
+    video = to_uint8_frames(render_physical_moving_shape(*combination, 9, 32, 32, 4, generator))
+    with torch.no_grad():
+        latents = pipe.encode_video(torch.from_numpy(video).permute(3, 0, 1, 2)[None].float() / 127.5 - 1)
+        decoded = (pipe.decode_latents(latents)[0, :, 0].permute(1, 2, 0) + 1).clamp(0, 2) * 127.5
+    error = np.mean((decoded.numpy() - video[0].astype(np.float64)) ** 2)
+    record = grid["9x32x32 4fps"]["VAE reconstruction"]["videos"][1]
+    assert record["prompt"] == "a " + " ".join(combination[:2]) + " moving " + combination[2]
+    assert record["first_frame_psnr"] == pytest.approx(10 * np.log10(255.0**2 / error), abs=0.05)
+
+
 def test_grid_settings_that_do_not_parse_are_refused_naming_the_option(tmp_path):
     script = Path(__file__).parents[2] / "benchmarks" / "evaluate_default_model.py"
     command = [sys.executable, str(script), "--grid", "--grid_settings", "17x64@8"]
