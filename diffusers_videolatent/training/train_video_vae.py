@@ -114,12 +114,12 @@ def trained_parameters(vae: AutoencoderKLVideo, decoder_only: bool) -> list[torc
     return parameters
 
 
-def frame_weights(num_frames: int, position_weights: list[float]) -> torch.Tensor:
+def frame_weights(num_frames: int, position_weights: list[float], first_frame_weight: float = 1.0) -> torch.Tensor:
     """
-    The loss weight of each frame: 1 for the image frame, then `position_weights[(f - 1) % r]` for frame f > 0 (its
-    place in its latent frame's group of r = `len(position_weights)`), normalised to a mean of 1.
+    The loss weight of each frame: `first_frame_weight` for the image frame, then `position_weights[(f - 1) % r]` for
+    frame f > 0 (its place in its latent frame's group of r = `len(position_weights)`), normalised to a mean of 1.
     """
-    weights = torch.ones(num_frames)
+    weights = torch.full((num_frames,), float(first_frame_weight))
     for frame in range(1, num_frames):
         weights[frame] = position_weights[(frame - 1) % len(position_weights)]
     return weights / weights.mean()
@@ -131,17 +131,18 @@ def reconstruction_losses(
     kind: str,
     temporal_weight: float,
     position_weights: list[float] | None = None,
+    first_frame_weight: float = 1.0,
 ) -> dict[str, torch.Tensor]:
     """
     The pixel loss (`"l1"` or `"mse"`), its frames weighted by their place in their latent frame's group when
-    `position_weights` is given (see `frame_weights`), and, when `temporal_weight` > 0, the L1 loss of frame
-    differences.
+    `position_weights` is given and the first frame by `first_frame_weight` (see `frame_weights`), and, when
+    `temporal_weight` > 0, the L1 loss of frame differences.
     """
     reconstruction, target = reconstruction.float(), target.float()
     losses = {}
-    if position_weights is not None:
+    if position_weights is not None or first_frame_weight != 1.0:
         errors = (reconstruction - target).abs() if kind == "l1" else (reconstruction - target).square()
-        weights = frame_weights(target.shape[2], position_weights).to(errors.device)
+        weights = frame_weights(target.shape[2], position_weights or [1.0], first_frame_weight).to(errors.device)
         losses["reconstruction_loss"] = (errors.mean(dim=(0, 1, 3, 4)) * weights).mean()
     elif kind == "l1":
         losses["reconstruction_loss"] = F.l1_loss(reconstruction, target)
@@ -236,6 +237,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "a decoder whose last frame of each group is the worst.",
     )
 
+    losses.add_argument(
+        "--first_frame_weight",
+        type=float,
+        default=1.0,
+        help="Weight of the first frame's pixel loss, before the normalisation of --frame_position_weights. "
+        "Image-to-video keeps the image's latent at latent frame 0, and a causal decoder draws frame 0 from it alone: "
+        "that frame is what the user sees of their image.",
+    )
+
     final = parser.add_argument_group("latent normalisation and validation")
     final.add_argument(
         "--latent_normalization",
@@ -303,6 +313,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             )
         if args.num_frames == 1:
             raise ValueError("`--frame_position_weights` weighs the frames of clips; it needs `--num_frames` > 1.")
+    if not (args.first_frame_weight > 0 and math.isfinite(args.first_frame_weight)):
+        raise ValueError(f"`--first_frame_weight` must be finite and > 0, but is {args.first_frame_weight}.")
     return args
 
 
@@ -472,6 +484,8 @@ def main(argv: list[str] | None = None) -> None:
         run_config["travel_fraction_range"] = list(args.travel_fraction_range)
     if args.train_fps is not None:
         run_config["train_fps"] = list(args.train_fps)
+    if args.first_frame_weight != 1.0:
+        run_config["first_frame_weight"] = args.first_frame_weight
     if args.alternate_num_frames is not None:
         run_config["alternate_num_frames"] = list(args.alternate_num_frames)
     if accelerator.is_main_process:
@@ -516,6 +530,7 @@ def main(argv: list[str] | None = None) -> None:
                     args.reconstruction_loss,
                     args.temporal_loss_weight,
                     args.frame_position_weights,
+                    args.first_frame_weight,
                 )
                 # KL summed over the latent, averaged per pixel value like the reconstruction loss
                 losses["kl_loss"] = kl.mean() / pixel_values[0].numel()

@@ -400,6 +400,7 @@ def test_bad_options():
 
 
 def test_frame_position_weights_weigh_each_frame_by_its_place_in_its_group():
+    from diffusers_videolatent.training import train_video_vae
     from diffusers_videolatent.training.train_video_vae import frame_weights, reconstruction_losses
 
     # temporal ratio 2, 5 frames: the image frame, then places 1, 2 (= mod 0), 1, 2; normalised to a mean of 1
@@ -419,6 +420,14 @@ def test_frame_position_weights_weigh_each_frame_by_its_place_in_its_group():
         reconstruction_losses(noisy, target, "mse", 0.0, [1.0, 1.0])["reconstruction_loss"],
         reconstruction_losses(noisy, target, "mse", 0.0)["reconstruction_loss"],
     )
+    # `--first_frame_weight`: the image frame's weight, with or without position weights
+    torch.testing.assert_close(frame_weights(5, [1.0, 3.0], 4.0), torch.tensor([4.0, 1.0, 3.0, 1.0, 3.0]) / 2.4)
+    first_wrong = target.clone()
+    first_wrong[:, :, 0] += 0.5
+    weighted = reconstruction_losses(first_wrong, target, "mse", 0.0, None, 4.0)["reconstruction_loss"]
+    assert weighted.item() == pytest.approx(0.25 * (4 / 1.6) / 5, rel=1e-5)
+    with pytest.raises(ValueError, match="`--first_frame_weight` must be finite and > 0, but is 0.0"):
+        train_video_vae.parse_args(["--output_dir", "o", "--first_frame_weight", "0"])
 
 
 def test_word_level_tokenizer(tmp_path):
