@@ -241,7 +241,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--first_frame_weight",
         type=float,
         default=1.0,
-        help="Weight of the first frame's pixel loss, before the normalisation of --frame_position_weights. "
+        help="Weight of the first frame's pixel loss against 1 for the others (or their --frame_position_weights), "
+        "all normalised to a mean of 1 over each clip. "
         "Image-to-video keeps the image's latent at latent frame 0, and a causal decoder draws frame 0 from it alone: "
         "that frame is what the user sees of their image.",
     )
