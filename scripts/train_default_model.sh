@@ -188,4 +188,3 @@ cp "$WORK_DIR/vae_first_frame/config.json" "$WORK_DIR/vae_first_frame/diffusion_
   "$WORK_DIR/dials_largest/vae/"
 source scripts/dials_common.sh
 evaluate_dials "$WORK_DIR/dials_largest"
-

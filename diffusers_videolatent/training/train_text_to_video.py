@@ -62,6 +62,7 @@ from .training_utils import (
     add_common_arguments,
     build_dataset,
     check_common_arguments,
+    check_train_fps,
     check_video_size,
     collate_videos,
     common_run_config,
@@ -491,8 +492,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.bucket_list, args.bucket_weights = parse_buckets(args.buckets)
     else:
         args.bucket_list, args.bucket_weights = None, None
-    if args.train_fps is not None and any(not rate > 0 for rate in args.train_fps):
-        raise ValueError(f"`--train_fps` must all be > 0, but are {args.train_fps}.")
+    check_train_fps(args.train_fps)
     if not args.fps > 0:
         raise ValueError(f"`--fps` must be > 0, but is {args.fps}.")
     if args.snr_gamma is not None and args.objective == "flow_matching":

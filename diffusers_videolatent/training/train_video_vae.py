@@ -40,6 +40,7 @@ from .training_utils import (
     add_common_arguments,
     build_dataset,
     check_common_arguments,
+    check_train_fps,
     check_video_size,
     collate_videos,
     common_run_config,
@@ -288,14 +289,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise ValueError(
             "`--travel_fraction_range` sets the moving-shapes speeds; it does not apply to --train_data_dir."
         )
-    if args.train_fps is not None:
-        if any(not (rate > 0 and math.isfinite(rate)) for rate in args.train_fps):
-            raise ValueError(f"`--train_fps` must all be finite and > 0, but are {args.train_fps}.")
-        if args.travel_fraction_range is not None:
-            raise ValueError(
-                "Pass one of `--travel_fraction_range` (fixed-travel clips) and `--train_fps` (the physical world, "
-                "whose speeds are in frame sizes per second)."
-            )
+    check_train_fps(args.train_fps)
+    if args.train_fps is not None and args.travel_fraction_range is not None:
+        raise ValueError(
+            "Pass one of `--travel_fraction_range` (fixed-travel clips) and `--train_fps` (the physical world, whose "
+            "speeds are in frame sizes per second)."
+        )
     if args.alternate_num_frames is not None:
         for num_frames in args.alternate_num_frames:
             if not 1 < num_frames <= args.num_frames or (args.num_frames - 1) % (num_frames - 1) != 0:

@@ -178,6 +178,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     logging_group.add_argument("--validation_steps", type=int, default=500, help="Validate every N steps.")
 
 
+def check_train_fps(train_fps: list[float] | None) -> None:
+    """Raises a `ValueError` unless `--train_fps` (both training scripts) is unset or all finite rates above 0."""
+    if train_fps is not None and any(not (rate > 0 and math.isfinite(rate)) for rate in train_fps):
+        raise ValueError(f"`--train_fps` must all be finite and > 0, but are {train_fps}.")
+
+
 def check_common_arguments(args: argparse.Namespace) -> None:
     """Raises a `ValueError` for option values no training can use."""
     for name in (

@@ -385,6 +385,8 @@ def test_bad_options():
     for bad in ("0", "-4", "inf"):
         with pytest.raises(ValueError, match="`--train_fps` must all be finite and > 0"):
             train_video_vae.parse_args(["--output_dir", "o", "--train_fps", "8", bad])
+        with pytest.raises(ValueError, match="`--train_fps` must all be finite and > 0"):
+            train_text_to_video.parse_args(vae + ["--train_fps", "8", bad])
     for counts in (["4"], ["3", "1"], ["19"]):
         with pytest.raises(ValueError, match=f"`--alternate_num_frames` takes .* but got {counts[-1]}"):
             train_video_vae.parse_args(["--output_dir", "o", "--num_frames", "17", "--alternate_num_frames", *counts])
