@@ -45,7 +45,7 @@ from ..geometry import num_pixel_frames, unet_max_latent_frames
 from ..models import AutoencoderKLVideo, UNetSpatioTemporalModel
 from ..models.unet_spatio_temporal import build_conditioning_latents
 from ..pipelines import VideoLatentPipeline
-from .buckets import BucketBatchSampler, dataset_item_buckets, format_buckets, parse_buckets, trained_ranges
+from .buckets import dataset_item_buckets, format_buckets, trained_ranges
 from .lora import (
     add_fine_tuning_arguments,
     check_fine_tuning_arguments,
@@ -60,10 +60,12 @@ from .run_control import RunControl, clip_gradients, closes_run_control
 from .sharding import ShardedTraining, shard_model
 from .training_utils import (
     add_common_arguments,
+    bucket_batch_sampler,
     build_dataset,
     check_common_arguments,
     check_train_fps,
     check_video_size,
+    clip_sizes,
     collate_videos,
     common_run_config,
     create_accelerator,
@@ -406,14 +408,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "fps embedding (so it starts as it was); a new one is built with it.",
     )
     diffusion.add_argument(
-        "--buckets",
-        type=str,
-        default=None,
-        help="Train on clips of several sizes, every batch from one bucket: comma-separated FRAMESxHEIGHTxWIDTH, each "
-        "with an optional :WEIGHT (e.g. `17x64x64,33x64x64,17x128x128`); default weights give every bucket equal "
-        "compute, so most steps go to small buckets (docs/dials.md). Moving shapes then come from its physical world.",
-    )
-    diffusion.add_argument(
         "--train_fps",
         type=float,
         nargs="+",
@@ -488,10 +482,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "`--foreground_loss_weight` weights the loss by moving shapes' foreground masks; a video folder "
             "(`--train_data_dir`) has none."
         )
-    if args.buckets is not None:
-        args.bucket_list, args.bucket_weights = parse_buckets(args.buckets)
-    else:
-        args.bucket_list, args.bucket_weights = None, None
     check_train_fps(args.train_fps)
     if not args.fps > 0:
         raise ValueError(f"`--fps` must be > 0, but is {args.fps}.")
@@ -819,7 +809,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # 2. the clip size must suit the VAE and the U-Net before any step runs
     helper = VideoLatentPipeline(vae, text_encoder, tokenizer, unet, inference_scheduler)
-    for num_frames, height, width in args.bucket_list or [(args.num_frames, args.height, args.width)]:
+    for num_frames, height, width in clip_sizes(args):
         check_video_size(
             num_frames,
             height,
@@ -873,17 +863,7 @@ def main(argv: list[str] | None = None) -> None:
             keep_foreground=args.foreground_loss_weight > 0,
         )
         collate_fn = collate_latents
-    bucket_sampler = None
-    if args.bucket_list is not None:
-        bucket_sampler = BucketBatchSampler(
-            dataset_item_buckets(train_dataset),
-            args.train_batch_size,
-            args.bucket_list,
-            args.bucket_weights,
-            seed=args.seed,
-            # the global batch of a step comes from one bucket, split between the processes
-            num_processes=accelerator.num_processes,
-        )
+    bucket_sampler = bucket_batch_sampler(args, train_dataset, accelerator.num_processes)
     train_dataloader, optimizer, lr_scheduler, max_train_steps = create_dataloader_and_optimizer(
         args,
         trainable_parameters(unet),
@@ -1111,9 +1091,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.bucket_list is not None or train_fps is not None:
             # the dials this run trained: a call outside them warns
             generation_defaults = dict(generation_defaults or {})
-            generation_defaults["trained_ranges"] = trained_ranges(
-                args.bucket_list or [(args.num_frames, args.height, args.width)], train_fps or [args.fps]
-            )
+            generation_defaults["trained_ranges"] = trained_ranges(clip_sizes(args), train_fps or [args.fps])
         pipeline = VideoLatentPipeline(
             vae=vae,
             text_encoder=text_encoder,

@@ -34,14 +34,17 @@ from tqdm.auto import tqdm
 from ..geometry import check_num_frames, num_latent_frames
 from ..models import AutoencoderKLVideo
 from ..models.autoencoder_kl_video import CausalConv3d, TemporalDownsample, TemporalUpsample
+from .buckets import BucketBatchSampler, dataset_item_buckets, format_buckets
 from .run_control import RunControl, clip_gradients, closes_run_control
 from .sharding import ShardedTraining, shard_model
 from .training_utils import (
     add_common_arguments,
+    bucket_batch_sampler,
     build_dataset,
     check_common_arguments,
     check_train_fps,
     check_video_size,
+    clip_sizes,
     collate_videos,
     common_run_config,
     create_accelerator,
@@ -280,7 +283,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 "`--train_decoder_only` needs a trained encoder: pass --pretrained_vae_name_or_path or "
                 "--image_vae_name_or_path."
             )
-        if args.num_frames == 1:
+        if trains_single_frames(args):
             raise ValueError(
                 "`--train_decoder_only` needs clips (`--num_frames` > 1): single frames would only train the sums of "
                 "the decoder's temporal kernels, and folding them would change the frozen encoder as well."
@@ -295,6 +298,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "Pass one of `--travel_fraction_range` (fixed-travel clips) and `--train_fps` (the physical world, whose "
             "speeds are in frame sizes per second)."
         )
+    if args.bucket_list is not None:
+        for name in ("travel_fraction_range", "alternate_num_frames"):
+            if getattr(args, name) is not None:
+                raise ValueError(
+                    f"Pass one of `--buckets` (clips of each bucket's size from the physical world, or from a video "
+                    f"folder) and `--{name}`."
+                )
     if args.alternate_num_frames is not None:
         for num_frames in args.alternate_num_frames:
             if not 1 < num_frames <= args.num_frames or (args.num_frames - 1) % (num_frames - 1) != 0:
@@ -311,11 +321,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             raise ValueError(
                 f"`--frame_position_weights` must all be finite and > 0, but are {args.frame_position_weights}."
             )
-        if args.num_frames == 1:
+        if trains_single_frames(args):
             raise ValueError("`--frame_position_weights` weighs the frames of clips; it needs `--num_frames` > 1.")
     if not (args.first_frame_weight > 0 and math.isfinite(args.first_frame_weight)):
         raise ValueError(f"`--first_frame_weight` must be finite and > 0, but is {args.first_frame_weight}.")
     return args
+
+
+def trains_single_frames(args: argparse.Namespace) -> bool:
+    """Whether every training clip is a single frame (`--num_frames 1`, or only 1-frame `--buckets`)."""
+    return all(num_frames == 1 for num_frames, _, _ in clip_sizes(args))
 
 
 def load_vae(args: argparse.Namespace) -> AutoencoderKLVideo:
@@ -418,9 +433,8 @@ def main(argv: list[str] | None = None) -> None:
         os.makedirs(args.output_dir, exist_ok=True)
     accelerator.wait_for_everyone()
     vae = load_vae(args)
-    check_video_size(
-        args.num_frames, args.height, args.width, vae.temporal_compression_ratio, vae.spatial_compression_ratio
-    )
+    for num_frames, height, width in clip_sizes(args):
+        check_video_size(num_frames, height, width, vae.temporal_compression_ratio, vae.spatial_compression_ratio)
     check_num_frames(args.alternate_num_frames or (), vae.temporal_compression_ratio, name="--alternate_num_frames")
     if args.frame_position_weights is not None and len(args.frame_position_weights) != vae.temporal_compression_ratio:
         raise ValueError(
@@ -446,10 +460,12 @@ def main(argv: list[str] | None = None) -> None:
     train_dataset = build_dataset(
         args,
         travel_fraction_range=None if args.travel_fraction_range is None else tuple(args.travel_fraction_range),
+        buckets=args.bucket_list,
         fps=None if args.train_fps is None else list(args.train_fps),
     )
+    bucket_sampler = bucket_batch_sampler(args, train_dataset, accelerator.num_processes)
     train_dataloader, optimizer, lr_scheduler, max_train_steps = create_dataloader_and_optimizer(
-        args, parameters, train_dataset, collate_videos, accelerator.num_processes
+        args, parameters, train_dataset, collate_videos, accelerator.num_processes, batch_sampler=bucket_sampler
     )
     sharded = None
     if args.fsdp:
@@ -484,6 +500,8 @@ def main(argv: list[str] | None = None) -> None:
         run_config["travel_fraction_range"] = list(args.travel_fraction_range)
     if args.train_fps is not None:
         run_config["train_fps"] = list(args.train_fps)
+    if args.bucket_list is not None:
+        run_config["buckets"] = format_buckets(args.bucket_list, args.bucket_weights)
     if args.first_frame_weight != 1.0:
         run_config["first_frame_weight"] = args.first_frame_weight
     if args.alternate_num_frames is not None:
@@ -510,6 +528,8 @@ def main(argv: list[str] | None = None) -> None:
     micro_batch = 0  # the batch's place among the accumulated batches of the step
     for epoch in range(first_epoch, num_train_epochs):
         model.train()
+        if bucket_sampler is not None:
+            bucket_sampler.set_epoch(epoch)  # older accelerate does not pass the epoch on to a batch sampler
         for batch in epoch_batches(accelerator, train_dataloader, train_dataset, epoch, first_epoch, resume_batches):
             # every random draw of a video comes from its own generator, the same on any process at any place in
             # the batch: one process at batch 2b trains as two at batch b (docs/training.md)
@@ -563,6 +583,8 @@ def main(argv: list[str] | None = None) -> None:
             progress_bar.update(1)
             global_step += 1
             logs = dict(step_logs, lr=lr_scheduler.get_last_lr()[0], num_frames=pixel_values.shape[2])
+            if bucket_sampler is not None:
+                logs["bucket"] = format_buckets([tuple(pixel_values.shape[2:])])
             progress_bar.set_postfix(loss=step_logs["loss"])
             step_logs = {}
 
@@ -611,15 +633,26 @@ def main(argv: list[str] | None = None) -> None:
             if ema_vae is not None:
                 ema_vae.copy_to(parameters)
         vae.eval()
-        if args.num_frames == 1 and vae.temporal_compression_ratio > 1:
+        if trains_single_frames(args) and vae.temporal_compression_ratio > 1:
             logger.info("Trained on single frames: folding the temporal kernels onto the current frame.")
             fold_temporal_kernels(vae)
         if args.train_decoder_only:
             logger.info("The encoder was frozen: keeping the latent normalisation of the loaded VAE.")
         elif args.latent_normalization != "none":
-            statistics_dataloader = torch.utils.data.DataLoader(
-                train_dataset, batch_size=args.train_batch_size, shuffle=False, collate_fn=collate_videos
-            )
+            if bucket_sampler is None:
+                batching = {"batch_size": args.train_batch_size, "shuffle": False}
+            else:  # batches of one bucket each, the buckets in the training budget's shares
+                batching = {
+                    "batch_sampler": BucketBatchSampler(
+                        dataset_item_buckets(train_dataset),
+                        args.train_batch_size,
+                        args.bucket_list,
+                        args.bucket_weights,
+                        num_batches=args.latent_statistics_batches,
+                        seed=args.seed,
+                    )
+                }
+            statistics_dataloader = torch.utils.data.DataLoader(train_dataset, collate_fn=collate_videos, **batching)
             mean, std, overall_std = compute_latent_statistics(
                 vae, statistics_dataloader, args.latent_statistics_batches, accelerator.device
             )

@@ -28,6 +28,7 @@ from ..geometry import (
     check_frame_table,
     check_num_frames,
 )
+from .buckets import BucketBatchSampler, dataset_item_buckets, parse_buckets
 from .moving_shapes import MovingShapesDataset
 from .run_control import check_finite_weights
 from .sharding import ShardedTraining, check_sharded_launch
@@ -103,6 +104,15 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="Moving shapes: videos per epoch (default 16 per training combination).",
+    )
+    data.add_argument(
+        "--buckets",
+        type=str,
+        default=None,
+        help="Train on clips of several sizes, every batch from one bucket: comma-separated FRAMESxHEIGHTxWIDTH, each "
+        "with an optional :WEIGHT (e.g. `17x64x64,33x64x64,17x128x128`); default weights give every bucket equal "
+        "compute, so most steps go to small buckets (docs/dials.md). Moving shapes then come from its physical world; "
+        "replaces --num_frames, --height and --width.",
     )
     data.add_argument("--dataset_seed", type=int, default=0, help="Seed of the moving-shapes videos.")
     data.add_argument(
@@ -204,6 +214,31 @@ def check_common_arguments(args: argparse.Namespace) -> None:
     for name in ("checkpointing_steps", "validation_steps"):
         if getattr(args, name) < 1:
             raise ValueError(f"`--{name}` must be a positive integer, but is {getattr(args, name)}.")
+    if args.buckets is not None:
+        args.bucket_list, args.bucket_weights = parse_buckets(args.buckets)
+    else:
+        args.bucket_list, args.bucket_weights = None, None
+
+
+def clip_sizes(args: argparse.Namespace) -> list[tuple[int, int, int]]:
+    """The `(num_frames, height, width)` sizes a run trains on: its buckets, or the one `--num_frames` x `--height` x
+    `--width`."""
+    return args.bucket_list or [(args.num_frames, args.height, args.width)]
+
+
+def bucket_batch_sampler(args: argparse.Namespace, dataset, num_processes: int) -> BucketBatchSampler | None:
+    """The `BucketBatchSampler` of a `--buckets` run (`None` without buckets): every global batch of a step from one
+    bucket, split between the `num_processes` processes."""
+    if args.bucket_list is None:
+        return None
+    return BucketBatchSampler(
+        dataset_item_buckets(dataset),
+        args.train_batch_size,
+        args.bucket_list,
+        args.bucket_weights,
+        seed=args.seed,
+        num_processes=num_processes,
+    )
 
 
 def load_json_option(value: str | None) -> dict | None:

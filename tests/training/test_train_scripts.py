@@ -162,6 +162,69 @@ def test_vae_decoder_trains_on_the_physical_world(vae_runs, tmp_path):
     assert rates <= {2.0, 8.0} and any(touching)
 
 
+def test_vae_trains_in_buckets_resumes_exactly_and_measures_every_bucket(tmp_path, monkeypatch):
+    # `--buckets`: every batch of one size, drawn by the bucket weights, the bucket logged per step; a resume in the
+    # middle of the epoch sees the same batches; the latent statistics come from batches of every bucket
+    from diffusers_videolatent import AutoencoderKLVideo
+    from diffusers_videolatent.training import train_video_vae
+
+    torch.set_num_threads(1)
+    seen = []
+    statistics_shapes = []
+    forward = train_video_vae.AutoencoderTrainingModule.forward
+    statistics = train_video_vae.compute_latent_statistics
+
+    def spy_forward(module, pixel_values, generators):
+        seen.append(tuple(pixel_values.shape))
+        return forward(module, pixel_values, generators)
+
+    def spy_statistics(vae, dataloader, num_batches, device):
+        statistics_shapes.extend(tuple(batch["pixel_values"].shape) for batch in dataloader)
+        return statistics(vae, dataloader, num_batches, device)
+
+    monkeypatch.setattr(train_video_vae.AutoencoderTrainingModule, "forward", spy_forward)
+    monkeypatch.setattr(train_video_vae, "compute_latent_statistics", spy_statistics)
+    arguments = ["--vae_config", json.dumps(TRAINING_VAE_CONFIG), "--buckets", "5x16x16:3,9x16x16:3,5x16x32:4"]
+    arguments += ["--train_fps", "4", "8", "--num_train_videos", "24", "--train_batch_size", "2", "--seed", "3"]
+    arguments += ["--learning_rate", "2e-3", "--max_train_steps", "8", "--checkpointing_steps", "5", "--no_validation"]
+    arguments += ["--latent_statistics_batches", "6", "--report_to", "jsonl"]
+    train_video_vae.main(arguments + ["--output_dir", str(tmp_path / "full")])
+    # (B, 3, F, H, W) of each step, and the bucket it logged
+    assert len(seen) == 8 and {shape[0] for shape in seen} == {2}
+    assert {shape[2:] for shape in seen} <= {(5, 16, 16), (9, 16, 16), (5, 16, 32)}
+    assert len({shape[2:] for shape in seen}) >= 2
+    full = training_metrics(tmp_path / "full", "video_vae")
+    assert [full[step]["bucket"] for step in range(1, 9)] == ["{}x{}x{}".format(*shape[2:]) for shape in seen]
+    # 6 statistics batches, each of one bucket, drawn as the training batches are
+    assert len(statistics_shapes) == 6 and len({shape[2:] for shape in statistics_shapes}) >= 2
+    config = read_run_config(str(tmp_path / "full" / "checkpoint-5"))["run_config"]
+    assert config["buckets"] == "5x16x16:0.3,9x16x16:0.3,5x16x32:0.4" and config["train_fps"] == [4.0, 8.0]
+
+    seen.clear()
+    checkpoint = str(tmp_path / "full" / "checkpoint-5")
+    train_video_vae.main(
+        arguments + ["--output_dir", str(tmp_path / "resumed"), "--resume_from_checkpoint", checkpoint]
+    )
+    resumed = training_metrics(tmp_path / "resumed", "video_vae")
+    assert sorted(step for step in resumed if "loss" in resumed[step]) == [6, 7, 8]
+    for step in (6, 7, 8):
+        assert resumed[step]["bucket"] == full[step]["bucket"]
+        assert resumed[step]["loss"] == full[step]["loss"], step  # bit-identical on one thread
+    assert_same_weights(
+        str(tmp_path / "full" / "diffusion_pytorch_model.safetensors"),
+        str(tmp_path / "resumed" / "diffusion_pytorch_model.safetensors"),
+    )
+    vae = AutoencoderKLVideo.from_pretrained(str(tmp_path / "full"))
+    assert vae.config.scaling_factor == pytest.approx(1.0 / full[8]["latent_std"], rel=1e-5)
+    with pytest.raises(ValueError, match=r"another configuration.*buckets"):
+        train_video_vae.main(
+            arguments[:3]
+            + ["5x16x16,9x16x16"]
+            + arguments[4:]
+            + ["--output_dir", str(tmp_path / "refused"), "--resume_from_checkpoint", checkpoint]
+        )
+
+
 def test_text_to_video_trains_resumes_exactly_and_loads(t2v_runs):
     from diffusers_videolatent import VideoLatentPipeline
 
@@ -397,6 +460,18 @@ def test_bad_options():
             train_video_vae.parse_args(["--output_dir", "o", "--num_frames", "5", "--frame_position_weights", *bad])
     with pytest.raises(ValueError, match=r"`--frame_position_weights` weighs the frames of clips"):
         train_video_vae.parse_args(["--output_dir", "o", "--num_frames", "1", "--frame_position_weights", "1", "2"])
+    for extra in (["--alternate_num_frames", "9"], ["--travel_fraction_range", "0", "0.6"]):
+        with pytest.raises(ValueError, match=rf"Pass one of `--buckets` .* and `{extra[0]}`"):
+            train_video_vae.parse_args(["--output_dir", "o", "--buckets", "17x64x64,9x64x64", *extra])
+    with pytest.raises(ValueError, match="`--buckets` has '17x64'"):
+        train_video_vae.parse_args(["--output_dir", "o", "--buckets", "17x64"])
+    decoder_only = ["--output_dir", "o", "--train_decoder_only", "--pretrained_vae_name_or_path", "v"]
+    with pytest.raises(ValueError, match=r"`--train_decoder_only` needs clips"):
+        train_video_vae.parse_args(decoder_only + ["--buckets", "1x64x64,1x64x128"])
+    assert train_video_vae.parse_args(decoder_only + ["--buckets", "1x64x64,5x64x64"]).bucket_list == [
+        (1, 64, 64),
+        (5, 64, 64),
+    ]
     with pytest.raises(ValueError, match="neither a JSON file nor a JSON object"):
         train_video_vae.load_vae(train_video_vae.parse_args(["--output_dir", "o", "--vae_config", "{bad"]))
 
