@@ -3,7 +3,7 @@
 #
 #   bash scripts/train_default_model.sh [WORK_DIR]      # default WORK_DIR: out/default_model
 #
-# Fifteen stages, all seeded; the times measured on a 2-core CPU are in docs/default_model.md:
+# Sixteen stages, all seeded; the times measured on a 2-core CPU are in docs/default_model.md:
 # 1. the video VAE (the script's tiny default config: 17 x 64 x 64 RGB -> 16 x 5 x 8 x 8 latents, spatial ratio 8,
 #    temporal ratio 4, 16 channels as in Wan's and CogVideoX's VAEs) on single frames of the moving-shapes training
 #    split; the script then folds each temporal kernel onto the current frame, so the saved VAE is a per-frame
@@ -51,7 +51,10 @@
 #    grid;
 # 15. the decoder of stage 3c fine-tuned twice more on the physical world's clips, whose objects touch the frame's
 #    edges (--train_fps), the second time with the first frame weighted (--first_frame_weight 4; docs/dials.md's
-#    stage 16), into WORK_DIR/vae_first_frame; WORK_DIR/dials_largest takes it and is evaluated on the grid again.
+#    stage 16), into WORK_DIR/vae_first_frame; WORK_DIR/dials_largest takes it and is evaluated on the grid again;
+# 16. that decoder fine-tuned three more times on every frame size and length at once (train_video_vae --buckets;
+#    docs/dials.md's stage 17), the last two with more of the long clips, into WORK_DIR/vae_buckets;
+#    WORK_DIR/dials_largest takes it and is evaluated on the grid again.
 # The shipped model is WORK_DIR/dials_largest (stages 1-7 alone give WORK_DIR/t2i2v), with the recommended settings as
 # `generation_defaults` in its model_index.json.
 # Every stage checkpoints at least every 400 steps and resumes from its newest checkpoint, exactly: rerunning the
@@ -66,6 +69,9 @@ TEMPORAL_DECODER_STEPS=${TEMPORAL_DECODER_STEPS:-2700}
 EVEN_DECODER_STEPS=${EVEN_DECODER_STEPS:-600}
 PHYSICAL_DECODER_STEPS=${PHYSICAL_DECODER_STEPS:-600}
 FIRST_FRAME_DECODER_STEPS=${FIRST_FRAME_DECODER_STEPS:-900}
+BUCKET_DECODER_STEPS=${BUCKET_DECODER_STEPS:-800}
+LONG_DECODER_STEPS=${LONG_DECODER_STEPS:-500}
+LONGEST_DECODER_STEPS=${LONGEST_DECODER_STEPS:-300}
 UNET_STEPS=${UNET_STEPS:-2000}
 FINETUNE_STEPS=${FINETUNE_STEPS:-4800}
 IMAGE_FINETUNE_STEPS=${IMAGE_FINETUNE_STEPS:-3000}
@@ -187,4 +193,31 @@ python -m diffusers_videolatent.training.train_video_vae "${VAE_PHYSICAL_ARGS[@]
 cp "$WORK_DIR/vae_first_frame/config.json" "$WORK_DIR/vae_first_frame/diffusion_pytorch_model.safetensors" \
   "$WORK_DIR/dials_largest/vae/"
 source scripts/dials_common.sh
+evaluate_dials "$WORK_DIR/dials_largest"
+
+# stage 16: the same decoder on every frame size and length the U-Net makes, in one run per budget (--buckets; a
+# decoder fine-tuned on one size loses on the others): first a budget across all sizes, then two with more of the long
+# 64x64 clips, whose first frames most often touch the frame's edge, at lower learning rates
+VAE_BUCKET_ARGS=(--train_decoder_only --frame_position_weights 1 1 1 4 --first_frame_weight 4 --train_fps 4 8 16 24
+  --train_batch_size 4 --lr_warmup_steps 30 --lr_scheduler cosine --use_ema --ema_decay 0.99
+  --reconstruction_loss mse --temporal_loss_weight 0.1 --kl_weight 1e-6 --decode_posterior mode
+  --checkpointing_steps 100 --resume_from_checkpoint latest)
+
+python -m diffusers_videolatent.training.train_video_vae "${VAE_BUCKET_ARGS[@]}" \
+  --buckets 9x64x64:0.1,17x64x64:0.15,33x64x64:0.1,61x64x64:0.1,17x96x96:0.15,17x128x128:0.2,17x64x128:0.1,17x128x64:0.1 \
+  --learning_rate 1e-4 --pretrained_vae_name_or_path "$WORK_DIR/vae_first_frame" --output_dir "$WORK_DIR/vae_sizes" \
+  --seed 7 --dataset_seed 7 --max_train_steps "$BUCKET_DECODER_STEPS" --validation_steps "$BUCKET_DECODER_STEPS"
+
+python -m diffusers_videolatent.training.train_video_vae "${VAE_BUCKET_ARGS[@]}" \
+  --buckets 9x64x64:0.05,17x64x64:0.1,33x64x64:0.2,61x64x64:0.3,17x96x96:0.1,17x128x128:0.1,17x64x128:0.075,17x128x64:0.075 \
+  --learning_rate 5e-5 --pretrained_vae_name_or_path "$WORK_DIR/vae_sizes" --output_dir "$WORK_DIR/vae_long" \
+  --seed 8 --dataset_seed 8 --max_train_steps "$LONG_DECODER_STEPS" --validation_steps "$LONG_DECODER_STEPS"
+
+python -m diffusers_videolatent.training.train_video_vae "${VAE_BUCKET_ARGS[@]}" \
+  --buckets 9x64x64:0.05,17x64x64:0.05,33x64x64:0.2,61x64x64:0.5,17x96x96:0.05,17x128x128:0.05,17x64x128:0.05,17x128x64:0.05 \
+  --learning_rate 3e-5 --pretrained_vae_name_or_path "$WORK_DIR/vae_long" --output_dir "$WORK_DIR/vae_buckets" \
+  --seed 9 --dataset_seed 9 --max_train_steps "$LONGEST_DECODER_STEPS" --validation_steps "$LONGEST_DECODER_STEPS"
+
+cp "$WORK_DIR/vae_buckets/config.json" "$WORK_DIR/vae_buckets/diffusion_pytorch_model.safetensors" \
+  "$WORK_DIR/dials_largest/vae/"
 evaluate_dials "$WORK_DIR/dials_largest"
