@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from ..geometry import check_num_frames, num_latent_frames
 from ..models import AutoencoderKLVideo
 from ..models.autoencoder_kl_video import CausalConv3d, TemporalDownsample, TemporalUpsample
-from .buckets import BucketBatchSampler, dataset_item_buckets, format_buckets
+from .buckets import format_buckets
 from .run_control import RunControl, clip_gradients, closes_run_control
 from .sharding import ShardedTraining, shard_model
 from .training_utils import (
@@ -641,15 +641,10 @@ def main(argv: list[str] | None = None) -> None:
         elif args.latent_normalization != "none":
             if bucket_sampler is None:
                 batching = {"batch_size": args.train_batch_size, "shuffle": False}
-            else:  # batches of one bucket each, the buckets in the training budget's shares
+            else:  # batches of one bucket each, the buckets in the training budget's shares, on this process alone
                 batching = {
-                    "batch_sampler": BucketBatchSampler(
-                        dataset_item_buckets(train_dataset),
-                        args.train_batch_size,
-                        args.bucket_list,
-                        args.bucket_weights,
-                        num_batches=args.latent_statistics_batches,
-                        seed=args.seed,
+                    "batch_sampler": bucket_batch_sampler(
+                        args, train_dataset, num_processes=1, num_batches=args.latent_statistics_batches
                     )
                 }
             statistics_dataloader = torch.utils.data.DataLoader(train_dataset, collate_fn=collate_videos, **batching)

@@ -226,9 +226,12 @@ def clip_sizes(args: argparse.Namespace) -> list[tuple[int, int, int]]:
     return args.bucket_list or [(args.num_frames, args.height, args.width)]
 
 
-def bucket_batch_sampler(args: argparse.Namespace, dataset, num_processes: int) -> BucketBatchSampler | None:
+def bucket_batch_sampler(
+    args: argparse.Namespace, dataset, num_processes: int, num_batches: int | None = None
+) -> BucketBatchSampler | None:
     """The `BucketBatchSampler` of a `--buckets` run (`None` without buckets): every global batch of a step from one
-    bucket, split between the `num_processes` processes."""
+    bucket, split between the `num_processes` processes; `num_batches` global batches per epoch (default: the
+    sampler's, about one pass over the dataset)."""
     if args.bucket_list is None:
         return None
     return BucketBatchSampler(
@@ -236,6 +239,7 @@ def bucket_batch_sampler(args: argparse.Namespace, dataset, num_processes: int) 
         args.train_batch_size,
         args.bucket_list,
         args.bucket_weights,
+        num_batches=num_batches,
         seed=args.seed,
         num_processes=num_processes,
     )
