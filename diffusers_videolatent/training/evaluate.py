@@ -459,7 +459,7 @@ def score_videos(
         `shape`, `direction` and `all_three`, and the means of `MEASURES` (`aligned_iou`, `area_variation`,
         `centroid_jitter`, `flicker_score`, `presence`, and `first_frame_psnr` with `images`); plus `"videos"`, the
         per-video records (prompt, split, what was found and whether each attribute matches, the measures and
-        the `travel` in pixels).
+        the `travel` in pixels and the `fill_ratio` that read the shape).
     """
     heldout = {tuple(combination) for combination in heldout_combinations}
     samples = list(samples)
@@ -482,6 +482,7 @@ def score_videos(
         for measure in MEASURES:
             record[measure] = getattr(analysis, measure)
         record["travel"] = float(np.hypot(*analysis.displacement))  # of the fitted path over the clip, in pixels
+        record["fill_ratio"] = analysis.fill_ratio  # what tells a square (from 0.89) from a circle
         if images is not None:
             record["first_frame_psnr"] = first_frame_psnr(frames, images[index])
         records.append(record)

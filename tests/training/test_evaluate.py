@@ -72,6 +72,8 @@ def test_wrong_videos_are_scored_wrong():
     )
     found = [(record["color"], record["shape"], record["direction"]) for record in scores["videos"]]
     assert found == [(False, True, True), (True, False, True), (True, True, False), (True, True, True)]
+    # the record keeps what read the shape: a circle fills about pi / 4 of its bounding box, under the 0.89 of a square
+    assert all(0.7 < record["fill_ratio"] < 0.85 for record in scores["videos"])
     assert scores["all"]["all_three"] == 0.25
     assert scores["heldout"]["num_videos"] == 0
     assert "| heldout | 0 | - |" in format_table(scores)
