@@ -482,7 +482,7 @@ def score_videos(
         for measure in MEASURES:
             record[measure] = getattr(analysis, measure)
         record["travel"] = float(np.hypot(*analysis.displacement))  # of the fitted path over the clip, in pixels
-        record["fill_ratio"] = analysis.fill_ratio  # what tells a square (from 0.89) from a circle
+        record["fill_ratio"] = analysis.fill_ratio  # a square from CIRCLE_SQUARE_FILL_BOUNDARY up, else a circle
         if images is not None:
             record["first_frame_psnr"] = first_frame_psnr(frames, images[index])
         records.append(record)
