@@ -20,6 +20,7 @@ import os
 import string
 import tempfile
 import time
+from collections.abc import Callable
 
 import numpy as np
 import PIL.Image
@@ -408,6 +409,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "fps embedding (so it starts as it was); a new one is built with it.",
     )
     diffusion.add_argument(
+        "--temporal_conv_per_block",
+        action="store_true",
+        help="Follow every resnet of the down and up blocks with a temporal convolution (ModelScope's; "
+        "`temporal_conv_per_block` of the U-Net's config): a loaded U-Net without them gets zero-initialised ones (so "
+        "it starts as it was); a new one is built with them.",
+    )
+    diffusion.add_argument(
+        "--mid_temporal_conv",
+        action="store_true",
+        help="The same for the mid block's resnets (`mid_temporal_conv` of the U-Net's config).",
+    )
+    diffusion.add_argument(
         "--train_fps",
         type=float,
         nargs="+",
@@ -535,16 +548,24 @@ def load_models(args: argparse.Namespace) -> tuple:
         unet = UNetSpatioTemporalModel.from_pretrained(pipeline_path, subfolder="unet", revision=args.revision)
         new_conditioning = args.conditioning_channels not in (None, unet.config.conditioning_channels)
         new_fps = args.use_fps_conditioning and not unet.config.use_fps_conditioning
-        if args.rank is not None and (new_conditioning or new_fps):
-            option = "--conditioning_channels" if new_conditioning else "--use_fps_conditioning"
+        new_temporal_convs = new_temporal_convolutions(unet, args)
+        new_options = {
+            "--conditioning_channels": new_conditioning,
+            "--use_fps_conditioning": new_fps,
+            **{f"--{key}": True for key in new_temporal_convs},
+        }
+        added = [option for option, is_new in new_options.items() if is_new]
+        if args.rank is not None and added:
             raise ValueError(
-                f"`{option}` adds zero-initialised layers to the U-Net, but with --rank its base is frozen, so they "
+                f"`{added[0]}` adds zero-initialised layers to the U-Net, but with --rank its base is frozen, so they "
                 "would stay zero; add them in a full training first (without --rank)."
             )
         if new_conditioning:
             unet = add_conditioning_channels(unet, args.conditioning_channels)
         if new_fps:
             unet = add_fps_conditioning(unet)
+        if new_temporal_convs:
+            unet = add_temporal_convolutions(unet, **new_temporal_convs)
     else:
         config = dict(TINY_UNET_CONFIG if unet_config is None else unet_config)
         config.update(
@@ -556,6 +577,10 @@ def load_models(args: argparse.Namespace) -> tuple:
             config["conditioning_channels"] = args.conditioning_channels
         if args.use_fps_conditioning:
             config["use_fps_conditioning"] = True
+        if args.temporal_conv_per_block:
+            config["temporal_conv_per_block"] = True
+        if args.mid_temporal_conv:
+            config["mid_temporal_conv"] = True
         unet = UNetSpatioTemporalModel.from_config(config)
     latent_channels = unet.config.in_channels
     if unet.config.conditioning_channels not in (0, latent_channels, latent_channels + 1):
@@ -607,11 +632,53 @@ def add_fps_conditioning(unet: UNetSpatioTemporalModel) -> UNetSpatioTemporalMod
     """
     if unet.config.use_fps_conditioning:
         raise ValueError("`--use_fps_conditioning`: the loaded U-Net already has fps conditioning.")
+    return grow_unet(unet, {"use_fps_conditioning": True}, lambda key: key.startswith(("fps_proj.", "fps_embedding.")))
+
+
+def new_temporal_convolutions(unet: UNetSpatioTemporalModel, args: argparse.Namespace) -> dict[str, bool]:
+    """The temporal convolutions that `--temporal_conv_per_block` and `--mid_temporal_conv` ask of a loaded U-Net
+    and that it lacks (a level already with them counts as having them), as `add_temporal_convolutions` arguments."""
+    per_block = unet.config.temporal_conv_per_block
+    has_per_block = all(per_block) if isinstance(per_block, (list, tuple)) else bool(per_block)
+    new = {}
+    if args.temporal_conv_per_block and not has_per_block:
+        new["temporal_conv_per_block"] = True
+    if args.mid_temporal_conv and not unet.config.mid_temporal_conv:
+        new["mid_temporal_conv"] = True
+    return new
+
+
+def add_temporal_convolutions(
+    unet: UNetSpatioTemporalModel, temporal_conv_per_block: bool = False, mid_temporal_conv: bool = False
+) -> UNetSpatioTemporalModel:
+    """
+    Gives a trained U-Net temporal convolutions after every resnet of its down and up blocks
+    (`temporal_conv_per_block`) and of its mid block (`mid_temporal_conv`), each a residual whose last convolution
+    is zero-initialised (the model's own `initialize_weights`), so the U-Net predicts exactly what it did before until
+    training changes them. The levels that already have them keep their trained weights, as does every other layer.
+    """
+    if not temporal_conv_per_block and not mid_temporal_conv:
+        raise ValueError("`add_temporal_convolutions` needs `temporal_conv_per_block` or `mid_temporal_conv`.")
+    updates = {}
+    if temporal_conv_per_block:
+        updates["temporal_conv_per_block"] = True
+    if mid_temporal_conv:
+        if unet.config.mid_temporal_conv:
+            raise ValueError("`--mid_temporal_conv`: the loaded U-Net already has temporal convolutions there.")
+        updates["mid_temporal_conv"] = True
+    return grow_unet(unet, updates, lambda key: ".temporal_convs." in key)
+
+
+def grow_unet(
+    unet: UNetSpatioTemporalModel, config_updates: dict, is_new_key: Callable[[str], bool]
+) -> UNetSpatioTemporalModel:
+    """A U-Net built from `unet`'s config with `config_updates`, holding every weight of `unet`; the weights it lacks
+    (only those whose name `is_new_key` accepts) keep the model's initialisation."""
     config = {key: value for key, value in unet.config.items() if not key.startswith("_")}
-    new_unet = UNetSpatioTemporalModel.from_config({**config, "use_fps_conditioning": True})
+    new_unet = UNetSpatioTemporalModel.from_config({**config, **config_updates})
     missing, unexpected = new_unet.load_state_dict(unet.state_dict(), strict=False)
-    if unexpected or any(not key.startswith(("fps_proj.", "fps_embedding.")) for key in missing):
-        raise RuntimeError(f"Adding fps conditioning changed more than the fps embedding: {missing}, {unexpected}.")
+    if unexpected or not all(is_new_key(key) for key in missing):
+        raise RuntimeError(f"Setting {config_updates} changed more than the new layers: {missing}, {unexpected}.")
     new_unet.to(unet.device)
     if new_unet.dtype != unet.dtype:  # a same-dtype cast makes diffusers warn about its float32 modules
         new_unet.to(dtype=unet.dtype)

@@ -174,6 +174,67 @@ def test_added_fps_conditioning_starts_as_the_old_model():
         train_text_to_video.add_fps_conditioning(with_fps)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"temporal_conv_per_block": True},
+        {"mid_temporal_conv": True},
+        {"temporal_conv_per_block": True, "mid_temporal_conv": True},
+    ],
+)
+def test_added_temporal_convolutions_start_as_the_old_model(options):
+    torch.manual_seed(0)
+    config = {**TRAINING_UNET_CONFIG, "in_channels": 4, "out_channels": 4, "cross_attention_dim": 16}
+    unet = UNetSpatioTemporalModel.from_config(config).eval()
+    with torch.no_grad():
+        for parameter in unet.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    grown = train_text_to_video.add_temporal_convolutions(unet, **options).eval()
+    new_names = {name for name, _ in grown.named_parameters()} - {name for name, _ in unet.named_parameters()}
+    assert new_names and all(".temporal_convs." in name for name in new_names)
+    in_mid = {name.startswith("mid_block.") for name in new_names}
+    assert (True in in_mid, False in in_mid) == ("mid_temporal_conv" in options, "temporal_conv_per_block" in options)
+    for key, value in options.items():
+        assert grown.config[key] == value
+    sample, timestep, text = torch.randn(2, 4, 3, 8, 8), torch.tensor([10.0, 500.0]), torch.randn(2, 6, 16)
+    with torch.no_grad():
+        before = unet(sample, timestep, text).sample
+        torch.testing.assert_close(grown(sample, timestep, text).sample, before, rtol=0, atol=0)
+        # live once trained: a last convolution moved off zero mixes neighbouring frames
+        convs = [module for name, module in grown.named_modules() if name.endswith("temporal_convs.0")]
+        convs[0].conv4[-1].weight.normal_()
+        changed = grown(sample, timestep, text).sample
+    assert not torch.allclose(changed, before)
+    # a model saved and loaded with them is the grown one
+    assert UNetSpatioTemporalModel.from_config(grown.config).state_dict().keys() == grown.state_dict().keys()
+    if "mid_temporal_conv" in options:
+        with pytest.raises(ValueError, match="already has temporal convolutions"):
+            train_text_to_video.add_temporal_convolutions(grown, mid_temporal_conv=True)
+
+
+def test_training_grows_a_saved_model_temporal_convolutions_and_resumes_exactly(lora_base_folder, tmp_path):
+    torch.set_num_threads(1)
+    arguments = ["--pretrained_model_name_or_path", str(lora_base_folder), "--num_frames", "5", "--height", "16"]
+    arguments += ["--width", "16", "--train_batch_size", "1", "--max_train_samples", "4", "--seed", "3"]
+    arguments += ["--no_validation", "--report_to", "jsonl", "--learning_rate", "1e-3", "--max_train_steps", "3"]
+    arguments += ["--checkpointing_steps", "2", "--temporal_conv_per_block", "--mid_temporal_conv"]
+    train_text_to_video.main(arguments + ["--output_dir", str(tmp_path / "full")])
+    checkpoint = str(tmp_path / "full" / "checkpoint-2")
+    train_text_to_video.main(
+        arguments + ["--output_dir", str(tmp_path / "resumed"), "--resume_from_checkpoint", checkpoint]
+    )
+    full, resumed = text_to_video_losses(tmp_path / "full"), text_to_video_losses(tmp_path / "resumed")
+    assert resumed[3] == full[3]  # bit-identical on one thread
+    unet = VideoLatentPipeline.from_pretrained(tmp_path / "full").unet
+    assert unet.config.temporal_conv_per_block is True and unet.config.mid_temporal_conv is True
+    # the zero-initialised last convolutions trained, and nothing but the temporal convolutions is new
+    base = VideoLatentPipeline.from_pretrained(lora_base_folder).unet
+    new = {name: value for name, value in unet.state_dict().items() if name not in base.state_dict()}
+    last_weights = [value for name, value in new.items() if ".conv4." in name and value.dim() == 4]
+    assert new and all(".temporal_convs." in name for name in new)
+    assert last_weights and all(weight.abs().max() > 0 for weight in last_weights)
+
+
 def test_bucket_options_are_checked():
     base = ["--output_dir", "o", "--pretrained_vae_name_or_path", "v"]
     with pytest.raises(ValueError, match="--buckets"):

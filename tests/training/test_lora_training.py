@@ -147,7 +147,9 @@ def test_bad_options():
         assert message in str(error.value) and "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("option", [["--use_fps_conditioning"], ["--conditioning_channels", 5]])
+@pytest.mark.parametrize(
+    "option", [["--use_fps_conditioning"], ["--conditioning_channels", 5], ["--temporal_conv_per_block"]]
+)
 def test_lora_refuses_new_zero_initialised_layers(lora_base_folder, tmp_path, option):
     # a LoRA freezes the base, so an fps embedding or conditioning channels added to it would stay zero
     with pytest.raises(ValueError, match=f"`{option[0]}` adds zero-initialised layers") as error:
