@@ -148,14 +148,19 @@ def test_bucketed_training_on_a_folder_of_real_videos(vae_folder, tmp_path, seen
     assert steps[0] == 3 and steps[2] == 3 and steps[1] in (3, 4) and steps[3] in (3, 4)
 
 
-def test_added_fps_conditioning_starts_as_the_old_model():
+def _trained_unet() -> UNetSpatioTemporalModel:
+    """A small U-Net standing for a trained one: every weight moved off its initialisation (no zero layers left)."""
     torch.manual_seed(0)
     config = {**TRAINING_UNET_CONFIG, "in_channels": 4, "out_channels": 4, "cross_attention_dim": 16}
     unet = UNetSpatioTemporalModel.from_config(config).eval()
-    # a trained U-Net: move every weight off its initialisation
     with torch.no_grad():
         for parameter in unet.parameters():
             parameter.add_(0.01 * torch.randn_like(parameter))
+    return unet
+
+
+def test_added_fps_conditioning_starts_as_the_old_model():
+    unet = _trained_unet()
     with_fps = train_text_to_video.add_fps_conditioning(unet).eval()
     assert with_fps.config.use_fps_conditioning and with_fps.fps_embedding is not None
     sample = torch.randn(2, 4, 3, 8, 8)
@@ -183,12 +188,7 @@ def test_added_fps_conditioning_starts_as_the_old_model():
     ],
 )
 def test_added_temporal_convolutions_start_as_the_old_model(options):
-    torch.manual_seed(0)
-    config = {**TRAINING_UNET_CONFIG, "in_channels": 4, "out_channels": 4, "cross_attention_dim": 16}
-    unet = UNetSpatioTemporalModel.from_config(config).eval()
-    with torch.no_grad():
-        for parameter in unet.parameters():
-            parameter.add_(0.01 * torch.randn_like(parameter))
+    unet = _trained_unet()
     grown = train_text_to_video.add_temporal_convolutions(unet, **options).eval()
     new_names = {name for name, _ in grown.named_parameters()} - {name for name, _ in unet.named_parameters()}
     assert new_names and all(".temporal_convs." in name for name in new_names)
