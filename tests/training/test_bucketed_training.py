@@ -17,6 +17,7 @@ from diffusers_videolatent.training import train_text_to_video
 from diffusers_videolatent.training.moving_shapes import MovingShapesDataset
 
 from ..testing_utils import (
+    TRAINING_ARGUMENTS,
     TRAINING_UNET_CONFIG,
     TRAINING_VAE_CONFIG,
     read_frame_indices,
@@ -214,9 +215,8 @@ def test_added_temporal_convolutions_start_as_the_old_model(options):
 
 def test_training_grows_a_saved_model_temporal_convolutions_and_resumes_exactly(lora_base_folder, tmp_path):
     torch.set_num_threads(1)
-    arguments = ["--pretrained_model_name_or_path", str(lora_base_folder), "--num_frames", "5", "--height", "16"]
-    arguments += ["--width", "16", "--train_batch_size", "1", "--max_train_samples", "4", "--seed", "3"]
-    arguments += ["--no_validation", "--report_to", "jsonl", "--learning_rate", "1e-3", "--max_train_steps", "3"]
+    arguments = TRAINING_ARGUMENTS + ["--pretrained_model_name_or_path", str(lora_base_folder), "--no_validation"]
+    arguments += ["--learning_rate", "1e-3", "--max_train_steps", "3"]
     arguments += ["--checkpointing_steps", "2", "--temporal_conv_per_block", "--mid_temporal_conv"]
     train_text_to_video.main(arguments + ["--output_dir", str(tmp_path / "full")])
     checkpoint = str(tmp_path / "full" / "checkpoint-2")

@@ -14,13 +14,12 @@ from diffusers_videolatent import VideoLatentPipeline
 from diffusers_videolatent.training import train_text_to_video
 from diffusers_videolatent.training.lora import is_temporal, lora_target_modules
 
-from ..testing_utils import build_unet, text_to_video_losses
+from ..testing_utils import TRAINING_ARGUMENTS, build_unet, text_to_video_losses
 
 
 WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 UNET_WEIGHTS = os.path.join("unet", "diffusion_pytorch_model.safetensors")
-ARGUMENTS = ["--num_frames", "5", "--height", "16", "--width", "16", "--train_batch_size", "1"]
-ARGUMENTS += ["--max_train_samples", "4", "--seed", "3", "--no_validation", "--report_to", "jsonl"]
+ARGUMENTS = TRAINING_ARGUMENTS + ["--no_validation"]
 CALL = {"num_frames": 5, "height": 16, "width": 16, "num_inference_steps": 2, "output_type": "np"}
 PROMPT = "a red circle moving right"
 
