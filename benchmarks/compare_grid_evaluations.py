@@ -12,6 +12,8 @@ under 98%, the largest clip, and the frame-rate dial on clips of equal duration 
 Evaluations that keep seen and held-out combinations apart (from 2026-12-05 on) are read as the targets say: colour,
 shape and direction on the seen combinations, with all three right on held-out ones (in brackets) within 5 points
 of the seen ones; and the clips above 0.05 are counted, the ground truth's at the same settings beside them.
+Evaluations with the coverage CV (from 2026-12-06 on: the object's summed sub-pixel coverage, which does not step with
+its position on the pixel grid as the mask's area does) get the same counts by it too.
 """
 
 import argparse
@@ -42,12 +44,12 @@ def heldout_gap(cell: dict) -> float | None:
     return cell["seen"]["all_three"] - cell["heldout"]["all_three"]
 
 
-def clips_over(grid: dict, task: str) -> tuple[int, int] | None:
-    """Clips of `task` whose area CV is above the target, and all clips (`None`: no per-clip records)."""
+def clips_over(grid: dict, task: str, measure: str = "area_variation") -> tuple[int, int] | None:
+    """Clips of `task` whose `measure` is above the target, and all clips (`None`: no per-clip records of it)."""
     records = [record for setting in grid_settings(grid) for record in grid[setting][task].get("videos", [])]
-    if not records:
+    if not records or measure not in records[0]:
         return None
-    return sum(record["area_variation"] > MEDIAN_TARGET for record in records), len(records)
+    return sum(record[measure] > MEDIAN_TARGET for record in records), len(records)
 
 
 def summary(grid: dict) -> dict:
@@ -70,6 +72,16 @@ def summary(grid: dict) -> dict:
     counts = {task: clips_over(grid, task) for task in ("ground truth", "image-to-video")}
     if any(count is not None for count in counts.values()):
         result["clips_over"] = {task: count for task, count in counts.items() if count is not None}
+    if all("coverage_variation_median" in row for _, _, row in cells):
+        result["coverage"] = {
+            "medians_met": sum(row["coverage_variation_median"] <= MEDIAN_TARGET for _, _, row in cells),
+            "largest_clip": max(row["coverage_variation_max"] for _, _, row in cells),
+            "clips_over": {
+                task: count
+                for task in ("ground truth", "image-to-video")
+                if (count := clips_over(grid, task, "coverage_variation")) is not None
+            },
+        }
     if all(setting in grid for setting in EQUAL_DURATION):
         slow, fast = (grid[setting] for setting in EQUAL_DURATION)
         result["equal_duration_per_frame"] = {
@@ -133,6 +145,14 @@ def main(argv: list[str] | None = None) -> None:
             line += f"; held out more than {100 * HELDOUT_GAP:.0f} points below seen in {len(result['heldout_missed'])} cells"
         for task, (over, total) in result.get("clips_over", {}).items():
             line += f"; {task} clips over {MEDIAN_TARGET}: {over} of {total}"
+        if "coverage" in result:
+            coverage = result["coverage"]
+            line += (
+                f"; by coverage CV: median <= {MEDIAN_TARGET} in {coverage['medians_met']} of {result['cells']}, "
+                f"largest clip {coverage['largest_clip']:.3f}"
+            )
+            for task, (over, total) in coverage["clips_over"].items():
+                line += f", {task} clips over {MEDIAN_TARGET}: {over} of {total}"
         if "equal_duration_per_frame" in result:
             dial = ", ".join(f"{task} {value:.2f}" for task, value in result["equal_duration_per_frame"].items())
             line += f"; per frame, 33 at 16 fps over 17 at 8 fps: {dial}"

@@ -20,7 +20,8 @@ adds the PSNR of the generated first frame against the given image.
 duration of 17 frames at 8 fps); 8 fps elsewhere. Each setting
 has a ground-truth reference row (the physical moving-shapes world of `render_physical_moving_shape` at that setting,
 dataset seed `IMAGE_TO_VIDEO_DATASET_SEED`), the text-to-video row and, with `--image_to_video`, the image-to-video row
-from the ground truth's first frames: colour, shape, direction, median area CV, centroid jitter, flicker score,
+from the ground truth's first frames: colour, shape, direction, median and largest area CV and coverage CV (the
+object's summed sub-pixel coverage, see `diffusers_videolatent.training.evaluate`), centroid jitter, flicker score,
 frame-0 PSNR, the object's speed in pixels per second and per frame, and the distance it travels (medians). Then the
 frame-rate dial: motion per frame at 16 fps over 8 fps (0.5 in the physical world) and the distance of 33 frames at
 16 fps over 17 frames at 8 fps (1.0). With `--reconstruction` each setting also has a VAE round trip row of the
@@ -77,24 +78,27 @@ GRID_SETTINGS = (
     (33, 64, 64, 16),  # the duration of 17 frames at 8 fps: the same distance travelled
 )
 GRID_COLUMNS = (
-    "| setting | videos | colour | shape | direction | area CV (median) | area CV (max) | jitter (px) | flicker "
-    "| frame-0 PSNR | px/s | px/frame | distance (px) |"
+    "| setting | videos | colour | shape | direction | area CV (median) | area CV (max) | coverage CV (median) "
+    "| coverage CV (max) | jitter (px) | flicker | frame-0 PSNR | px/s | px/frame | distance (px) |"
 )
 
 
 def grid_row(samples: list, fps: float, images: list | None = None) -> dict:
-    """Scores `(prompt, frames)` pairs of one setting; adds the median area CV and the median speed in px/s."""
+    """
+    Scores `(prompt, frames)` pairs of one setting; adds the median and largest area CV and coverage CV and the median
+    speed in px/s.
+    """
     scores = score_videos(samples, print_table=False, images=images)
     distances = [record["travel"] for record in scores["videos"]]
     per_frame = [distance / max(len(frames) - 1, 1) for distance, (_, frames) in zip(distances, samples)]
-    areas = [record["area_variation"] for record in scores["videos"]]
     row = dict(scores["all"])
     # the issue's targets are on seen combinations, with held-out ones compared to them; the records allow any
     # other statistic of the clips later (which prompt, what was read, its area CV and travel)
     row["seen"], row["heldout"] = scores["seen"], scores["heldout"]
     row["videos"] = scores["videos"]
-    row["area_variation_median"] = float(np.median(areas))
-    row["area_variation_max"] = float(np.max(areas))
+    for measure in ("area_variation", "coverage_variation"):
+        values = [record[measure] for record in scores["videos"]]
+        row[f"{measure}_median"], row[f"{measure}_max"] = float(np.median(values)), float(np.max(values))
     row["pixels_per_frame"] = float(np.median(per_frame))
     row["pixels_per_second"] = row["pixels_per_frame"] * fps
     row["distance"] = float(np.median(distances))  # start to end of the clip, in pixels
@@ -106,6 +110,7 @@ def format_grid_row(name: str, row: dict) -> str:
     return (
         f"| {name} | {row['num_videos']} | {100 * row['color']:.0f}% | {100 * row['shape']:.0f}% "
         f"| {100 * row['direction']:.0f}% | {row['area_variation_median']:.3f} | {row['area_variation_max']:.3f} "
+        f"| {row['coverage_variation_median']:.3f} | {row['coverage_variation_max']:.3f} "
         f"| {row['centroid_jitter']:.2f} | {row['flicker_score']:.4f} | {'-' if psnr is None else f'{psnr:.1f}'} "
         f"| {row['pixels_per_second']:.1f} | {row['pixels_per_frame']:.2f} | {row['distance']:.1f} |"
     )

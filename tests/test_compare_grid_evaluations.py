@@ -102,3 +102,32 @@ def test_compare_reads_seen_and_heldout_apart_and_counts_clips(tmp_path):
     # without the split, every video counts and nothing is said about held-out combinations or clips
     assert lines[-1].startswith("old: median area CV <= 0.05 in 4 of 4; shape < 95% in 2 cells")
     assert "held out" not in lines[-1] and "clips over" not in lines[-1]
+
+
+def test_compare_counts_by_coverage_cv_where_the_evaluation_has_it(tmp_path):
+    first = _grid(tmp_path / "a.json", {"17x64x64 8fps": 0.04, "33x64x64 16fps": 0.04})
+    grid = json.loads(first.read_text())
+    for setting, median in (("17x64x64 8fps", 0.03), ("33x64x64 16fps", 0.055)):
+        for task, coverages in (
+            ("ground truth", [0.004, 0.01]),
+            ("text-to-video", [0.03, 0.08]),
+            ("image-to-video", [0.06, 0.02]),
+        ):
+            cell = grid["grid"][setting][task]
+            cell["coverage_variation_median"], cell["coverage_variation_max"] = median, max(coverages)
+            # the mask's area CV says the ground truth's second clip is over 0.05; its coverage says it is not
+            cell["videos"] = [
+                {"split": "seen", "area_variation": 0.06, "coverage_variation": coverage} for coverage in coverages
+            ]
+    first.write_text(json.dumps(grid))
+    second = _grid(tmp_path / "b.json", {"17x64x64 8fps": 0.04, "33x64x64 16fps": 0.04})
+    result = _run(f"new={first}", f"old={second}")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert "ground truth clips over 0.05: 4 of 4; image-to-video clips over 0.05: 4 of 4" in lines[-2]
+    # medians 0.03 (two cells) and 0.055 (two cells); largest clip 0.08 (text-to-video)
+    assert (
+        "; by coverage CV: median <= 0.05 in 2 of 4, largest clip 0.080, ground truth clips over 0.05: 0 of 4, "
+        "image-to-video clips over 0.05: 2 of 4; per frame" in lines[-2]
+    )
+    assert "coverage" not in lines[-1]

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from diffusers_videolatent.training.evaluate import (
     analyze_video,
@@ -8,6 +9,7 @@ from diffusers_videolatent.training.evaluate import (
     first_frame_psnr,
     format_comparison_table,
     format_table,
+    object_coverage,
     render_evaluation_videos,
     score_videos,
     segment_object,
@@ -161,6 +163,46 @@ def test_centroid_jitter_and_area_cv_known_paths():
         side = 8 if index % 2 == 0 else 6
         growing[index, 20 : 20 + side, 20 + 4 * index : 20 + 4 * index + side] = 255
     assert analyze_video(growing).area_variation == pytest.approx(14 / 50)
+    # white on black: every object pixel is fully covered, so the summed coverage is the area
+    assert analyze_video(growing).coverage_variation == pytest.approx(14 / 50)
+
+
+def _disc_video(radius: float, centres: list[tuple[float, float]], size: int = 32) -> np.ndarray:
+    # a yellow disc anti-aliased as the moving-shapes world draws it: each pixel its colour times the fraction of 8x8
+    # sample points inside the disc
+    offsets = (np.arange(size * 8) + 0.5) / 8
+    rows, columns = np.meshgrid(offsets, offsets, indexing="ij")
+    coverage = [
+        ((rows - y) ** 2 + (columns - x) ** 2 <= radius**2).reshape(size, 8, size, 8).mean((1, 3)) for y, x in centres
+    ]
+    return np.stack(coverage)[..., None] * np.asarray([1.0, 1.0, 0.0])
+
+
+def test_coverage_cv_resolves_a_rigid_object_between_pixels_and_sees_it_grow():
+    # a disc of radius 3.3 px glides 0.3 px a frame: its half-brightness mask steps between 32 and 36 pixels, while
+    # its summed coverage stays at its area (pi * 3.3^2 = 34.2 px, to the 8x8 sampling)
+    gliding = _disc_video(3.3, [(16.0, 10 + 0.3 * index) for index in range(12)])
+    analysis = analyze_video(gliding)
+    assert analysis.area_variation > 0.04
+    assert analysis.coverage_variation < 0.003
+    coverages = object_coverage(gliding, segment_object(gliding))
+    np.testing.assert_allclose(coverages, np.pi * 3.3**2, rtol=0.005)
+    # the same on a grey background (subtracted) and saved as uint8
+    on_grey = ((0.2 + 0.8 * gliding) * 255).round().astype(np.uint8)
+    np.testing.assert_allclose(object_coverage(on_grey, segment_object(on_grey)), coverages, rtol=0.01)
+    # every other frame blurred (Gaussian, 1 px): the mask loses its edge pixels, the summed coverage barely moves
+    blurred = gliding.copy()
+    blurred[1::2] = ndimage.gaussian_filter(gliding[1::2], sigma=(0, 1, 1, 0))
+    assert analyze_video(blurred).area_variation > 0.06
+    assert analyze_video(blurred).coverage_variation < 0.015
+    # every other frame 10% wider: areas a and 1.21 a, CV 0.21 / 2.21
+    growing = gliding.copy()
+    growing[::2] = _disc_video(3.3 * 1.1, [(16.0, 10 + 0.3 * index) for index in range(0, 12, 2)])
+    assert analyze_video(growing).coverage_variation == pytest.approx(0.21 / 2.21, rel=0.03)
+    # a frame without an object has no coverage; masks must match the frames
+    assert object_coverage(gliding, np.zeros(gliding.shape[:3], dtype=bool)).tolist() == [0.0] * 12
+    with pytest.raises(ValueError, match="masks"):
+        object_coverage(gliding, segment_object(gliding)[:, :16])
 
 
 def test_first_frame_psnr_and_image_to_video_records():
@@ -192,6 +234,8 @@ def test_ground_truth_temporal_measures_and_comparison_table():
     assert summary["color"] == summary["direction"] == 1.0
     # rendered objects are rigid, anti-aliased, and glide along a straight line at constant speed
     assert summary["area_variation"] < 0.03
+    # and their summed coverage is the same in every frame, to the renderer's 4x4 sampling
+    assert max(record["coverage_variation"] for record in scores["videos"]) < 0.015
     assert summary["centroid_jitter"] < 0.15
     # a small object on black moving about 2 px a frame changes few pixels
     assert 0.97 < summary["flicker_score"] < 1.0

@@ -120,9 +120,10 @@ def test_grid_evaluation_scores_each_setting_against_the_physical_ground_truth(i
         records = rows["image-to-video"]["videos"]
         assert [record["prompt"] for record in records] == grid["combinations"]
         assert [record["split"] for record in records].count("heldout") == 1
-        areas = sorted(record["area_variation"] for record in records)
-        assert rows["image-to-video"]["area_variation_max"] == areas[-1]
-        assert rows["image-to-video"]["area_variation_median"] == pytest.approx((areas[5] + areas[6]) / 2)
+        for measure in ("area_variation", "coverage_variation"):
+            values = sorted(record[measure] for record in records)
+            assert rows["image-to-video"][f"{measure}_max"] == values[-1]
+            assert rows["image-to-video"][f"{measure}_median"] == pytest.approx((values[5] + values[6]) / 2)
     # the reference rows keep the speed in the scene: half the motion per frame at twice the frame rate, and the
     # same distance over the same duration (9 frames at 16 fps, 5 at 8 fps)
     truth = grid["frame_rate_dial"]["ground truth"]
