@@ -372,12 +372,17 @@ class HubRecorder:
         return "https://huggingface.co/commit/0123"
 
 
-def load_conversion_script(name: str) -> ModuleType:
-    """`conversion_scripts/<name>.py` as a module (the scripts are not part of the package)."""
-    spec = importlib.util.spec_from_file_location(name, REPOSITORY / "conversion_scripts" / f"{name}.py")
+def load_script(folder: str, name: str) -> ModuleType:
+    """`<folder>/<name>.py` of the repository as a module (its scripts are not part of the package)."""
+    spec = importlib.util.spec_from_file_location(name, REPOSITORY / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_conversion_script(name: str) -> ModuleType:
+    """`conversion_scripts/<name>.py` as a module."""
+    return load_script("conversion_scripts", name)
 
 
 def script_error(script: ModuleType, argv: list[str], capsys) -> str:

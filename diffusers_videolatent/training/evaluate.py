@@ -82,6 +82,7 @@ class VideoAnalysis:
         flicker_score (`float`): VBench's temporal-flickering score, see `temporal_flickering_score`.
         coverage_variation (`float`): object-coverage CV, the same for the object's summed sub-pixel coverage (see
             `object_coverage`).
+        coverages (`tuple[float, ...]`): that coverage in each frame, in pixels (0 where no object was found).
     """
 
     color: str | None
@@ -96,6 +97,7 @@ class VideoAnalysis:
     centroid_jitter: float
     flicker_score: float
     coverage_variation: float
+    coverages: tuple[float, ...]
 
 
 def _to_float_frames(frames) -> np.ndarray:
@@ -326,7 +328,9 @@ def analyze_video(frames, min_travel: float = 0.1, min_brightness: float = 0.15)
     present = np.flatnonzero(areas > 0)
     flicker_score = temporal_flickering_score(frames) if num_frames >= 2 else 1.0
     if present.size == 0:
-        return VideoAnalysis(None, None, "static", 0.0, 0.0, (0.0, 0.0), 0.0, 0.0, 0.0, 0.0, flicker_score, 0.0)
+        return VideoAnalysis(
+            None, None, "static", 0.0, 0.0, (0.0, 0.0), 0.0, 0.0, 0.0, 0.0, flicker_score, 0.0, (0.0,) * num_frames
+        )
 
     # 1. colour and shape
     color = _classify_color(frames, masks)
@@ -387,6 +391,7 @@ def analyze_video(frames, min_travel: float = 0.1, min_brightness: float = 0.15)
         centroid_jitter,
         flicker_score,
         coverage_variation,
+        tuple(float(coverage) for coverage in coverages),
     )
 
 
@@ -516,7 +521,7 @@ def score_videos(
         `shape`, `direction` and `all_three`, and the means of `MEASURES` (`aligned_iou`, `area_variation`,
         `centroid_jitter`, `flicker_score`, `presence`, and `first_frame_psnr` with `images`); plus `"videos"`, the
         per-video records (prompt, split, what was found and whether each attribute matches, the measures and
-        the `travel` in pixels and the `fill_ratio` that read the shape).
+        the `travel` in pixels, the `fill_ratio` that read the shape and the per-frame `coverages`).
     """
     heldout = {tuple(combination) for combination in heldout_combinations}
     samples = list(samples)
@@ -540,6 +545,7 @@ def score_videos(
             record[measure] = getattr(analysis, measure)
         record["travel"] = float(np.hypot(*analysis.displacement))  # of the fitted path over the clip, in pixels
         record["fill_ratio"] = analysis.fill_ratio  # a square from CIRCLE_SQUARE_FILL_BOUNDARY up, else a circle
+        record["coverages"] = list(analysis.coverages)  # per frame: how the size changes, not only how much
         if images is not None:
             record["first_frame_psnr"] = first_frame_psnr(frames, images[index])
         records.append(record)

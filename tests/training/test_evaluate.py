@@ -187,6 +187,7 @@ def test_coverage_cv_resolves_a_rigid_object_between_pixels_and_sees_it_grow():
     assert analysis.coverage_variation < 0.003
     coverages = object_coverage(gliding, segment_object(gliding))
     np.testing.assert_allclose(coverages, np.pi * 3.3**2, rtol=0.005)
+    assert analysis.coverages == tuple(coverages)
     # the same on a grey background (subtracted) and saved as uint8
     on_grey = ((0.2 + 0.8 * gliding) * 255).round().astype(np.uint8)
     np.testing.assert_allclose(object_coverage(on_grey, segment_object(on_grey)), coverages, rtol=0.01)

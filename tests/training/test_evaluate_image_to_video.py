@@ -120,6 +120,7 @@ def test_grid_evaluation_scores_each_setting_against_the_physical_ground_truth(i
         records = rows["image-to-video"]["videos"]
         assert [record["prompt"] for record in records] == grid["combinations"]
         assert [record["split"] for record in records].count("heldout") == 1
+        assert {len(record["coverages"]) for record in records} == {rows["settings"]["num_frames"]}
         for measure in ("area_variation", "coverage_variation"):
             values = sorted(record[measure] for record in records)
             assert rows["image-to-video"][f"{measure}_max"] == values[-1]
