@@ -13,7 +13,8 @@ Evaluations that keep seen and held-out combinations apart (from 2026-12-05 on) 
 shape and direction on the seen combinations, with all three right on held-out ones (in brackets) within 5 points
 of the seen ones; and the clips above 0.05 are counted, the ground truth's at the same settings beside them.
 Evaluations with the coverage CV (from 2026-12-06 on: the object's summed sub-pixel coverage, which does not step with
-its position on the pixel grid as the mask's area does) get the same counts by it too.
+its position on the pixel grid as the mask's area does) get the same counts by it too, and the clips whose object
+size (half extent over the frame's shorter side) is in the world's range, 0.12 to 0.17, are counted.
 """
 
 import argparse
@@ -52,6 +53,14 @@ def clips_over(grid: dict, task: str, measure: str = "area_variation") -> tuple[
     return sum(record[measure] > MEDIAN_TARGET for record in records), len(records)
 
 
+def sizes_in_range(grid: dict, task: str) -> tuple[int, int] | None:
+    """Clips of `task` whose object size is in the world's range, and all clips (`None`: not recorded)."""
+    records = [record for setting in grid_settings(grid) for record in grid[setting][task].get("videos", [])]
+    if not records or "object_size_in_range" not in records[0]:
+        return None
+    return sum(record["object_size_in_range"] for record in records), len(records)
+
+
 def summary(grid: dict) -> dict:
     """How one grid result stands against the targets."""
     cells = [(setting, task, grid[setting][task]) for setting in grid_settings(grid) for task in TASKS]
@@ -82,6 +91,9 @@ def summary(grid: dict) -> dict:
                 if (count := clips_over(grid, task, "coverage_variation")) is not None
             },
         }
+    sizes = {task: sizes_in_range(grid, task) for task in TASKS}
+    if all(count is not None for count in sizes.values()):
+        result["sizes_in_range"] = sizes
     if all(setting in grid for setting in EQUAL_DURATION):
         slow, fast = (grid[setting] for setting in EQUAL_DURATION)
         result["equal_duration_per_frame"] = {
@@ -153,6 +165,11 @@ def main(argv: list[str] | None = None) -> None:
             )
             for task, (over, total) in coverage["clips_over"].items():
                 line += f", {task} clips over {MEDIAN_TARGET}: {over} of {total}"
+        if "sizes_in_range" in result:
+            counts = ", ".join(
+                f"{task} {inside} of {total}" for task, (inside, total) in result["sizes_in_range"].items()
+            )
+            line += f"; object size in the world's range: {counts}"
         if "equal_duration_per_frame" in result:
             dial = ", ".join(f"{task} {value:.2f}" for task, value in result["equal_duration_per_frame"].items())
             line += f"; per frame, 33 at 16 fps over 17 at 8 fps: {dial}"

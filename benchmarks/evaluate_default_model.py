@@ -22,7 +22,8 @@ has a ground-truth reference row (the physical moving-shapes world of `render_ph
 dataset seed `IMAGE_TO_VIDEO_DATASET_SEED`), the text-to-video row and, with `--image_to_video`, the image-to-video row
 from the ground truth's first frames: colour, shape, direction, median and largest area CV and coverage CV (the
 object's summed sub-pixel coverage, see `diffusers_videolatent.training.evaluate`), centroid jitter, flicker score,
-frame-0 PSNR, the object's speed in pixels per second and per frame, and the distance it travels (medians). Then the
+frame-0 PSNR, the object's speed in pixels per second and per frame, the distance it travels (medians), and its size
+(the median half extent over the frame's shorter side, and the share of clips in the world's 0.12-0.17). Then the
 frame-rate dial: motion per frame at 16 fps over 8 fps (0.5 in the physical world) and the distance of 33 frames at
 16 fps over 17 frames at 8 fps (1.0). With `--reconstruction` each setting also has a VAE round trip row of the
 ground truth (its frame-0 PSNR is the most image-to-video can keep of the image; `--skip_text_to_video` leaves only
@@ -79,14 +80,15 @@ GRID_SETTINGS = (
 )
 GRID_COLUMNS = (
     "| setting | videos | colour | shape | direction | area CV (median) | area CV (max) | coverage CV (median) "
-    "| coverage CV (max) | jitter (px) | flicker | frame-0 PSNR | px/s | px/frame | distance (px) |"
+    "| coverage CV (max) | jitter (px) | flicker | frame-0 PSNR | px/s | px/frame | distance (px) | object size "
+    "| size in range |"
 )
 
 
 def grid_row(samples: list, fps: float, images: list | None = None) -> dict:
     """
-    Scores `(prompt, frames)` pairs of one setting; adds the median and largest area CV and coverage CV and the median
-    speed in px/s.
+    Scores `(prompt, frames)` pairs of one setting; adds the median and largest area CV and coverage CV, the median
+    speed in px/s, and the median object size with the share of clips whose size is in the world's range.
     """
     scores = score_videos(samples, print_table=False, images=images)
     distances = [record["travel"] for record in scores["videos"]]
@@ -102,6 +104,9 @@ def grid_row(samples: list, fps: float, images: list | None = None) -> dict:
     row["pixels_per_frame"] = float(np.median(per_frame))
     row["pixels_per_second"] = row["pixels_per_frame"] * fps
     row["distance"] = float(np.median(distances))  # start to end of the clip, in pixels
+    # half extent over the frame's shorter side; the world draws it from 0.12 to 0.17 at every size and aspect ratio
+    row["object_size_median"] = float(np.median([record["object_size"] for record in scores["videos"]]))
+    row["object_size_in_range"] = float(np.mean([record["object_size_in_range"] for record in scores["videos"]]))
     return row
 
 
@@ -112,7 +117,8 @@ def format_grid_row(name: str, row: dict) -> str:
         f"| {100 * row['direction']:.0f}% | {row['area_variation_median']:.3f} | {row['area_variation_max']:.3f} "
         f"| {row['coverage_variation_median']:.3f} | {row['coverage_variation_max']:.3f} "
         f"| {row['centroid_jitter']:.2f} | {row['flicker_score']:.4f} | {'-' if psnr is None else f'{psnr:.1f}'} "
-        f"| {row['pixels_per_second']:.1f} | {row['pixels_per_frame']:.2f} | {row['distance']:.1f} |"
+        f"| {row['pixels_per_second']:.1f} | {row['pixels_per_frame']:.2f} | {row['distance']:.1f} "
+        f"| {row['object_size_median']:.3f} | {100 * row['object_size_in_range']:.0f}% |"
     )
 
 

@@ -116,8 +116,15 @@ def test_compare_counts_by_coverage_cv_where_the_evaluation_has_it(tmp_path):
             cell = grid["grid"][setting][task]
             cell["coverage_variation_median"], cell["coverage_variation_max"] = median, max(coverages)
             # the mask's area CV says the ground truth's second clip is over 0.05; its coverage says it is not
+            # text-to-video draws its first clip's object too large
             cell["videos"] = [
-                {"split": "seen", "area_variation": 0.06, "coverage_variation": coverage} for coverage in coverages
+                {
+                    "split": "seen",
+                    "area_variation": 0.06,
+                    "coverage_variation": coverage,
+                    "object_size_in_range": not (task == "text-to-video" and index == 0),
+                }
+                for index, coverage in enumerate(coverages)
             ]
     first.write_text(json.dumps(grid))
     second = _grid(tmp_path / "b.json", {"17x64x64 8fps": 0.04, "33x64x64 16fps": 0.04})
@@ -128,6 +135,7 @@ def test_compare_counts_by_coverage_cv_where_the_evaluation_has_it(tmp_path):
     # medians 0.03 (two cells) and 0.055 (two cells); largest clip 0.08 (text-to-video)
     assert (
         "; by coverage CV: median <= 0.05 in 2 of 4, largest clip 0.080, ground truth clips over 0.05: 0 of 4, "
-        "image-to-video clips over 0.05: 2 of 4; per frame" in lines[-2]
+        "image-to-video clips over 0.05: 2 of 4; object size in the world's range: text-to-video 2 of 4, "
+        "image-to-video 4 of 4; per frame" in lines[-2]
     )
-    assert "coverage" not in lines[-1]
+    assert "coverage" not in lines[-1] and "object size" not in lines[-1]

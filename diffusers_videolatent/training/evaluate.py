@@ -28,6 +28,11 @@ largest 4-connected region) and then:
   - VBench's temporal-flickering score (`flicker_score`, see `temporal_flickering_score`): 1 minus the mean absolute
     difference of consecutive uint8 frames over 255 (1 for a still video).
 
+`score_videos` also gives each video's object size (`object_size`): the half extent of the prompt's shape whose area is
+the object's median summed coverage, over the frame's shorter side. The moving-shapes worlds draw it from
+`OBJECT_HALF_EXTENT_RANGE` (0.12 to 0.17 at every frame size and aspect ratio), and this reads their videos to within
+a percent; `object_size_in_range` says whether it is in that range, widened by half a pixel each way.
+
 `score_videos(..., images=...)` adds, for image-to-video, the PSNR of the generated first frame against the given
 image.
 """
@@ -43,6 +48,7 @@ from .moving_shapes import (
     COLORS,
     DIRECTIONS,
     HELDOUT_COMBINATIONS,
+    OBJECT_HALF_EXTENT_RANGE,
     make_caption,
     parse_caption,
     render_moving_shape,
@@ -59,6 +65,9 @@ COVERAGE_MARGIN = 2
 ATTRIBUTES = ("color", "shape", "direction")
 # per-video measures averaged over a split; `first_frame_psnr` only for image-to-video
 MEASURES = ("aligned_iou", "area_variation", "coverage_variation", "centroid_jitter", "flicker_score", "presence")
+# area of each shape in units of its half extent squared (`moving_shapes._rasterize`: the triangle's base and height
+# are the bounding square's side)
+SHAPE_AREAS = {"circle": np.pi, "square": 4.0, "triangle": 2.0}
 # dataset seed of the first frames `evaluate_image_to_video` conditions on: training uses seed 0 (`--dataset_seed`)
 IMAGE_TO_VIDEO_DATASET_SEED = 1000
 
@@ -309,6 +318,25 @@ def object_coverage(frames, masks: np.ndarray, margin: int = COVERAGE_MARGIN) ->
     return coverages
 
 
+def object_size(coverages, shape: str, shorter_side: int) -> float:
+    """
+    The half extent, over the frame's shorter side, of the `shape` whose area is the median of the object's per-frame
+    summed `coverages` (frames without an object left out; 0 when there is none): the moving-shapes worlds' size
+    draw, read back.
+
+    Args:
+        coverages (sequence of `float`): the object's coverage in each frame (`VideoAnalysis.coverages`), in pixels.
+        shape (`str`): one of `SHAPE_AREAS`, the shape the prompt asks for.
+        shorter_side (`int`): the frame's shorter side in pixels.
+    """
+    if shape not in SHAPE_AREAS:
+        raise ValueError(f"`shape` must be one of {list(SHAPE_AREAS)}, but is {shape!r}.")
+    present = [coverage for coverage in coverages if coverage > 0]
+    if not present:
+        return 0.0
+    return float(np.sqrt(np.median(present) / SHAPE_AREAS[shape]) / shorter_side)
+
+
 def analyze_video(frames, min_travel: float = 0.1, min_brightness: float = 0.15) -> VideoAnalysis:
     """
     Finds the colour, shape, direction and frame-to-frame stability of the object in a video.
@@ -521,7 +549,8 @@ def score_videos(
         `shape`, `direction` and `all_three`, and the means of `MEASURES` (`aligned_iou`, `area_variation`,
         `centroid_jitter`, `flicker_score`, `presence`, and `first_frame_psnr` with `images`); plus `"videos"`, the
         per-video records (prompt, split, what was found and whether each attribute matches, the measures and
-        the `travel` in pixels, the `fill_ratio` that read the shape and the per-frame `coverages`).
+        the `travel` in pixels, the `fill_ratio` that read the shape, the per-frame `coverages`, and `object_size`
+        and `object_size_in_range`).
     """
     heldout = {tuple(combination) for combination in heldout_combinations}
     samples = list(samples)
@@ -546,6 +575,10 @@ def score_videos(
         record["travel"] = float(np.hypot(*analysis.displacement))  # of the fitted path over the clip, in pixels
         record["fill_ratio"] = analysis.fill_ratio  # a square from CIRCLE_SQUARE_FILL_BOUNDARY up, else a circle
         record["coverages"] = list(analysis.coverages)  # per frame: how the size changes, not only how much
+        record["object_size"] = object_size(analysis.coverages, expected[1], min(np.shape(frames)[1:3]))
+        low, high = OBJECT_HALF_EXTENT_RANGE
+        slack = 0.5 / min(np.shape(frames)[1:3])
+        record["object_size_in_range"] = bool(low - slack <= record["object_size"] <= high + slack)
         if images is not None:
             record["first_frame_psnr"] = first_frame_psnr(frames, images[index])
         records.append(record)

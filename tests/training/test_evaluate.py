@@ -10,6 +10,7 @@ from diffusers_videolatent.training.evaluate import (
     format_comparison_table,
     format_table,
     object_coverage,
+    object_size,
     render_evaluation_videos,
     score_videos,
     segment_object,
@@ -18,9 +19,11 @@ from diffusers_videolatent.training.evaluate import (
 from diffusers_videolatent.training.moving_shapes import (
     ALL_COMBINATIONS,
     HELDOUT_COMBINATIONS,
+    OBJECT_HALF_EXTENT_RANGE,
     MovingShapesDataset,
     make_caption,
     render_moving_shape,
+    render_physical_moving_shape,
 )
 
 
@@ -265,3 +268,27 @@ def test_long_video_analysis_compares_the_first_and_last_seconds():
     assert result["last_second"].color == "blue" and result["speed_ratio"] < 0.05
     with pytest.raises(ValueError, match="`fps` must be >= 2"):
         analyze_long_video(steady, fps=20)
+
+
+@pytest.mark.parametrize("shape", ["circle", "square", "triangle"])
+@pytest.mark.parametrize("height, width", [(64, 64), (64, 128), (128, 64)])
+def test_object_size_reads_back_the_worlds_size_draw(shape, height, width):
+    # the physical world's first draw is the half extent, a fraction of the frame's shorter side
+    drawn = np.random.default_rng(5).uniform(*OBJECT_HALF_EXTENT_RANGE)
+    video = render_physical_moving_shape("red", shape, "right", 9, height, width, 8, np.random.default_rng(5))
+    record = score_videos([(f"a red {shape} moving right", video)], print_table=False)["videos"][0]
+    assert record["object_size"] == pytest.approx(drawn, rel=0.01)
+    assert record["object_size_in_range"]
+
+
+def test_object_size_outside_the_worlds_range():
+    # a disc of radius 3.3 px in a 32 px frame: 0.103 of the shorter side, under the world's 0.12
+    disc = _disc_video(3.3, [(16.0, 8 + index) for index in range(9)])
+    assert object_size(object_coverage(disc, segment_object(disc)), "circle", 32) == pytest.approx(3.3 / 32, rel=0.005)
+    record = score_videos([("a yellow circle moving right", disc)], print_table=False)["videos"][0]
+    assert not record["object_size_in_range"]
+    # read as a square of the same area it is smaller: sqrt(pi / 4) of the radius
+    assert object_size([np.pi * 3.3**2] * 3, "square", 32) == pytest.approx(3.3 * np.sqrt(np.pi / 4) / 32)
+    assert object_size([0.0, 0.0], "circle", 32) == 0.0
+    with pytest.raises(ValueError, match="shape"):
+        object_size([10.0], "star", 32)

@@ -121,6 +121,9 @@ def test_grid_evaluation_scores_each_setting_against_the_physical_ground_truth(i
         assert [record["prompt"] for record in records] == grid["combinations"]
         assert [record["split"] for record in records].count("heldout") == 1
         assert {len(record["coverages"]) for record in records} == {rows["settings"]["num_frames"]}
+        # the world's objects: every ground-truth clip's size is in its range
+        assert rows["ground truth"]["object_size_in_range"] == 1.0
+        assert 0.12 <= rows["ground truth"]["object_size_median"] <= 0.17
         for measure in ("area_variation", "coverage_variation"):
             values = sorted(record[measure] for record in records)
             assert rows["image-to-video"][f"{measure}_max"] == values[-1]
