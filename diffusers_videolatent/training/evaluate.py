@@ -547,7 +547,7 @@ def score_videos(
     Returns:
         `dict`: for each of `"seen"`, `"heldout"` and `"all"`: `num_videos`, the accuracies (in [0, 1]) `color`,
         `shape`, `direction` and `all_three`, and the means of `MEASURES` (`aligned_iou`, `area_variation`,
-        `centroid_jitter`, `flicker_score`, `presence`, and `first_frame_psnr` with `images`); plus `"videos"`, the
+        `coverage_variation`, `centroid_jitter`, `flicker_score`, `presence`, and `first_frame_psnr` with `images`); plus `"videos"`, the
         per-video records (prompt, split, what was found and whether each attribute matches, the measures and
         the `travel` in pixels, the `fill_ratio` that read the shape, the per-frame `coverages`, and `object_size`
         and `object_size_in_range`).
@@ -575,9 +575,10 @@ def score_videos(
         record["travel"] = float(np.hypot(*analysis.displacement))  # of the fitted path over the clip, in pixels
         record["fill_ratio"] = analysis.fill_ratio  # a square from CIRCLE_SQUARE_FILL_BOUNDARY up, else a circle
         record["coverages"] = list(analysis.coverages)  # per frame: how the size changes, not only how much
-        record["object_size"] = object_size(analysis.coverages, expected[1], min(np.shape(frames)[1:3]))
+        shorter_side = min(np.shape(frames)[1:3])
+        record["object_size"] = object_size(analysis.coverages, expected[1], shorter_side)
         low, high = OBJECT_HALF_EXTENT_RANGE
-        slack = 0.5 / min(np.shape(frames)[1:3])
+        slack = 0.5 / shorter_side  # half a pixel either way
         record["object_size_in_range"] = bool(low - slack <= record["object_size"] <= high + slack)
         if images is not None:
             record["first_frame_psnr"] = first_frame_psnr(frames, images[index])
