@@ -20,7 +20,7 @@ largest 4-connected region) and then:
     by `COVERAGE_MARGIN` pixels of each pixel's coverage (its brightness above the frame's background, over the
     video's peak above it, clipped to [0, 1]). The mask's pixel count steps as an anti-aliased edge crosses half
     brightness, so a rigid object gliding across the pixel grid has an area CV of up to 0.06 at 64x64 (the ground
-    truth of `benchmarks/evaluate_default_model.py --grid`); its summed coverage changes by under 0.015. Blur keeps
+    truth of `benchmarks/evaluate_default_model.py --grid`); its summed coverage by about 0.015 at most. Blur keeps
     the summed coverage too, so this measures size and brightness, not edge sharpness;
   - centroid-path jitter (`centroid_jitter`): the root mean square, in pixels, of the distance of each frame's
     centroid from the least-squares line through the centroids (the same line that gives the direction): 0 for a
