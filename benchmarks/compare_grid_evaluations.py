@@ -45,18 +45,24 @@ def heldout_gap(cell: dict) -> float | None:
     return cell["seen"]["all_three"] - cell["heldout"]["all_three"]
 
 
+def task_records(grid: dict, task: str, key: str) -> list[dict] | None:
+    """The per-clip records of `task` over every setting (`None`: none, or written before they held `key`)."""
+    records = [record for setting in grid_settings(grid) for record in grid[setting][task].get("videos", [])]
+    return records if records and key in records[0] else None
+
+
 def clips_over(grid: dict, task: str, measure: str = "area_variation") -> tuple[int, int] | None:
     """Clips of `task` whose `measure` is above the target, and all clips (`None`: no per-clip records of it)."""
-    records = [record for setting in grid_settings(grid) for record in grid[setting][task].get("videos", [])]
-    if not records or measure not in records[0]:
+    records = task_records(grid, task, measure)
+    if records is None:
         return None
     return sum(record[measure] > MEDIAN_TARGET for record in records), len(records)
 
 
 def sizes_in_range(grid: dict, task: str) -> tuple[int, int] | None:
     """Clips of `task` whose object size is in the world's range, and all clips (`None`: not recorded)."""
-    records = [record for setting in grid_settings(grid) for record in grid[setting][task].get("videos", [])]
-    if not records or "object_size_in_range" not in records[0]:
+    records = task_records(grid, task, "object_size_in_range")
+    if records is None:
         return None
     return sum(record["object_size_in_range"] for record in records), len(records)
 

@@ -22,6 +22,7 @@ import json
 import sys
 
 import numpy as np
+from compare_grid_evaluations import grid_settings
 
 
 TASKS = ("ground truth", "text-to-video", "image-to-video")
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: wobble_components: cannot read {args.grid_json}: {error}")
     if not isinstance(grid, dict):
         sys.exit(f"error: wobble_components: {args.grid_json} is not a grid evaluation (no `grid`)")
-    settings = [key for key, value in grid.items() if isinstance(value, dict) and "settings" in value]
+    settings = grid_settings(grid)
     if args.settings is not None:
         wanted = [setting.strip() for setting in args.settings.split(",")]
         unknown = [setting for setting in wanted if setting not in settings]

@@ -373,10 +373,17 @@ class HubRecorder:
 
 
 def load_script(folder: str, name: str) -> ModuleType:
-    """`<folder>/<name>.py` of the repository as a module (its scripts are not part of the package)."""
+    """
+    `<folder>/<name>.py` of the repository as a module (its scripts are not part of the package); it imports its
+    sibling scripts as it does when run, with its folder first on `sys.path`.
+    """
     spec = importlib.util.spec_from_file_location(name, REPOSITORY / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(REPOSITORY / folder))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPOSITORY / folder))
     return module
 
 
