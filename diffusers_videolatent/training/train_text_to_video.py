@@ -273,9 +273,10 @@ def cache_latents(
         item_buckets = dataset_item_buckets(dataset)
     except ValueError:  # a dataset of one size without `item_buckets`
         item_buckets = None
-    if item_buckets is not None and len(set(item_buckets)) == 1:
-        item_buckets = None
-    if item_buckets is None:
+    # one size (a dataset without buckets, or with one): batches in order, latents stacked; a dataset with one bucket
+    # keeps its `item_buckets`, which the bucket sampler asks for
+    one_size = item_buckets is None or len(set(item_buckets)) == 1
+    if one_size:
         batches = [
             list(range(start, min(start + batch_size, len(dataset)))) for start in range(0, len(dataset), batch_size)
         ]
@@ -303,10 +304,10 @@ def cache_latents(
             foreground[index] = batch_foreground[position] if with_foreground else None
     fps = None if None in fps else fps
     foreground = None if None in foreground else foreground
-    if item_buckets is None:
+    if one_size:
         # latents (N, C, F_lat, H_lat, W_lat), foreground (N, F_lat, H_lat, W_lat)
         foreground = None if foreground is None else torch.stack(foreground)
-        return CachedLatentsDataset(torch.stack(latents), captions, fps, latent_foreground=foreground)
+        return CachedLatentsDataset(torch.stack(latents), captions, fps, item_buckets, foreground)
     return CachedLatentsDataset(latents, captions, fps, item_buckets, foreground)
 
 

@@ -114,6 +114,11 @@ def test_batches_hold_one_bucket_and_their_frame_rates(vae_folder, tmp_path, see
         expected = pipeline.encode_video(dataset[index]["pixel_values"][None])[0]
         torch.testing.assert_close(cache[index]["latents"], expected, rtol=1e-5, atol=1e-6)
         assert cache[index]["fps"] == dataset[index]["fps"]
+    # one bucket: the latents stack, and the items keep their bucket for the bucket sampler
+    one_bucket = MovingShapesDataset(num_videos=6, buckets=[(5, 16, 32)], fps=8)
+    cache = train_text_to_video.cache_latents(pipeline, one_bucket, 4, "cpu", torch.float32)
+    assert isinstance(cache.latents, torch.Tensor) and cache.latents.shape[0] == 6
+    assert cache.item_buckets == [(5, 16, 32)] * 6
 
 
 def test_bucketed_training_on_a_folder_of_real_videos(vae_folder, tmp_path, seen):
