@@ -15,8 +15,10 @@
 # and not shipped, set all four); FOREGROUND_LOSS_WEIGHT weights the object's latent cells up (--foreground_loss_weight,
 # 0 by default: stages 9 and 10 weighted every cell alike) and DATASET_SEED draws other clips (0 by default, the clips
 # of stages 8-10); IMAGE_CONDITIONING_PROB is the share of clips trained as image-to-video (0.5 by default);
-# TEMPORAL_CONVS=1 gives a U-Net without them zero-initialised temporal convolutions after every resnet
-# (--temporal_conv_per_block --mid_temporal_conv; 0 by default).
+# FOREGROUND_LOSS_MAX_SIGMA keeps that weighting to the clips noised to at most that sigma (--foreground_loss_max_sigma;
+# unset by default: every sigma, as stages 10-19 trained); TEMPORAL_CONVS=1 gives a U-Net without them
+# zero-initialised temporal convolutions after every resnet (--temporal_conv_per_block --mid_temporal_conv; 0 by
+# default).
 # Resumable: rerunning the command after a kill goes on from the newest checkpoint, exactly.
 set -euo pipefail
 
@@ -31,6 +33,8 @@ DATASET_SEED=${DATASET_SEED:-0}
 IMAGE_CONDITIONING_PROB=${IMAGE_CONDITIONING_PROB:-0.5}
 GUIDANCE=${GUIDANCE:-1.5}
 TEMPORAL_CONV_ARGS=()
+MAX_SIGMA_ARGS=()
+if [ -n "${FOREGROUND_LOSS_MAX_SIGMA:-}" ]; then MAX_SIGMA_ARGS=(--foreground_loss_max_sigma "$FOREGROUND_LOSS_MAX_SIGMA"); fi
 if [ "${TEMPORAL_CONVS:-0}" = 1 ]; then TEMPORAL_CONV_ARGS=(--temporal_conv_per_block --mid_temporal_conv); fi
 
 source "$(dirname "$0")/dials_common.sh"
@@ -39,6 +43,7 @@ python -m diffusers_videolatent.training.train_text_to_video "${DIALS_TRAIN_ARGS
   --pretrained_model_name_or_path "$FROM_MODEL" --output_dir "$OUTPUT_DIR" --seed "$ANNEAL_SEED" \
   --buckets "$ANNEAL_BUCKETS" --dataset_seed "$DATASET_SEED" --image_conditioning_prob "$IMAGE_CONDITIONING_PROB" \
   --learning_rate "$ANNEAL_LR" --lr_scheduler cosine --use_ema --ema_decay 0.999 --max_train_steps "$ANNEAL_STEPS" \
-  --validation_steps 2000 --foreground_loss_weight "$FOREGROUND_LOSS_WEIGHT" ${TEMPORAL_CONV_ARGS[@]+"${TEMPORAL_CONV_ARGS[@]}"}
+  --validation_steps 2000 --foreground_loss_weight "$FOREGROUND_LOSS_WEIGHT" ${TEMPORAL_CONV_ARGS[@]+"${TEMPORAL_CONV_ARGS[@]}"} \
+  ${MAX_SIGMA_ARGS[@]+"${MAX_SIGMA_ARGS[@]}"}
 
 evaluate_dials "$OUTPUT_DIR"

@@ -445,6 +445,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "the frame, gets a larger share of the loss. 0 (the default) weights every cell alike.",
     )
     diffusion.add_argument(
+        "--foreground_loss_max_sigma",
+        type=float,
+        default=None,
+        help="Weight the object's cells (`--foreground_loss_weight`) only in videos noised to a flow-matching sigma "
+        "at most this, and every cell alike above it. A weight taken from the clean video biases the prediction "
+        "towards the object wherever the noisy video leaves its place uncertain, which draws objects too large "
+        "(docs/dials.md's stage 23); at low noise the place is known and the bias vanishes. By default every sigma.",
+    )
+    diffusion.add_argument(
         "--max_train_minutes",
         type=float,
         default=None,
@@ -491,6 +500,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             raise ValueError(f"`--training_flow_shifts` must all be > 0, but are {args.training_flow_shifts}.")
     if not args.foreground_loss_weight >= 0:
         raise ValueError(f"`--foreground_loss_weight` must be >= 0, but is {args.foreground_loss_weight}.")
+    if args.foreground_loss_max_sigma is not None:
+        if not 0 < args.foreground_loss_max_sigma <= 1:
+            raise ValueError(
+                f"`--foreground_loss_max_sigma` must be in (0, 1], but is {args.foreground_loss_max_sigma}."
+            )
+        if args.objective != "flow_matching" or not args.foreground_loss_weight > 0:
+            raise ValueError(
+                "`--foreground_loss_max_sigma` limits `--foreground_loss_weight` to low flow-matching sigmas; use it "
+                "with --objective flow_matching and --foreground_loss_weight > 0."
+            )
     if args.foreground_loss_weight > 0 and args.train_data_dir is not None:
         raise ValueError(
             "`--foreground_loss_weight` weights the loss by moving shapes' foreground masks; a video folder "
@@ -747,6 +766,18 @@ def weighted_mse(model_pred: torch.Tensor, target: torch.Tensor, loss_weights: t
     return (error * loss_weights).mean(dim=(1, 2, 3, 4)) / loss_weights.mean(dim=(1, 2, 3, 4))
 
 
+def gate_loss_weights(
+    loss_weights: torch.Tensor | None, sigmas: torch.Tensor, max_sigma: float | None
+) -> torch.Tensor | None:
+    """
+    `loss_weights` `(B, 1, F, H, W)` kept for the videos whose flow-matching `sigmas` `(B, 1, 1, 1, 1)` are at most
+    `max_sigma` and made all ones for the others (`--foreground_loss_max_sigma`); unchanged when either is None.
+    """
+    if loss_weights is None or max_sigma is None:
+        return loss_weights
+    return torch.where(sigmas <= max_sigma, loss_weights, torch.ones_like(loss_weights))
+
+
 def diffusion_loss(
     args,
     noise_scheduler,
@@ -781,6 +812,7 @@ def diffusion_loss(
         sigmas = sigmas.view(batch_size, 1, 1, 1, 1)
         noisy_latents = (1.0 - sigmas) * latents + sigmas * noise
         target = noise - latents
+        loss_weights = gate_loss_weights(loss_weights, sigmas, args.foreground_loss_max_sigma)
     else:
         timesteps = sample_integers(generators, noise_scheduler.config.num_train_timesteps).to(latents.device)
         noisy_latents = noise_scheduler.add_noise(latents, noise, timesteps)
@@ -988,6 +1020,8 @@ def main(argv: list[str] | None = None) -> None:
         run_config["train_fps"] = train_fps
     if args.foreground_loss_weight > 0:  # only then, so the checkpoints of runs without it resume as they were
         run_config["foreground_loss_weight"] = args.foreground_loss_weight
+    if args.foreground_loss_max_sigma is not None:
+        run_config["foreground_loss_max_sigma"] = args.foreground_loss_max_sigma
     if accelerator.is_main_process:
         tracker_config = {key: value for key, value in vars(args).items() if not isinstance(value, list)}
         accelerator.init_trackers(project_name, config=tracker_config)

@@ -120,3 +120,60 @@ def test_foreground_loss_weight_is_checked():
     with pytest.raises(ValueError, match="--foreground_loss_weight.*video folder"):
         train_text_to_video.parse_args(base + ["--foreground_loss_weight", "2", "--train_data_dir", "videos"])
     assert train_text_to_video.parse_args(base).foreground_loss_weight == 0.0
+
+
+def test_gate_loss_weights_keeps_them_only_at_low_sigma():
+    weights = torch.ones(3, 1, 2, 4, 4)
+    weights[:, :, 1, 2, 3] = 5.0
+    sigmas = torch.tensor([0.1, 0.5, 0.9]).view(3, 1, 1, 1, 1)
+    gated = train_text_to_video.gate_loss_weights(weights, sigmas, 0.5)
+    torch.testing.assert_close(gated[:2], weights[:2], rtol=0, atol=0)  # sigma 0.1 and 0.5 (the limit) keep them
+    torch.testing.assert_close(gated[2], torch.ones_like(weights[2]), rtol=0, atol=0)
+    assert train_text_to_video.gate_loss_weights(weights, sigmas, None) is weights
+    assert train_text_to_video.gate_loss_weights(None, sigmas, 0.5) is None
+
+
+def test_foreground_loss_max_sigma_gates_the_training_weights_and_resumes_only_with_its_limit(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    AutoencoderKLVideo.from_config(TRAINING_VAE_CONFIG).save_pretrained(tmp_path / "vae")
+    arguments = text_to_video_model_arguments(tmp_path / "vae") + ["--buckets", "5x16x16", "--train_fps", "8"]
+    arguments += ["--num_train_videos", "8", "--train_batch_size", "4", "--max_train_steps", "2", "--seed", "3"]
+    arguments += ["--learning_rate", "1e-3", "--no_validation", "--report_to", "jsonl", "--checkpointing_steps", "2"]
+    arguments += ["--cache_latents", "--foreground_loss_weight", "4", "--output_dir", str(tmp_path / "run")]
+    calls = []
+    original = train_text_to_video.weighted_mse
+
+    def spy(prediction, target, loss_weights):
+        calls.append(loss_weights)
+        return original(prediction, target, loss_weights)
+
+    monkeypatch.setattr(train_text_to_video, "weighted_mse", spy)
+    train_text_to_video.main(arguments + ["--foreground_loss_max_sigma", "0.6"])
+    videos = torch.cat(calls)  # (8, 1, F, H, W): the weights each video's loss used
+    gated = [bool((weights == 1).all()) for weights in videos]
+    # the training sigmas (shift 1: uniform) fall above 0.6 for 40% of the videos: both kinds are here
+    assert any(gated) and not all(gated)
+    for weights in videos[[not video for video in gated]]:
+        assert weights.min() == 1.0 and 1.0 < weights.max() <= 5.0
+
+    resumed = ["--max_train_steps", "3", "--resume_from_checkpoint", "latest"]
+    with pytest.raises(ValueError, match="foreground_loss_max_sigma: checkpoint 0.6, now None"):
+        train_text_to_video.main(arguments + resumed)
+    train_text_to_video.main(arguments + resumed + ["--foreground_loss_max_sigma", "0.6"])
+    assert sorted(text_to_video_losses(tmp_path / "run")) == [1, 2, 3]
+
+
+def test_foreground_loss_max_sigma_is_checked():
+    base = ["--output_dir", "o", "--pretrained_vae_name_or_path", "v", "--objective", "flow_matching"]
+    weighted = base + ["--foreground_loss_weight", "8"]
+    for bad in ("0", "1.5", "-0.2"):
+        with pytest.raises(ValueError, match="--foreground_loss_max_sigma"):
+            train_text_to_video.parse_args(weighted + ["--foreground_loss_max_sigma", bad])
+    with pytest.raises(ValueError, match="--foreground_loss_max_sigma.*--foreground_loss_weight > 0"):
+        train_text_to_video.parse_args(base + ["--foreground_loss_max_sigma", "0.5"])
+    with pytest.raises(ValueError, match="--foreground_loss_max_sigma.*flow_matching"):
+        train_text_to_video.parse_args(weighted + ["--foreground_loss_max_sigma", "0.5", "--objective", "epsilon"])
+    assert (
+        train_text_to_video.parse_args(weighted + ["--foreground_loss_max_sigma", "1"]).foreground_loss_max_sigma == 1
+    )
