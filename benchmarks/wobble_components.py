@@ -14,7 +14,9 @@ coverage over its frames into three parts that add up to it:
 - rest: everything else (slower swings than the period, and noise).
 
 Prints one row per setting and task: clips, median coverage CV, the median share of each part, and the median ratio
-of the coverage at the end of the clip (last two frames) over the start (first two).
+of the coverage at the end of the clip (last two frames) over the start (first two). Clips with an object in fewer
+than 3 frames (a model that lost it) have no wobble to split: they are left out of their row and counted after the
+table.
 """
 
 import argparse
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"error: wobble_components: --settings {unknown} not in the evaluation's {settings}")
         settings = wanted
 
+    left_out = []
     print("| setting | task | clips | coverage CV (median) | trend | latent period | rest | end / start |")
     print("|---|---|---|---|---|---|---|---|")
     for setting in settings:
@@ -95,7 +98,10 @@ def main(argv: list[str] | None = None) -> None:
             records = grid[setting][task].get("videos", [])
             if not records or "coverages" not in records[0]:
                 sys.exit(f"error: wobble_components: {setting} {task} has no per-frame `coverages` in its records")
-            parts = [wobble_components(record["coverages"], args.period) for record in records]
+            kept = [record for record in records if np.count_nonzero(np.asarray(record["coverages"]) > 0) >= 3]
+            if len(kept) < len(records):
+                left_out.append(f"{setting} {task}: {len(records) - len(kept)}")
+            parts = [wobble_components(record["coverages"], args.period) for record in kept]
             if args.over is not None:
                 parts = [part for part in parts if part["cv"] > args.over]
             if not parts:
@@ -106,6 +112,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"| {setting} | {task} | {len(parts)} | {medians['cv']:.3f} | {medians['trend']:.0%} "
                 f"| {medians['period']:.0%} | {medians['rest']:.0%} | {medians['end_over_start']:.3f} |"
             )
+    if left_out:
+        print(f"\nleft out, an object in fewer than 3 frames: {'; '.join(left_out)}")
 
 
 if __name__ == "__main__":

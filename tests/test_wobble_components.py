@@ -69,6 +69,13 @@ def test_the_command_reads_a_grid_evaluation(tmp_path):
     ):
         result = _run(path, *arguments)
         assert result.returncode != 0 and message in result.stderr
+    # a clip whose object is gone after frame 1 is left out of its row and counted
+    cell["videos"].append({"coverages": [90.0, 30.0] + [0.0] * 15})
+    path.write_text(json.dumps({"grid": grid}))
+    result = _run(path)
+    assert result.returncode == 0, result.stderr
+    assert "| 17x64x64 8fps | image-to-video | 2 |" in result.stdout
+    assert "left out, an object in fewer than 3 frames: 17x64x64 8fps image-to-video: 1" in result.stdout
     del grid["17x64x64 8fps"]["ground truth"]["videos"][0]["coverages"]
     path.write_text(json.dumps({"grid": grid}))
     result = _run(path)
