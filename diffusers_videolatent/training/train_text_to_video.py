@@ -259,6 +259,20 @@ def latent_foreground(foreground: torch.Tensor, temporal_ratio: int, spatial_rat
 
 
 @torch.no_grad()
+def dilate_foreground(coverage: torch.Tensor, cells: int) -> torch.Tensor:
+    """
+    The latent foreground `coverage` `(B, F, H, W)` (`latent_foreground`) grown by `cells` latent cells on every side
+    in each latent frame: each cell takes the largest coverage within `cells` of it. Unchanged for 0.
+    """
+    if cells == 0:
+        return coverage
+    batch_size, num_frames, height, width = coverage.shape
+    grown = F.max_pool2d(
+        coverage.reshape(batch_size * num_frames, 1, height, width), 2 * cells + 1, stride=1, padding=cells
+    )
+    return grown.reshape(batch_size, num_frames, height, width)
+
+
 def cache_latents(
     pipeline: VideoLatentPipeline, dataset, batch_size: int, device, dtype, keep_foreground: bool = True
 ) -> CachedLatentsDataset:
@@ -445,6 +459,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "the frame, gets a larger share of the loss. 0 (the default) weights every cell alike.",
     )
     diffusion.add_argument(
+        "--foreground_loss_dilation",
+        type=int,
+        default=0,
+        help="Grow the object's weighted cells (`--foreground_loss_weight`) by this many latent cells on every side "
+        "(a max over the neighbourhood, in each latent frame): an edge cell then weighs the same whether the object "
+        "covers it or just misses it, so the weight no longer pulls the prediction towards a larger object "
+        "(docs/dials.md's stage 25). 0 (the default) weights the covered cells alone.",
+    )
+    diffusion.add_argument(
         "--foreground_loss_max_sigma",
         type=float,
         default=None,
@@ -500,6 +523,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             raise ValueError(f"`--training_flow_shifts` must all be > 0, but are {args.training_flow_shifts}.")
     if not args.foreground_loss_weight >= 0:
         raise ValueError(f"`--foreground_loss_weight` must be >= 0, but is {args.foreground_loss_weight}.")
+    if args.foreground_loss_dilation < 0:
+        raise ValueError(f"`--foreground_loss_dilation` must be >= 0, but is {args.foreground_loss_dilation}.")
+    if args.foreground_loss_dilation > 0 and not args.foreground_loss_weight > 0:
+        raise ValueError(
+            "`--foreground_loss_dilation` grows the cells that `--foreground_loss_weight` weights; use it with "
+            "--foreground_loss_weight > 0."
+        )
     if args.foreground_loss_max_sigma is not None:
         if not 0 < args.foreground_loss_max_sigma <= 1:
             raise ValueError(
@@ -1020,6 +1050,8 @@ def main(argv: list[str] | None = None) -> None:
         run_config["train_fps"] = train_fps
     if args.foreground_loss_weight > 0:  # only then, so the checkpoints of runs without it resume as they were
         run_config["foreground_loss_weight"] = args.foreground_loss_weight
+    if args.foreground_loss_dilation > 0:
+        run_config["foreground_loss_dilation"] = args.foreground_loss_dilation
     if args.foreground_loss_max_sigma is not None:
         run_config["foreground_loss_max_sigma"] = args.foreground_loss_max_sigma
     if accelerator.is_main_process:
@@ -1087,8 +1119,9 @@ def main(argv: list[str] | None = None) -> None:
                             helper.vae_scale_factor_temporal,
                             helper.vae_scale_factor_spatial,
                         )
+                    coverage = dilate_foreground(coverage.to(accelerator.device), args.foreground_loss_dilation)
                     # (B, 1, F_lat, H_lat, W_lat)
-                    loss_weights = 1.0 + args.foreground_loss_weight * coverage.to(accelerator.device).unsqueeze(1)
+                    loss_weights = 1.0 + args.foreground_loss_weight * coverage.unsqueeze(1)
                 loss = diffusion_loss(
                     args,
                     noise_scheduler,

@@ -177,3 +177,58 @@ def test_foreground_loss_max_sigma_is_checked():
     assert (
         train_text_to_video.parse_args(weighted + ["--foreground_loss_max_sigma", "1"]).foreground_loss_max_sigma == 1
     )
+
+
+def test_dilate_foreground_grows_each_latent_frame_by_whole_cells():
+    coverage = torch.zeros(2, 3, 5, 6)
+    coverage[0, 1, 2, 2] = 0.5  # one half-covered cell in latent frame 1
+    coverage[1, 0, 0, 5] = 1.0  # a corner cell: the growth stops at the frame's edge
+    grown = train_text_to_video.dilate_foreground(coverage, 1)
+    expected = torch.zeros(2, 3, 5, 6)
+    expected[0, 1, 1:4, 1:4] = 0.5
+    expected[1, 0, 0:2, 4:6] = 1.0
+    torch.testing.assert_close(grown, expected, rtol=0, atol=0)  # the other latent frames stay empty
+    assert train_text_to_video.dilate_foreground(coverage, 0) is coverage
+    assert train_text_to_video.dilate_foreground(coverage, 2)[0, 1].count_nonzero() == 25
+
+
+def test_foreground_loss_dilation_grows_the_training_weights_and_resumes_only_with_it(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    AutoencoderKLVideo.from_config(TRAINING_VAE_CONFIG).save_pretrained(tmp_path / "vae")
+    arguments = text_to_video_model_arguments(tmp_path / "vae") + ["--buckets", "5x32x32", "--train_fps", "8"]
+    arguments += ["--num_train_videos", "4", "--train_batch_size", "4", "--max_train_steps", "2", "--seed", "3"]
+    arguments += ["--learning_rate", "1e-3", "--no_validation", "--report_to", "jsonl", "--checkpointing_steps", "2"]
+    arguments += ["--cache_latents", "--foreground_loss_weight", "4"]
+    calls = []
+    original = train_text_to_video.weighted_mse
+
+    def spy(prediction, target, loss_weights):
+        calls.append(loss_weights)
+        return original(prediction, target, loss_weights)
+
+    monkeypatch.setattr(train_text_to_video, "weighted_mse", spy)
+    train_text_to_video.main(arguments + ["--output_dir", str(tmp_path / "plain")])
+    dilated = arguments + ["--foreground_loss_dilation", "1", "--output_dir", str(tmp_path / "dilated")]
+    train_text_to_video.main(dilated)
+    plain, grown = calls[0], calls[2]  # step 1 of each run: the same videos
+    # the grown weights are the plain ones' coverage grown by a cell, over more cells
+    coverage = (plain - 1.0) / 4.0  # (B, 1, F, H, W), before each video's normalisation (weighted_mse normalises)
+    expected = 1.0 + 4.0 * train_text_to_video.dilate_foreground(coverage[:, 0], 1).unsqueeze(1)
+    torch.testing.assert_close(grown, expected, rtol=0, atol=1e-6)
+    assert (grown > 1).sum() > (plain > 1).sum() > 0
+
+    resumed = ["--max_train_steps", "3", "--resume_from_checkpoint", "latest"]
+    with pytest.raises(ValueError, match="foreground_loss_dilation: checkpoint 1, now None"):
+        train_text_to_video.main(arguments + resumed + ["--output_dir", str(tmp_path / "dilated")])
+    train_text_to_video.main(dilated + resumed)
+    assert sorted(text_to_video_losses(tmp_path / "dilated")) == [1, 2, 3]
+
+
+def test_foreground_loss_dilation_is_checked():
+    base = ["--output_dir", "o", "--pretrained_vae_name_or_path", "v"]
+    with pytest.raises(ValueError, match="--foreground_loss_dilation"):
+        train_text_to_video.parse_args(base + ["--foreground_loss_weight", "8", "--foreground_loss_dilation", "-1"])
+    with pytest.raises(ValueError, match="--foreground_loss_dilation.*--foreground_loss_weight > 0"):
+        train_text_to_video.parse_args(base + ["--foreground_loss_dilation", "1"])
+    assert train_text_to_video.parse_args(base).foreground_loss_dilation == 0
