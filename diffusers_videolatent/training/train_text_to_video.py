@@ -258,7 +258,6 @@ def latent_foreground(foreground: torch.Tensor, temporal_ratio: int, spatial_rat
     return F.avg_pool2d(frames, spatial_ratio)  # (B, F_lat, H_lat, W_lat)
 
 
-@torch.no_grad()
 def dilate_foreground(coverage: torch.Tensor, cells: int) -> torch.Tensor:
     """
     The latent foreground `coverage` `(B, F, H, W)` (`latent_foreground`) grown by `cells` latent cells on every side
@@ -273,6 +272,7 @@ def dilate_foreground(coverage: torch.Tensor, cells: int) -> torch.Tensor:
     return grown.reshape(batch_size, num_frames, height, width)
 
 
+@torch.no_grad()
 def cache_latents(
     pipeline: VideoLatentPipeline, dataset, batch_size: int, device, dtype, keep_foreground: bool = True
 ) -> CachedLatentsDataset:

@@ -31,6 +31,8 @@ def test_cached_latents_equal_per_step_encoding(tmp_path):
     dataset = MovingShapesDataset("train", num_videos=3, num_frames=5, height=16, width=16, seed=0)
     cache = train_text_to_video.cache_latents(pipeline, dataset, batch_size=2, device="cpu", dtype=torch.float32)
     assert len(cache) == 3 and cache.latents.shape == (3, 4, 3, 8, 8)
+    # encoded without autograd, even by a VAE whose weights take gradients: the cache holds no graph
+    assert pipeline.vae.encoder.conv_in.weight.requires_grad and not cache.latents.requires_grad
     for index in range(3):
         expected = pipeline.encode_video(dataset[index]["pixel_values"][None])[0]
         torch.testing.assert_close(cache[index]["latents"], expected, rtol=1e-5, atol=1e-6)
