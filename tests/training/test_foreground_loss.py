@@ -134,21 +134,8 @@ def test_gate_loss_weights_keeps_them_only_at_low_sigma():
 
 
 def test_foreground_loss_max_sigma_gates_the_training_weights_and_resumes_only_with_its_limit(tmp_path, monkeypatch):
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    AutoencoderKLVideo.from_config(TRAINING_VAE_CONFIG).save_pretrained(tmp_path / "vae")
-    arguments = text_to_video_model_arguments(tmp_path / "vae") + ["--buckets", "5x16x16", "--train_fps", "8"]
-    arguments += ["--num_train_videos", "8", "--train_batch_size", "4", "--max_train_steps", "2", "--seed", "3"]
-    arguments += ["--learning_rate", "1e-3", "--no_validation", "--report_to", "jsonl", "--checkpointing_steps", "2"]
-    arguments += ["--cache_latents", "--foreground_loss_weight", "4", "--output_dir", str(tmp_path / "run")]
-    calls = []
-    original = train_text_to_video.weighted_mse
-
-    def spy(prediction, target, loss_weights):
-        calls.append(loss_weights)
-        return original(prediction, target, loss_weights)
-
-    monkeypatch.setattr(train_text_to_video, "weighted_mse", spy)
+    arguments = _weighted_arguments(tmp_path, "5x16x16", 8) + ["--output_dir", str(tmp_path / "run")]
+    calls = _spy_on_loss_weights(monkeypatch)
     train_text_to_video.main(arguments + ["--foreground_loss_max_sigma", "0.6"])
     videos = torch.cat(calls)  # (8, 1, F, H, W): the weights each video's loss used
     gated = [bool((weights == 1).all()) for weights in videos]
@@ -193,21 +180,8 @@ def test_dilate_foreground_grows_each_latent_frame_by_whole_cells():
 
 
 def test_foreground_loss_dilation_grows_the_training_weights_and_resumes_only_with_it(tmp_path, monkeypatch):
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    AutoencoderKLVideo.from_config(TRAINING_VAE_CONFIG).save_pretrained(tmp_path / "vae")
-    arguments = text_to_video_model_arguments(tmp_path / "vae") + ["--buckets", "5x32x32", "--train_fps", "8"]
-    arguments += ["--num_train_videos", "4", "--train_batch_size", "4", "--max_train_steps", "2", "--seed", "3"]
-    arguments += ["--learning_rate", "1e-3", "--no_validation", "--report_to", "jsonl", "--checkpointing_steps", "2"]
-    arguments += ["--cache_latents", "--foreground_loss_weight", "4"]
-    calls = []
-    original = train_text_to_video.weighted_mse
-
-    def spy(prediction, target, loss_weights):
-        calls.append(loss_weights)
-        return original(prediction, target, loss_weights)
-
-    monkeypatch.setattr(train_text_to_video, "weighted_mse", spy)
+    arguments = _weighted_arguments(tmp_path, "5x32x32", 4)
+    calls = _spy_on_loss_weights(monkeypatch)
     train_text_to_video.main(arguments + ["--output_dir", str(tmp_path / "plain")])
     dilated = arguments + ["--foreground_loss_dilation", "1", "--output_dir", str(tmp_path / "dilated")]
     train_text_to_video.main(dilated)
@@ -232,3 +206,27 @@ def test_foreground_loss_dilation_is_checked():
     with pytest.raises(ValueError, match="--foreground_loss_dilation.*--foreground_loss_weight > 0"):
         train_text_to_video.parse_args(base + ["--foreground_loss_dilation", "1"])
     assert train_text_to_video.parse_args(base).foreground_loss_dilation == 0
+
+
+def _weighted_arguments(tmp_path, bucket: str, num_videos: int) -> list[str]:
+    """Two steps of a cached run with the loss on the object (weight 4), batches of 4 videos of one `bucket`."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    AutoencoderKLVideo.from_config(TRAINING_VAE_CONFIG).save_pretrained(tmp_path / "vae")
+    arguments = text_to_video_model_arguments(tmp_path / "vae") + ["--buckets", bucket, "--train_fps", "8"]
+    arguments += ["--num_train_videos", str(num_videos), "--train_batch_size", "4", "--max_train_steps", "2"]
+    arguments += ["--seed", "3", "--learning_rate", "1e-3", "--no_validation", "--report_to", "jsonl"]
+    return arguments + ["--checkpointing_steps", "2", "--cache_latents", "--foreground_loss_weight", "4"]
+
+
+def _spy_on_loss_weights(monkeypatch) -> list[torch.Tensor]:
+    """The `loss_weights` of every `weighted_mse` call of the training from now on, in order."""
+    calls = []
+    original = train_text_to_video.weighted_mse
+
+    def spy(prediction, target, loss_weights):
+        calls.append(loss_weights)
+        return original(prediction, target, loss_weights)
+
+    monkeypatch.setattr(train_text_to_video, "weighted_mse", spy)
+    return calls
