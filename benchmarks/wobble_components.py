@@ -28,6 +28,7 @@ from compare_grid_evaluations import grid_settings
 
 
 TASKS = ("ground truth", "text-to-video", "image-to-video")
+MIN_OBJECT_FRAMES = 3  # a line through the coverages needs a residual to split
 
 
 def wobble_components(coverages, period: int) -> dict:
@@ -43,8 +44,10 @@ def wobble_components(coverages, period: int) -> dict:
     values = np.asarray(coverages, dtype=np.float64)
     frames = np.flatnonzero(values > 0)
     values = values[frames]
-    if values.size < 3:
-        raise ValueError(f"`coverages` must hold at least 3 frames with an object, but holds {values.size}.")
+    if values.size < MIN_OBJECT_FRAMES:
+        raise ValueError(
+            f"`coverages` must hold at least {MIN_OBJECT_FRAMES} frames with an object, but holds {values.size}."
+        )
     mean, variance = values.mean(), values.var()
     result = {"cv": float(np.sqrt(variance) / mean), "end_over_start": float(values[-2:].mean() / values[:2].mean())}
     if variance == 0:
@@ -98,7 +101,11 @@ def main(argv: list[str] | None = None) -> None:
             records = grid[setting][task].get("videos", [])
             if not records or "coverages" not in records[0]:
                 sys.exit(f"error: wobble_components: {setting} {task} has no per-frame `coverages` in its records")
-            kept = [record for record in records if np.count_nonzero(np.asarray(record["coverages"]) > 0) >= 3]
+            kept = [
+                record
+                for record in records
+                if np.count_nonzero(np.asarray(record["coverages"]) > 0) >= MIN_OBJECT_FRAMES
+            ]
             if len(kept) < len(records):
                 left_out.append(f"{setting} {task}: {len(records) - len(kept)}")
             parts = [wobble_components(record["coverages"], args.period) for record in kept]
@@ -113,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"| {medians['period']:.0%} | {medians['rest']:.0%} | {medians['end_over_start']:.3f} |"
             )
     if left_out:
-        print(f"\nleft out, an object in fewer than 3 frames: {'; '.join(left_out)}")
+        print(f"\nleft out, an object in fewer than {MIN_OBJECT_FRAMES} frames: {'; '.join(left_out)}")
 
 
 if __name__ == "__main__":

@@ -547,10 +547,10 @@ def score_videos(
     Returns:
         `dict`: for each of `"seen"`, `"heldout"` and `"all"`: `num_videos`, the accuracies (in [0, 1]) `color`,
         `shape`, `direction` and `all_three`, and the means of `MEASURES` (`aligned_iou`, `area_variation`,
-        `coverage_variation`, `centroid_jitter`, `flicker_score`, `presence`, and `first_frame_psnr` with `images`); plus `"videos"`, the
-        per-video records (prompt, split, what was found and whether each attribute matches, the measures and
-        the `travel` in pixels, the `fill_ratio` that read the shape, the per-frame `coverages`, and `object_size`
-        and `object_size_in_range`).
+        `coverage_variation`, `centroid_jitter`, `flicker_score`, `presence`, and `first_frame_psnr` with
+        `images`); plus `"videos"`, the per-video records (prompt, split, what was found and whether each attribute
+        matches, the measures and the `travel` in pixels, the `fill_ratio` that read the shape, the per-frame
+        `coverages`, and `object_size` and `object_size_in_range`).
     """
     heldout = {tuple(combination) for combination in heldout_combinations}
     samples = list(samples)
