@@ -58,8 +58,11 @@
 #    WORK_DIR/vae_first_frames; WORK_DIR/dials_largest takes it and is evaluated on the grid again;
 # 18. WORK_DIR/dials_largest fine-tuned on 4224 new clips with the loss on the object over the object's cells grown
 #    by one latent cell (--foreground_loss_dilation 1; docs/dials.md's stage 25): the weight of stages 10-14, read
-#    from the clean clip, drew objects up to 1.6 times too large; into WORK_DIR/dials_dilated, evaluated on the grid.
-# The shipped model is WORK_DIR/dials_dilated (stages 1-7 alone give WORK_DIR/t2i2v), with the recommended settings as
+#    from the clean clip, drew objects up to 1.6 times too large; into WORK_DIR/dials_dilated, evaluated on the grid;
+# 19. WORK_DIR/dials_dilated given zero-initialised temporal convolutions after every resnet (--temporal_conv_per_block
+#    --mid_temporal_conv) and fine-tuned with stage 18's loss on 4224 new clips, 60% of them image-to-video
+#    (docs/dials.md's stage 26): the object's size wobbles less; into WORK_DIR/dials_temporal, evaluated on the grid.
+# The shipped model is WORK_DIR/dials_temporal (stages 1-7 alone give WORK_DIR/t2i2v), with the recommended settings as
 # `generation_defaults` in its model_index.json.
 # Every stage checkpoints at least every 400 steps and resumes from its newest checkpoint, exactly: rerunning the
 # command after a kill goes on where it stopped (a finished stage restarts from its last checkpoint and saves again).
@@ -239,3 +242,8 @@ evaluate_dials "$WORK_DIR/dials_largest"
 # object covers it or not), stage 14's buckets, 2000 steps; the output takes dials_largest's VAE with that decoder
 FOREGROUND_LOSS_DILATION=1 ANNEAL_STEPS=2000 DATASET_SEED=9 IMAGE_CONDITIONING_PROB=0.5 ANNEAL_SEED=15 \
   ANNEAL_BUCKETS=$LARGEST_BUCKETS bash scripts/train_dials_anneal.sh "$WORK_DIR/dials_largest" "$WORK_DIR/dials_dilated"
+
+# stage 19: temporal convolutions (ModelScope's, zero-initialised, so step 0 is stage 18's model) trained with stage
+# 18's loss on new clips, 3000 steps, 60% image-to-video
+TEMPORAL_CONVS=1 FOREGROUND_LOSS_DILATION=1 ANNEAL_STEPS=3000 DATASET_SEED=10 IMAGE_CONDITIONING_PROB=0.6 ANNEAL_SEED=16 \
+  ANNEAL_BUCKETS=$LARGEST_BUCKETS bash scripts/train_dials_anneal.sh "$WORK_DIR/dials_dilated" "$WORK_DIR/dials_temporal"
