@@ -71,6 +71,7 @@ from .training_utils import (
     common_run_config,
     create_accelerator,
     create_dataloader_and_optimizer,
+    dilate_foreground,
     end_training,
     epoch_batches,
     global_sample_indices,
@@ -256,20 +257,6 @@ def latent_foreground(foreground: torch.Tensor, temporal_ratio: int, spatial_rat
     later_frames = foreground[:, 1:].reshape(batch_size, -1, temporal_ratio, height, width).mean(dim=2)
     frames = torch.cat([foreground[:, :1], later_frames], dim=1)  # (B, F_lat, H, W)
     return F.avg_pool2d(frames, spatial_ratio)  # (B, F_lat, H_lat, W_lat)
-
-
-def dilate_foreground(coverage: torch.Tensor, cells: int) -> torch.Tensor:
-    """
-    The latent foreground `coverage` `(B, F, H, W)` (`latent_foreground`) grown by `cells` latent cells on every side
-    in each latent frame: each cell takes the largest coverage within `cells` of it. Unchanged for 0.
-    """
-    if cells == 0:
-        return coverage
-    batch_size, num_frames, height, width = coverage.shape
-    grown = F.max_pool2d(
-        coverage.reshape(batch_size * num_frames, 1, height, width), 2 * cells + 1, stride=1, padding=cells
-    )
-    return grown.reshape(batch_size, num_frames, height, width)
 
 
 @torch.no_grad()

@@ -49,6 +49,7 @@ from .training_utils import (
     common_run_config,
     create_accelerator,
     create_dataloader_and_optimizer,
+    dilate_foreground,
     end_training,
     epoch_batches,
     global_sample_indices,
@@ -136,16 +137,21 @@ def reconstruction_losses(
     temporal_weight: float,
     position_weights: list[float] | None = None,
     first_frame_weight: float = 1.0,
+    pixel_weights: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """
     The pixel loss (`"l1"` or `"mse"`), its frames weighted by their place in their latent frame's group when
-    `position_weights` is given and the first frame by `first_frame_weight` (see `frame_weights`), and, when
-    `temporal_weight` > 0, the L1 loss of frame differences.
+    `position_weights` is given and the first frame by `first_frame_weight` (see `frame_weights`), each frame's pixels
+    by `pixel_weights` `(B, F, H, W)` when given (normalised here to a mean of 1 in each frame, so the frames keep
+    their weights; see `foreground_pixel_weights`), and, when `temporal_weight` > 0, the L1 loss of frame differences.
     """
     reconstruction, target = reconstruction.float(), target.float()
     losses = {}
-    if position_weights is not None or first_frame_weight != 1.0:
+    if position_weights is not None or first_frame_weight != 1.0 or pixel_weights is not None:
         errors = (reconstruction - target).abs() if kind == "l1" else (reconstruction - target).square()
+        if pixel_weights is not None:
+            pixel_weights = pixel_weights.float().to(errors.device)
+            errors = errors * (pixel_weights / pixel_weights.mean(dim=(2, 3), keepdim=True)).unsqueeze(1)
         weights = frame_weights(target.shape[2], position_weights or [1.0], first_frame_weight).to(errors.device)
         losses["reconstruction_loss"] = (errors.mean(dim=(0, 1, 3, 4)) * weights).mean()
     elif kind == "l1":
@@ -156,6 +162,14 @@ def reconstruction_losses(
         # motion must be reproduced, not only each frame: compare consecutive-frame differences
         losses["temporal_loss"] = F.l1_loss(torch.diff(reconstruction, dim=2), torch.diff(target, dim=2))
     return losses
+
+
+def foreground_pixel_weights(foreground: torch.Tensor, weight: float, dilation: int) -> torch.Tensor:
+    """
+    Each pixel's loss weight `(B, F, H, W)`: 1 + `weight` times the object's coverage `foreground` `(B, F, H, W)`
+    grown by `dilation` pixels on every side (`dilate_foreground`).
+    """
+    return 1.0 + weight * dilate_foreground(foreground.float(), dilation)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -251,6 +265,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "that frame is what the user sees of their image.",
     )
 
+    losses.add_argument(
+        "--foreground_loss_weight",
+        type=float,
+        default=0.0,
+        help="Weight each pixel's loss by 1 + this times the object's coverage of it (moving shapes' foreground "
+        "masks, grown by --foreground_loss_dilation pixels), each frame's weights normalised to a mean of 1: the "
+        "object's edges and corners, a small part of the frame, get a larger share of the loss. 0 (the default) "
+        "weights every pixel alike.",
+    )
+    losses.add_argument(
+        "--foreground_loss_dilation",
+        type=int,
+        default=0,
+        help="Grow the object's weighted pixels (`--foreground_loss_weight`) by this many pixels on every side, so "
+        "the pixels just outside its edge weigh as much as those just inside and the weight does not pull the "
+        "decoder towards larger objects. 0 (the default) weights the covered pixels alone.",
+    )
+
     final = parser.add_argument_group("latent normalisation and validation")
     final.add_argument(
         "--latent_normalization",
@@ -325,6 +357,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             raise ValueError("`--frame_position_weights` weighs the frames of clips; it needs `--num_frames` > 1.")
     if not (args.first_frame_weight > 0 and math.isfinite(args.first_frame_weight)):
         raise ValueError(f"`--first_frame_weight` must be finite and > 0, but is {args.first_frame_weight}.")
+    if not (args.foreground_loss_weight >= 0 and math.isfinite(args.foreground_loss_weight)):
+        raise ValueError(f"`--foreground_loss_weight` must be finite and >= 0, but is {args.foreground_loss_weight}.")
+    if args.foreground_loss_dilation < 0:
+        raise ValueError(f"`--foreground_loss_dilation` must be >= 0, but is {args.foreground_loss_dilation}.")
+    if args.foreground_loss_weight > 0 and args.train_data_dir is not None:
+        raise ValueError(
+            "`--foreground_loss_weight` needs the moving shapes' foreground masks; --train_data_dir has none."
+        )
+    if args.foreground_loss_dilation > 0 and not args.foreground_loss_weight > 0:
+        raise ValueError(
+            "`--foreground_loss_dilation` grows the pixels that `--foreground_loss_weight` weights; use it with "
+            "--foreground_loss_weight > 0."
+        )
     return args
 
 
@@ -506,6 +551,8 @@ def main(argv: list[str] | None = None) -> None:
         run_config["first_frame_weight"] = args.first_frame_weight
     if args.alternate_num_frames is not None:
         run_config["alternate_num_frames"] = list(args.alternate_num_frames)
+    if args.foreground_loss_weight > 0:
+        run_config["foreground_loss"] = [args.foreground_loss_weight, args.foreground_loss_dilation]
     if accelerator.is_main_process:
         accelerator.init_trackers(project_name, config=dict(vars(args)))
 
@@ -539,10 +586,17 @@ def main(argv: list[str] | None = None) -> None:
             generators = sample_generators(args.seed, global_step, sample_indices)
             with accelerator.accumulate(model):
                 pixel_values = batch["pixel_values"]  # (B, 3, F, H, W) in [-1, 1]
+                pixel_weights = None
+                if args.foreground_loss_weight > 0:
+                    pixel_weights = foreground_pixel_weights(
+                        batch["foreground"], args.foreground_loss_weight, args.foreground_loss_dilation
+                    )  # (B, F, H, W)
                 if args.alternate_num_frames is not None:
                     # chosen by the step, so a resumed run (and every process) picks the same count
                     num_frames = args.alternate_num_frames[global_step % len(args.alternate_num_frames)]
-                    pixel_values = pixel_values[:, :, :: (args.num_frames - 1) // (num_frames - 1)]  # (B, 3, n, H, W)
+                    stride = (args.num_frames - 1) // (num_frames - 1)
+                    pixel_values = pixel_values[:, :, ::stride]  # (B, 3, n, H, W)
+                    pixel_weights = None if pixel_weights is None else pixel_weights[:, ::stride]
                 reconstruction, kl = model(pixel_values, generators)
                 losses = reconstruction_losses(
                     reconstruction,
@@ -551,6 +605,7 @@ def main(argv: list[str] | None = None) -> None:
                     args.temporal_loss_weight,
                     args.frame_position_weights,
                     args.first_frame_weight,
+                    pixel_weights,
                 )
                 # KL summed over the latent, averaged per pixel value like the reconstruction loss
                 losses["kl_loss"] = kl.mean() / pixel_values[0].numel()

@@ -555,6 +555,21 @@ def sample_integers(generators: list[torch.Generator], high: int) -> torch.Tenso
     return torch.stack([torch.randint(high, (), generator=generator) for generator in generators])
 
 
+def dilate_foreground(coverage: torch.Tensor, cells: int) -> torch.Tensor:
+    """
+    A foreground `coverage` `(B, F, H, W)` (the object's share of each latent cell, `latent_foreground`, or of each
+    pixel) grown by `cells` cells on every side in each frame: each cell takes the largest coverage within `cells` of
+    it. Unchanged for 0.
+    """
+    if cells == 0:
+        return coverage
+    batch_size, num_frames, height, width = coverage.shape
+    grown = torch.nn.functional.max_pool2d(
+        coverage.reshape(batch_size * num_frames, 1, height, width), 2 * cells + 1, stride=1, padding=cells
+    )
+    return grown.reshape(batch_size, num_frames, height, width)
+
+
 def collate_videos(examples: list[dict]) -> dict:
     """
     Stacks `pixel_values`, lists the captions and, where the items have them, gathers their `fps` in a tensor and

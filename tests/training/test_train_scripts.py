@@ -507,6 +507,58 @@ def test_frame_position_weights_weigh_each_frame_by_its_place_in_its_group():
         train_video_vae.parse_args(["--output_dir", "o", "--first_frame_weight", "0"])
 
 
+def test_foreground_loss_weighs_the_object_and_a_band_around_it(vae_runs, tmp_path):
+    from diffusers_videolatent.training import train_video_vae
+    from diffusers_videolatent.training.train_video_vae import foreground_pixel_weights, main, reconstruction_losses
+
+    # a 2x2 object in an 8x8 frame, grown by one pixel: a 4x4 band of weight 1 + 3, the rest 1
+    foreground = torch.zeros(1, 2, 8, 8)
+    foreground[:, :, 3:5, 3:5] = 1.0
+    weights = foreground_pixel_weights(foreground, 3.0, 1)
+    assert weights.shape == (1, 2, 8, 8)
+    assert weights[0, 0, 2:6, 2:6].eq(4.0).all() and weights.eq(4.0).sum().item() == 2 * 16
+    assert weights.eq(1.0).sum().item() == 2 * (64 - 16)
+    assert foreground_pixel_weights(foreground, 3.0, 0).eq(4.0).sum().item() == 2 * 4
+
+    # normalised in each frame to a mean of 1: an error on the object counts 4 / 1.75 times, one far from it 1 / 1.75
+    target = torch.zeros(1, 3, 2, 8, 8)
+    mean_weight = (16 * 4.0 + 48 * 1.0) / 64
+    for pixel, factor in (((3, 3), 4.0 / mean_weight), ((0, 7), 1.0 / mean_weight)):
+        reconstruction = target.clone()
+        reconstruction[:, :, :, pixel[0], pixel[1]] = 0.5
+        plain = reconstruction_losses(reconstruction, target, "mse", 0.0)["reconstruction_loss"]
+        weighted = reconstruction_losses(reconstruction, target, "mse", 0.0, None, 1.0, weights)
+        assert weighted["reconstruction_loss"].item() == pytest.approx(plain.item() * factor, rel=1e-5)
+    # an error spread evenly over a frame costs what it costs without the pixel weights: the frames keep theirs
+    uniform = target + 0.1
+    torch.testing.assert_close(
+        reconstruction_losses(uniform, target, "mse", 0.0, None, 4.0, weights)["reconstruction_loss"],
+        reconstruction_losses(uniform, target, "mse", 0.0, None, 4.0)["reconstruction_loss"],
+    )
+
+    # a run with it records it, so a resume without it is refused
+    arguments = TRAINING_ARGUMENTS + ["--pretrained_vae_name_or_path", str(vae_runs / "full"), "--train_decoder_only"]
+    arguments += ["--max_train_steps", "2", "--checkpointing_steps", "1", "--no_validation", "--train_fps", "2", "8"]
+    output = tmp_path / "foreground"
+    main(arguments + ["--foreground_loss_weight", "8", "--foreground_loss_dilation", "2", "--output_dir", str(output)])
+    assert read_run_config(str(output / "checkpoint-2"))["run_config"]["foreground_loss"] == [8.0, 2]
+    assert all(np.isfinite(training_metrics(output, "video_vae")[step]["loss"]) for step in (1, 2))
+    with pytest.raises(ValueError, match=r"another configuration.*foreground_loss"):
+        main(
+            arguments
+            + ["--output_dir", str(tmp_path / "refused"), "--resume_from_checkpoint", str(output / "checkpoint-1")]
+        )
+
+    for bad, message in (
+        (["--foreground_loss_weight", "-1"], "`--foreground_loss_weight` must be finite and >= 0, but is -1.0"),
+        (["--foreground_loss_dilation", "2"], "`--foreground_loss_dilation` grows the pixels"),
+        (["--foreground_loss_weight", "2", "--foreground_loss_dilation", "-1"], "`--foreground_loss_dilation` must"),
+        (["--foreground_loss_weight", "2", "--train_data_dir", "videos"], "needs the moving shapes' foreground"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            train_video_vae.parse_args(["--output_dir", "o", *bad])
+
+
 def test_word_level_tokenizer(tmp_path):
     from diffusers_videolatent.training.moving_shapes import VOCABULARY
     from diffusers_videolatent.training.train_text_to_video import build_text_encoder, build_word_level_tokenizer
