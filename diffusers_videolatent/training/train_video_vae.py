@@ -63,6 +63,9 @@ from .training_utils import (
 
 logger = get_logger(__name__)
 
+# `--frame_border_loss_weight` weights the pixels this close to the frame's border
+FRAME_BORDER_PIXELS = 2
+
 # The tiny default VAE: spatial ratio 8 (four levels), temporal ratio 4 (two temporal halvings), 16 latent channels
 # (the compression of Wan's and CogVideoX's VAEs; with 4 channels, four moving frames per latent frame were learnt
 # far more slowly).
@@ -170,6 +173,13 @@ def foreground_pixel_weights(foreground: torch.Tensor, weight: float, dilation: 
     grown by `dilation` pixels on every side (`dilate_foreground`).
     """
     return 1.0 + weight * dilate_foreground(foreground.float(), dilation)
+
+
+def frame_border_weights(height: int, width: int, weight: float) -> torch.Tensor:
+    """Each pixel's loss weight `(H, W)`: `weight` within `FRAME_BORDER_PIXELS` of the frame's border, 1 inside."""
+    weights = torch.full((height, width), float(weight))
+    weights[FRAME_BORDER_PIXELS:-FRAME_BORDER_PIXELS, FRAME_BORDER_PIXELS:-FRAME_BORDER_PIXELS] = 1.0
+    return weights
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -283,6 +293,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "decoder towards larger objects. 0 (the default) weights the covered pixels alone.",
     )
 
+    losses.add_argument(
+        "--frame_border_loss_weight",
+        type=float,
+        default=1.0,
+        help=f"Weight the pixels within {FRAME_BORDER_PIXELS} of the frame's border by this, each frame's weights "
+        "normalised to a mean of 1 (with --foreground_loss_weight, the two multiply). A convolution's zero padding "
+        "darkens a bright object where it touches the frame's border; there the first frame of image-to-video loses "
+        "most (docs/dials.md's stage 27). 1 (the default) weights every pixel alike.",
+    )
+
     final = parser.add_argument_group("latent normalisation and validation")
     final.add_argument(
         "--latent_normalization",
@@ -364,6 +384,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.foreground_loss_weight > 0 and args.train_data_dir is not None:
         raise ValueError(
             "`--foreground_loss_weight` needs the moving shapes' foreground masks; --train_data_dir has none."
+        )
+    if not (args.frame_border_loss_weight > 0 and math.isfinite(args.frame_border_loss_weight)):
+        raise ValueError(
+            f"`--frame_border_loss_weight` must be finite and > 0, but is {args.frame_border_loss_weight}."
         )
     if args.foreground_loss_dilation > 0 and not args.foreground_loss_weight > 0:
         raise ValueError(
@@ -553,6 +577,8 @@ def main(argv: list[str] | None = None) -> None:
         run_config["alternate_num_frames"] = list(args.alternate_num_frames)
     if args.foreground_loss_weight > 0:
         run_config["foreground_loss"] = [args.foreground_loss_weight, args.foreground_loss_dilation]
+    if args.frame_border_loss_weight != 1.0:
+        run_config["frame_border_loss_weight"] = args.frame_border_loss_weight
     if accelerator.is_main_process:
         accelerator.init_trackers(project_name, config=dict(vars(args)))
 
@@ -591,6 +617,11 @@ def main(argv: list[str] | None = None) -> None:
                     pixel_weights = foreground_pixel_weights(
                         batch["foreground"], args.foreground_loss_weight, args.foreground_loss_dilation
                     )  # (B, F, H, W)
+                if args.frame_border_loss_weight != 1.0:
+                    height, width = pixel_values.shape[-2:]
+                    border = frame_border_weights(height, width, args.frame_border_loss_weight).to(pixel_values.device)
+                    pixel_weights = border if pixel_weights is None else pixel_weights * border.to(pixel_weights)
+                    pixel_weights = pixel_weights.expand(pixel_values.shape[0], pixel_values.shape[2], height, width)
                 if args.alternate_num_frames is not None:
                     # chosen by the step, so a resumed run (and every process) picks the same count
                     num_frames = args.alternate_num_frames[global_step % len(args.alternate_num_frames)]

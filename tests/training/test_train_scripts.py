@@ -507,7 +507,7 @@ def test_frame_position_weights_weigh_each_frame_by_its_place_in_its_group():
         train_video_vae.parse_args(["--output_dir", "o", "--first_frame_weight", "0"])
 
 
-def test_foreground_loss_weighs_the_object_and_a_band_around_it(vae_runs, tmp_path):
+def test_foreground_and_frame_border_losses_weigh_their_pixels(vae_runs, tmp_path):
     from diffusers_videolatent.training import train_video_vae
     from diffusers_videolatent.training.train_video_vae import foreground_pixel_weights, main, reconstruction_losses
 
@@ -540,8 +540,10 @@ def test_foreground_loss_weighs_the_object_and_a_band_around_it(vae_runs, tmp_pa
     arguments = TRAINING_ARGUMENTS + ["--pretrained_vae_name_or_path", str(vae_runs / "full"), "--train_decoder_only"]
     arguments += ["--max_train_steps", "2", "--checkpointing_steps", "1", "--no_validation", "--train_fps", "2", "8"]
     output = tmp_path / "foreground"
-    main(arguments + ["--foreground_loss_weight", "8", "--foreground_loss_dilation", "2", "--output_dir", str(output)])
-    assert read_run_config(str(output / "checkpoint-2"))["run_config"]["foreground_loss"] == [8.0, 2]
+    weighted = ["--foreground_loss_weight", "8", "--foreground_loss_dilation", "2", "--frame_border_loss_weight", "2"]
+    main(arguments + weighted + ["--output_dir", str(output)])
+    run_config = read_run_config(str(output / "checkpoint-2"))["run_config"]
+    assert run_config["foreground_loss"] == [8.0, 2] and run_config["frame_border_loss_weight"] == 2.0
     assert all(np.isfinite(training_metrics(output, "video_vae")[step]["loss"]) for step in (1, 2))
     with pytest.raises(ValueError, match=r"another configuration.*foreground_loss"):
         main(
@@ -549,7 +551,17 @@ def test_foreground_loss_weighs_the_object_and_a_band_around_it(vae_runs, tmp_pa
             + ["--output_dir", str(tmp_path / "refused"), "--resume_from_checkpoint", str(output / "checkpoint-1")]
         )
 
+    # `--frame_border_loss_weight`: the pixels within 2 of the frame's border, alone or times the object's weights
+    border = train_video_vae.frame_border_weights(8, 8, 3.0)
+    assert border.eq(3.0).sum().item() == 64 - 16 and border[2:6, 2:6].eq(1.0).all()
+    reconstruction = target.clone()
+    reconstruction[:, :, :, 0, 7] = 0.5  # an error in the corner, where the object's band does not reach
+    plain = reconstruction_losses(reconstruction, target, "mse", 0.0)["reconstruction_loss"]
+    weighted = reconstruction_losses(reconstruction, target, "mse", 0.0, None, 1.0, border.expand(1, 2, 8, 8))
+    assert weighted["reconstruction_loss"].item() == pytest.approx(plain.item() * 3.0 / (48 * 3.0 + 16) * 64, rel=1e-5)
+
     for bad, message in (
+        (["--frame_border_loss_weight", "0"], "`--frame_border_loss_weight` must be finite and > 0, but is 0.0"),
         (["--foreground_loss_weight", "-1"], "`--foreground_loss_weight` must be finite and >= 0, but is -1.0"),
         (["--foreground_loss_dilation", "2"], "`--foreground_loss_dilation` grows the pixels"),
         (["--foreground_loss_weight", "2", "--foreground_loss_dilation", "-1"], "`--foreground_loss_dilation` must"),
