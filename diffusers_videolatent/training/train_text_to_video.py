@@ -64,6 +64,7 @@ from .training_utils import (
     bucket_batch_sampler,
     build_dataset,
     check_common_arguments,
+    check_foreground_loss_arguments,
     check_train_fps,
     check_video_size,
     clip_sizes,
@@ -508,15 +509,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             )
         if any(not shift > 0 for shift in args.training_flow_shifts):
             raise ValueError(f"`--training_flow_shifts` must all be > 0, but are {args.training_flow_shifts}.")
-    if not args.foreground_loss_weight >= 0:
-        raise ValueError(f"`--foreground_loss_weight` must be >= 0, but is {args.foreground_loss_weight}.")
-    if args.foreground_loss_dilation < 0:
-        raise ValueError(f"`--foreground_loss_dilation` must be >= 0, but is {args.foreground_loss_dilation}.")
-    if args.foreground_loss_dilation > 0 and not args.foreground_loss_weight > 0:
-        raise ValueError(
-            "`--foreground_loss_dilation` grows the cells that `--foreground_loss_weight` weights; use it with "
-            "--foreground_loss_weight > 0."
-        )
+    check_foreground_loss_arguments(args, "cells")
     if args.foreground_loss_max_sigma is not None:
         if not 0 < args.foreground_loss_max_sigma <= 1:
             raise ValueError(

@@ -42,6 +42,7 @@ from .training_utils import (
     bucket_batch_sampler,
     build_dataset,
     check_common_arguments,
+    check_foreground_loss_arguments,
     check_train_fps,
     check_video_size,
     clip_sizes,
@@ -377,10 +378,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             raise ValueError("`--frame_position_weights` weighs the frames of clips; it needs `--num_frames` > 1.")
     if not (args.first_frame_weight > 0 and math.isfinite(args.first_frame_weight)):
         raise ValueError(f"`--first_frame_weight` must be finite and > 0, but is {args.first_frame_weight}.")
-    if not (args.foreground_loss_weight >= 0 and math.isfinite(args.foreground_loss_weight)):
-        raise ValueError(f"`--foreground_loss_weight` must be finite and >= 0, but is {args.foreground_loss_weight}.")
-    if args.foreground_loss_dilation < 0:
-        raise ValueError(f"`--foreground_loss_dilation` must be >= 0, but is {args.foreground_loss_dilation}.")
+    check_foreground_loss_arguments(args, "pixels")
     if args.foreground_loss_weight > 0 and args.train_data_dir is not None:
         raise ValueError(
             "`--foreground_loss_weight` needs the moving shapes' foreground masks; --train_data_dir has none."
@@ -388,11 +386,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not (args.frame_border_loss_weight > 0 and math.isfinite(args.frame_border_loss_weight)):
         raise ValueError(
             f"`--frame_border_loss_weight` must be finite and > 0, but is {args.frame_border_loss_weight}."
-        )
-    if args.foreground_loss_dilation > 0 and not args.foreground_loss_weight > 0:
-        raise ValueError(
-            "`--foreground_loss_dilation` grows the pixels that `--foreground_loss_weight` weights; use it with "
-            "--foreground_loss_weight > 0."
         )
     return args
 

@@ -555,6 +555,22 @@ def sample_integers(generators: list[torch.Generator], high: int) -> torch.Tenso
     return torch.stack([torch.randint(high, (), generator=generator) for generator in generators])
 
 
+def check_foreground_loss_arguments(args: argparse.Namespace, unit: str) -> None:
+    """
+    `--foreground_loss_weight` (finite, >= 0) and `--foreground_loss_dilation` (>= 0, in `unit`s: the U-Net trainer's
+    latent cells or the VAE trainer's pixels; only with a weight), which both training scripts take.
+    """
+    if not (args.foreground_loss_weight >= 0 and math.isfinite(args.foreground_loss_weight)):
+        raise ValueError(f"`--foreground_loss_weight` must be finite and >= 0, but is {args.foreground_loss_weight}.")
+    if args.foreground_loss_dilation < 0:
+        raise ValueError(f"`--foreground_loss_dilation` must be >= 0, but is {args.foreground_loss_dilation}.")
+    if args.foreground_loss_dilation > 0 and not args.foreground_loss_weight > 0:
+        raise ValueError(
+            f"`--foreground_loss_dilation` grows the {unit} that `--foreground_loss_weight` weights; use it with "
+            "--foreground_loss_weight > 0."
+        )
+
+
 def dilate_foreground(coverage: torch.Tensor, cells: int) -> torch.Tensor:
     """
     A foreground `coverage` `(B, F, H, W)` (the object's share of each latent cell, `latent_foreground`, or of each
