@@ -613,8 +613,10 @@ def main(argv: list[str] | None = None) -> None:
                 if args.frame_border_loss_weight != 1.0:
                     height, width = pixel_values.shape[-2:]
                     border = frame_border_weights(height, width, args.frame_border_loss_weight).to(pixel_values.device)
-                    pixel_weights = border if pixel_weights is None else pixel_weights * border.to(pixel_weights)
-                    pixel_weights = pixel_weights.expand(pixel_values.shape[0], pixel_values.shape[2], height, width)
+                    if pixel_weights is None:
+                        pixel_weights = border.expand(pixel_values.shape[0], pixel_values.shape[2], height, width)
+                    else:
+                        pixel_weights = pixel_weights * border
                 if args.alternate_num_frames is not None:
                     # chosen by the step, so a resumed run (and every process) picks the same count
                     num_frames = args.alternate_num_frames[global_step % len(args.alternate_num_frames)]
