@@ -73,13 +73,18 @@ def _last_frames(parts: tuple[torch.Tensor, ...], num_frames: int) -> tuple[torc
     return tuple(kept)
 
 
+# the spatial padding modes of `AutoencoderKLVideo`'s decoder
+DECODER_PADDING_MODES = ("zeros", "replicate")
+
+
 class CausalConv3d(nn.Conv3d):
     r"""
     A 3D convolution that only looks at the current and past frames.
 
     The first chunk of a stream is padded in time with copies of its first frame (so a temporal kernel that sums to the
     identity leaves the first frame unchanged); later chunks are padded with the frames kept in the `CausalCache`.
-    Space is zero-padded by `spatial_padding` (left, right, top, bottom), like `nn.Conv2d`.
+    Space is padded by `spatial_padding` (left, right, top, bottom), like `nn.Conv2d`: with zeros, or with copies of the
+    edge pixels when `padding_mode` is `"replicate"` (`AutoencoderKLVideo`'s `decoder_padding_mode`).
     """
 
     def __init__(
@@ -89,8 +94,11 @@ class CausalConv3d(nn.Conv3d):
         kernel_size: int | tuple[int, int, int] = 3,
         stride: int | tuple[int, int, int] = 1,
         spatial_padding: tuple[int, int, int, int] | None = None,
+        padding_mode: str = "zeros",
     ):
-        super().__init__(in_channels, out_channels, kernel_size=kernel_size, stride=stride, padding=0)
+        super().__init__(
+            in_channels, out_channels, kernel_size=kernel_size, stride=stride, padding=0, padding_mode=padding_mode
+        )
         if spatial_padding is None:
             spatial_padding = (
                 self.kernel_size[2] // 2,
@@ -147,7 +155,14 @@ class CausalConv3d(nn.Conv3d):
         self, hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: tuple
     ) -> torch.Tensor:
         # 3. spatial padding and convolution
-        if any(self.spatial_padding):
+        if self.padding_mode != "zeros":
+            # edge copies are padded here, around the convolution's own (symmetric) padding and `spatial_padding`
+            left, right, top, bottom = self.spatial_padding
+            pad = (padding[2] + left, padding[2] + right, padding[1] + top, padding[1] + bottom, 0, 0)
+            if any(pad):
+                hidden_states = F.pad(hidden_states, pad, mode=self.padding_mode)
+            padding = (padding[0], 0, 0)
+        elif any(self.spatial_padding):
             hidden_states = F.pad(hidden_states, self.spatial_padding)
         if self._uses_onednn(hidden_states):
             return torch.ops.aten.mkldnn_convolution(
@@ -678,6 +693,10 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
             Per-channel latent standard deviations.
         force_upcast (`bool`, *optional*, defaults to `True`):
             Whether pipelines should run this VAE in float32 even when the rest runs in float16/bfloat16.
+        decoder_padding_mode (`str`, *optional*, defaults to `"zeros"`):
+            How the decoder's convolutions pad the frame's border in space: `"zeros"` (like `AutoencoderKL`) or
+            `"replicate"` (copies of the edge pixels, so an object cut by the border is not darkened there). The
+            weights do not depend on it, but a decoder trained with one mode decodes worse with the other.
     """
 
     _supports_gradient_checkpointing = True
@@ -707,6 +726,7 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
         latents_mean: tuple[float, ...] | None = None,
         latents_std: tuple[float, ...] | None = None,
         force_upcast: bool = True,
+        decoder_padding_mode: str = "zeros",
     ):
         super().__init__()
         # a config.json value no model can be built from is refused naming its key, not deep inside a layer
@@ -722,6 +742,7 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
             minimum=1,
         )
         check_config_choice("act_fn", act_fn, ACT2CLS)
+        check_config_choice("decoder_padding_mode", decoder_padding_mode, DECODER_PADDING_MODES)
         check_config_number("scaling_factor", scaling_factor, 0.0, open_minimum=True)
         for key, values in (("latents_mean", latents_mean), ("latents_std", latents_std)):
             if values is not None and len(values) != latent_channels:
@@ -772,6 +793,9 @@ class AutoencoderKLVideo(ModelCardHubMixin, ModelMixin, ConfigMixin, Autoencoder
             act_fn,
             mid_block_add_attention,
         )
+        for module in self.decoder.modules():
+            if isinstance(module, CausalConv3d):
+                module.padding_mode = decoder_padding_mode
         self.quant_conv = (
             CausalConv3d(2 * latent_channels, 2 * latent_channels, kernel_size=1) if use_quant_conv else None
         )

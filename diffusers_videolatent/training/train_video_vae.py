@@ -13,7 +13,9 @@ trained on its latents sees unit-variance inputs, and the VAE is saved with `sav
 
 `--train_decoder_only` freezes the encoder (as for Stable Diffusion's fine-tuned `sd-vae-ft-mse` decoder): the latent
 space and its normalisation stay those of the loaded VAE, so a diffusion model already trained on its latents keeps
-working and decodes sharper.
+working and decodes sharper. `--decoder_padding_mode replicate` gives the loaded decoder edge-copy padding at the
+frame's border (the config's `decoder_padding_mode`; zero padding darkens an object that the border cuts), to be
+fine-tuned with it.
 """
 
 import argparse
@@ -33,7 +35,12 @@ from tqdm.auto import tqdm
 
 from ..geometry import check_num_frames, num_latent_frames
 from ..models import AutoencoderKLVideo
-from ..models.autoencoder_kl_video import CausalConv3d, TemporalDownsample, TemporalUpsample
+from ..models.autoencoder_kl_video import (
+    DECODER_PADDING_MODES,
+    CausalConv3d,
+    TemporalDownsample,
+    TemporalUpsample,
+)
 from .buckets import format_buckets
 from .run_control import RunControl, clip_gradients, closes_run_control
 from .sharding import ShardedTraining, shard_model
@@ -207,6 +214,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="Freeze the encoder (and quant_conv) of the loaded VAE and train its decoder: the latents, and the "
         "normalisation in its config, stay as they are.",
+    )
+    models.add_argument(
+        "--decoder_padding_mode",
+        type=str,
+        default=None,
+        choices=list(DECODER_PADDING_MODES),
+        help="How the decoder pads the frame's border (the VAE config's `decoder_padding_mode`; default: the loaded "
+        "VAE's, zeros for a new one). A trained decoder switched to another mode needs fine-tuning with it.",
     )
 
     losses = parser.add_argument_group("losses")
@@ -398,16 +413,24 @@ def trains_single_frames(args: argparse.Namespace) -> bool:
 def load_vae(args: argparse.Namespace) -> AutoencoderKLVideo:
     """The VAE to train, as the options ask."""
     if args.pretrained_vae_name_or_path is not None:
-        return AutoencoderKLVideo.from_pretrained(
+        vae = AutoencoderKLVideo.from_pretrained(
             args.pretrained_vae_name_or_path, subfolder=args.vae_subfolder, revision=args.revision
         )
-    if args.image_vae_name_or_path is not None:
+    elif args.image_vae_name_or_path is not None:
         image_vae = AutoencoderKL.from_pretrained(
             args.image_vae_name_or_path, subfolder=args.image_vae_subfolder, revision=args.revision
         )
-        return AutoencoderKLVideo.from_image_vae(image_vae, temporal_compression_ratio=args.temporal_compression_ratio)
-    config = load_json_option(args.vae_config)
-    return AutoencoderKLVideo.from_config(TINY_VAE_CONFIG if config is None else config)
+        vae = AutoencoderKLVideo.from_image_vae(image_vae, temporal_compression_ratio=args.temporal_compression_ratio)
+    else:
+        config = load_json_option(args.vae_config)
+        vae = AutoencoderKLVideo.from_config(TINY_VAE_CONFIG if config is None else config)
+    if args.decoder_padding_mode is not None and vae.config.decoder_padding_mode != args.decoder_padding_mode:
+        # the same weights in a VAE whose decoder pads otherwise (the mode is a config value, not a weight)
+        config = {key: value for key, value in vae.config.items() if not key.startswith("_")}
+        padded = AutoencoderKLVideo.from_config(config, decoder_padding_mode=args.decoder_padding_mode)
+        padded.load_state_dict(vae.state_dict())
+        vae = padded
+    return vae
 
 
 @torch.no_grad()

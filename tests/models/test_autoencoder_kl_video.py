@@ -211,7 +211,8 @@ def test_onednn_is_used_only_where_it_is_faster_and_gives_the_same_convolution()
 
 
 @pytest.mark.parametrize("bias", [True, False])
-def test_upsample_convolution_equals_upsampling_then_convolving(bias):
+@pytest.mark.parametrize("padding_mode", ["zeros", "replicate"])
+def test_upsample_convolution_equals_upsampling_then_convolving(bias, padding_mode):
     # The spatial upsampler convolves the low-resolution frames with four 2x2 kernels folded from its 3x3 one; the
     # reference upsamples first (nearest neighbour) and convolves with the 3x3 kernel. Odd sizes check the borders.
     import torch.nn.functional as F
@@ -220,7 +221,8 @@ def test_upsample_convolution_equals_upsampling_then_convolving(bias):
 
     torch.manual_seed(0)
     upsample = CausalUpsampleConv3d(6)
-    reference = CausalConv3d(6, 6, kernel_size=3)
+    upsample.padding_mode = padding_mode  # as `AutoencoderKLVideo` sets it on its decoder
+    reference = CausalConv3d(6, 6, kernel_size=3, padding_mode=padding_mode)
     if not bias:
         upsample.bias = reference.bias = None
     reference.load_state_dict(upsample.state_dict())
@@ -249,6 +251,52 @@ def test_upsample_convolution_equals_upsampling_then_convolving(bias):
     reference(upsampled(x)).square().sum().backward()
     torch.testing.assert_close(gradients[0], x.grad, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(gradients[1], reference.weight.grad, rtol=1e-4, atol=1e-3)
+
+
+@torch.no_grad()
+def test_decoder_padding_mode_replicates_the_border_in_the_decoder_only(tmp_path):
+    import torch.nn.functional as F
+
+    from diffusers_videolatent.models.autoencoder_kl_video import CausalConv3d
+
+    zeros = tiny_video_vae(4)
+    assert zeros.config.decoder_padding_mode == "zeros"
+    replicate = tiny_video_vae(4, decoder_padding_mode="replicate")
+    assert torch.equal(
+        torch.cat([p.flatten() for p in zeros.parameters()]), torch.cat([p.flatten() for p in replicate.parameters()])
+    )
+    # a spatial convolution of the decoder pads with copies of the edge pixels (after the first frame's copies in
+    # time); the encoder's still pads with zeros
+    x = torch.randn(1, 8, 3, 5, 6)
+    conv = replicate.decoder.conv_out
+    padded = F.pad(torch.cat([x[:, :, :1], x[:, :, :1], x], 2), (1, 1, 1, 1, 0, 0), mode="replicate")
+    torch.testing.assert_close(conv(x), F.conv3d(padded, conv.weight, conv.bias), rtol=0, atol=1e-5)
+    assert all(m.padding_mode == "zeros" for m in replicate.encoder.modules() if isinstance(m, CausalConv3d))
+
+    # a latent that is the same everywhere in space decodes to frames that are the same everywhere with edge copies;
+    # zero padding darkens or brightens the border (in float64: the group norms of a flat frame magnify rounding)
+    z = latents(2, height=6, width=6)[:, :, :, :1, :1].expand(-1, -1, -1, 6, 6).double()
+    spread = {
+        mode: tiny_video_vae(4, decoder_padding_mode=mode).double().decode(z).sample.flatten(3).std(dim=3).max().item()
+        for mode in ("zeros", "replicate")
+    }
+    assert spread["replicate"] < 1e-9 and spread["zeros"] > 0.1
+
+    # the encoder is the same model; streaming and saving keep the mode
+    clip = video(5)
+    assert torch.equal(zeros.encode(clip).latent_dist.parameters, replicate.encode(clip).latent_dist.parameters)
+    z = latents(3)
+    reference = all_at_once_decode(replicate, z)
+    assert not torch.allclose(reference, all_at_once_decode(zeros, z), atol=1e-3)
+    for chunk_size in (1, 2):
+        torch.testing.assert_close(replicate.decode(z, chunk_size=chunk_size).sample, reference, rtol=0, atol=1e-5)
+    replicate.save_pretrained(tmp_path)
+    loaded = AutoencoderKLVideo.from_pretrained(tmp_path)
+    assert loaded.config.decoder_padding_mode == "replicate"
+    assert torch.equal(loaded.decode(z).sample, replicate.decode(z).sample)
+
+    with pytest.raises(ValueError, match="`decoder_padding_mode` must be one of"):
+        tiny_video_vae(4, decoder_padding_mode="reflect")
 
 
 @torch.no_grad()

@@ -51,6 +51,7 @@ VAE_CASES = [
     ("scaling_factor", None, "finite number > 0.0"),
     ("latents_mean", [0.0, 0.0], "one entry per latent channel"),
     ("temporal_downsample", [False], "one entry per level"),
+    ("decoder_padding_mode", "reflect", "must be one of"),
 ]
 
 

@@ -132,6 +132,36 @@ def test_vae_decoder_only_keeps_the_encoder_and_its_normalisation(vae_runs, tmp_
     assert AutoencoderKLVideo.from_pretrained(str(tmp_path / "decoder")).config.scaling_factor == scaling_factor
 
 
+def test_vae_decoder_padding_mode_is_trained_saved_and_kept_on_resume(vae_runs, tmp_path):
+    from diffusers_videolatent import AutoencoderKLVideo
+    from diffusers_videolatent.training.train_video_vae import load_vae, main, parse_args
+
+    source = str(vae_runs / "full")
+    arguments = TRAINING_ARGUMENTS + ["--pretrained_vae_name_or_path", source, "--train_decoder_only"]
+    arguments += ["--max_train_steps", "2", "--checkpointing_steps", "1", "--no_validation"]
+    # the loaded weights in a VAE whose decoder pads with edge copies
+    options = parse_args(arguments + ["--output_dir", "o", "--decoder_padding_mode", "replicate"])
+    padded, plain = load_vae(options), AutoencoderKLVideo.from_pretrained(source)
+    assert plain.config.decoder_padding_mode == "zeros" and padded.config.decoder_padding_mode == "replicate"
+    state = plain.state_dict()
+    assert all(torch.equal(state[key], value) for key, value in padded.state_dict().items())
+    assert load_vae(parse_args(arguments + ["--output_dir", "o"])).config.decoder_padding_mode == "zeros"
+
+    output = tmp_path / "replicate"
+    main(arguments + ["--decoder_padding_mode", "replicate", "--output_dir", str(output)])
+    assert AutoencoderKLVideo.from_pretrained(str(output)).config.decoder_padding_mode == "replicate"
+    # a resume that would pad otherwise is another run; the trained VAE, loaded without the option, keeps its mode
+    with pytest.raises(ValueError, match=r"another configuration.*decoder_padding_mode"):
+        main(
+            arguments
+            + ["--output_dir", str(tmp_path / "refused"), "--resume_from_checkpoint", str(output / "checkpoint-1")]
+        )
+    further = parse_args(TRAINING_ARGUMENTS + ["--pretrained_vae_name_or_path", str(output), "--output_dir", "o"])
+    assert load_vae(further).config.decoder_padding_mode == "replicate"
+    with pytest.raises(SystemExit):
+        parse_args(arguments + ["--output_dir", "o", "--decoder_padding_mode", "reflect"])
+
+
 def test_vae_decoder_trains_on_the_physical_world(vae_runs, tmp_path):
     # `--train_fps`: clips of the physical world at one of these frame rates, whose long slow clips cross the frame
     # from edge to edge; the run records the rates and refuses to resume without them
