@@ -251,8 +251,7 @@ FOREGROUND_LOSS_DILATION=1 ANNEAL_STEPS=2000 DATASET_SEED=9 IMAGE_CONDITIONING_P
 TEMPORAL_CONVS=1 FOREGROUND_LOSS_DILATION=1 ANNEAL_STEPS=3000 DATASET_SEED=10 IMAGE_CONDITIONING_PROB=0.6 ANNEAL_SEED=16 \
   ANNEAL_BUCKETS=$LARGEST_BUCKETS bash scripts/train_dials_anneal.sh "$WORK_DIR/dials_dilated" "$WORK_DIR/dials_temporal"
 
-# stage 20: stage 19's run again from its output, on new clips, at 3e-5 (the U-Net already has its temporal
-# convolutions, so TEMPORAL_CONVS adds none)
-TEMPORAL_CONVS=1 FOREGROUND_LOSS_DILATION=1 ANNEAL_STEPS=3000 ANNEAL_LR=3e-5 DATASET_SEED=11 IMAGE_CONDITIONING_PROB=0.6 \
-  ANNEAL_SEED=17 ANNEAL_BUCKETS=$LARGEST_BUCKETS bash scripts/train_dials_anneal.sh "$WORK_DIR/dials_temporal" \
+# stage 20: stage 19's run again from its output (which has the temporal convolutions), on new clips, at 3e-5
+FOREGROUND_LOSS_DILATION=1 ANNEAL_STEPS=3000 ANNEAL_LR=3e-5 DATASET_SEED=11 IMAGE_CONDITIONING_PROB=0.6 ANNEAL_SEED=17 \
+  ANNEAL_BUCKETS=$LARGEST_BUCKETS bash scripts/train_dials_anneal.sh "$WORK_DIR/dials_temporal" \
   "$WORK_DIR/dials_temporal_more"
