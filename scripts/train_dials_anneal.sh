@@ -17,7 +17,9 @@
 # of stages 8-10); IMAGE_CONDITIONING_PROB is the share of clips trained as image-to-video (0.5 by default);
 # FOREGROUND_LOSS_MAX_SIGMA keeps that weighting to the clips noised to at most that sigma (--foreground_loss_max_sigma;
 # unset by default: every sigma, as stages 10-19 trained) and FOREGROUND_LOSS_DILATION grows the weighted cells by
-# that many latent cells (--foreground_loss_dilation; 0 by default); TEMPORAL_CONVS=1 gives a U-Net without them
+# that many latent cells (--foreground_loss_dilation; 0 by default); FOREGROUND_LOSS_FROM=prediction reads the weighted
+# cells from the U-Net's own prediction of the clean latent instead of the clean clip's masks (--foreground_loss_from;
+# clean by default, as stages 11-28 trained); TEMPORAL_CONVS=1 gives a U-Net without them
 # zero-initialised temporal convolutions after every resnet (--temporal_conv_per_block --mid_temporal_conv; 0 by
 # default).
 # Resumable: rerunning the command after a kill goes on from the newest checkpoint, exactly.
@@ -33,6 +35,7 @@ FOREGROUND_LOSS_WEIGHT=${FOREGROUND_LOSS_WEIGHT:-0}
 FOREGROUND_LOSS_DILATION=${FOREGROUND_LOSS_DILATION:-0}
 DATASET_SEED=${DATASET_SEED:-0}
 IMAGE_CONDITIONING_PROB=${IMAGE_CONDITIONING_PROB:-0.5}
+FOREGROUND_LOSS_FROM=${FOREGROUND_LOSS_FROM:-clean}
 GUIDANCE=${GUIDANCE:-1.5}
 TEMPORAL_CONV_ARGS=()
 MAX_SIGMA_ARGS=()
@@ -46,6 +49,7 @@ python -m diffusers_videolatent.training.train_text_to_video "${DIALS_TRAIN_ARGS
   --buckets "$ANNEAL_BUCKETS" --dataset_seed "$DATASET_SEED" --image_conditioning_prob "$IMAGE_CONDITIONING_PROB" \
   --learning_rate "$ANNEAL_LR" --lr_scheduler cosine --use_ema --ema_decay 0.999 --max_train_steps "$ANNEAL_STEPS" \
   --validation_steps 2000 --foreground_loss_weight "$FOREGROUND_LOSS_WEIGHT" ${TEMPORAL_CONV_ARGS[@]+"${TEMPORAL_CONV_ARGS[@]}"} \
-  --foreground_loss_dilation "$FOREGROUND_LOSS_DILATION" ${MAX_SIGMA_ARGS[@]+"${MAX_SIGMA_ARGS[@]}"}
+  --foreground_loss_dilation "$FOREGROUND_LOSS_DILATION" --foreground_loss_from "$FOREGROUND_LOSS_FROM" \
+  ${MAX_SIGMA_ARGS[@]+"${MAX_SIGMA_ARGS[@]}"}
 
 evaluate_dials "$OUTPUT_DIR"

@@ -89,6 +89,7 @@ from .training_utils import (
 logger = get_logger(__name__)
 
 OBJECTIVES = ("epsilon", "v_prediction", "flow_matching")
+FOREGROUND_LOSS_SOURCES = ("clean", "prediction")
 
 # The tiny default U-Net: two levels, so 8x8 latents are denoised at 8x8 and 4x4.
 TINY_UNET_CONFIG = {
@@ -456,6 +457,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(docs/dials.md's stage 25). 0 (the default) weights the covered cells alone.",
     )
     diffusion.add_argument(
+        "--foreground_loss_from",
+        choices=FOREGROUND_LOSS_SOURCES,
+        default="clean",
+        help="Where the object's weighted cells (`--foreground_loss_weight`) come from. `clean` (the default): the "
+        "moving shapes' foreground masks of the clean video, a weight that pulls the prediction towards the object "
+        "wherever the noisy video leaves its place uncertain and so draws objects too large (docs/dials.md's stage "
+        "23). `prediction`: the cells where the U-Net's own prediction of the clean latent (detached, flow matching) "
+        "stands out from its frame's median latent, as a share of the frame's largest distance. That weight is a "
+        "function of the noisy video alone, so it leaves the loss's minimiser where the plain loss has it and still "
+        "gives the object's neighbourhood the larger share.",
+    )
+    diffusion.add_argument(
         "--foreground_loss_max_sigma",
         type=float,
         default=None,
@@ -520,6 +533,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 "`--foreground_loss_max_sigma` limits `--foreground_loss_weight` to low flow-matching sigmas; use it "
                 "with --objective flow_matching and --foreground_loss_weight > 0."
             )
+    if args.foreground_loss_from != "clean" and (
+        args.objective != "flow_matching" or not args.foreground_loss_weight > 0
+    ):
+        raise ValueError(
+            "`--foreground_loss_from prediction` reads the weighted cells from the flow-matching prediction of the "
+            "clean latent; use it with --objective flow_matching and --foreground_loss_weight > 0."
+        )
     if args.foreground_loss_weight > 0 and args.train_data_dir is not None:
         raise ValueError(
             "`--foreground_loss_weight` weights the loss by moving shapes' foreground masks; a video folder "
@@ -776,6 +796,17 @@ def weighted_mse(model_pred: torch.Tensor, target: torch.Tensor, loss_weights: t
     return (error * loss_weights).mean(dim=(1, 2, 3, 4)) / loss_weights.mean(dim=(1, 2, 3, 4))
 
 
+def predicted_foreground(clean_latents: torch.Tensor) -> torch.Tensor:
+    """
+    Where a video's object is, read from latents `(B, C, F, H, W)` alone (`--foreground_loss_from prediction`): each
+    cell's distance (over the channels) from its frame's median latent, over the frame's largest distance, `(B, F, H,
+    W)` in [0, 1]. The object, a small part of the frame, is far from the median, which is the background's.
+    """
+    background = clean_latents.flatten(3).median(dim=3).values[..., None, None]  # (B, C, F, 1, 1)
+    distance = (clean_latents - background).norm(dim=1)  # (B, F, H, W)
+    return distance / distance.flatten(2).amax(dim=2).clamp_min(1e-12)[..., None, None]
+
+
 def gate_loss_weights(
     loss_weights: torch.Tensor | None, sigmas: torch.Tensor, max_sigma: float | None
 ) -> torch.Tensor | None:
@@ -803,7 +834,9 @@ def diffusion_loss(
     One training loss of the chosen objective on normalised `latents` `[B, C, F, H, W]`; `conditioning_latents`
     (those of `build_conditioning_latents`) go to a U-Net with conditioning channels. Each video's noise, then its
     timestep (or sigma and shift), come from its own generator of `generators` (`training_utils.sample_generators`).
-    `loss_weights` `(B, 1, F, H, W)` weight the latent cells of each video (`--foreground_loss_weight`).
+    `loss_weights` `(B, 1, F, H, W)` weight the latent cells of each video (`--foreground_loss_weight` with
+    `--foreground_loss_from clean`); with `--foreground_loss_from prediction` they are made here from the detached
+    prediction of the clean latents (`predicted_foreground`).
     """
     batch_size = latents.shape[0]
     noise = randn_tensor(latents.shape, generator=generators, device=latents.device, dtype=latents.dtype)
@@ -822,12 +855,18 @@ def diffusion_loss(
         sigmas = sigmas.view(batch_size, 1, 1, 1, 1)
         noisy_latents = (1.0 - sigmas) * latents + sigmas * noise
         target = noise - latents
-        loss_weights = gate_loss_weights(loss_weights, sigmas, args.foreground_loss_max_sigma)
     else:
         timesteps = sample_integers(generators, noise_scheduler.config.num_train_timesteps).to(latents.device)
         noisy_latents = noise_scheduler.add_noise(latents, noise, timesteps)
         target = noise if args.objective == "epsilon" else noise_scheduler.get_velocity(latents, noise, timesteps)
     model_pred = unet(noisy_latents, timesteps, encoder_hidden_states, return_dict=False, **unet_kwargs)[0]
+    if args.foreground_loss_weight > 0 and args.foreground_loss_from == "prediction":
+        # flow matching (`parse_args`): x_0 = x_t - sigma * v; a function of x_t, so the minimiser is E[v | x_t]
+        predicted_latents = noisy_latents.float() - sigmas * model_pred.detach().float()
+        coverage = dilate_foreground(predicted_foreground(predicted_latents), args.foreground_loss_dilation)
+        loss_weights = 1.0 + args.foreground_loss_weight * coverage.unsqueeze(1)
+    if args.objective == "flow_matching":
+        loss_weights = gate_loss_weights(loss_weights, sigmas, args.foreground_loss_max_sigma)
 
     # `--snr_gamma` is refused with flow matching (`parse_args`)
     if args.snr_gamma is None and loss_weights is None:
@@ -970,7 +1009,7 @@ def main(argv: list[str] | None = None) -> None:
             args.train_batch_size,
             accelerator.device,
             vae_dtype,
-            keep_foreground=args.foreground_loss_weight > 0,
+            keep_foreground=args.foreground_loss_weight > 0 and args.foreground_loss_from == "clean",
         )
         collate_fn = collate_latents
     bucket_sampler = bucket_batch_sampler(args, train_dataset, accelerator.num_processes)
@@ -1034,6 +1073,8 @@ def main(argv: list[str] | None = None) -> None:
         run_config["foreground_loss_dilation"] = args.foreground_loss_dilation
     if args.foreground_loss_max_sigma is not None:
         run_config["foreground_loss_max_sigma"] = args.foreground_loss_max_sigma
+    if args.foreground_loss_from != "clean":
+        run_config["foreground_loss_from"] = args.foreground_loss_from
     if accelerator.is_main_process:
         tracker_config = {key: value for key, value in vars(args).items() if not isinstance(value, list)}
         accelerator.init_trackers(project_name, config=tracker_config)
@@ -1091,7 +1132,7 @@ def main(argv: list[str] | None = None) -> None:
                         )  # (B, C_cond, F_lat, H_lat, W_lat)
                 batch_fps = batch["fps"].to(accelerator.device) if use_clip_fps else fps  # (B,) or a number
                 loss_weights = None
-                if args.foreground_loss_weight > 0:
+                if args.foreground_loss_weight > 0 and args.foreground_loss_from == "clean":
                     coverage = batch.get("latent_foreground")
                     if coverage is None:
                         coverage = latent_foreground(

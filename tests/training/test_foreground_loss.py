@@ -208,6 +208,101 @@ def test_foreground_loss_dilation_is_checked():
     assert train_text_to_video.parse_args(base).foreground_loss_dilation == 0
 
 
+def test_predicted_foreground_is_where_the_latent_leaves_its_frame_median():
+    latents = torch.randn(2, 4, 3, 1, 1).expand(2, 4, 3, 5, 6).clone()  # each frame one latent everywhere
+    direction = torch.tensor([0.6, 0.0, 0.8, 0.0]).view(1, 4, 1)
+    latents[:, :, 1, 2, 3] += 2 * direction[..., 0]  # frame 1: a cell 2 away from the background ...
+    latents[:, :, 1, 0, 0] += direction[..., 0]  # ... and one 1 away
+    found = train_text_to_video.predicted_foreground(latents)
+    expected = torch.zeros(2, 3, 5, 6)
+    expected[:, 1, 2, 3], expected[:, 1, 0, 0] = 1.0, 0.5
+    torch.testing.assert_close(found, expected, rtol=0, atol=1e-5)  # frames without an object stay at 0
+
+    # on the shipped VAE's latents of moving shapes it finds the cells the object covers, from the latents alone
+    pipeline = VideoLatentPipeline.from_pretrained(DEFAULT_MODEL)
+    dataset = MovingShapesDataset(num_videos=3, buckets=[(17, 64, 64), (17, 128, 128), (17, 64, 128)], fps=8, seed=3)
+    for item in dataset:
+        with torch.no_grad():
+            latents = pipeline.encode_video(item["pixel_values"][None])
+        covered = train_text_to_video.latent_foreground(
+            item["foreground"][None], pipeline.vae_scale_factor_temporal, pipeline.vae_scale_factor_spatial
+        )
+        found = train_text_to_video.predicted_foreground(latents)
+        assert torch.corrcoef(torch.stack([covered.flatten(), found.flatten()]))[0, 1] > 0.8
+        assert found[covered > 0.5].mean() > 0.7 and found[covered == 0].mean() < 0.15
+
+
+def test_diffusion_loss_weights_from_the_prediction_are_a_function_of_the_noisy_latent():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from diffusers_videolatent.training.training_utils import sample_generators
+
+    args = train_text_to_video.parse_args(
+        ["--output_dir", "o", "--pretrained_vae_name_or_path", "v", "--foreground_loss_weight", "4"]
+        + ["--foreground_loss_dilation", "1", "--foreground_loss_from", "prediction"]
+    )
+    torch.manual_seed(0)
+    latents = torch.randn(3, 4, 2, 5, 6)
+    latents[:, :, :, 1:3, 2:4] += 3.0  # an object
+    seen = []
+
+    def unet(noisy_latents, timesteps, encoder_hidden_states, return_dict=False):
+        seen.append((noisy_latents, timesteps))
+        return (torch.tanh(noisy_latents) * 0.7,)  # any prediction of the velocity
+
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    loss = train_text_to_video.diffusion_loss(
+        args, scheduler, unet, latents, None, None, sample_generators(0, 0, range(3)), loss_weights=torch.ones(3)
+    )
+    noisy, timesteps = seen[0]
+    sigmas = (timesteps / 1000).view(3, 1, 1, 1, 1)
+    prediction = unet(noisy, timesteps, None)[0]
+    # the weights: the object read from x_t - sigma * v of the U-Net's own prediction, grown by one cell; the clean
+    # latents (and any weights passed in) play no part
+    found = train_text_to_video.predicted_foreground(noisy - sigmas * prediction)
+    weights = 1.0 + 4.0 * train_text_to_video.dilate_foreground(found, 1).unsqueeze(1)
+    target = (noisy - latents) / sigmas  # noise - x_0, from x_t = (1 - sigma) x_0 + sigma * noise
+    expected = train_text_to_video.weighted_mse(prediction, target, weights).mean()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(loss, torch.nn.functional.mse_loss(prediction, target))
+
+
+def test_foreground_loss_from_prediction_trains_without_masks_and_resumes_only_with_it(tmp_path, monkeypatch):
+    arguments = _weighted_arguments(tmp_path, "5x16x16", 8) + ["--output_dir", str(tmp_path / "run")]
+    calls = _spy_on_loss_weights(monkeypatch)
+    cached = []
+    original = train_text_to_video.cache_latents
+
+    def spy(*args, **kwargs):
+        cached.append(original(*args, **kwargs))
+        return cached[-1]
+
+    monkeypatch.setattr(train_text_to_video, "cache_latents", spy)
+    predicted = arguments + ["--foreground_loss_from", "prediction"]
+    train_text_to_video.main(predicted)
+    assert cached[0].latent_foreground is None  # the masks are not kept: the weights do not read them
+    for weights in calls:  # (B, 1, F, H, W) from 1 (the frame's median) to 5 (the farthest cell of each frame)
+        assert weights.min() >= 1.0 and torch.allclose(weights.flatten(3).amax(dim=3), torch.tensor(5.0))
+
+    resumed = ["--max_train_steps", "3", "--resume_from_checkpoint", "latest"]
+    with pytest.raises(ValueError, match="foreground_loss_from: checkpoint 'prediction', now None"):
+        train_text_to_video.main(arguments + resumed)
+    train_text_to_video.main(predicted + resumed)
+    assert sorted(text_to_video_losses(tmp_path / "run")) == [1, 2, 3]
+
+
+def test_foreground_loss_from_is_checked():
+    base = ["--output_dir", "o", "--pretrained_vae_name_or_path", "v"]
+    predicted = base + ["--foreground_loss_from", "prediction"]
+    with pytest.raises(ValueError, match="--foreground_loss_from prediction.*--foreground_loss_weight > 0"):
+        train_text_to_video.parse_args(predicted)
+    with pytest.raises(ValueError, match="--foreground_loss_from prediction.*flow_matching"):
+        train_text_to_video.parse_args(predicted + ["--foreground_loss_weight", "8", "--objective", "epsilon"])
+    with pytest.raises(SystemExit):
+        train_text_to_video.parse_args(base + ["--foreground_loss_weight", "8", "--foreground_loss_from", "mask"])
+    assert train_text_to_video.parse_args(base).foreground_loss_from == "clean"
+
+
 def _weighted_arguments(tmp_path, bucket: str, num_videos: int) -> list[str]:
     """Two steps of a cached run with the loss on the object (weight 4), batches of 4 videos of one `bucket`."""
     torch.set_num_threads(1)
