@@ -540,10 +540,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "`--foreground_loss_from prediction` reads the weighted cells from the flow-matching prediction of the "
             "clean latent; use it with --objective flow_matching and --foreground_loss_weight > 0."
         )
-    if args.foreground_loss_weight > 0 and args.train_data_dir is not None:
+    if args.foreground_loss_weight > 0 and args.foreground_loss_from == "clean" and args.train_data_dir is not None:
         raise ValueError(
             "`--foreground_loss_weight` weights the loss by moving shapes' foreground masks; a video folder "
-            "(`--train_data_dir`) has none."
+            "(`--train_data_dir`) has none (`--foreground_loss_from prediction` needs none)."
         )
     check_train_fps(args.train_fps)
     if not args.fps > 0:

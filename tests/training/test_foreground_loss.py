@@ -301,6 +301,9 @@ def test_foreground_loss_from_is_checked():
     with pytest.raises(SystemExit):
         train_text_to_video.parse_args(base + ["--foreground_loss_weight", "8", "--foreground_loss_from", "mask"])
     assert train_text_to_video.parse_args(base).foreground_loss_from == "clean"
+    # it needs no masks, so a video folder may use it
+    folder = predicted + ["--foreground_loss_weight", "8", "--train_data_dir", "videos"]
+    assert train_text_to_video.parse_args(folder).foreground_loss_from == "prediction"
 
 
 def _weighted_arguments(tmp_path, bucket: str, num_videos: int) -> list[str]:
