@@ -807,6 +807,16 @@ def predicted_foreground(clean_latents: torch.Tensor) -> torch.Tensor:
     return distance / distance.flatten(2).amax(dim=2).clamp_min(1e-12)[..., None, None]
 
 
+def foreground_loss_weights(args, coverage: torch.Tensor) -> torch.Tensor:
+    """
+    The loss weights `(B, 1, F, H, W)` of an object's `coverage` `(B, F, H, W)` of the latent cells, from the clean
+    clip's masks or from the prediction (`--foreground_loss_from`): `1 + --foreground_loss_weight` times the coverage
+    grown by `--foreground_loss_dilation` cells.
+    """
+    coverage = dilate_foreground(coverage, args.foreground_loss_dilation)
+    return 1.0 + args.foreground_loss_weight * coverage.unsqueeze(1)
+
+
 def gate_loss_weights(
     loss_weights: torch.Tensor | None, sigmas: torch.Tensor, max_sigma: float | None
 ) -> torch.Tensor | None:
@@ -863,8 +873,7 @@ def diffusion_loss(
     if args.foreground_loss_weight > 0 and args.foreground_loss_from == "prediction":
         # flow matching (`parse_args`): x_0 = x_t - sigma * v; a function of x_t, so the minimiser is E[v | x_t]
         predicted_latents = noisy_latents.float() - sigmas * model_pred.detach().float()
-        coverage = dilate_foreground(predicted_foreground(predicted_latents), args.foreground_loss_dilation)
-        loss_weights = 1.0 + args.foreground_loss_weight * coverage.unsqueeze(1)
+        loss_weights = foreground_loss_weights(args, predicted_foreground(predicted_latents))
     if args.objective == "flow_matching":
         loss_weights = gate_loss_weights(loss_weights, sigmas, args.foreground_loss_max_sigma)
 
@@ -999,6 +1008,8 @@ def main(argv: list[str] | None = None) -> None:
     # 3. data, optimiser, learning-rate schedule
     train_fps = None if args.train_fps is None else list(args.train_fps)
     train_dataset = source_dataset = build_dataset(args, buckets=args.bucket_list, fps=train_fps)
+    # the loss on the object read from the clean clips' masks (`--foreground_loss_from clean`), which travel with them
+    weights_from_masks = args.foreground_loss_weight > 0 and args.foreground_loss_from == "clean"
     collate_fn = collate_videos
     if args.cache_latents:
         # every process encodes the same seeded videos; the sampler then shards them as it shards the videos
@@ -1009,7 +1020,7 @@ def main(argv: list[str] | None = None) -> None:
             args.train_batch_size,
             accelerator.device,
             vae_dtype,
-            keep_foreground=args.foreground_loss_weight > 0 and args.foreground_loss_from == "clean",
+            keep_foreground=weights_from_masks,
         )
         collate_fn = collate_latents
     bucket_sampler = bucket_batch_sampler(args, train_dataset, accelerator.num_processes)
@@ -1132,7 +1143,7 @@ def main(argv: list[str] | None = None) -> None:
                         )  # (B, C_cond, F_lat, H_lat, W_lat)
                 batch_fps = batch["fps"].to(accelerator.device) if use_clip_fps else fps  # (B,) or a number
                 loss_weights = None
-                if args.foreground_loss_weight > 0 and args.foreground_loss_from == "clean":
+                if weights_from_masks:
                     coverage = batch.get("latent_foreground")
                     if coverage is None:
                         coverage = latent_foreground(
@@ -1140,9 +1151,8 @@ def main(argv: list[str] | None = None) -> None:
                             helper.vae_scale_factor_temporal,
                             helper.vae_scale_factor_spatial,
                         )
-                    coverage = dilate_foreground(coverage.to(accelerator.device), args.foreground_loss_dilation)
                     # (B, 1, F_lat, H_lat, W_lat)
-                    loss_weights = 1.0 + args.foreground_loss_weight * coverage.unsqueeze(1)
+                    loss_weights = foreground_loss_weights(args, coverage.to(accelerator.device))
                 loss = diffusion_loss(
                     args,
                     noise_scheduler,
