@@ -19,7 +19,8 @@
 # unset by default: every sigma, as stages 10-19 trained) and FOREGROUND_LOSS_DILATION grows the weighted cells by
 # that many latent cells (--foreground_loss_dilation; 0 by default); FOREGROUND_LOSS_FROM=prediction reads the weighted
 # cells from the U-Net's own prediction of the clean latent instead of the clean clip's masks (--foreground_loss_from;
-# clean by default, as stages 11-28 trained); TEMPORAL_CONVS=1 gives a U-Net without them
+# clean by default, as stages 11-28 trained), and with it FOREGROUND_LOSS_CLEAN_ABOVE_SIGMA keeps the clean masks' cells
+# for the clips noised above that sigma (--foreground_loss_clean_above_sigma; unset by default); TEMPORAL_CONVS=1 gives a U-Net without them
 # zero-initialised temporal convolutions after every resnet (--temporal_conv_per_block --mid_temporal_conv; 0 by
 # default).
 # Resumable: rerunning the command after a kill goes on from the newest checkpoint, exactly.
@@ -40,6 +41,9 @@ GUIDANCE=${GUIDANCE:-1.5}
 TEMPORAL_CONV_ARGS=()
 MAX_SIGMA_ARGS=()
 if [ -n "${FOREGROUND_LOSS_MAX_SIGMA:-}" ]; then MAX_SIGMA_ARGS=(--foreground_loss_max_sigma "$FOREGROUND_LOSS_MAX_SIGMA"); fi
+if [ -n "${FOREGROUND_LOSS_CLEAN_ABOVE_SIGMA:-}" ]; then
+  MAX_SIGMA_ARGS+=(--foreground_loss_clean_above_sigma "$FOREGROUND_LOSS_CLEAN_ABOVE_SIGMA")
+fi
 if [ "${TEMPORAL_CONVS:-0}" = 1 ]; then TEMPORAL_CONV_ARGS=(--temporal_conv_per_block --mid_temporal_conv); fi
 
 source "$(dirname "$0")/dials_common.sh"

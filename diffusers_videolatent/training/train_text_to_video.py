@@ -469,6 +469,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "gives the object's neighbourhood the larger share.",
     )
     diffusion.add_argument(
+        "--foreground_loss_clean_above_sigma",
+        type=float,
+        default=None,
+        help="With `--foreground_loss_from prediction`: the videos noised to a flow-matching sigma above this take "
+        "the weighted cells from the clean clip's masks instead. There the noisy video hides the object's place, and "
+        "the clean weight's bias is what makes the sampler commit to an object rather than lose it; below it the "
+        "prediction's unbiased cells leave the object's size as the plain loss draws it (docs/dials.md's stage "
+        "31). By default the prediction's cells at every sigma.",
+    )
+    diffusion.add_argument(
         "--foreground_loss_max_sigma",
         type=float,
         default=None,
@@ -540,6 +550,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "`--foreground_loss_from prediction` reads the weighted cells from the flow-matching prediction of the "
             "clean latent; use it with --objective flow_matching and --foreground_loss_weight > 0."
         )
+    if args.foreground_loss_clean_above_sigma is not None:
+        if not 0 < args.foreground_loss_clean_above_sigma < 1:
+            raise ValueError(
+                "`--foreground_loss_clean_above_sigma` must be in (0, 1), but is "
+                f"{args.foreground_loss_clean_above_sigma}."
+            )
+        if args.foreground_loss_from != "prediction":
+            raise ValueError(
+                "`--foreground_loss_clean_above_sigma` splits the weighted cells between the clean masks and the "
+                "prediction; use it with --foreground_loss_from prediction."
+            )
+        if args.train_data_dir is not None:
+            raise ValueError(
+                "`--foreground_loss_clean_above_sigma` reads moving shapes' foreground masks above its sigma; a video "
+                "folder (`--train_data_dir`) has none."
+            )
     if args.foreground_loss_weight > 0 and args.foreground_loss_from == "clean" and args.train_data_dir is not None:
         raise ValueError(
             "`--foreground_loss_weight` weights the loss by moving shapes' foreground masks; a video folder "
@@ -846,7 +872,8 @@ def diffusion_loss(
     timestep (or sigma and shift), come from its own generator of `generators` (`training_utils.sample_generators`).
     `loss_weights` `(B, 1, F, H, W)` weight the latent cells of each video (`--foreground_loss_weight` with
     `--foreground_loss_from clean`); with `--foreground_loss_from prediction` they are made here from the detached
-    prediction of the clean latents (`predicted_foreground`).
+    prediction of the clean latents (`predicted_foreground`), but for the videos noised above
+    `--foreground_loss_clean_above_sigma`, which keep the `loss_weights` passed in.
     """
     batch_size = latents.shape[0]
     noise = randn_tensor(latents.shape, generator=generators, device=latents.device, dtype=latents.dtype)
@@ -873,7 +900,13 @@ def diffusion_loss(
     if args.foreground_loss_weight > 0 and args.foreground_loss_from == "prediction":
         # flow matching (`parse_args`): x_0 = x_t - sigma * v; a function of x_t, so the minimiser is E[v | x_t]
         predicted_latents = noisy_latents.float() - sigmas * model_pred.detach().float()
-        loss_weights = foreground_loss_weights(args, predicted_foreground(predicted_latents))
+        predicted_weights = foreground_loss_weights(args, predicted_foreground(predicted_latents))
+        if args.foreground_loss_clean_above_sigma is None:
+            loss_weights = predicted_weights
+        else:  # the clean masks' weights, passed in, where the noise hides the object's place
+            loss_weights = torch.where(
+                sigmas > args.foreground_loss_clean_above_sigma, loss_weights, predicted_weights
+            )
     if args.objective == "flow_matching":
         loss_weights = gate_loss_weights(loss_weights, sigmas, args.foreground_loss_max_sigma)
 
@@ -1009,7 +1042,9 @@ def main(argv: list[str] | None = None) -> None:
     train_fps = None if args.train_fps is None else list(args.train_fps)
     train_dataset = source_dataset = build_dataset(args, buckets=args.bucket_list, fps=train_fps)
     # the loss on the object read from the clean clips' masks (`--foreground_loss_from clean`), which travel with them
-    weights_from_masks = args.foreground_loss_weight > 0 and args.foreground_loss_from == "clean"
+    weights_from_masks = args.foreground_loss_weight > 0 and (
+        args.foreground_loss_from == "clean" or args.foreground_loss_clean_above_sigma is not None
+    )
     collate_fn = collate_videos
     if args.cache_latents:
         # every process encodes the same seeded videos; the sampler then shards them as it shards the videos
@@ -1086,6 +1121,8 @@ def main(argv: list[str] | None = None) -> None:
         run_config["foreground_loss_max_sigma"] = args.foreground_loss_max_sigma
     if args.foreground_loss_from != "clean":
         run_config["foreground_loss_from"] = args.foreground_loss_from
+    if args.foreground_loss_clean_above_sigma is not None:
+        run_config["foreground_loss_clean_above_sigma"] = args.foreground_loss_clean_above_sigma
     if accelerator.is_main_process:
         tracker_config = {key: value for key, value in vars(args).items() if not isinstance(value, list)}
         accelerator.init_trackers(project_name, config=tracker_config)

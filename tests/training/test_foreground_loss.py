@@ -306,6 +306,82 @@ def test_foreground_loss_from_is_checked():
     assert train_text_to_video.parse_args(folder).foreground_loss_from == "prediction"
 
 
+def test_diffusion_loss_keeps_the_clean_weights_above_the_sigma_and_reads_the_prediction_below():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from diffusers_videolatent.training.training_utils import sample_generators
+
+    args = train_text_to_video.parse_args(
+        ["--output_dir", "o", "--pretrained_vae_name_or_path", "v", "--foreground_loss_weight", "4"]
+        + ["--foreground_loss_from", "prediction", "--foreground_loss_clean_above_sigma", "0.7"]
+    )
+    torch.manual_seed(0)
+    latents = torch.randn(8, 4, 2, 5, 6)
+    latents[:, :, :, 1:3, 2:4] += 3.0  # an object
+    clean_weights = 1.0 + 4.0 * torch.rand(8, 1, 2, 5, 6)  # any weights passed in, as the masks give them
+    seen = []
+
+    def unet(noisy_latents, timesteps, encoder_hidden_states, return_dict=False):
+        seen.append((noisy_latents, timesteps))
+        return (torch.tanh(noisy_latents) * 0.7,)
+
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    loss = train_text_to_video.diffusion_loss(
+        args, scheduler, unet, latents, None, None, sample_generators(0, 0, range(8)), loss_weights=clean_weights
+    )
+    noisy, timesteps = seen[0]
+    sigmas = (timesteps / 1000).view(8, 1, 1, 1, 1)
+    above = sigmas.flatten() > 0.7
+    assert 0 < above.sum() < 8  # both kinds in the batch
+    prediction = unet(noisy, timesteps, None)[0]
+    predicted = 1.0 + 4.0 * train_text_to_video.predicted_foreground(noisy - sigmas * prediction).unsqueeze(1)
+    weights = torch.where(above.view(8, 1, 1, 1, 1), clean_weights, predicted)
+    target = (noisy - latents) / sigmas
+    expected = train_text_to_video.weighted_mse(prediction, target, weights).mean()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    for other in (clean_weights, predicted):  # neither source alone
+        assert not torch.allclose(loss, train_text_to_video.weighted_mse(prediction, target, other).mean())
+
+
+def test_foreground_loss_clean_above_sigma_keeps_the_masks_and_resumes_only_with_it(tmp_path, monkeypatch):
+    arguments = _weighted_arguments(tmp_path, "5x16x16", 8) + ["--output_dir", str(tmp_path / "run")]
+    arguments += ["--foreground_loss_from", "prediction"]
+    cached = []
+    original = train_text_to_video.cache_latents
+
+    def spy(*args, **kwargs):
+        cached.append(original(*args, **kwargs))
+        return cached[-1]
+
+    monkeypatch.setattr(train_text_to_video, "cache_latents", spy)
+    split = arguments + ["--foreground_loss_clean_above_sigma", "0.7"]
+    train_text_to_video.main(split)
+    assert cached[0].latent_foreground is not None  # the masks, for the clips noised above the sigma
+
+    resumed = ["--max_train_steps", "3", "--resume_from_checkpoint", "latest"]
+    with pytest.raises(ValueError, match="foreground_loss_clean_above_sigma: checkpoint 0.7, now None"):
+        train_text_to_video.main(arguments + resumed)
+    train_text_to_video.main(split + resumed)
+    assert sorted(text_to_video_losses(tmp_path / "run")) == [1, 2, 3]
+
+
+def test_foreground_loss_clean_above_sigma_is_checked():
+    base = ["--output_dir", "o", "--pretrained_vae_name_or_path", "v", "--foreground_loss_weight", "8"]
+    predicted = base + ["--foreground_loss_from", "prediction"]
+    for bad in ("0", "1", "-0.5"):
+        with pytest.raises(ValueError, match="--foreground_loss_clean_above_sigma. must be in"):
+            train_text_to_video.parse_args(predicted + ["--foreground_loss_clean_above_sigma", bad])
+    with pytest.raises(ValueError, match="--foreground_loss_clean_above_sigma.*--foreground_loss_from prediction"):
+        train_text_to_video.parse_args(base + ["--foreground_loss_clean_above_sigma", "0.7"])
+    with pytest.raises(ValueError, match="--foreground_loss_clean_above_sigma.*--train_data_dir"):
+        train_text_to_video.parse_args(
+            predicted + ["--foreground_loss_clean_above_sigma", "0.7", "--train_data_dir", "videos"]
+        )
+    args = train_text_to_video.parse_args(predicted + ["--foreground_loss_clean_above_sigma", "0.7"])
+    assert args.foreground_loss_clean_above_sigma == 0.7
+    assert train_text_to_video.parse_args(predicted).foreground_loss_clean_above_sigma is None
+
+
 def _weighted_arguments(tmp_path, bucket: str, num_videos: int) -> list[str]:
     """Two steps of a cached run with the loss on the object (weight 4), batches of 4 videos of one `bucket`."""
     torch.set_num_threads(1)
