@@ -144,11 +144,12 @@ def test_foreground_loss_max_sigma_gates_the_training_weights_and_resumes_only_w
     for weights in videos[[not video for video in gated]]:
         assert weights.min() == 1.0 and 1.0 < weights.max() <= 5.0
 
-    resumed = ["--max_train_steps", "3", "--resume_from_checkpoint", "latest"]
-    with pytest.raises(ValueError, match="foreground_loss_max_sigma: checkpoint 0.6, now None"):
-        train_text_to_video.main(arguments + resumed)
-    train_text_to_video.main(arguments + resumed + ["--foreground_loss_max_sigma", "0.6"])
-    assert sorted(text_to_video_losses(tmp_path / "run")) == [1, 2, 3]
+    _check_resumes_only_with(
+        tmp_path / "run",
+        arguments,
+        arguments + ["--foreground_loss_max_sigma", "0.6"],
+        "foreground_loss_max_sigma: 0.6",
+    )
 
 
 def test_foreground_loss_max_sigma_is_checked():
@@ -192,11 +193,8 @@ def test_foreground_loss_dilation_grows_the_training_weights_and_resumes_only_wi
     torch.testing.assert_close(grown, expected, rtol=0, atol=1e-6)
     assert (grown > 1).sum() > (plain > 1).sum() > 0
 
-    resumed = ["--max_train_steps", "3", "--resume_from_checkpoint", "latest"]
-    with pytest.raises(ValueError, match="foreground_loss_dilation: checkpoint 1, now None"):
-        train_text_to_video.main(arguments + resumed + ["--output_dir", str(tmp_path / "dilated")])
-    train_text_to_video.main(dilated + resumed)
-    assert sorted(text_to_video_losses(tmp_path / "dilated")) == [1, 2, 3]
+    undilated = arguments + ["--output_dir", str(tmp_path / "dilated")]
+    _check_resumes_only_with(tmp_path / "dilated", undilated, dilated, "foreground_loss_dilation: 1")
 
 
 def test_foreground_loss_dilation_is_checked():
@@ -232,17 +230,21 @@ def test_predicted_foreground_is_where_the_latent_leaves_its_frame_median():
         assert found[covered > 0.5].mean() > 0.7 and found[covered == 0].mean() < 0.15
 
 
-def test_diffusion_loss_weights_from_the_prediction_are_a_function_of_the_noisy_latent():
+def _stub_diffusion_loss(arguments: list[str], num_videos: int, loss_weights: torch.Tensor):
+    """`diffusion_loss` with `--foreground_loss_weight 4 --foreground_loss_from prediction` and `arguments`, of a stub
+    U-Net (a fixed function of the noisy latents) on `num_videos` latents with an object, flow matching at shift 3:
+    the loss, and the noisy latents, sigmas, prediction and target of that step."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     from diffusers_videolatent.training.training_utils import sample_generators
 
     args = train_text_to_video.parse_args(
         ["--output_dir", "o", "--pretrained_vae_name_or_path", "v", "--foreground_loss_weight", "4"]
-        + ["--foreground_loss_dilation", "1", "--foreground_loss_from", "prediction"]
+        + ["--foreground_loss_from", "prediction"]
+        + arguments
     )
     torch.manual_seed(0)
-    latents = torch.randn(3, 4, 2, 5, 6)
+    latents = torch.randn(num_videos, 4, 2, 5, 6)
     latents[:, :, :, 1:3, 2:4] += 3.0  # an object
     seen = []
 
@@ -251,17 +253,24 @@ def test_diffusion_loss_weights_from_the_prediction_are_a_function_of_the_noisy_
         return (torch.tanh(noisy_latents) * 0.7,)  # any prediction of the velocity
 
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    generators = sample_generators(0, 0, range(num_videos))
     loss = train_text_to_video.diffusion_loss(
-        args, scheduler, unet, latents, None, None, sample_generators(0, 0, range(3)), loss_weights=torch.ones(3)
+        args, scheduler, unet, latents, None, None, generators, loss_weights=loss_weights
     )
     noisy, timesteps = seen[0]
-    sigmas = (timesteps / 1000).view(3, 1, 1, 1, 1)
-    prediction = unet(noisy, timesteps, None)[0]
+    sigmas = (timesteps / 1000).view(num_videos, 1, 1, 1, 1)
+    target = (noisy - latents) / sigmas  # noise - x_0, from x_t = (1 - sigma) x_0 + sigma * noise
+    return loss, noisy, sigmas, unet(noisy, timesteps, None)[0], target
+
+
+def test_diffusion_loss_weights_from_the_prediction_are_a_function_of_the_noisy_latent():
+    loss, noisy, sigmas, prediction, target = _stub_diffusion_loss(
+        ["--foreground_loss_dilation", "1"], 3, torch.ones(3)
+    )
     # the weights: the object read from x_t - sigma * v of the U-Net's own prediction, grown by one cell; the clean
     # latents (and any weights passed in) play no part
     found = train_text_to_video.predicted_foreground(noisy - sigmas * prediction)
     weights = 1.0 + 4.0 * train_text_to_video.dilate_foreground(found, 1).unsqueeze(1)
-    target = (noisy - latents) / sigmas  # noise - x_0, from x_t = (1 - sigma) x_0 + sigma * noise
     expected = train_text_to_video.weighted_mse(prediction, target, weights).mean()
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(loss, torch.nn.functional.mse_loss(prediction, target))
@@ -270,25 +279,14 @@ def test_diffusion_loss_weights_from_the_prediction_are_a_function_of_the_noisy_
 def test_foreground_loss_from_prediction_trains_without_masks_and_resumes_only_with_it(tmp_path, monkeypatch):
     arguments = _weighted_arguments(tmp_path, "5x16x16", 8) + ["--output_dir", str(tmp_path / "run")]
     calls = _spy_on_loss_weights(monkeypatch)
-    cached = []
-    original = train_text_to_video.cache_latents
-
-    def spy(*args, **kwargs):
-        cached.append(original(*args, **kwargs))
-        return cached[-1]
-
-    monkeypatch.setattr(train_text_to_video, "cache_latents", spy)
+    cached = _spy_on_cached_latents(monkeypatch)
     predicted = arguments + ["--foreground_loss_from", "prediction"]
     train_text_to_video.main(predicted)
     assert cached[0].latent_foreground is None  # the masks are not kept: the weights do not read them
     for weights in calls:  # (B, 1, F, H, W) from 1 (the frame's median) to 5 (the farthest cell of each frame)
         assert weights.min() >= 1.0 and torch.allclose(weights.flatten(3).amax(dim=3), torch.tensor(5.0))
 
-    resumed = ["--max_train_steps", "3", "--resume_from_checkpoint", "latest"]
-    with pytest.raises(ValueError, match="foreground_loss_from: checkpoint 'prediction', now None"):
-        train_text_to_video.main(arguments + resumed)
-    train_text_to_video.main(predicted + resumed)
-    assert sorted(text_to_video_losses(tmp_path / "run")) == [1, 2, 3]
+    _check_resumes_only_with(tmp_path / "run", arguments, predicted, "foreground_loss_from: 'prediction'")
 
 
 def test_foreground_loss_from_is_checked():
@@ -307,36 +305,15 @@ def test_foreground_loss_from_is_checked():
 
 
 def test_diffusion_loss_keeps_the_clean_weights_above_the_sigma_and_reads_the_prediction_below():
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
-    from diffusers_videolatent.training.training_utils import sample_generators
-
-    args = train_text_to_video.parse_args(
-        ["--output_dir", "o", "--pretrained_vae_name_or_path", "v", "--foreground_loss_weight", "4"]
-        + ["--foreground_loss_from", "prediction", "--foreground_loss_clean_above_sigma", "0.7"]
+    # any weights passed in, as the masks give them
+    clean_weights = 1.0 + 4.0 * torch.rand(8, 1, 2, 5, 6, generator=torch.Generator().manual_seed(1))
+    loss, noisy, sigmas, prediction, target = _stub_diffusion_loss(
+        ["--foreground_loss_clean_above_sigma", "0.7"], 8, clean_weights
     )
-    torch.manual_seed(0)
-    latents = torch.randn(8, 4, 2, 5, 6)
-    latents[:, :, :, 1:3, 2:4] += 3.0  # an object
-    clean_weights = 1.0 + 4.0 * torch.rand(8, 1, 2, 5, 6)  # any weights passed in, as the masks give them
-    seen = []
-
-    def unet(noisy_latents, timesteps, encoder_hidden_states, return_dict=False):
-        seen.append((noisy_latents, timesteps))
-        return (torch.tanh(noisy_latents) * 0.7,)
-
-    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
-    loss = train_text_to_video.diffusion_loss(
-        args, scheduler, unet, latents, None, None, sample_generators(0, 0, range(8)), loss_weights=clean_weights
-    )
-    noisy, timesteps = seen[0]
-    sigmas = (timesteps / 1000).view(8, 1, 1, 1, 1)
     above = sigmas.flatten() > 0.7
     assert 0 < above.sum() < 8  # both kinds in the batch
-    prediction = unet(noisy, timesteps, None)[0]
     predicted = 1.0 + 4.0 * train_text_to_video.predicted_foreground(noisy - sigmas * prediction).unsqueeze(1)
     weights = torch.where(above.view(8, 1, 1, 1, 1), clean_weights, predicted)
-    target = (noisy - latents) / sigmas
     expected = train_text_to_video.weighted_mse(prediction, target, weights).mean()
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
     for other in (clean_weights, predicted):  # neither source alone
@@ -346,23 +323,12 @@ def test_diffusion_loss_keeps_the_clean_weights_above_the_sigma_and_reads_the_pr
 def test_foreground_loss_clean_above_sigma_keeps_the_masks_and_resumes_only_with_it(tmp_path, monkeypatch):
     arguments = _weighted_arguments(tmp_path, "5x16x16", 8) + ["--output_dir", str(tmp_path / "run")]
     arguments += ["--foreground_loss_from", "prediction"]
-    cached = []
-    original = train_text_to_video.cache_latents
-
-    def spy(*args, **kwargs):
-        cached.append(original(*args, **kwargs))
-        return cached[-1]
-
-    monkeypatch.setattr(train_text_to_video, "cache_latents", spy)
+    cached = _spy_on_cached_latents(monkeypatch)
     split = arguments + ["--foreground_loss_clean_above_sigma", "0.7"]
     train_text_to_video.main(split)
     assert cached[0].latent_foreground is not None  # the masks, for the clips noised above the sigma
 
-    resumed = ["--max_train_steps", "3", "--resume_from_checkpoint", "latest"]
-    with pytest.raises(ValueError, match="foreground_loss_clean_above_sigma: checkpoint 0.7, now None"):
-        train_text_to_video.main(arguments + resumed)
-    train_text_to_video.main(split + resumed)
-    assert sorted(text_to_video_losses(tmp_path / "run")) == [1, 2, 3]
+    _check_resumes_only_with(tmp_path / "run", arguments, split, "foreground_loss_clean_above_sigma: 0.7")
 
 
 def test_foreground_loss_clean_above_sigma_is_checked():
@@ -404,3 +370,27 @@ def _spy_on_loss_weights(monkeypatch) -> list[torch.Tensor]:
 
     monkeypatch.setattr(train_text_to_video, "weighted_mse", spy)
     return calls
+
+
+def _spy_on_cached_latents(monkeypatch) -> list:
+    """What every `cache_latents` call of the training returns from now on, in order."""
+    cached = []
+    original = train_text_to_video.cache_latents
+
+    def spy(*args, **kwargs):
+        cached.append(original(*args, **kwargs))
+        return cached[-1]
+
+    monkeypatch.setattr(train_text_to_video, "cache_latents", spy)
+    return cached
+
+
+def _check_resumes_only_with(run_dir, without: list[str], trained: list[str], setting: str) -> None:
+    """The two-step run in `run_dir`, trained with the arguments `trained`, refuses to resume with `without`, whose
+    error names the checkpoint's `setting` ("name: value") and None now, and resumes with `trained` to step 3."""
+    name, value = setting.split(": ")
+    resumed = ["--max_train_steps", "3", "--resume_from_checkpoint", "latest"]
+    with pytest.raises(ValueError, match=f"{name}: checkpoint {value}, now None"):
+        train_text_to_video.main(without + resumed)
+    train_text_to_video.main(trained + resumed)
+    assert sorted(text_to_video_losses(run_dir)) == [1, 2, 3]
