@@ -20,9 +20,9 @@
 # that many latent cells (--foreground_loss_dilation; 0 by default); FOREGROUND_LOSS_FROM=prediction reads the weighted
 # cells from the U-Net's own prediction of the clean latent instead of the clean clip's masks (--foreground_loss_from;
 # clean by default, as stages 11-28 trained), and with it FOREGROUND_LOSS_CLEAN_ABOVE_SIGMA keeps the clean masks' cells
-# for the clips noised above that sigma (--foreground_loss_clean_above_sigma; unset by default); TEMPORAL_CONVS=1 gives a U-Net without them
-# zero-initialised temporal convolutions after every resnet (--temporal_conv_per_block --mid_temporal_conv; 0 by
-# default).
+# for the clips noised above that sigma (--foreground_loss_clean_above_sigma; unset by default); TEMPORAL_CONVS=1 gives
+# a U-Net without them zero-initialised temporal convolutions after every resnet (--temporal_conv_per_block
+# --mid_temporal_conv; 0 by default).
 # Resumable: rerunning the command after a kill goes on from the newest checkpoint, exactly.
 set -euo pipefail
 
@@ -39,10 +39,10 @@ IMAGE_CONDITIONING_PROB=${IMAGE_CONDITIONING_PROB:-0.5}
 FOREGROUND_LOSS_FROM=${FOREGROUND_LOSS_FROM:-clean}
 GUIDANCE=${GUIDANCE:-1.5}
 TEMPORAL_CONV_ARGS=()
-MAX_SIGMA_ARGS=()
-if [ -n "${FOREGROUND_LOSS_MAX_SIGMA:-}" ]; then MAX_SIGMA_ARGS=(--foreground_loss_max_sigma "$FOREGROUND_LOSS_MAX_SIGMA"); fi
+SIGMA_ARGS=()
+if [ -n "${FOREGROUND_LOSS_MAX_SIGMA:-}" ]; then SIGMA_ARGS=(--foreground_loss_max_sigma "$FOREGROUND_LOSS_MAX_SIGMA"); fi
 if [ -n "${FOREGROUND_LOSS_CLEAN_ABOVE_SIGMA:-}" ]; then
-  MAX_SIGMA_ARGS+=(--foreground_loss_clean_above_sigma "$FOREGROUND_LOSS_CLEAN_ABOVE_SIGMA")
+  SIGMA_ARGS+=(--foreground_loss_clean_above_sigma "$FOREGROUND_LOSS_CLEAN_ABOVE_SIGMA")
 fi
 if [ "${TEMPORAL_CONVS:-0}" = 1 ]; then TEMPORAL_CONV_ARGS=(--temporal_conv_per_block --mid_temporal_conv); fi
 
@@ -54,6 +54,6 @@ python -m diffusers_videolatent.training.train_text_to_video "${DIALS_TRAIN_ARGS
   --learning_rate "$ANNEAL_LR" --lr_scheduler cosine --use_ema --ema_decay 0.999 --max_train_steps "$ANNEAL_STEPS" \
   --validation_steps 2000 --foreground_loss_weight "$FOREGROUND_LOSS_WEIGHT" ${TEMPORAL_CONV_ARGS[@]+"${TEMPORAL_CONV_ARGS[@]}"} \
   --foreground_loss_dilation "$FOREGROUND_LOSS_DILATION" --foreground_loss_from "$FOREGROUND_LOSS_FROM" \
-  ${MAX_SIGMA_ARGS[@]+"${MAX_SIGMA_ARGS[@]}"}
+  ${SIGMA_ARGS[@]+"${SIGMA_ARGS[@]}"}
 
 evaluate_dials "$OUTPUT_DIR"

@@ -1041,7 +1041,8 @@ def main(argv: list[str] | None = None) -> None:
     # 3. data, optimiser, learning-rate schedule
     train_fps = None if args.train_fps is None else list(args.train_fps)
     train_dataset = source_dataset = build_dataset(args, buckets=args.bucket_list, fps=train_fps)
-    # the loss on the object read from the clean clips' masks (`--foreground_loss_from clean`), which travel with them
+    # the loss on the object read from the clean clips' masks (`--foreground_loss_from clean`, or above
+    # `--foreground_loss_clean_above_sigma`), which travel with them
     weights_from_masks = args.foreground_loss_weight > 0 and (
         args.foreground_loss_from == "clean" or args.foreground_loss_clean_above_sigma is not None
     )
