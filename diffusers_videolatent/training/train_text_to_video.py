@@ -561,15 +561,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 "`--foreground_loss_clean_above_sigma` splits the weighted cells between the clean masks and the "
                 "prediction; use it with --foreground_loss_from prediction."
             )
-        if args.train_data_dir is not None:
-            raise ValueError(
-                "`--foreground_loss_clean_above_sigma` reads moving shapes' foreground masks above its sigma; a video "
-                "folder (`--train_data_dir`) has none."
-            )
-    if args.foreground_loss_weight > 0 and args.foreground_loss_from == "clean" and args.train_data_dir is not None:
+    if weights_from_masks(args) and args.train_data_dir is not None:
+        flag = "--foreground_loss_weight"
+        if args.foreground_loss_clean_above_sigma is not None:
+            flag = "--foreground_loss_clean_above_sigma"
         raise ValueError(
-            "`--foreground_loss_weight` weights the loss by moving shapes' foreground masks; a video folder "
-            "(`--train_data_dir`) has none (`--foreground_loss_from prediction` needs none)."
+            f"`{flag}` weights the loss by moving shapes' foreground masks; a video folder (`--train_data_dir`) has "
+            "none (`--foreground_loss_from prediction` alone needs none)."
         )
     check_train_fps(args.train_fps)
     if not args.fps > 0:
@@ -833,6 +831,16 @@ def predicted_foreground(clean_latents: torch.Tensor) -> torch.Tensor:
     return distance / distance.flatten(2).amax(dim=2).clamp_min(1e-12)[..., None, None]
 
 
+def weights_from_masks(args) -> bool:
+    """
+    Whether the loss on the object reads the clean clips' foreground masks (moving shapes'; cached with the latents):
+    with `--foreground_loss_from clean`, or for the clips above `--foreground_loss_clean_above_sigma`.
+    """
+    return args.foreground_loss_weight > 0 and (
+        args.foreground_loss_from == "clean" or args.foreground_loss_clean_above_sigma is not None
+    )
+
+
 def foreground_loss_weights(args, coverage: torch.Tensor) -> torch.Tensor:
     """
     The loss weights `(B, 1, F, H, W)` of an object's `coverage` `(B, F, H, W)` of the latent cells, from the clean
@@ -1041,11 +1049,7 @@ def main(argv: list[str] | None = None) -> None:
     # 3. data, optimiser, learning-rate schedule
     train_fps = None if args.train_fps is None else list(args.train_fps)
     train_dataset = source_dataset = build_dataset(args, buckets=args.bucket_list, fps=train_fps)
-    # the loss on the object read from the clean clips' masks (`--foreground_loss_from clean`, or above
-    # `--foreground_loss_clean_above_sigma`), which travel with them
-    weights_from_masks = args.foreground_loss_weight > 0 and (
-        args.foreground_loss_from == "clean" or args.foreground_loss_clean_above_sigma is not None
-    )
+    masks_weight_the_loss = weights_from_masks(args)  # the masks then travel with the clips (or their latents)
     collate_fn = collate_videos
     if args.cache_latents:
         # every process encodes the same seeded videos; the sampler then shards them as it shards the videos
@@ -1056,7 +1060,7 @@ def main(argv: list[str] | None = None) -> None:
             args.train_batch_size,
             accelerator.device,
             vae_dtype,
-            keep_foreground=weights_from_masks,
+            keep_foreground=masks_weight_the_loss,
         )
         collate_fn = collate_latents
     bucket_sampler = bucket_batch_sampler(args, train_dataset, accelerator.num_processes)
@@ -1181,7 +1185,7 @@ def main(argv: list[str] | None = None) -> None:
                         )  # (B, C_cond, F_lat, H_lat, W_lat)
                 batch_fps = batch["fps"].to(accelerator.device) if use_clip_fps else fps  # (B,) or a number
                 loss_weights = None
-                if weights_from_masks:
+                if masks_weight_the_loss:
                     coverage = batch.get("latent_foreground")
                     if coverage is None:
                         coverage = latent_foreground(
