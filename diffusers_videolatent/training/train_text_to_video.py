@@ -488,6 +488,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(docs/dials.md's stage 23); at low noise the place is known and the bias vanishes. By default every sigma.",
     )
     diffusion.add_argument(
+        "--temporal_difference_loss_weight",
+        type=float,
+        default=0.0,
+        help="Add this times the mean squared error of the prediction's change from each latent frame to the next "
+        "(against the target's change), weighted as the loss's cells are (a pair of frames takes the larger weight "
+        "of its two cells). An error that is the same in every frame costs nothing more, one that changes from frame "
+        "to frame costs more: the U-Net is pushed to draw the object alike in every frame, where the plain loss lets "
+        "its size wobble (docs/dials.md's stage 32). 0 (the default) adds nothing.",
+    )
+    diffusion.add_argument(
         "--max_train_minutes",
         type=float,
         default=None,
@@ -568,6 +578,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise ValueError(
             f"`{flag}` weights the loss by moving shapes' foreground masks; a video folder (`--train_data_dir`) has "
             "none (`--foreground_loss_from prediction` alone needs none)."
+        )
+    if not (args.temporal_difference_loss_weight >= 0 and math.isfinite(args.temporal_difference_loss_weight)):
+        raise ValueError(
+            "`--temporal_difference_loss_weight` must be finite and >= 0, but is "
+            f"{args.temporal_difference_loss_weight}."
         )
     check_train_fps(args.train_fps)
     if not args.fps > 0:
@@ -881,7 +896,8 @@ def diffusion_loss(
     `loss_weights` `(B, 1, F, H, W)` weight the latent cells of each video (`--foreground_loss_weight` with
     `--foreground_loss_from clean`); with `--foreground_loss_from prediction` they are made here from the detached
     prediction of the clean latents (`predicted_foreground`), but for the videos noised above
-    `--foreground_loss_clean_above_sigma`, which keep the `loss_weights` passed in.
+    `--foreground_loss_clean_above_sigma`, which keep the `loss_weights` passed in. `--temporal_difference_loss_weight`
+    adds the weighted error of the prediction's change between consecutive latent frames.
     """
     batch_size = latents.shape[0]
     noise = randn_tensor(latents.shape, generator=generators, device=latents.device, dtype=latents.dtype)
@@ -919,9 +935,16 @@ def diffusion_loss(
         loss_weights = gate_loss_weights(loss_weights, sigmas, args.foreground_loss_max_sigma)
 
     # `--snr_gamma` is refused with flow matching (`parse_args`)
-    if args.snr_gamma is None and loss_weights is None:
+    with_differences = args.temporal_difference_loss_weight > 0 and latents.shape[2] > 1
+    if args.snr_gamma is None and loss_weights is None and not with_differences:
         return F.mse_loss(model_pred.float(), target.float())
     loss = weighted_mse(model_pred, target, loss_weights)  # (B,)
+    if with_differences:
+        pair_weights = None
+        if loss_weights is not None:
+            pair_weights = torch.maximum(loss_weights[:, :, 1:], loss_weights[:, :, :-1])
+        change = weighted_mse(model_pred.float().diff(dim=2), target.float().diff(dim=2), pair_weights)
+        loss = loss + args.temporal_difference_loss_weight * change
     if args.snr_gamma is None:
         return loss.mean()
     # min-SNR weighting (Hang et al., 2023)
@@ -1128,6 +1151,8 @@ def main(argv: list[str] | None = None) -> None:
         run_config["foreground_loss_from"] = args.foreground_loss_from
     if args.foreground_loss_clean_above_sigma is not None:
         run_config["foreground_loss_clean_above_sigma"] = args.foreground_loss_clean_above_sigma
+    if args.temporal_difference_loss_weight > 0:
+        run_config["temporal_difference_loss_weight"] = args.temporal_difference_loss_weight
     if accelerator.is_main_process:
         tracker_config = {key: value for key, value in vars(args).items() if not isinstance(value, list)}
         accelerator.init_trackers(project_name, config=tracker_config)

@@ -1,6 +1,6 @@
 """`train_text_to_video --foreground_loss_weight`: moving shapes' foreground masks, pooled to the latent grid as the
 VAE compresses, weight each latent cell's loss; cached and per-step runs agree, and a run resumes only with the same
-weight."""
+weight. `--temporal_difference_loss_weight` adds the (so weighted) error of the change between latent frames."""
 
 import pytest
 import torch
@@ -230,19 +230,17 @@ def test_predicted_foreground_is_where_the_latent_leaves_its_frame_median():
         assert found[covered > 0.5].mean() > 0.7 and found[covered == 0].mean() < 0.15
 
 
-def _stub_diffusion_loss(arguments: list[str], num_videos: int, loss_weights: torch.Tensor):
-    """`diffusion_loss` with `--foreground_loss_weight 4 --foreground_loss_from prediction` and `arguments`, of a stub
-    U-Net (a fixed function of the noisy latents) on `num_videos` latents with an object, flow matching at shift 3:
-    the loss, and the noisy latents, sigmas, prediction and target of that step."""
+def _stub_diffusion_loss(arguments: list[str], num_videos: int, loss_weights: torch.Tensor | None, predicted=True):
+    """`diffusion_loss` with `arguments` (and, if `predicted`, `--foreground_loss_weight 4 --foreground_loss_from
+    prediction`), of a stub U-Net (a fixed function of the noisy latents) on `num_videos` latents with an object, flow
+    matching at shift 3: the loss, and the noisy latents, sigmas, prediction and target of that step."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     from diffusers_videolatent.training.training_utils import sample_generators
 
-    args = train_text_to_video.parse_args(
-        ["--output_dir", "o", "--pretrained_vae_name_or_path", "v", "--foreground_loss_weight", "4"]
-        + ["--foreground_loss_from", "prediction"]
-        + arguments
-    )
+    if predicted:
+        arguments = ["--foreground_loss_weight", "4", "--foreground_loss_from", "prediction"] + arguments
+    args = train_text_to_video.parse_args(["--output_dir", "o", "--pretrained_vae_name_or_path", "v"] + arguments)
     torch.manual_seed(0)
     latents = torch.randn(num_videos, 4, 2, 5, 6)
     latents[:, :, :, 1:3, 2:4] += 3.0  # an object
@@ -346,6 +344,81 @@ def test_foreground_loss_clean_above_sigma_is_checked():
     args = train_text_to_video.parse_args(predicted + ["--foreground_loss_clean_above_sigma", "0.7"])
     assert args.foreground_loss_clean_above_sigma == 0.7
     assert train_text_to_video.parse_args(predicted).foreground_loss_clean_above_sigma is None
+
+
+def test_diffusion_loss_adds_the_error_of_the_change_between_latent_frames():
+    # without weights: the plain error plus twice that of the change from each latent frame to the next
+    loss, _, _, prediction, target = _stub_diffusion_loss(["--temporal_difference_loss_weight", "2"], 3, None, False)
+    plain = torch.nn.functional.mse_loss(prediction, target)
+    change = torch.nn.functional.mse_loss(prediction.diff(dim=2), target.diff(dim=2))
+    torch.testing.assert_close(loss, plain + 2 * change, rtol=1e-5, atol=1e-6)
+    assert change > 0.1 * plain
+
+    # with the object's weights: a pair of frames weighs a cell as the larger of its two weights
+    clean_weights = 1.0 + 4.0 * torch.rand(8, 1, 2, 5, 6, generator=torch.Generator().manual_seed(1))
+    differences = ["--foreground_loss_clean_above_sigma", "0.7", "--temporal_difference_loss_weight", "0.5"]
+    loss, noisy, sigmas, prediction, target = _stub_diffusion_loss(differences, 8, clean_weights)
+    predicted = 1.0 + 4.0 * train_text_to_video.predicted_foreground(noisy - sigmas * prediction).unsqueeze(1)
+    weights = torch.where(sigmas > 0.7, clean_weights, predicted)
+    pairs = torch.maximum(weights[:, :, 1:], weights[:, :, :-1])
+    expected = train_text_to_video.weighted_mse(prediction, target, weights)
+    expected = expected + 0.5 * train_text_to_video.weighted_mse(prediction.diff(dim=2), target.diff(dim=2), pairs)
+    torch.testing.assert_close(loss, expected.mean(), rtol=1e-5, atol=1e-6)
+
+
+def test_temporal_difference_loss_leaves_an_error_alike_in_every_frame_as_it_was():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from diffusers_videolatent.training.training_utils import sample_generators
+
+    torch.manual_seed(0)
+    latents = torch.randn(2, 4, 3, 5, 6)
+    offset = torch.randn(2, 4, 1, 5, 6)  # the same error in each of the three latent frames
+    changing = torch.randn(2, 4, 3, 5, 6)  # an error that changes from frame to frame
+    losses = {}
+    for weight in ("0", "3"):
+        args = train_text_to_video.parse_args(
+            ["--output_dir", "o", "--pretrained_vae_name_or_path", "v", "--temporal_difference_loss_weight", weight]
+        )
+        for name, error in (("alike", offset), ("changing", changing)):
+            target = []
+
+            def unet(noisy_latents, timesteps, encoder_hidden_states, return_dict=False):
+                sigmas = (timesteps / 1000).view(-1, 1, 1, 1, 1)
+                target.append((noisy_latents - latents) / sigmas)  # noise - x_0
+                return (target[-1] + error,)
+
+            generators = sample_generators(0, 0, range(2))
+            scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+            losses[weight, name] = train_text_to_video.diffusion_loss(
+                args, scheduler, unet, latents, None, None, generators
+            )
+    torch.testing.assert_close(losses["3", "alike"], losses["0", "alike"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(losses["0", "alike"], offset.pow(2).mean(), rtol=1e-5, atol=1e-6)
+    changes = changing.diff(dim=2).pow(2).mean()
+    torch.testing.assert_close(losses["3", "changing"], losses["0", "changing"] + 3 * changes, rtol=1e-5, atol=1e-6)
+
+
+def test_temporal_difference_loss_trains_and_resumes_only_with_its_weight(tmp_path, monkeypatch):
+    arguments = _weighted_arguments(tmp_path, "5x16x16", 8) + ["--output_dir", str(tmp_path / "run")]
+    calls = _spy_on_loss_weights(monkeypatch)
+    differences = arguments + ["--temporal_difference_loss_weight", "1"]
+    train_text_to_video.main(differences)
+    # each step: the cells' weights (B, 1, 3, H, W), then the pairs' (B, 1, 2, H, W), the larger of each two frames
+    assert len(calls) == 4 and [tuple(weights.shape[1:3]) for weights in calls] == [(1, 3), (1, 2)] * 2
+    torch.testing.assert_close(calls[1], torch.maximum(calls[0][:, :, 1:], calls[0][:, :, :-1]), rtol=0, atol=0)
+
+    _check_resumes_only_with(tmp_path / "run", arguments, differences, "temporal_difference_loss_weight: 1.0")
+
+
+def test_temporal_difference_loss_weight_is_checked():
+    base = ["--output_dir", "o", "--pretrained_vae_name_or_path", "v"]
+    for bad in ("-1", "nan", "inf"):
+        with pytest.raises(ValueError, match="--temporal_difference_loss_weight. must be finite and >= 0"):
+            train_text_to_video.parse_args(base + ["--temporal_difference_loss_weight", bad])
+    assert train_text_to_video.parse_args(base).temporal_difference_loss_weight == 0.0
+    folder = base + ["--temporal_difference_loss_weight", "1", "--train_data_dir", "videos"]  # needs no masks
+    assert train_text_to_video.parse_args(folder).temporal_difference_loss_weight == 1.0
 
 
 def _weighted_arguments(tmp_path, bucket: str, num_videos: int) -> list[str]:
