@@ -22,7 +22,8 @@
 # clean by default, as stages 11-28 trained), and with it FOREGROUND_LOSS_CLEAN_ABOVE_SIGMA keeps the clean masks' cells
 # for the clips noised above that sigma (--foreground_loss_clean_above_sigma; unset by default); TEMPORAL_CONVS=1 gives
 # a U-Net without them zero-initialised temporal convolutions after every resnet (--temporal_conv_per_block
-# --mid_temporal_conv; 0 by default).
+# --mid_temporal_conv; 0 by default); TEMPORAL_DIFFERENCE_LOSS_WEIGHT adds the loss on the prediction's change from
+# one latent frame to the next (--temporal_difference_loss_weight; 0 by default, as stages 8-31 trained).
 # Resumable: rerunning the command after a kill goes on from the newest checkpoint, exactly.
 set -euo pipefail
 
@@ -37,6 +38,7 @@ FOREGROUND_LOSS_DILATION=${FOREGROUND_LOSS_DILATION:-0}
 DATASET_SEED=${DATASET_SEED:-0}
 IMAGE_CONDITIONING_PROB=${IMAGE_CONDITIONING_PROB:-0.5}
 FOREGROUND_LOSS_FROM=${FOREGROUND_LOSS_FROM:-clean}
+TEMPORAL_DIFFERENCE_LOSS_WEIGHT=${TEMPORAL_DIFFERENCE_LOSS_WEIGHT:-0}
 GUIDANCE=${GUIDANCE:-1.5}
 TEMPORAL_CONV_ARGS=()
 SIGMA_ARGS=()
@@ -54,6 +56,6 @@ python -m diffusers_videolatent.training.train_text_to_video "${DIALS_TRAIN_ARGS
   --learning_rate "$ANNEAL_LR" --lr_scheduler cosine --use_ema --ema_decay 0.999 --max_train_steps "$ANNEAL_STEPS" \
   --validation_steps 2000 --foreground_loss_weight "$FOREGROUND_LOSS_WEIGHT" ${TEMPORAL_CONV_ARGS[@]+"${TEMPORAL_CONV_ARGS[@]}"} \
   --foreground_loss_dilation "$FOREGROUND_LOSS_DILATION" --foreground_loss_from "$FOREGROUND_LOSS_FROM" \
-  ${SIGMA_ARGS[@]+"${SIGMA_ARGS[@]}"}
+  --temporal_difference_loss_weight "$TEMPORAL_DIFFERENCE_LOSS_WEIGHT" ${SIGMA_ARGS[@]+"${SIGMA_ARGS[@]}"}
 
 evaluate_dials "$OUTPUT_DIR"
