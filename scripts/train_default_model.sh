@@ -3,7 +3,7 @@
 #
 #   bash scripts/train_default_model.sh [WORK_DIR]      # default WORK_DIR: out/default_model
 #
-# Twenty stages, all seeded; the times measured on a 2-core CPU are in docs/default_model.md:
+# Twenty-three stages, all seeded; the times measured on a 2-core CPU are in docs/default_model.md:
 # 1. the video VAE (the script's tiny default config: 17 x 64 x 64 RGB -> 16 x 5 x 8 x 8 latents, spatial ratio 8,
 #    temporal ratio 4, 16 channels as in Wan's and CogVideoX's VAEs) on single frames of the moving-shapes training
 #    split; the script then folds each temporal kernel onto the current frame, so the saved VAE is a per-frame
@@ -64,8 +64,16 @@
 #    (docs/dials.md's stage 26): the object's size wobbles less; into WORK_DIR/dials_temporal, evaluated on the grid;
 # 20. WORK_DIR/dials_temporal fine-tuned 3000 more steps with the same loss on 4224 new clips at learning rate 3e-5
 #    (docs/dials.md's stage 28): fewer wrong shapes and held-out misses; into WORK_DIR/dials_temporal_more, evaluated
-#    on the grid.
-# The shipped model is WORK_DIR/dials_temporal_more (stages 1-7 alone give WORK_DIR/t2i2v), with the recommended
+#    on the grid;
+# 21. the loss on the object read from the U-Net's own prediction of the clean latent (--foreground_loss_from
+#    prediction), but from the clean clip's masks for the clips noised above sigma 0.7
+#    (--foreground_loss_clean_above_sigma 0.7), 2000 steps on new clips (docs/dials.md's stage 31): the wobble falls
+#    and no object is lost; into WORK_DIR/dials_split, evaluated on the grid;
+# 22. 2000 more steps of it on new clips at 3e-5 (stage 31b); into WORK_DIR/dials_split_more, evaluated on the grid;
+# 23. stage 22's run with a loss on the prediction's change between latent frames (--temporal_difference_loss_weight
+#    1; docs/dials.md's stage 32): the wobble falls further, and every seen cell meets its shape and direction
+#    targets on both evaluation seeds; into WORK_DIR/dials_steady, evaluated on the grid.
+# The shipped model is WORK_DIR/dials_steady (stages 1-7 alone give WORK_DIR/t2i2v), with the recommended
 # settings as `generation_defaults` in its model_index.json.
 # Every stage checkpoints at least every 400 steps and resumes from its newest checkpoint, exactly: rerunning the
 # command after a kill goes on where it stopped (a finished stage restarts from its last checkpoint and saves again).
@@ -255,3 +263,20 @@ TEMPORAL_CONVS=1 FOREGROUND_LOSS_DILATION=1 ANNEAL_STEPS=3000 DATASET_SEED=10 IM
 FOREGROUND_LOSS_DILATION=1 ANNEAL_STEPS=3000 ANNEAL_LR=3e-5 DATASET_SEED=11 IMAGE_CONDITIONING_PROB=0.6 ANNEAL_SEED=17 \
   ANNEAL_BUCKETS=$LARGEST_BUCKETS bash scripts/train_dials_anneal.sh "$WORK_DIR/dials_temporal" \
   "$WORK_DIR/dials_temporal_more"
+
+# stage 21: the loss on the object read from the U-Net's own prediction of the clean latent (no pull towards larger
+# objects), but from the clean clip's masks for the clips noised above sigma 0.7, where the noise hides the object;
+# 2000 steps on new clips
+PREDICTED_WEIGHT=(FOREGROUND_LOSS_DILATION=1 FOREGROUND_LOSS_FROM=prediction FOREGROUND_LOSS_CLEAN_ABOVE_SIGMA=0.7
+  ANNEAL_STEPS=2000 IMAGE_CONDITIONING_PROB=0.6 ANNEAL_BUCKETS=$LARGEST_BUCKETS)
+env "${PREDICTED_WEIGHT[@]}" DATASET_SEED=12 ANNEAL_SEED=18 \
+  bash scripts/train_dials_anneal.sh "$WORK_DIR/dials_temporal_more" "$WORK_DIR/dials_split"
+
+# stage 22: 2000 more steps of it on new clips at 3e-5
+env "${PREDICTED_WEIGHT[@]}" ANNEAL_LR=3e-5 DATASET_SEED=13 ANNEAL_SEED=19 \
+  bash scripts/train_dials_anneal.sh "$WORK_DIR/dials_split" "$WORK_DIR/dials_split_more"
+
+# stage 23: stage 22's run with a loss on the prediction's change from one latent frame to the next
+# (--temporal_difference_loss_weight 1), on new clips
+env "${PREDICTED_WEIGHT[@]}" ANNEAL_LR=3e-5 DATASET_SEED=14 ANNEAL_SEED=20 TEMPORAL_DIFFERENCE_LOSS_WEIGHT=1 \
+  bash scripts/train_dials_anneal.sh "$WORK_DIR/dials_split_more" "$WORK_DIR/dials_steady"
