@@ -230,10 +230,13 @@ def test_predicted_foreground_is_where_the_latent_leaves_its_frame_median():
         assert found[covered > 0.5].mean() > 0.7 and found[covered == 0].mean() < 0.15
 
 
-def _stub_diffusion_loss(arguments: list[str], num_videos: int, loss_weights: torch.Tensor | None, predicted=True):
+def _stub_diffusion_loss(
+    arguments: list[str], num_videos: int, loss_weights: torch.Tensor | None, predicted=True, error=None
+):
     """`diffusion_loss` with `arguments` (and, if `predicted`, `--foreground_loss_weight 4 --foreground_loss_from
-    prediction`), of a stub U-Net (a fixed function of the noisy latents) on `num_videos` latents with an object, flow
-    matching at shift 3: the loss, and the noisy latents, sigmas, prediction and target of that step."""
+    prediction`), of a stub U-Net on `num_videos` latents `(B, 4, 2, 5, 6)` with an object, flow matching at shift 3:
+    the loss, and the noisy latents, sigmas, prediction and target of that step. The stub predicts a fixed function of
+    the noisy latents, or, given `error`, the target plus `error`."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     from diffusers_videolatent.training.training_utils import sample_generators
@@ -248,7 +251,10 @@ def _stub_diffusion_loss(arguments: list[str], num_videos: int, loss_weights: to
 
     def unet(noisy_latents, timesteps, encoder_hidden_states, return_dict=False):
         seen.append((noisy_latents, timesteps))
-        return (torch.tanh(noisy_latents) * 0.7,)  # any prediction of the velocity
+        if error is None:
+            return (torch.tanh(noisy_latents) * 0.7,)  # any prediction of the velocity
+        sigmas = (timesteps / 1000).view(-1, 1, 1, 1, 1)
+        return ((noisy_latents - latents) / sigmas + error,)  # the target, noise - x_0, off by `error`
 
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
     generators = sample_generators(0, 0, range(num_videos))
@@ -367,32 +373,14 @@ def test_diffusion_loss_adds_the_error_of_the_change_between_latent_frames():
 
 
 def test_temporal_difference_loss_leaves_an_error_alike_in_every_frame_as_it_was():
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
-    from diffusers_videolatent.training.training_utils import sample_generators
-
-    torch.manual_seed(0)
-    latents = torch.randn(2, 4, 3, 5, 6)
-    offset = torch.randn(2, 4, 1, 5, 6)  # the same error in each of the three latent frames
-    changing = torch.randn(2, 4, 3, 5, 6)  # an error that changes from frame to frame
+    generator = torch.Generator().manual_seed(2)
+    offset = torch.randn(2, 4, 1, 5, 6, generator=generator)  # the same error in both latent frames
+    changing = torch.randn(2, 4, 2, 5, 6, generator=generator)  # an error that changes from frame to frame
     losses = {}
     for weight in ("0", "3"):
-        args = train_text_to_video.parse_args(
-            ["--output_dir", "o", "--pretrained_vae_name_or_path", "v", "--temporal_difference_loss_weight", weight]
-        )
         for name, error in (("alike", offset), ("changing", changing)):
-            target = []
-
-            def unet(noisy_latents, timesteps, encoder_hidden_states, return_dict=False):
-                sigmas = (timesteps / 1000).view(-1, 1, 1, 1, 1)
-                target.append((noisy_latents - latents) / sigmas)  # noise - x_0
-                return (target[-1] + error,)
-
-            generators = sample_generators(0, 0, range(2))
-            scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
-            losses[weight, name] = train_text_to_video.diffusion_loss(
-                args, scheduler, unet, latents, None, None, generators
-            )
+            arguments = ["--temporal_difference_loss_weight", weight]
+            losses[weight, name] = _stub_diffusion_loss(arguments, 2, None, predicted=False, error=error)[0]
     torch.testing.assert_close(losses["3", "alike"], losses["0", "alike"], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(losses["0", "alike"], offset.pow(2).mean(), rtol=1e-5, atol=1e-6)
     changes = changing.diff(dim=2).pow(2).mean()
