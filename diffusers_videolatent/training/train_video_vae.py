@@ -16,9 +16,14 @@ space and its normalisation stay those of the loaded VAE, so a diffusion model a
 working and decodes sharper. `--decoder_padding_mode replicate` gives the loaded decoder edge-copy padding at the
 frame's border (the config's `decoder_padding_mode`; zero padding darkens an object that the border cuts), to be
 fine-tuned with it.
+
+`--train_encoder_only` freezes the decoder instead and trains the encoder, with `--latent_anchor_weight` keeping its
+latents near the loaded encoder's: a diffusion model trained on those latents keeps working, and what the decoder can
+draw but the encoder's latent misses (a bright object cut by a corner of the first frame) is learnt where it is.
 """
 
 import argparse
+import copy
 import math
 import os
 
@@ -41,6 +46,7 @@ from ..models.autoencoder_kl_video import (
     TemporalDownsample,
     TemporalUpsample,
 )
+from ..models.video_latents import latents_statistics
 from .buckets import format_buckets
 from .run_control import RunControl, clip_gradients, closes_run_control
 from .sharding import ShardedTraining, shard_model
@@ -104,7 +110,8 @@ class AutoencoderTrainingModule(torch.nn.Module):
 
     def forward(
         self, pixel_values: torch.Tensor, generators: list[torch.Generator]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns the reconstruction `(B, 3, F, H, W)`, the KL `(B,)` and the posterior's mean (`--latent_anchor_weight`)."""
         # all latent frames in one streamed step: the fastest for training clips
         chunk_size = num_latent_frames(pixel_values.shape[2], self.vae.temporal_compression_ratio)
         # a frozen encoder (`--train_decoder_only`) builds no autograd graph: none of its inputs requires grad
@@ -115,19 +122,55 @@ class AutoencoderTrainingModule(torch.nn.Module):
         reconstruction = self.vae.decode(latents, chunk_size=chunk_size).sample  # (B, 3, F, H, W)
         # KL to the standard normal, summed over the latent (`DiagonalGaussianDistribution.kl` sums 4-D latents only)
         kl = 0.5 * (posterior.mean**2 + posterior.var - 1.0 - posterior.logvar).sum(dim=(1, 2, 3, 4))  # (B,)
-        return reconstruction, kl
+        return reconstruction, kl, posterior.mean
 
 
-def trained_parameters(vae: AutoencoderKLVideo, decoder_only: bool) -> list[torch.nn.Parameter]:
-    """The parameters to train: all of them, or those of the decoder and `post_quant_conv` (the rest frozen)."""
-    if not decoder_only:
+TRAINED_PARTS = ("all", "decoder", "encoder")
+
+
+def trained_parameters(vae: AutoencoderKLVideo, part: str = "all") -> list[torch.nn.Parameter]:
+    """
+    The parameters to train: all of them (`part="all"`), those of the decoder and `post_quant_conv` (`"decoder"`) or
+    those of the encoder and `quant_conv` (`"encoder"`); the rest are frozen.
+    """
+    if part not in TRAINED_PARTS:
+        raise ValueError(f"`part` must be one of {TRAINED_PARTS}, but is {part!r}.")
+    if part == "all":
         return list(vae.parameters())
     vae.requires_grad_(False)
-    modules = [vae.decoder] if vae.post_quant_conv is None else [vae.post_quant_conv, vae.decoder]
+    coder, convolution = (vae.decoder, vae.post_quant_conv) if part == "decoder" else (vae.encoder, vae.quant_conv)
+    modules = [coder] if convolution is None else [convolution, coder]
     parameters = [parameter for module in modules for parameter in module.parameters()]
     for parameter in parameters:
         parameter.requires_grad_(True)
     return parameters
+
+
+def trained_part(args: argparse.Namespace) -> str:
+    """What `--train_decoder_only` / `--train_encoder_only` leave to train: one of `TRAINED_PARTS`."""
+    return "decoder" if args.train_decoder_only else "encoder" if args.train_encoder_only else "all"
+
+
+class LatentAnchor:
+    """
+    The loaded VAE's encoder, frozen: `--latent_anchor_weight` weighs the mean squared difference between the trained
+    encoder's latent means and its, both normalised as a diffusion model sees them (the loaded `scaling_factor`, or
+    per-channel `latents_std`), so a weight means the same for any VAE.
+    """
+
+    def __init__(self, vae: AutoencoderKLVideo, device: torch.device):
+        self.vae = copy.deepcopy(vae).requires_grad_(False).eval().to(device)
+        self.vae.decoder = None  # only the encoder is run
+        self.vae.post_quant_conv = None
+
+    def loss(self, pixel_values: torch.Tensor, latent_mean: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            chunk_size = num_latent_frames(pixel_values.shape[2], self.vae.temporal_compression_ratio)
+            anchor = self.vae.encode(pixel_values, chunk_size=chunk_size).latent_dist.mean
+        scaling_factor, _, _, latents_std = latents_statistics(self.vae, anchor)
+        return F.mse_loss(
+            latent_mean.float() * scaling_factor / latents_std, anchor.float() * scaling_factor / latents_std
+        )
 
 
 def frame_weights(num_frames: int, position_weights: list[float], first_frame_weight: float = 1.0) -> torch.Tensor:
@@ -216,6 +259,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "normalisation in its config, stay as they are.",
     )
     models.add_argument(
+        "--train_encoder_only",
+        action="store_true",
+        help="Freeze the decoder (and post_quant_conv) of the loaded VAE and train its encoder: the decoder and the "
+        "normalisation in its config stay as they are; keep the latents near the loaded encoder's with "
+        "--latent_anchor_weight.",
+    )
+    models.add_argument(
         "--decoder_padding_mode",
         type=str,
         default=None,
@@ -237,6 +287,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     losses.add_argument(
         "--temporal_loss_weight", type=float, default=0.0, help="Weight of the L1 loss of frame differences."
+    )
+    losses.add_argument(
+        "--latent_anchor_weight",
+        type=float,
+        default=0.0,
+        help="Weight of the mean squared difference between the trained encoder's latent means and the loaded "
+        "encoder's, normalised as a diffusion model sees them: a diffusion model trained on the loaded VAE's latents "
+        "keeps its latent space. 0 (the default) leaves the encoder free.",
     )
     losses.add_argument(
         "--travel_fraction_range",
@@ -355,6 +413,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             raise ValueError(
                 "`--train_decoder_only` needs clips (`--num_frames` > 1): single frames would only train the sums of "
                 "the decoder's temporal kernels, and folding them would change the frozen encoder as well."
+            )
+    if args.train_encoder_only:
+        if args.train_decoder_only:
+            raise ValueError("Pass one of `--train_decoder_only` and `--train_encoder_only`.")
+        if args.pretrained_vae_name_or_path is None and args.image_vae_name_or_path is None:
+            raise ValueError(
+                "`--train_encoder_only` needs a trained decoder: pass --pretrained_vae_name_or_path or "
+                "--image_vae_name_or_path."
+            )
+        if trains_single_frames(args):
+            raise ValueError(
+                "`--train_encoder_only` needs clips (`--num_frames` > 1): single frames would only train the sums of "
+                "the encoder's temporal kernels, and folding them would change the frozen decoder as well."
+            )
+    if not (args.latent_anchor_weight >= 0 and math.isfinite(args.latent_anchor_weight)):
+        raise ValueError(f"`--latent_anchor_weight` must be finite and >= 0, but is {args.latent_anchor_weight}.")
+    if args.latent_anchor_weight > 0:
+        if args.pretrained_vae_name_or_path is None and args.image_vae_name_or_path is None:
+            raise ValueError(
+                "`--latent_anchor_weight` keeps the latents near a loaded VAE's: pass --pretrained_vae_name_or_path "
+                "or --image_vae_name_or_path."
+            )
+        if args.train_decoder_only:
+            raise ValueError("`--latent_anchor_weight` needs a trained encoder; `--train_decoder_only` freezes it.")
+        if args.fsdp:
+            raise ValueError(
+                "`--latent_anchor_weight` keeps a whole frozen copy of the encoder on every process; it is not "
+                "supported with --fsdp (use DDP: the encoder is the VAE's smaller half)."
             )
     if args.travel_fraction_range is not None and args.train_data_dir is not None:
         raise ValueError(
@@ -532,7 +618,9 @@ def main(argv: list[str] | None = None) -> None:
     training_module = AutoencoderTrainingModule(vae, sample_posterior=args.decode_posterior == "sample")
     if args.fsdp:  # every process keeps its shard of the VAE (and of its gradients, Adam state and EMA)
         shard_model(training_module, accelerator)
-    parameters = trained_parameters(vae, args.train_decoder_only)
+    parameters = trained_parameters(vae, trained_part(args))
+    # the loaded encoder, frozen, before any step changes it
+    anchor = LatentAnchor(vae, accelerator.device) if args.latent_anchor_weight > 0 else None
 
     ema_vae = None
     if args.use_ema:
@@ -581,6 +669,10 @@ def main(argv: list[str] | None = None) -> None:
         **common_run_config(args, accelerator.num_processes),
         "train_decoder_only": args.train_decoder_only,
     }
+    if args.train_encoder_only:
+        run_config["train_encoder_only"] = True
+    if args.latent_anchor_weight > 0:
+        run_config["latent_anchor_weight"] = args.latent_anchor_weight
     if args.travel_fraction_range is not None:
         run_config["travel_fraction_range"] = list(args.travel_fraction_range)
     if args.train_fps is not None:
@@ -646,7 +738,7 @@ def main(argv: list[str] | None = None) -> None:
                     stride = (args.num_frames - 1) // (num_frames - 1)
                     pixel_values = pixel_values[:, :, ::stride]  # (B, 3, n, H, W)
                     pixel_weights = None if pixel_weights is None else pixel_weights[:, ::stride]
-                reconstruction, kl = model(pixel_values, generators)
+                reconstruction, kl, latent_mean = model(pixel_values, generators)
                 losses = reconstruction_losses(
                     reconstruction,
                     pixel_values,
@@ -663,6 +755,9 @@ def main(argv: list[str] | None = None) -> None:
                     + args.kl_weight * losses["kl_loss"]
                     + args.temporal_loss_weight * losses.get("temporal_loss", 0.0)
                 )
+                if anchor is not None:
+                    losses["latent_anchor_loss"] = anchor.loss(pixel_values, latent_mean)
+                    loss = loss + args.latent_anchor_weight * losses["latent_anchor_loss"]
                 losses["loss"] = loss
 
                 # means over processes (of equal batches), for logging: the losses of the global batch
@@ -740,8 +835,10 @@ def main(argv: list[str] | None = None) -> None:
         if trains_single_frames(args) and vae.temporal_compression_ratio > 1:
             logger.info("Trained on single frames: folding the temporal kernels onto the current frame.")
             fold_temporal_kernels(vae)
-        if args.train_decoder_only:
-            logger.info("The encoder was frozen: keeping the latent normalisation of the loaded VAE.")
+        if args.train_decoder_only or args.train_encoder_only:
+            # a frozen encoder keeps its latents; a frozen decoder reads the loaded encoder's latents, whose units a
+            # diffusion model trained on them keeps
+            logger.info("Half of the VAE was frozen: keeping the latent normalisation of the loaded VAE.")
         elif args.latent_normalization != "none":
             if bucket_sampler is None:
                 batching = {"batch_size": args.train_batch_size, "shuffle": False}
