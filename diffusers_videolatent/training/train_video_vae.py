@@ -403,29 +403,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise ValueError(
             f"`--temporal_compression_ratio` must be 1, 2, 4 or 8, but is {args.temporal_compression_ratio}."
         )
-    if args.train_decoder_only:
+    if args.train_decoder_only and args.train_encoder_only:
+        raise ValueError("Pass one of `--train_decoder_only` and `--train_encoder_only`.")
+    for option, trained, frozen in (
+        ("train_decoder_only", "decoder", "encoder"),
+        ("train_encoder_only", "encoder", "decoder"),
+    ):
+        if not getattr(args, option):
+            continue
         if args.pretrained_vae_name_or_path is None and args.image_vae_name_or_path is None:
             raise ValueError(
-                "`--train_decoder_only` needs a trained encoder: pass --pretrained_vae_name_or_path or "
+                f"`--{option}` needs a trained {frozen}: pass --pretrained_vae_name_or_path or "
                 "--image_vae_name_or_path."
             )
         if trains_single_frames(args):
             raise ValueError(
-                "`--train_decoder_only` needs clips (`--num_frames` > 1): single frames would only train the sums of "
-                "the decoder's temporal kernels, and folding them would change the frozen encoder as well."
-            )
-    if args.train_encoder_only:
-        if args.train_decoder_only:
-            raise ValueError("Pass one of `--train_decoder_only` and `--train_encoder_only`.")
-        if args.pretrained_vae_name_or_path is None and args.image_vae_name_or_path is None:
-            raise ValueError(
-                "`--train_encoder_only` needs a trained decoder: pass --pretrained_vae_name_or_path or "
-                "--image_vae_name_or_path."
-            )
-        if trains_single_frames(args):
-            raise ValueError(
-                "`--train_encoder_only` needs clips (`--num_frames` > 1): single frames would only train the sums of "
-                "the encoder's temporal kernels, and folding them would change the frozen decoder as well."
+                f"`--{option}` needs clips (`--num_frames` > 1): single frames would only train the sums of the "
+                f"{trained}'s temporal kernels, and folding them would change the frozen {frozen} as well."
             )
     if not (args.latent_anchor_weight >= 0 and math.isfinite(args.latent_anchor_weight)):
         raise ValueError(f"`--latent_anchor_weight` must be finite and >= 0, but is {args.latent_anchor_weight}.")
