@@ -403,6 +403,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise ValueError(
             f"`--temporal_compression_ratio` must be 1, 2, 4 or 8, but is {args.temporal_compression_ratio}."
         )
+    loads_vae = args.pretrained_vae_name_or_path is not None or args.image_vae_name_or_path is not None
     if args.train_decoder_only and args.train_encoder_only:
         raise ValueError("Pass one of `--train_decoder_only` and `--train_encoder_only`.")
     for option, trained, frozen in (
@@ -411,7 +412,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ):
         if not getattr(args, option):
             continue
-        if args.pretrained_vae_name_or_path is None and args.image_vae_name_or_path is None:
+        if not loads_vae:
             raise ValueError(
                 f"`--{option}` needs a trained {frozen}: pass --pretrained_vae_name_or_path or "
                 "--image_vae_name_or_path."
@@ -424,7 +425,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not (args.latent_anchor_weight >= 0 and math.isfinite(args.latent_anchor_weight)):
         raise ValueError(f"`--latent_anchor_weight` must be finite and >= 0, but is {args.latent_anchor_weight}.")
     if args.latent_anchor_weight > 0:
-        if args.pretrained_vae_name_or_path is None and args.image_vae_name_or_path is None:
+        if not loads_vae:
             raise ValueError(
                 "`--latent_anchor_weight` keeps the latents near a loaded VAE's: pass --pretrained_vae_name_or_path "
                 "or --image_vae_name_or_path."
