@@ -228,6 +228,7 @@ def render_physical_moving_shape(
     generator: np.random.Generator | None = None,
     speed_range: tuple[float, float] = SPEED_RANGE,
     supersampling: int = 4,
+    path_num_frames: int | None = None,
 ) -> np.ndarray:
     """
     Renders one video of the physical world (see the module's docstring): the object moves at a speed in scene units
@@ -259,6 +260,11 @@ def render_physical_moving_shape(
             inside the frame for the whole clip (and the bottom with it when the top falls below it).
         supersampling (`int`, *optional*, defaults to 4):
             Samples per pixel along each axis, for anti-aliased edges and sub-pixel motion.
+        path_num_frames (`int`, *optional*):
+            Draws the path of a clip of this many frames (at least `num_frames`) and renders its first `num_frames`:
+            the same frames as the longer clip's, from the same generator state. A long clip at a slow frame rate
+            starts near the frame's edge (its path crosses most of the frame), so its first frame is a still placed
+            as image-to-video's long clips place theirs. Defaults to `num_frames`.
 
     Returns:
         `np.ndarray`: the video, float32 in [0, 1], laid out `[num_frames, height, width, 3]`.
@@ -270,6 +276,12 @@ def render_physical_moving_shape(
     if not isinstance(fps, (int, float)) or not fps > 0:
         raise ValueError(f"`fps` must be a positive number, but is {fps!r}.")
     _check_speed_range(speed_range)
+    if path_num_frames is None:
+        path_num_frames = num_frames
+    elif isinstance(path_num_frames, bool) or not isinstance(path_num_frames, int) or path_num_frames < num_frames:
+        raise ValueError(
+            f"`path_num_frames` must be an integer >= `num_frames` ({num_frames}), but is {path_num_frames!r}."
+        )
     generator = generator if generator is not None else np.random.default_rng()
 
     # 1. the scene in units (the frame's shorter side is one unit) and seconds
@@ -278,7 +290,7 @@ def render_physical_moving_shape(
     along_extent = (width if step_x != 0 else height) / pixels_per_unit
     across_extent = (height if step_x != 0 else width) / pixels_per_unit
     half_extent = generator.uniform(*OBJECT_HALF_EXTENT_RANGE)
-    duration = (num_frames - 1) / fps
+    duration = (path_num_frames - 1) / fps
     room = along_extent - 2 * half_extent
     fastest = speed_range[1] if duration == 0 else min(speed_range[1], room / duration)
     speed = min(speed_range[0], fastest) + generator.uniform() * (fastest - min(speed_range[0], fastest))
@@ -346,6 +358,11 @@ class MovingShapesDataset(Dataset):
             Defaults to `DEFAULT_FPS` when the physical world is asked for by `speed_range` or `buckets`.
         speed_range (`tuple[float, float]`, *optional*):
             Physical world: the speeds in frame's shorter sides per second; defaults to `SPEED_RANGE`.
+        single_frame_clip_lengths (`Sequence[int]`, *optional*):
+            Physical world: each 1-frame item is the first frame of a clip of one of these frame counts (one drawn per
+            item, with a generator of its own) at the item's frame rate, placed where that clip starts (see
+            `render_physical_moving_shape`'s `path_num_frames`): long clips start at the frame's edge, where a 1-frame
+            item drawn on its own seldom lies. Default: 1-frame items are stills placed anywhere they fit.
 
     Items are dictionaries with `pixel_values` (float32 in [-1, 1], `[3, num_frames, height, width]` at the item's
     bucket), `text` (the caption), `fps` (the frame rate the frames are spaced at; `DEFAULT_FPS` for fixed-travel
@@ -365,6 +382,7 @@ class MovingShapesDataset(Dataset):
         buckets: list[tuple[int, int, int]] | None = None,
         fps: float | Sequence[float] | None = None,
         speed_range: tuple[float, float] | None = None,
+        single_frame_clip_lengths: Sequence[int] | None = None,
     ):
         self.combinations = get_combinations(split)
         if num_videos is None:
@@ -382,6 +400,22 @@ class MovingShapesDataset(Dataset):
         self.width = width
         self.seed = seed
         self.physical = fps is not None or speed_range is not None or buckets is not None
+        if single_frame_clip_lengths is not None:
+            if not self.physical:
+                raise ValueError(
+                    "`single_frame_clip_lengths` places 1-frame items of the physical world; pass `fps`, "
+                    "`speed_range` or `buckets` with it."
+                )
+            single_frame_clip_lengths = tuple(single_frame_clip_lengths)
+            if not single_frame_clip_lengths or not all(
+                isinstance(length, int) and not isinstance(length, bool) and length >= 1
+                for length in single_frame_clip_lengths
+            ):
+                raise ValueError(
+                    f"`single_frame_clip_lengths` must be a non-empty list of frame counts >= 1, but is "
+                    f"{single_frame_clip_lengths!r}."
+                )
+        self.single_frame_clip_lengths = single_frame_clip_lengths
         if travel_fraction_range is not None:
             if self.physical:
                 raise ValueError(
@@ -430,6 +464,15 @@ class MovingShapesDataset(Dataset):
             return self.fps_choices[0]
         return self.fps_choices[int(np.random.default_rng((self.seed, index, 2)).integers(len(self.fps_choices)))]
 
+    def item_path_num_frames(self, index: int) -> int:
+        """The frame count of the clip whose path item `index` follows: its own, or for a 1-frame item with
+        `single_frame_clip_lengths`, one of them drawn with a generator of its own."""
+        num_frames = self.item_buckets[index][0]
+        lengths = self.single_frame_clip_lengths
+        if num_frames != 1 or lengths is None:
+            return num_frames
+        return lengths[int(np.random.default_rng((self.seed, index, 3)).integers(len(lengths)))]
+
     def __getitem__(self, index: int) -> dict:
         if not -self.num_videos <= index < self.num_videos:
             raise IndexError(f"index {index} is out of range for a dataset of {self.num_videos} videos.")
@@ -440,7 +483,16 @@ class MovingShapesDataset(Dataset):
             fps = self.item_fps(index)
             num_frames, height, width = self.item_buckets[index]
             video = render_physical_moving_shape(
-                color, shape, direction, num_frames, height, width, fps, generator, self.speed_range
+                color,
+                shape,
+                direction,
+                num_frames,
+                height,
+                width,
+                fps,
+                generator,
+                self.speed_range,
+                path_num_frames=self.item_path_num_frames(index),
             )  # (F, H, W, 3) in [0, 1]
         else:
             fps = DEFAULT_FPS

@@ -316,6 +316,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "every video to this one rate.",
     )
     losses.add_argument(
+        "--single_frame_clip_lengths",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="FRAMES",
+        help="Moving shapes from its physical world: each 1-frame clip is the first frame of a clip of one of these "
+        "frame counts (one drawn per clip) at its frame rate, placed where that clip starts. Long clips start at the "
+        "frame's edge, where image-to-video's first frames of long clips lie and a 1-frame clip drawn on its own "
+        "seldom does; default: 1-frame clips placed anywhere they fit.",
+    )
+    losses.add_argument(
         "--alternate_num_frames",
         type=int,
         nargs="+",
@@ -447,6 +458,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "Pass one of `--travel_fraction_range` (fixed-travel clips) and `--train_fps` (the physical world, whose "
             "speeds are in frame sizes per second)."
         )
+    if args.single_frame_clip_lengths is not None:
+        if args.train_data_dir is not None or (args.train_fps is None and args.bucket_list is None):
+            raise ValueError(
+                "`--single_frame_clip_lengths` places the 1-frame clips of the moving shapes' physical world; it "
+                "needs `--train_fps` or `--buckets`, without --train_data_dir."
+            )
+        if not any(num_frames == 1 for num_frames, _, _ in clip_sizes(args)):
+            raise ValueError(
+                "`--single_frame_clip_lengths` places 1-frame clips, but the run has none (add a 1-frame bucket)."
+            )
+        if not all(num_frames >= 1 for num_frames in args.single_frame_clip_lengths):
+            raise ValueError(
+                f"`--single_frame_clip_lengths` must be frame counts >= 1, but is {args.single_frame_clip_lengths}."
+            )
     if args.bucket_list is not None:
         for name in ("travel_fraction_range", "alternate_num_frames"):
             if getattr(args, name) is not None:
@@ -630,6 +655,7 @@ def main(argv: list[str] | None = None) -> None:
         travel_fraction_range=None if args.travel_fraction_range is None else tuple(args.travel_fraction_range),
         buckets=args.bucket_list,
         fps=None if args.train_fps is None else list(args.train_fps),
+        single_frame_clip_lengths=args.single_frame_clip_lengths,
     )
     bucket_sampler = bucket_batch_sampler(args, train_dataset, accelerator.num_processes)
     train_dataloader, optimizer, lr_scheduler, max_train_steps = create_dataloader_and_optimizer(
@@ -674,6 +700,8 @@ def main(argv: list[str] | None = None) -> None:
         run_config["train_fps"] = list(args.train_fps)
     if args.bucket_list is not None:
         run_config["buckets"] = format_buckets(args.bucket_list, args.bucket_weights)
+    if args.single_frame_clip_lengths is not None:
+        run_config["single_frame_clip_lengths"] = list(args.single_frame_clip_lengths)
     if args.first_frame_weight != 1.0:
         run_config["first_frame_weight"] = args.first_frame_weight
     if args.alternate_num_frames is not None:

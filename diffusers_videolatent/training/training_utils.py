@@ -283,10 +283,11 @@ def build_dataset(
     travel_fraction_range: tuple[float, float] | None = None,
     buckets: list[tuple[int, int, int]] | None = None,
     fps: float | list[float] | None = None,
+    single_frame_clip_lengths: list[int] | None = None,
 ):
     """
     The video-folder dataset of `--train_data_dir`, or the moving-shapes training split (see its
-    `travel_fraction_range`). With `buckets` (`(num_frames, height, width)` sizes) or `fps` (the training frame rate;
+    `travel_fraction_range` and `single_frame_clip_lengths`). With `buckets` (`(num_frames, height, width)` sizes) or `fps` (the training frame rate;
     moving shapes may take several, one drawn per item), items come in several sizes (moving shapes: from its physical
     world) and carry their frame rate; without them the datasets are those of a single `--num_frames` x `--height` x
     `--width`.
@@ -320,6 +321,7 @@ def build_dataset(
             width=args.width,
             seed=args.dataset_seed,
             travel_fraction_range=travel_fraction_range,
+            single_frame_clip_lengths=single_frame_clip_lengths,
             **bucket_options,
         )
     if args.max_train_samples is not None and args.max_train_samples < len(dataset):

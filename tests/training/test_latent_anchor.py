@@ -149,3 +149,43 @@ def test_encoder_only_and_latent_anchor_arguments_are_checked():
     # first frames alone (1-frame buckets) beside clips are fine: a causal encoder draws frame 0 from it alone
     options = train_video_vae.parse_args(loaded + ["--train_encoder_only", "--buckets", "1x64x64,5x64x64"])
     assert options.bucket_list == [(1, 64, 64), (5, 64, 64)] and options.latent_anchor_weight == 0.0
+
+
+def test_single_frame_clip_lengths_reach_the_dataset_and_the_run_configuration(source_vae, tmp_path, monkeypatch):
+    from diffusers_videolatent.training import train_video_vae
+
+    datasets = []
+    original = train_video_vae.build_dataset
+
+    def spy(*args, **kwargs):
+        datasets.append(original(*args, **kwargs))
+        return datasets[-1]
+
+    monkeypatch.setattr(train_video_vae, "build_dataset", spy)
+    output_dir = str(tmp_path / "run")
+    arguments = _encoder_arguments(source_vae, 0.1) + ["--output_dir", output_dir, "--train_fps", "4", "8"]
+    arguments += ["--buckets", "1x16x16,5x16x16", "--single_frame_clip_lengths", "33", "61"]
+    train_video_vae.main(arguments)
+    dataset = datasets[0].dataset  # the `--max_train_samples` subset's
+    assert dataset.single_frame_clip_lengths == (33, 61)
+    stored = read_run_config(os.path.join(output_dir, "checkpoint-6"))["run_config"]
+    assert stored["single_frame_clip_lengths"] == [33, 61]
+    # a resume with other lengths is refused: its stills would come from other places
+    other = [value if value != "61" else "17" for value in arguments] + ["--resume_from_checkpoint", "latest"]
+    with pytest.raises(ValueError, match="single_frame_clip_lengths"):
+        train_video_vae.main(other)
+
+
+def test_single_frame_clip_lengths_arguments_are_checked():
+    from diffusers_videolatent.training import train_video_vae
+
+    base = ["--output_dir", "o", "--train_fps", "8", "--buckets", "1x64x64,17x64x64"]
+    for bad, message in (
+        (["--single_frame_clip_lengths", "0"], r"must be frame counts >= 1, but is \[0\]"),
+        (["--buckets", "17x64x64", "--single_frame_clip_lengths", "33"], "the run has none"),
+        (["--train_data_dir", "d", "--single_frame_clip_lengths", "33"], "without --train_data_dir"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            train_video_vae.parse_args(base + bad)
+    with pytest.raises(ValueError, match="needs `--train_fps` or `--buckets`"):
+        train_video_vae.parse_args(["--output_dir", "o", "--num_frames", "1", "--single_frame_clip_lengths", "33"])

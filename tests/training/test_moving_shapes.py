@@ -287,3 +287,66 @@ def test_physical_dataset_buckets_fps_and_reproducibility():
         MovingShapesDataset(fps=[8.0, -1.0])
     with pytest.raises(ValueError, match="`buckets`"):
         MovingShapesDataset(buckets=[(17, 64)])
+
+
+def test_physical_world_path_num_frames_renders_the_start_of_the_longer_clip():
+    for seed in range(3):
+        long = _render_physical("left", num_frames=61, fps=4.0, seed=seed)
+        np.testing.assert_array_equal(_render_physical("left", 1, fps=4.0, seed=seed, path_num_frames=61), long[:1])
+        np.testing.assert_array_equal(_render_physical("left", 5, fps=4.0, seed=seed, path_num_frames=61), long[:5])
+        # the default path is the clip's own
+        np.testing.assert_array_equal(
+            _render_physical("up", 9, seed=seed, path_num_frames=9), _render_physical("up", 9, seed=seed)
+        )
+    for bad in (4, 2.0, True):
+        with pytest.raises(ValueError, match=r"`path_num_frames` must be an integer >= `num_frames` \(5\)"):
+            _render_physical(num_frames=5, path_num_frames=bad)
+
+
+def _edge_gaps(dataset: MovingShapesDataset, indices) -> np.ndarray:
+    """The object's gap to the nearest side of the frame, in pixels, in frame 0 of the items."""
+    gaps = []
+    for index in indices:
+        mask = dataset[index]["foreground"][0].numpy() > 0.5
+        ys, xs = np.nonzero(mask)
+        height, width = mask.shape
+        gaps.append(min(xs.min(), ys.min(), width - 1 - xs.max(), height - 1 - ys.max()))
+    return np.array(gaps)
+
+
+def test_single_frame_clip_lengths_place_stills_where_long_clips_start():
+    from diffusers_videolatent.training.moving_shapes import render_physical_moving_shape
+
+    buckets = [(1, 32, 32), (9, 32, 32)]
+    options = {"num_videos": 600, "seed": 4, "buckets": buckets, "fps": [4.0, 8.0]}
+    placed = MovingShapesDataset(**options, single_frame_clip_lengths=[17, 61])
+    anywhere = MovingShapesDataset(**options)
+    stills = [index for index in range(0, 600, 3) if placed.item_buckets[index] == (1, 32, 32)]
+    lengths = {placed.item_path_num_frames(index) for index in stills}
+    assert lengths == {17, 61}
+    for index in stills[:6]:
+        # a still is the first frame of its clip, drawn from the item's own generator at the item's frame rate
+        color, shape, direction = placed.combinations[index % len(placed.combinations)]
+        clip = render_physical_moving_shape(
+            color,
+            shape,
+            direction,
+            placed.item_path_num_frames(index),
+            32,
+            32,
+            placed.item_fps(index),
+            np.random.default_rng((4, index)),
+        )
+        np.testing.assert_array_equal(placed[index]["pixel_values"].permute(1, 2, 3, 0).numpy(), clip[:1] * 2 - 1)
+    # clips of the other buckets are untouched
+    clip_index = next(index for index in range(600) if placed.item_buckets[index][0] == 9)
+    assert torch.equal(placed[clip_index]["pixel_values"], anywhere[clip_index]["pixel_values"])
+    # long clips start at the edge: stills touch the frame's side (within a pixel) far more often
+    touching_placed = (_edge_gaps(placed, stills) <= 1).mean()
+    touching_anywhere = (_edge_gaps(anywhere, stills) <= 1).mean()
+    assert touching_placed > 2 * touching_anywhere and touching_placed > 0.3
+    for bad in ([], [0], [True], [17.0]):
+        with pytest.raises(ValueError, match="`single_frame_clip_lengths` must be a non-empty list of frame counts"):
+            MovingShapesDataset(**options, single_frame_clip_lengths=bad)
+    with pytest.raises(ValueError, match="pass `fps`, `speed_range` or `buckets`"):
+        MovingShapesDataset(single_frame_clip_lengths=[17])
