@@ -486,6 +486,19 @@ def run_with_tracebacks_on_timeout(command: list[str], timeout: float, **kwargs)
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
+def record_returns(monkeypatch, module: ModuleType, name: str) -> list:
+    """What every call of `module.name` returns from now on, in order (the function still runs)."""
+    returned = []
+    original = getattr(module, name)
+
+    def spy(*args, **kwargs):
+        returned.append(original(*args, **kwargs))
+        return returned[-1]
+
+    monkeypatch.setattr(module, name, spy)
+    return returned
+
+
 def training_metrics(output_dir, project) -> dict[int, dict]:
     """The values a training run logged to its jsonl tracker, by step."""
     with open(os.path.join(output_dir, "logs", project, "metrics.jsonl")) as file:

@@ -10,7 +10,12 @@ from diffusers_videolatent.cli import DEFAULT_MODEL
 from diffusers_videolatent.training import train_text_to_video
 from diffusers_videolatent.training.moving_shapes import COLORS, MovingShapesDataset
 
-from ..testing_utils import TRAINING_VAE_CONFIG, text_to_video_losses, text_to_video_model_arguments
+from ..testing_utils import (
+    TRAINING_VAE_CONFIG,
+    record_returns,
+    text_to_video_losses,
+    text_to_video_model_arguments,
+)
 
 
 def test_moving_shapes_foreground_is_the_object_coverage():
@@ -283,7 +288,7 @@ def test_diffusion_loss_weights_from_the_prediction_are_a_function_of_the_noisy_
 def test_foreground_loss_from_prediction_trains_without_masks_and_resumes_only_with_it(tmp_path, monkeypatch):
     arguments = _weighted_arguments(tmp_path, "5x16x16", 8) + ["--output_dir", str(tmp_path / "run")]
     calls = _spy_on_loss_weights(monkeypatch)
-    cached = _spy_on_cached_latents(monkeypatch)
+    cached = record_returns(monkeypatch, train_text_to_video, "cache_latents")
     predicted = arguments + ["--foreground_loss_from", "prediction"]
     train_text_to_video.main(predicted)
     assert cached[0].latent_foreground is None  # the masks are not kept: the weights do not read them
@@ -327,7 +332,7 @@ def test_diffusion_loss_keeps_the_clean_weights_above_the_sigma_and_reads_the_pr
 def test_foreground_loss_clean_above_sigma_keeps_the_masks_and_resumes_only_with_it(tmp_path, monkeypatch):
     arguments = _weighted_arguments(tmp_path, "5x16x16", 8) + ["--output_dir", str(tmp_path / "run")]
     arguments += ["--foreground_loss_from", "prediction"]
-    cached = _spy_on_cached_latents(monkeypatch)
+    cached = record_returns(monkeypatch, train_text_to_video, "cache_latents")
     split = arguments + ["--foreground_loss_clean_above_sigma", "0.7"]
     train_text_to_video.main(split)
     assert cached[0].latent_foreground is not None  # the masks, for the clips noised above the sigma
@@ -431,19 +436,6 @@ def _spy_on_loss_weights(monkeypatch) -> list[torch.Tensor]:
 
     monkeypatch.setattr(train_text_to_video, "weighted_mse", spy)
     return calls
-
-
-def _spy_on_cached_latents(monkeypatch) -> list:
-    """What every `cache_latents` call of the training returns from now on, in order."""
-    cached = []
-    original = train_text_to_video.cache_latents
-
-    def spy(*args, **kwargs):
-        cached.append(original(*args, **kwargs))
-        return cached[-1]
-
-    monkeypatch.setattr(train_text_to_video, "cache_latents", spy)
-    return cached
 
 
 def _check_resumes_only_with(run_dir, without: list[str], trained: list[str], setting: str) -> None:

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from diffusers_videolatent.training.training_utils import read_run_config
 
-from ..testing_utils import TRAINING_ARGUMENTS, TRAINING_VAE_CONFIG, training_metrics
+from ..testing_utils import TRAINING_ARGUMENTS, TRAINING_VAE_CONFIG, record_returns, training_metrics
 
 
 @pytest.fixture(scope="module")
@@ -154,14 +154,7 @@ def test_encoder_only_and_latent_anchor_arguments_are_checked():
 def test_single_frame_clip_lengths_reach_the_dataset_and_the_run_configuration(source_vae, tmp_path, monkeypatch):
     from diffusers_videolatent.training import train_video_vae
 
-    datasets = []
-    original = train_video_vae.build_dataset
-
-    def spy(*args, **kwargs):
-        datasets.append(original(*args, **kwargs))
-        return datasets[-1]
-
-    monkeypatch.setattr(train_video_vae, "build_dataset", spy)
+    datasets = record_returns(monkeypatch, train_video_vae, "build_dataset")
     output_dir = str(tmp_path / "run")
     arguments = _encoder_arguments(source_vae, 0.1) + ["--output_dir", output_dir, "--train_fps", "4", "8"]
     arguments += ["--buckets", "1x16x16,5x16x16", "--single_frame_clip_lengths", "33", "61"]
