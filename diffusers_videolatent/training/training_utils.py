@@ -287,10 +287,10 @@ def build_dataset(
 ):
     """
     The video-folder dataset of `--train_data_dir`, or the moving-shapes training split (see its
-    `travel_fraction_range` and `single_frame_clip_lengths`). With `buckets` (`(num_frames, height, width)` sizes) or `fps` (the training frame rate;
-    moving shapes may take several, one drawn per item), items come in several sizes (moving shapes: from its physical
-    world) and carry their frame rate; without them the datasets are those of a single `--num_frames` x `--height` x
-    `--width`.
+    `travel_fraction_range` and `single_frame_clip_lengths`). With `buckets` (`(num_frames, height, width)` sizes) or
+    `fps` (the training frame rate; moving shapes may take several, one drawn per item), items come in several sizes
+    (moving shapes: from its physical world) and carry their frame rate; without them the datasets are those of a
+    single `--num_frames` x `--height` x `--width`.
     """
     bucket_options = {}
     if buckets is not None:
