@@ -23,7 +23,9 @@
 # for the clips noised above that sigma (--foreground_loss_clean_above_sigma; unset by default); TEMPORAL_CONVS=1 gives
 # a U-Net without them zero-initialised temporal convolutions after every resnet (--temporal_conv_per_block
 # --mid_temporal_conv; 0 by default); TEMPORAL_DIFFERENCE_LOSS_WEIGHT adds the loss on the prediction's change from
-# one latent frame to the next (--temporal_difference_loss_weight; 0 by default, as stages 8-31 trained).
+# one latent frame to the next (--temporal_difference_loss_weight; 0 by default, as stages 8-31 trained);
+# FOREGROUND_LOSS_CONTRAST_REFERENCE scales the object's weight up where its latent contrast is under that reference
+# (--foreground_loss_contrast_reference; unset by default, as stages 8-33 trained).
 # Resumable: rerunning the command after a kill goes on from the newest checkpoint, exactly.
 set -euo pipefail
 
@@ -45,6 +47,9 @@ SIGMA_ARGS=()
 if [ -n "${FOREGROUND_LOSS_MAX_SIGMA:-}" ]; then SIGMA_ARGS=(--foreground_loss_max_sigma "$FOREGROUND_LOSS_MAX_SIGMA"); fi
 if [ -n "${FOREGROUND_LOSS_CLEAN_ABOVE_SIGMA:-}" ]; then
   SIGMA_ARGS+=(--foreground_loss_clean_above_sigma "$FOREGROUND_LOSS_CLEAN_ABOVE_SIGMA")
+fi
+if [ -n "${FOREGROUND_LOSS_CONTRAST_REFERENCE:-}" ]; then
+  SIGMA_ARGS+=(--foreground_loss_contrast_reference "$FOREGROUND_LOSS_CONTRAST_REFERENCE")
 fi
 if [ "${TEMPORAL_CONVS:-0}" = 1 ]; then TEMPORAL_CONV_ARGS=(--temporal_conv_per_block --mid_temporal_conv); fi
 

@@ -488,6 +488,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(docs/dials.md's stage 23); at low noise the place is known and the bias vanishes. By default every sigma.",
     )
     diffusion.add_argument(
+        "--foreground_loss_contrast_reference",
+        type=float,
+        default=None,
+        help="Scale the object's weight (`--foreground_loss_weight`) in each video by (this / the object's latent "
+        "contrast)^2, at least 1 and at most `--foreground_loss_contrast_max_scale`. The contrast is the object's rms "
+        "distance per channel from its frame's median latent in the clean latents (the object read as "
+        "`--foreground_loss_from prediction` reads it). A VAE may encode a dim colour with a small latent signal (the "
+        "shipped one: green 0.15, white 1.3): the same latent error then changes its decoded size many times more, "
+        "and the scale makes such objects' errors count as much as the others' (docs/dials.md's stage 36). By "
+        "default no scale.",
+    )
+    diffusion.add_argument(
+        "--foreground_loss_contrast_max_scale",
+        type=float,
+        default=8.0,
+        help="The largest scale `--foreground_loss_contrast_reference` gives an object's weight (default 8).",
+    )
+    diffusion.add_argument(
         "--temporal_difference_loss_weight",
         type=float,
         default=0.0,
@@ -579,6 +597,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             f"`{flag}` weights the loss by moving shapes' foreground masks; a video folder (`--train_data_dir`) has "
             "none (`--foreground_loss_from prediction` alone needs none)."
         )
+    if args.foreground_loss_contrast_reference is not None:
+        reference = args.foreground_loss_contrast_reference
+        if not (reference > 0 and math.isfinite(reference)):
+            raise ValueError(f"`--foreground_loss_contrast_reference` must be finite and > 0, but is {reference}.")
+        if not args.foreground_loss_weight > 0:
+            raise ValueError(
+                "`--foreground_loss_contrast_reference` scales the object's weight; use it with "
+                "--foreground_loss_weight > 0."
+            )
+    max_scale = args.foreground_loss_contrast_max_scale
+    if not (max_scale >= 1 and math.isfinite(max_scale)):
+        raise ValueError(f"`--foreground_loss_contrast_max_scale` must be finite and >= 1, but is {max_scale}.")
     if not (args.temporal_difference_loss_weight >= 0 and math.isfinite(args.temporal_difference_loss_weight)):
         raise ValueError(
             "`--temporal_difference_loss_weight` must be finite and >= 0, but is "
@@ -823,16 +853,43 @@ def draw_conditioning_latents(
     )
 
 
-def weighted_mse(model_pred: torch.Tensor, target: torch.Tensor, loss_weights: torch.Tensor | None) -> torch.Tensor:
+def weighted_mse(
+    model_pred: torch.Tensor,
+    target: torch.Tensor,
+    loss_weights: torch.Tensor | None,
+    normalizing_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """
     Each video's mean squared error `(B,)`; with `loss_weights` `(B, 1, F, H, W)`, its weighted mean over the latent
-    cells (so a video's loss keeps its scale whatever share of it is weighted up).
+    cells (so a video's loss keeps its scale whatever share of it is weighted up), divided by the mean of
+    `normalizing_weights` instead where given (`--foreground_loss_contrast_reference`: the scaled object counts more).
     """
     error = F.mse_loss(model_pred.float(), target.float(), reduction="none")  # (B, C, F, H, W)
     if loss_weights is None:
         return error.mean(dim=(1, 2, 3, 4))
     loss_weights = loss_weights.float()
-    return (error * loss_weights).mean(dim=(1, 2, 3, 4)) / loss_weights.mean(dim=(1, 2, 3, 4))
+    normalizing_weights = loss_weights if normalizing_weights is None else normalizing_weights.float()
+    return (error * loss_weights).mean(dim=(1, 2, 3, 4)) / normalizing_weights.mean(dim=(1, 2, 3, 4))
+
+
+def object_contrast(clean_latents: torch.Tensor) -> torch.Tensor:
+    """
+    Each video's object contrast `(B,)` in clean latents `(B, C, F, H, W)`: the rms distance per channel of its
+    cells from their frame's median latent, each cell weighted by `predicted_foreground` (the object's cells most).
+    """
+    background = clean_latents.flatten(3).median(dim=3).values[..., None, None]  # (B, C, F, 1, 1)
+    distance = (clean_latents.float() - background.float()).pow(2).mean(dim=1)  # (B, F, H, W)
+    weights = predicted_foreground(clean_latents.float())
+    return ((weights * distance).sum(dim=(1, 2, 3)) / weights.sum(dim=(1, 2, 3)).clamp_min(1e-12)).sqrt()
+
+
+def contrast_scales(args, clean_latents: torch.Tensor) -> torch.Tensor:
+    """
+    The scale `(B,)` of each video's object weight (`--foreground_loss_contrast_reference`): (reference / its
+    `object_contrast`)^2 within [1, `--foreground_loss_contrast_max_scale`].
+    """
+    ratio = args.foreground_loss_contrast_reference / object_contrast(clean_latents).clamp_min(1e-12)
+    return ratio.pow(2).clamp(1.0, args.foreground_loss_contrast_max_scale)
 
 
 def predicted_foreground(clean_latents: torch.Tensor) -> torch.Tensor:
@@ -934,16 +991,27 @@ def diffusion_loss(
     if args.objective == "flow_matching":
         loss_weights = gate_loss_weights(loss_weights, sigmas, args.foreground_loss_max_sigma)
 
+    normalizing_weights = None
+    if loss_weights is not None and args.foreground_loss_contrast_reference is not None:
+        # the object's part of each video's weights scaled, each video's loss still divided by its unscaled weights
+        scales = contrast_scales(args, latents).view(batch_size, 1, 1, 1, 1)
+        normalizing_weights = loss_weights
+        loss_weights = 1.0 + (loss_weights - 1.0) * scales
+
     # `--snr_gamma` is refused with flow matching (`parse_args`)
     with_differences = args.temporal_difference_loss_weight > 0 and latents.shape[2] > 1
     if args.snr_gamma is None and loss_weights is None and not with_differences:
         return F.mse_loss(model_pred.float(), target.float())
-    loss = weighted_mse(model_pred, target, loss_weights)  # (B,)
+    loss = weighted_mse(model_pred, target, loss_weights, normalizing_weights)  # (B,)
     if with_differences:
-        pair_weights = None
+        pair_weights = pair_normalizing_weights = None
         if loss_weights is not None:
             pair_weights = torch.maximum(loss_weights[:, :, 1:], loss_weights[:, :, :-1])
-        change = weighted_mse(model_pred.float().diff(dim=2), target.float().diff(dim=2), pair_weights)
+        if normalizing_weights is not None:
+            pair_normalizing_weights = torch.maximum(normalizing_weights[:, :, 1:], normalizing_weights[:, :, :-1])
+        change = weighted_mse(
+            model_pred.float().diff(dim=2), target.float().diff(dim=2), pair_weights, pair_normalizing_weights
+        )
         loss = loss + args.temporal_difference_loss_weight * change
     if args.snr_gamma is None:
         return loss.mean()
@@ -1153,6 +1221,9 @@ def main(argv: list[str] | None = None) -> None:
         run_config["foreground_loss_clean_above_sigma"] = args.foreground_loss_clean_above_sigma
     if args.temporal_difference_loss_weight > 0:
         run_config["temporal_difference_loss_weight"] = args.temporal_difference_loss_weight
+    if args.foreground_loss_contrast_reference is not None:
+        run_config["foreground_loss_contrast_reference"] = args.foreground_loss_contrast_reference
+        run_config["foreground_loss_contrast_max_scale"] = args.foreground_loss_contrast_max_scale
     if accelerator.is_main_process:
         tracker_config = {key: value for key, value in vars(args).items() if not isinstance(value, list)}
         accelerator.init_trackers(project_name, config=tracker_config)

@@ -2,13 +2,15 @@
 VAE compresses, weight each latent cell's loss; cached and per-step runs agree, and a run resumes only with the same
 weight. `--temporal_difference_loss_weight` adds the (so weighted) error of the change between latent frames."""
 
+import numpy as np
 import pytest
 import torch
 
 from diffusers_videolatent import AutoencoderKLVideo, VideoLatentPipeline
 from diffusers_videolatent.cli import DEFAULT_MODEL
+from diffusers_videolatent.models.video_latents import encode_video
 from diffusers_videolatent.training import train_text_to_video
-from diffusers_videolatent.training.moving_shapes import COLORS, MovingShapesDataset
+from diffusers_videolatent.training.moving_shapes import COLORS, MovingShapesDataset, render_physical_moving_shape
 
 from ..testing_utils import (
     TRAINING_VAE_CONFIG,
@@ -414,6 +416,85 @@ def test_temporal_difference_loss_weight_is_checked():
     assert train_text_to_video.parse_args(folder).temporal_difference_loss_weight == 1.0
 
 
+def test_object_contrast_is_the_objects_latent_signal_and_the_shipped_vae_gives_green_little():
+    # a constant background and an object of amplitude a: the contrast grows with a, the scale falls as its square
+    latents = torch.zeros(3, 4, 2, 5, 6)
+    latents[:, :, :, 1:3, 2:4] = torch.tensor([0.25, 1.0, 4.0]).view(3, 1, 1, 1, 1)
+    contrast = train_text_to_video.object_contrast(latents)
+    torch.testing.assert_close(contrast / contrast[1], torch.tensor([0.25, 1.0, 4.0]))
+    base = ["--output_dir", "o", "--pretrained_vae_name_or_path", "v", "--foreground_loss_weight", "4"]
+    args = train_text_to_video.parse_args(base + ["--foreground_loss_contrast_reference", str(float(contrast[1]))])
+    # (reference / contrast)^2 = 16, 1, 1/16, within [1, 8]
+    torch.testing.assert_close(train_text_to_video.contrast_scales(args, latents), torch.tensor([8.0, 1.0, 1.0]))
+
+    # the shipped VAE: a green object's latent signal is a small part of a white one's
+    vae = AutoencoderKLVideo.from_pretrained(DEFAULT_MODEL, subfolder="vae")
+    contrasts = {}
+    for color in ("green", "blue", "red", "white"):
+        videos = [
+            render_physical_moving_shape(color, "circle", "right", 9, 64, 64, 8, np.random.default_rng(seed))
+            for seed in (5, 6)
+        ]  # (F, H, W, 3) in [0, 1]
+        video = torch.from_numpy(np.stack(videos)).permute(0, 4, 1, 2, 3).float() * 2 - 1
+        with torch.no_grad():
+            contrasts[color] = train_text_to_video.object_contrast(encode_video(vae, video, False))
+    assert (contrasts["green"] < 0.4 * contrasts["red"]).all() and (contrasts["red"] < 0.6 * contrasts["white"]).all()
+    assert (contrasts["blue"] < contrasts["red"]).all() and (contrasts["green"] < contrasts["blue"]).all()
+
+
+def test_diffusion_loss_scales_the_objects_weight_by_its_contrast():
+    clean_weights = 1.0 + 4.0 * torch.rand(3, 1, 2, 5, 6, generator=torch.Generator().manual_seed(1))
+    arguments = ["--foreground_loss_weight", "4", "--temporal_difference_loss_weight", "0.5"]
+    plain, _, _, prediction, target = _stub_diffusion_loss(arguments, 3, clean_weights, predicted=False)
+    contrast = ["--foreground_loss_contrast_reference", "100", "--foreground_loss_contrast_max_scale", "3"]
+    scaled, _, _, prediction, target = _stub_diffusion_loss(arguments + contrast, 3, clean_weights, predicted=False)
+    # every video's object far under the reference: its weight's object part three times, the divisor unscaled
+    weights = 1.0 + (clean_weights - 1.0) * 3.0
+    pairs = torch.maximum(weights[:, :, 1:], weights[:, :, :-1])
+    clean_pairs = torch.maximum(clean_weights[:, :, 1:], clean_weights[:, :, :-1])
+    expected = train_text_to_video.weighted_mse(prediction, target, weights, clean_weights)
+    change = train_text_to_video.weighted_mse(prediction.diff(dim=2), target.diff(dim=2), pairs, clean_pairs)
+    torch.testing.assert_close(scaled, (expected + 0.5 * change).mean(), rtol=1e-5, atol=1e-6)
+    assert scaled > 1.5 * plain
+    # a reference under every contrast: scale 1, the loss as it was
+    low = ["--foreground_loss_contrast_reference", "1e-6"]
+    torch.testing.assert_close(
+        _stub_diffusion_loss(arguments + low, 3, clean_weights, predicted=False)[0], plain, rtol=1e-6, atol=1e-7
+    )
+
+
+def test_foreground_loss_contrast_reference_trains_and_resumes_only_with_it(tmp_path, monkeypatch):
+    arguments = _weighted_arguments(tmp_path, "5x16x16", 8) + ["--output_dir", str(tmp_path / "run")]
+    calls = _spy_on_loss_weights(monkeypatch)
+    train_text_to_video.main(arguments + ["--output_dir", str(tmp_path / "plain")])
+    plain = list(calls)
+    calls.clear()
+    contrast = arguments + ["--foreground_loss_contrast_reference", "50", "--foreground_loss_contrast_max_scale", "2"]
+    train_text_to_video.main(contrast)
+    # the same batches, each video's object part of its weights doubled
+    assert len(calls) == len(plain) == 2
+    for weights, unscaled in zip(calls, plain):
+        torch.testing.assert_close(weights, 1.0 + 2.0 * (unscaled - 1.0))
+
+    _check_resumes_only_with(tmp_path / "run", arguments, contrast, "foreground_loss_contrast_reference: 50.0")
+
+
+def test_foreground_loss_contrast_reference_is_checked():
+    base = ["--output_dir", "o", "--pretrained_vae_name_or_path", "v"]
+    weighted = base + ["--foreground_loss_weight", "8"]
+    for bad in ("0", "-1", "nan", "inf"):
+        with pytest.raises(ValueError, match="--foreground_loss_contrast_reference. must be finite and > 0"):
+            train_text_to_video.parse_args(weighted + ["--foreground_loss_contrast_reference", bad])
+    with pytest.raises(ValueError, match="--foreground_loss_contrast_reference.*--foreground_loss_weight > 0"):
+        train_text_to_video.parse_args(base + ["--foreground_loss_contrast_reference", "1"])
+    for bad in ("0.5", "nan", "inf"):
+        with pytest.raises(ValueError, match="--foreground_loss_contrast_max_scale. must be finite and >= 1"):
+            train_text_to_video.parse_args(weighted + ["--foreground_loss_contrast_max_scale", bad])
+    args = train_text_to_video.parse_args(weighted + ["--foreground_loss_contrast_reference", "1"])
+    assert (args.foreground_loss_contrast_reference, args.foreground_loss_contrast_max_scale) == (1.0, 8.0)
+    assert train_text_to_video.parse_args(base).foreground_loss_contrast_reference is None
+
+
 def _weighted_arguments(tmp_path, bucket: str, num_videos: int) -> list[str]:
     """Two steps of a cached run with the loss on the object (weight 4), batches of 4 videos of one `bucket`."""
     torch.set_num_threads(1)
@@ -430,9 +511,9 @@ def _spy_on_loss_weights(monkeypatch) -> list[torch.Tensor]:
     calls = []
     original = train_text_to_video.weighted_mse
 
-    def spy(prediction, target, loss_weights):
+    def spy(prediction, target, loss_weights, normalizing_weights=None):
         calls.append(loss_weights)
-        return original(prediction, target, loss_weights)
+        return original(prediction, target, loss_weights, normalizing_weights)
 
     monkeypatch.setattr(train_text_to_video, "weighted_mse", spy)
     return calls
