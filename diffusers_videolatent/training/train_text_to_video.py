@@ -495,7 +495,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "contrast)^2, at least 1 and at most `--foreground_loss_contrast_max_scale`. The contrast is the object's rms "
         "distance per channel from its frame's median latent in the clean latents (the object read as "
         "`--foreground_loss_from prediction` reads it). A VAE may encode a dim colour with a small latent signal (the "
-        "shipped one: green 0.15, white 1.3): the same latent error then changes its decoded size many times more, "
+        "shipped one: green 0.37, white 3.3): the same latent error then changes its decoded size many times more, "
         "and the scale makes such objects' errors count as much as the others' (docs/dials.md's stage 36). By "
         "default no scale.",
     )
