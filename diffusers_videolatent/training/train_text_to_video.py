@@ -877,10 +877,10 @@ def object_contrast(clean_latents: torch.Tensor) -> torch.Tensor:
     Each video's object contrast `(B,)` in clean latents `(B, C, F, H, W)`: the rms distance per channel of its
     cells from their frame's median latent, each cell weighted by `predicted_foreground` (the object's cells most).
     """
-    background = clean_latents.flatten(3).median(dim=3).values[..., None, None]  # (B, C, F, 1, 1)
-    distance = (clean_latents.float() - background.float()).pow(2).mean(dim=1)  # (B, F, H, W)
-    weights = predicted_foreground(clean_latents.float())
-    return ((weights * distance).sum(dim=(1, 2, 3)) / weights.sum(dim=(1, 2, 3)).clamp_min(1e-12)).sqrt()
+    distance = _frame_median_distance(clean_latents.float())  # (B, F, H, W), one median for both uses
+    weights = _share_of_frame_largest(distance)  # `predicted_foreground`
+    squared = distance.pow(2) / clean_latents.shape[1]  # per channel
+    return ((weights * squared).sum(dim=(1, 2, 3)) / weights.sum(dim=(1, 2, 3)).clamp_min(1e-12)).sqrt()
 
 
 def contrast_scales(args, clean_latents: torch.Tensor) -> torch.Tensor:
@@ -898,9 +898,23 @@ def predicted_foreground(clean_latents: torch.Tensor) -> torch.Tensor:
     cell's distance (over the channels) from its frame's median latent, over the frame's largest distance, `(B, F, H,
     W)` in [0, 1]. The object, a small part of the frame, is far from the median, which is the background's.
     """
-    background = clean_latents.flatten(3).median(dim=3).values[..., None, None]  # (B, C, F, 1, 1)
-    distance = (clean_latents - background).norm(dim=1)  # (B, F, H, W)
+    return _share_of_frame_largest(_frame_median_distance(clean_latents))
+
+
+def _frame_median_distance(latents: torch.Tensor) -> torch.Tensor:
+    """Each cell's distance (over the channels) from its frame's median latent, `(B, F, H, W)`."""
+    background = latents.flatten(3).median(dim=3).values[..., None, None]  # (B, C, F, 1, 1)
+    return (latents - background).norm(dim=1)
+
+
+def _share_of_frame_largest(distance: torch.Tensor) -> torch.Tensor:
+    """Distances `(B, F, H, W)` over their frame's largest, in [0, 1]."""
     return distance / distance.flatten(2).amax(dim=2).clamp_min(1e-12)[..., None, None]
+
+
+def _frame_pairs(weights: torch.Tensor | None) -> torch.Tensor | None:
+    """The weights `(B, 1, F - 1, H, W)` of consecutive latent frames' pairs: the larger of each two; None stays None."""
+    return None if weights is None else torch.maximum(weights[:, :, 1:], weights[:, :, :-1])
 
 
 def weights_from_masks(args) -> bool:
@@ -1004,13 +1018,11 @@ def diffusion_loss(
         return F.mse_loss(model_pred.float(), target.float())
     loss = weighted_mse(model_pred, target, loss_weights, normalizing_weights)  # (B,)
     if with_differences:
-        pair_weights = pair_normalizing_weights = None
-        if loss_weights is not None:
-            pair_weights = torch.maximum(loss_weights[:, :, 1:], loss_weights[:, :, :-1])
-        if normalizing_weights is not None:
-            pair_normalizing_weights = torch.maximum(normalizing_weights[:, :, 1:], normalizing_weights[:, :, :-1])
         change = weighted_mse(
-            model_pred.float().diff(dim=2), target.float().diff(dim=2), pair_weights, pair_normalizing_weights
+            model_pred.float().diff(dim=2),
+            target.float().diff(dim=2),
+            _frame_pairs(loss_weights),
+            _frame_pairs(normalizing_weights),
         )
         loss = loss + args.temporal_difference_loss_weight * change
     if args.snr_gamma is None:
